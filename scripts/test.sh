@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need (build packages, the model), then runs
+# every test. CI (.ci/run) calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+bash scripts/fetch-model.sh
+cargo test --all-targets "$@"

@@ -1,0 +1,147 @@
+//! LLM backends behind one contract: a request in, a streamed generation out, measured the
+//! same way everywhere (client-side TTFT/ITL/e2e from a monotonic clock, plus whatever
+//! durations and token counts the server reports).
+
+pub mod timing;
+
+use crate::spec::ModelOptions;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
+
+pub use timing::{ClientTimer, ClientTiming};
+
+/// A boxed future, so that backends can live behind `dyn Backend`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One LLM call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenRequest {
+    pub model: String,
+    /// Sent as the system prompt when present (the InsightAgent persona).
+    pub system: Option<String>,
+    pub prompt: String,
+    /// Only the options that are set are sent.
+    pub options: ModelOptions,
+    /// Endpoint to use for this call; `None` means the backend's first endpoint.
+    pub endpoint: Option<String>,
+}
+
+/// Durations and counts the server itself reports. `None` when the server gives none.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerMetrics {
+    pub load_ms: Option<f64>,
+    pub prompt_eval_ms: Option<f64>,
+    pub eval_ms: Option<f64>,
+    pub total_ms: Option<f64>,
+    pub prompt_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+}
+
+/// A finished call: the text, the client's clock, the server's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Generation {
+    pub text: String,
+    pub timing: ClientTiming,
+    pub server: ServerMetrics,
+}
+
+/// What a backend says about itself before a run (for the manifest and preflight).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackendInfo {
+    pub kind: String,
+    pub version: Option<String>,
+    /// Model digest (Ollama) or file sha256 (embedded) for provenance.
+    pub model_digest: Option<String>,
+    pub endpoints: Vec<String>,
+}
+
+/// Which timeout fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeoutPhase {
+    Connect,
+    FirstToken,
+    Total,
+}
+
+/// Every way a call can fail; each maps to a stable `kind()` string stored in records.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BackendError {
+    #[error("connection refused by {endpoint}")]
+    ConnectionRefused { endpoint: String },
+    #[error("connection to {endpoint} failed: {message}")]
+    Connect { endpoint: String, message: String },
+    #[error("connection reset mid-stream: {message}")]
+    Reset { message: String },
+    #[error("HTTP {status}: {message}")]
+    Http { status: u16, message: String },
+    #[error("model {model:?} not found on the server{hint}")]
+    ModelNotFound { model: String, hint: String },
+    #[error("malformed stream data: {message} (in {line:?})")]
+    Malformed { message: String, line: String },
+    #[error("stream ended without a final message")]
+    Truncated,
+    #[error("timed out ({phase:?}) after {after_s} s")]
+    Timeout { phase: TimeoutPhase, after_s: f64 },
+    #[error("engine error: {0}")]
+    Engine(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+}
+
+impl BackendError {
+    /// Stable short name for records and failure summaries.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BackendError::ConnectionRefused { .. } => "connection_refused",
+            BackendError::Connect { .. } => "connect",
+            BackendError::Reset { .. } => "reset",
+            BackendError::Http { status: 429, .. } => "http_429",
+            BackendError::Http { status, .. } if *status >= 500 => "http_5xx",
+            BackendError::Http { .. } => "http_4xx",
+            BackendError::ModelNotFound { .. } => "model_not_found",
+            BackendError::Malformed { .. } => "malformed",
+            BackendError::Truncated => "truncated",
+            BackendError::Timeout {
+                phase: TimeoutPhase::Connect,
+                ..
+            } => "timeout_connect",
+            BackendError::Timeout {
+                phase: TimeoutPhase::FirstToken,
+                ..
+            } => "timeout_first_token",
+            BackendError::Timeout {
+                phase: TimeoutPhase::Total,
+                ..
+            } => "timeout_total",
+            BackendError::Engine(_) => "engine",
+            BackendError::InvalidRequest(_) => "invalid_request",
+        }
+    }
+
+    /// Worth another attempt under the retry policy? (A missing model or a bad request is not.)
+    pub fn retryable(&self) -> bool {
+        !matches!(
+            self,
+            BackendError::ModelNotFound { .. }
+                | BackendError::InvalidRequest(_)
+                | BackendError::Http {
+                    status: 400..=428 | 430..=499,
+                    ..
+                }
+        )
+    }
+}
+
+/// The one contract every backend meets.
+pub trait Backend: Send + Sync {
+    /// Streams one generation, measuring it with [`ClientTimer`].
+    fn generate<'a>(
+        &'a self,
+        req: &'a GenRequest,
+    ) -> BoxFuture<'a, Result<Generation, BackendError>>;
+
+    /// Checks the backend is reachable and the model exists; returns provenance.
+    fn preflight<'a>(&'a self, model: &'a str) -> BoxFuture<'a, Result<BackendInfo, BackendError>>;
+}

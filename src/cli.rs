@@ -1,0 +1,235 @@
+//! Command-line interface: argument parsing and dispatch. Exit codes: 0 ok, 1 regression
+//! (compare) or failed run, 2 bad input or error.
+
+use crate::plan::{Plan, Shard};
+use crate::spec::{AgentKind, Spec};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Exit code for bad input (unreadable or invalid files, bad arguments).
+pub const EXIT_BAD_INPUT: i32 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sweep",
+    version,
+    about = "Parameter-sweep experiment harness for benchmarking LLM agents",
+    long_about = "sweep runs a declarative grid of agents × model options × repetitions against a real \
+LLM backend (Ollama, an OpenAI-compatible server, or an embedded llama.cpp engine), records \
+every call crash-safely, and turns the records into statistics, paper tables, plots and \
+regression verdicts.\n\nTypical session:\n  sweep validate experiments/gemma3.toml   # check the file\n  \
+sweep plan experiments/gemma3.toml       # see cells, calls and reload groups\n  \
+sweep run experiments/gemma3.toml        # execute, store under results/<experiment>/<run-id>/\n  \
+sweep analyze results/gemma3/<run-id>    # statistics\n  \
+sweep report results/gemma3/<run-id>     # tables and plots\n  \
+sweep compare <baseline-run> <current-run>   # nightly regression verdict (exit 1 on regression)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check an experiment file; every problem is reported with file:line:column.
+    Validate {
+        /// The experiment file (TOML).
+        file: PathBuf,
+    },
+    /// Show the cells, the number of LLM calls and the reload groups a file expands to.
+    Plan {
+        file: PathBuf,
+        /// Print the plan as JSON (cells, ordered units, groups).
+        #[arg(long)]
+        json: bool,
+        /// Only the cells of shard i of N (0-based), as `sweep run --shard` would run.
+        #[arg(long, value_name = "i/N")]
+        shard: Option<Shard>,
+    },
+    /// Execute every cell of the plan and store the records.
+    Run {
+        file: PathBuf,
+        /// Continue an unfinished run, skipping what is already stored.
+        #[arg(long, value_name = "RUN_ID")]
+        resume: Option<String>,
+        #[arg(long, value_name = "i/N")]
+        shard: Option<Shard>,
+    },
+    /// Aggregate a stored run into statistics.
+    Analyze {
+        /// A run directory (results/<experiment>/<run-id>).
+        run: PathBuf,
+    },
+    /// Render tables and plots of a stored run.
+    Report { run: PathBuf },
+    /// Compare two runs and give a regression verdict (exit 1 on regression).
+    Compare { baseline: PathBuf, current: PathBuf },
+}
+
+/// Parses arguments, runs the command, returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => EXIT_BAD_INPUT,
+            };
+        }
+    };
+    run(cli)
+}
+
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Validate { file } => match Spec::load(&file) {
+            Ok(spec) => {
+                let plan = Plan::build(&spec, None);
+                println!(
+                    "{}: ok ({} arms, {} cells, {} LLM calls)",
+                    file.display(),
+                    spec.arms.len(),
+                    plan.cells.len(),
+                    plan.total_calls()
+                );
+                0
+            }
+            Err(e) => report_spec_error(&e),
+        },
+        Command::Plan { file, json, shard } => match Spec::load(&file) {
+            Ok(spec) => {
+                let plan = Plan::build(&spec, shard);
+                if json {
+                    match serde_json::to_string_pretty(&plan) {
+                        Ok(s) => println!("{s}"),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            return EXIT_BAD_INPUT;
+                        }
+                    }
+                } else {
+                    print!("{}", render_plan(&spec, &plan));
+                }
+                0
+            }
+            Err(e) => report_spec_error(&e),
+        },
+        Command::Run { .. } => not_built("run", "the runner and store (issue 6)"),
+        Command::Analyze { .. } => not_built("analyze", "the analysis stage (issue 7)"),
+        Command::Report { .. } => not_built("report", "tables and plots (issue 7)"),
+        Command::Compare { .. } => not_built("compare", "the nightly regression compare (issue 8)"),
+    }
+}
+
+fn not_built(cmd: &str, what: &str) -> i32 {
+    eprintln!("sweep {cmd}: not built yet — {what} is still to come. `sweep validate` and `sweep plan` work today.");
+    EXIT_BAD_INPUT
+}
+
+fn report_spec_error(e: &crate::spec::SpecError) -> i32 {
+    eprintln!("{e}");
+    let n = e.diagnostics().len();
+    if n > 1 {
+        eprintln!("{n} errors");
+    }
+    EXIT_BAD_INPUT
+}
+
+/// The human-readable plan: one row per cell, then totals.
+pub fn render_plan(spec: &Spec, plan: &Plan) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let e = &spec.experiment;
+    let _ = writeln!(
+        s,
+        "experiment {}  (backend {}, model {}, order {:?}, seed {}, reference {})",
+        e.name,
+        spec.backend.kind.as_str(),
+        spec.backend.model,
+        e.order,
+        e.seed,
+        e.reference
+    );
+    if let Some(sh) = plan.shard {
+        let _ = writeln!(s, "shard {}/{}", sh.index, sh.count);
+    }
+    let _ = writeln!(s);
+    let id_w = plan
+        .cells
+        .iter()
+        .map(|c| c.id.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let arm_w = plan
+        .cells
+        .iter()
+        .map(|c| c.arm.len())
+        .max()
+        .unwrap_or(3)
+        .max(3);
+    let _ = writeln!(
+        s,
+        "{:>3}  {:<id_w$}  {:<arm_w$}  {:<6}  {:>5}  {:>5}  options",
+        "#", "cell", "arm", "agent", "group", "calls"
+    );
+    for (i, c) in plan.cells.iter().enumerate() {
+        let group = plan
+            .groups
+            .iter()
+            .position(|g| g.cells.contains(&i))
+            .map(|g| g + 1)
+            .unwrap_or(0);
+        let calls: usize = plan
+            .units
+            .iter()
+            .filter(|u| u.cell == i)
+            .map(|_| c.calls_per_unit())
+            .sum();
+        let agent = match c.agent {
+            AgentKind::Single => "single",
+            AgentKind::Pair => "pair",
+        };
+        let _ = writeln!(
+            s,
+            "{:>3}  {:<id_w$}  {:<arm_w$}  {:<6}  {:>5}  {:>5}  {}",
+            i + 1,
+            c.id,
+            c.arm,
+            agent,
+            group,
+            calls,
+            c.label()
+        );
+    }
+    let warm = plan.units.len() - plan.measured_units();
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "cells: {}  (arms: {})",
+        plan.cells.len(),
+        spec.arms.len()
+    );
+    let _ = writeln!(
+        s,
+        "units: {}  ({} measured = {} cells × {} repetitions, {} warm-up)",
+        plan.units.len(),
+        plan.measured_units(),
+        plan.cells.len(),
+        e.repetitions,
+        warm
+    );
+    let _ = writeln!(
+        s,
+        "LLM calls: {}  (2 per agent run; a pair unit runs concurrently and then back to back: 8 calls)",
+        plan.total_calls()
+    );
+    let _ = writeln!(
+        s,
+        "reload groups: {}  (model, num_ctx, num_gpu); reloads in run order: {}",
+        plan.groups.len(),
+        plan.reloads()
+    );
+    s
+}

@@ -1,0 +1,10 @@
+//! sweep: parameter-sweep experiment harness for benchmarking LLM agents.
+//!
+//! Data flows one way: `spec` (parse, validate) → `plan` (grid → ordered units) →
+//! `runner` (agents over a `backend`) → `store` → `analysis`/`stats` → `report`/`compare`.
+
+pub mod backend;
+pub mod cli;
+pub mod plan;
+pub mod record;
+pub mod spec;

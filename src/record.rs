@@ -1,0 +1,166 @@
+//! One record per LLM call: identity, outcome, metrics. The unit of the crash-safe log
+//! (`records.jsonl`) and of every analysis. A failed call is a record too.
+
+use crate::backend::{BackendError, Generation};
+use crate::spec::OptionValue;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How a unit's agents were run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// A single agent.
+    Single,
+    /// A pair's agents started together.
+    Concurrent,
+    /// The same pair run back to back (the measured sequential baseline for speedup).
+    Sequential,
+}
+
+impl Phase {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Phase::Single => "single",
+            Phase::Concurrent => "concurrent",
+            Phase::Sequential => "sequential",
+        }
+    }
+}
+
+/// Workflow stage of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Analysis,
+    Report,
+}
+
+impl Stage {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Stage::Analysis => "analysis",
+            Stage::Report => "report",
+        }
+    }
+}
+
+/// The key that makes a group of records atomic for resume: a phase of a unit.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PhaseKey {
+    pub cell_id: String,
+    pub rep: u32,
+    pub warmup: bool,
+    pub phase: Phase,
+}
+
+/// One LLM call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    // identity
+    pub experiment: String,
+    pub run_id: String,
+    pub arm: String,
+    pub cell_id: String,
+    /// This agent's options as sent (only the set ones).
+    pub options: BTreeMap<String, OptionValue>,
+    /// "single", "A" or "B".
+    pub agent: String,
+    /// "chimera" or "insight".
+    pub persona: String,
+    pub phase: Phase,
+    pub stage: Stage,
+    pub rep: u32,
+    pub warmup: bool,
+    /// Position of the unit in the run order.
+    pub order: usize,
+    /// RFC 3339 UTC time the call started.
+    pub timestamp: String,
+    pub model: String,
+    pub endpoint: String,
+
+    // outcome
+    pub ok: bool,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    /// Attempts made (1 = first try succeeded or no retry).
+    pub attempts: u32,
+
+    // client-side metrics (ms)
+    pub ttft_ms: Option<f64>,
+    pub itl_ms: Vec<f64>,
+    pub itl_p50_ms: Option<f64>,
+    pub e2e_ms: Option<f64>,
+    // server-side metrics (ms, counts)
+    pub load_ms: Option<f64>,
+    pub prompt_eval_ms: Option<f64>,
+    pub eval_ms: Option<f64>,
+    pub total_ms: Option<f64>,
+    pub prompt_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    /// output_tokens / eval_ms (server clock), tok/s.
+    pub decode_tps: Option<f64>,
+    /// output_tokens / (e2e − ttft) (client clock), tok/s.
+    pub e2e_tps: Option<f64>,
+    /// Model (re)load suspected: load_ms > 1 ms, or first call after a reload-key change.
+    pub cold: bool,
+    /// True when the prompt carried a unique nonce / the server cache was switched off.
+    pub cache_defeated: bool,
+
+    // placement in time (ms from the phase's start, monotonic) and the phase's wall time
+    pub start_offset_ms: f64,
+    pub end_offset_ms: f64,
+    pub phase_wall_ms: f64,
+    /// The whole agent run this call belongs to (ingest + both calls), ms.
+    pub agent_wall_ms: f64,
+    pub ingest_ms: f64,
+}
+
+impl Record {
+    pub fn phase_key(&self) -> PhaseKey {
+        PhaseKey {
+            cell_id: self.cell_id.clone(),
+            rep: self.rep,
+            warmup: self.warmup,
+            phase: self.phase,
+        }
+    }
+
+    /// Fills the metric fields from a finished generation.
+    pub fn set_generation(&mut self, g: &Generation) {
+        self.ok = true;
+        self.error_kind = None;
+        self.error_message = None;
+        self.ttft_ms = g.timing.ttft_ms;
+        self.itl_p50_ms = g.timing.itl_p50_ms();
+        self.itl_ms = g.timing.itl_ms.clone();
+        self.e2e_ms = Some(g.timing.e2e_ms);
+        let s = &g.server;
+        self.load_ms = s.load_ms;
+        self.prompt_eval_ms = s.prompt_eval_ms;
+        self.eval_ms = s.eval_ms;
+        self.total_ms = s.total_ms;
+        self.prompt_tokens = s.prompt_tokens;
+        self.output_tokens = s.output_tokens;
+        self.decode_tps = match (s.output_tokens, s.eval_ms) {
+            (Some(n), Some(ms)) if ms > 0.0 => Some(n as f64 / (ms / 1000.0)),
+            _ => None,
+        };
+        self.e2e_tps = match (s.output_tokens, g.timing.ttft_ms) {
+            (Some(n), Some(t)) if g.timing.e2e_ms > t => {
+                Some(n as f64 / ((g.timing.e2e_ms - t) / 1000.0))
+            }
+            _ => None,
+        };
+        if s.load_ms.is_some_and(|l| l > 1.0) {
+            self.cold = true;
+        }
+    }
+
+    /// Marks the record failed with a typed backend error.
+    pub fn set_error(&mut self, e: &BackendError) {
+        self.ok = false;
+        self.error_kind = Some(e.kind().to_string());
+        self.error_message = Some(e.to_string());
+    }
+}

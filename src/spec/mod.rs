@@ -1,0 +1,1106 @@
+//! The declarative experiment file: parse, validate, and hand the plan a checked [`Spec`].
+//!
+//! Every error names the file, line and column and what was expected; validation collects
+//! all semantic problems at once rather than stopping at the first.
+
+mod diag;
+mod options;
+mod raw;
+
+pub use diag::{Diagnostic, SourceMap};
+pub use options::{ModelOptions, OptionValue, OPTION_NAMES};
+
+use raw::{GridTable, OptTable, RawArm, RawSpec};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// Why an experiment file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("{}: cannot read experiment file: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", render_diags(.0))]
+    Invalid(Vec<Diagnostic>),
+}
+
+fn render_diags(d: &[Diagnostic]) -> String {
+    d.iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl SpecError {
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        match self {
+            SpecError::Invalid(d) => d,
+            SpecError::Io { .. } => &[],
+        }
+    }
+}
+
+/// Run order of the plan's units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Reload groups in seeded order; inside a group, each repetition round shuffles its cells.
+    Interleaved,
+    /// Every repetition round shuffles all cells, ignoring reload groups (more reloads).
+    Random,
+    /// File order, every repetition of a cell back to back.
+    Sequential,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Ollama,
+    Openai,
+    Embedded,
+}
+
+impl BackendKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BackendKind::Ollama => "ollama",
+            BackendKind::Openai => "openai",
+            BackendKind::Embedded => "embedded",
+        }
+    }
+}
+
+/// Which Ollama endpoint carries the prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OllamaApi {
+    Generate,
+    Chat,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Total attempts per call (1 = no retry).
+    pub attempts: u32,
+    /// Backoff before retry k is `backoff_ms * 2^(k-1)`.
+    pub backoff_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 2,
+            backoff_ms: 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timeouts {
+    pub connect_s: f64,
+    pub first_token_s: f64,
+    pub total_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendConfig {
+    pub kind: BackendKind,
+    /// One or more endpoints sharing the plan (empty for the embedded engine).
+    pub urls: Vec<String>,
+    pub model: String,
+    /// GGUF file for the embedded engine.
+    pub model_path: Option<PathBuf>,
+    pub ollama_api: OllamaApi,
+    pub timeouts: Timeouts,
+    /// Name of the environment variable holding a bearer token; the token itself is never stored.
+    pub api_key_env: Option<String>,
+    pub retry: RetryPolicy,
+    /// Threads for the embedded engine (default: physical cores).
+    pub threads: Option<u32>,
+    /// Ask the server to reuse its prompt cache. Off by default: caches make TTFT lie.
+    pub cache_prompt: bool,
+    /// Extra fields passed through in OpenAI-compatible request bodies.
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CorpusConfig {
+    pub path: PathBuf,
+    pub max_file_bytes: u64,
+}
+
+/// Agent kind of an arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentKind {
+    Single,
+    Pair,
+}
+
+/// System-prompt persona of an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Persona {
+    /// The Chimera analysis agent (no system prompt).
+    Chimera,
+    /// InsightAgent: the persona prompt is sent as the system prompt.
+    Insight,
+}
+
+/// Position of an agent within its arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Slot {
+    #[serde(rename = "single")]
+    Single,
+    #[serde(rename = "A")]
+    A,
+    #[serde(rename = "B")]
+    B,
+}
+
+impl Slot {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Slot::Single => "single",
+            Slot::A => "A",
+            Slot::B => "B",
+        }
+    }
+}
+
+/// One agent of an arm before grid expansion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberTemplate {
+    pub slot: Slot,
+    pub persona: Persona,
+    pub options: ModelOptions,
+    pub endpoint: Option<String>,
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Arm {
+    pub name: String,
+    pub agent: AgentKind,
+    pub members: Vec<MemberTemplate>,
+    /// Grid points merged over every member's options; one empty point when there is no grid.
+    pub points: Vec<ModelOptions>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompareConfig {
+    pub alpha: f64,
+    /// Metric name → relative threshold (0.05 = 5%).
+    pub thresholds: BTreeMap<String, f64>,
+}
+
+/// Metrics the regression thresholds can name.
+pub const COMPARE_METRICS: &[&str] = &[
+    "ttft_p50",
+    "ttft_p95",
+    "decode_tps",
+    "e2e_p50",
+    "e2e_tps",
+    "itl_p50",
+];
+
+impl Default for CompareConfig {
+    fn default() -> Self {
+        let thresholds = [("ttft_p50", 0.05), ("ttft_p95", 0.10), ("decode_tps", 0.03)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        Self {
+            alpha: 0.05,
+            thresholds,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Experiment {
+    pub name: String,
+    pub description: Option<String>,
+    pub repetitions: u32,
+    pub warmup: u32,
+    pub seed: u64,
+    pub order: Order,
+    /// Arm every comparison is made against.
+    pub reference: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Units in flight at once (1 = strictly one after another).
+    pub concurrency: u32,
+    pub results_dir: PathBuf,
+}
+
+/// A validated experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spec {
+    /// Where the file was read from.
+    pub file: PathBuf,
+    /// The file's text, copied into every run manifest.
+    pub source: String,
+    /// sha256 of `source`.
+    pub hash: String,
+    pub experiment: Experiment,
+    pub backend: BackendConfig,
+    pub corpus: CorpusConfig,
+    pub arms: Vec<Arm>,
+    pub compare: CompareConfig,
+    pub run: RunConfig,
+}
+
+/// Default GGUF location for the embedded engine (fetched by `scripts/fetch-model.sh`).
+pub const DEFAULT_MODEL_PATH: &str = "models/gemma-3-270m-q4_k_m.gguf";
+
+impl Spec {
+    /// Reads and validates an experiment file. Relative paths inside it are resolved
+    /// against the current directory (the usual place to run sweep from: the repo root).
+    pub fn load(path: &Path) -> Result<Spec, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Spec::parse(path, &text)
+    }
+
+    /// Validates experiment-file text; `file` is only used in messages.
+    pub fn parse(file: &Path, text: &str) -> Result<Spec, SpecError> {
+        let map = SourceMap::new(file, text);
+        let raw: RawSpec = toml::from_str(text).map_err(|e| {
+            SpecError::Invalid(vec![map.at(e.span(), humanize_toml_message(e.message()))])
+        })?;
+        let mut v = Validator {
+            map: &map,
+            diags: Vec::new(),
+        };
+        let spec = v.spec(file, text, raw);
+        if v.diags.is_empty() {
+            Ok(spec)
+        } else {
+            Err(SpecError::Invalid(v.diags))
+        }
+    }
+
+    pub fn arm(&self, name: &str) -> Option<&Arm> {
+        self.arms.iter().find(|a| a.name == name)
+    }
+}
+
+/// toml/serde messages speak of "sequence" and "map"; the file speaks of arrays and tables.
+fn humanize_toml_message(m: &str) -> String {
+    let m = m.trim_end().replace('\n', "; ");
+    let m = m
+        .replace("a sequence", "an array")
+        .replace("a map", "a table")
+        .replace("struct Raw", "table ");
+    let mut out = m.to_string();
+    if out.starts_with("missing field `") {
+        out = format!("{out} (a required key is absent)");
+    }
+    out
+}
+
+struct Validator<'a> {
+    map: &'a SourceMap<'a>,
+    diags: Vec<Diagnostic>,
+}
+
+fn span_of<T>(s: &Spanned<T>) -> Option<Range<usize>> {
+    Some(s.span())
+}
+
+impl Validator<'_> {
+    fn err(&mut self, span: Option<Range<usize>>, msg: impl Into<String>) {
+        self.diags.push(self.map.at(span, msg));
+    }
+
+    fn int_in(&mut self, v: &Spanned<i64>, what: &str, min: i64, max: i64) -> i64 {
+        let x = *v.get_ref();
+        if x < min || x > max {
+            self.err(
+                span_of(v),
+                format!("{what} must be between {min} and {max}, found {x}"),
+            );
+            return min;
+        }
+        x
+    }
+
+    fn positive_f64(&mut self, v: &Spanned<f64>, what: &str) -> f64 {
+        let x = *v.get_ref();
+        if !(x.is_finite() && x > 0.0) {
+            self.err(
+                span_of(v),
+                format!("{what} must be a positive number of seconds, found {x}"),
+            );
+        }
+        x
+    }
+
+    fn spec(&mut self, file: &Path, text: &str, raw: RawSpec) -> Spec {
+        let hash = hex(&Sha256::digest(text.as_bytes()));
+        let e = raw.experiment.into_inner();
+        let name = e.name.get_ref().trim().to_string();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        {
+            self.err(
+                span_of(&e.name),
+                format!("experiment name must be a non-empty word of letters, digits, '_', '-' or '.' (it names a results folder), found {:?}", e.name.get_ref()),
+            );
+        }
+        let repetitions = e
+            .repetitions
+            .as_ref()
+            .map(|r| self.int_in(r, "repetitions", 1, 100_000))
+            .unwrap_or(5) as u32;
+        let warmup = e
+            .warmup
+            .as_ref()
+            .map(|r| self.int_in(r, "warmup", 0, 1000))
+            .unwrap_or(1) as u32;
+        let seed = e
+            .seed
+            .as_ref()
+            .map(|r| self.int_in(r, "seed", 0, i64::MAX))
+            .unwrap_or(42) as u64;
+        let order = match e.order.as_ref().map(|o| o.get_ref().as_str()) {
+            None | Some("interleaved") => Order::Interleaved,
+            Some("random") => Order::Random,
+            Some("sequential") => Order::Sequential,
+            Some(other) => {
+                let span = e.order.as_ref().and_then(span_of);
+                self.err(
+                    span,
+                    format!("order must be \"interleaved\", \"random\" or \"sequential\", found {other:?}"),
+                );
+                Order::Interleaved
+            }
+        };
+
+        let backend = self.backend(raw.backend);
+        let corpus = {
+            let c = raw.corpus.into_inner();
+            if c.path.get_ref().trim().is_empty() {
+                self.err(span_of(&c.path), "corpus path must not be empty");
+            }
+            let max_file_bytes = c
+                .max_file_bytes
+                .as_ref()
+                .map(|m| self.int_in(m, "max_file_bytes", 1, i64::MAX))
+                .unwrap_or(16 * 1024 * 1024) as u64;
+            CorpusConfig {
+                path: PathBuf::from(c.path.get_ref()),
+                max_file_bytes,
+            }
+        };
+
+        let mut arms = Vec::new();
+        let mut seen: BTreeMap<String, Range<usize>> = BTreeMap::new();
+        match &raw.arms {
+            None => self.err(
+                None,
+                "no [[arm]] tables: an experiment needs at least one arm (agent + options)",
+            ),
+            Some(list) if list.get_ref().is_empty() => self.err(
+                span_of(list),
+                "no [[arm]] tables: an experiment needs at least one arm",
+            ),
+            _ => {}
+        }
+        for arm in raw.arms.into_iter().flat_map(|a| a.into_inner()) {
+            let span = arm.span();
+            let arm = arm.into_inner();
+            let aname = arm.name.get_ref().clone();
+            if let Some(first) = seen.get(&aname) {
+                let (line, _) = {
+                    let d = self.map.at(Some(first.clone()), "");
+                    (d.line, d.col)
+                };
+                self.err(
+                    span_of(&arm.name),
+                    format!("duplicate arm name {aname:?} (first defined on line {line}); arm names must be unique"),
+                );
+            } else {
+                seen.insert(aname.clone(), arm.name.span());
+            }
+            if let Some(a) = self.arm(arm, span) {
+                arms.push(a);
+            }
+        }
+
+        let reference = match &e.reference {
+            Some(r) => {
+                if !arms.is_empty() && !arms.iter().any(|a| &a.name == r.get_ref()) {
+                    let names: Vec<_> = arms.iter().map(|a| a.name.as_str()).collect();
+                    self.err(
+                        span_of(r),
+                        format!(
+                            "reference arm {:?} is not defined; expected one of: {}",
+                            r.get_ref(),
+                            names.join(", ")
+                        ),
+                    );
+                }
+                r.get_ref().clone()
+            }
+            None => arms.first().map(|a| a.name.clone()).unwrap_or_default(),
+        };
+
+        let compare = self.compare(raw.compare);
+        let run = match raw.run {
+            None => RunConfig {
+                concurrency: 1,
+                results_dir: PathBuf::from("results"),
+            },
+            Some(r) => {
+                let r = r.into_inner();
+                RunConfig {
+                    concurrency: r
+                        .concurrency
+                        .as_ref()
+                        .map(|c| self.int_in(c, "concurrency", 1, 1024))
+                        .unwrap_or(1) as u32,
+                    results_dir: r
+                        .results_dir
+                        .map(|d| PathBuf::from(d.into_inner()))
+                        .unwrap_or_else(|| PathBuf::from("results")),
+                }
+            }
+        };
+
+        Spec {
+            file: file.to_path_buf(),
+            source: text.to_string(),
+            hash,
+            experiment: Experiment {
+                name,
+                description: e.description,
+                repetitions,
+                warmup,
+                seed,
+                order,
+                reference,
+            },
+            backend,
+            corpus,
+            arms,
+            compare,
+            run,
+        }
+    }
+
+    fn backend(&mut self, b: Spanned<raw::RawBackend>) -> BackendConfig {
+        let bspan = b.span();
+        let b = b.into_inner();
+        let kind = match b.kind.get_ref().as_str() {
+            "ollama" => BackendKind::Ollama,
+            "openai" => BackendKind::Openai,
+            "embedded" => BackendKind::Embedded,
+            other => {
+                self.err(
+                    span_of(&b.kind),
+                    format!(
+                        "backend kind must be \"ollama\", \"openai\" or \"embedded\", found {other:?}"
+                    ),
+                );
+                BackendKind::Ollama
+            }
+        };
+        let mut urls = Vec::new();
+        if let Some(u) = &b.url {
+            urls.push(u.clone());
+        }
+        if let Some(list) = &b.urls {
+            if list.get_ref().is_empty() {
+                self.err(span_of(list), "urls must list at least one endpoint");
+            }
+            urls.extend(list.get_ref().iter().cloned());
+        }
+        for u in &urls {
+            self.check_url(u);
+        }
+        let mut urls: Vec<String> = urls.into_iter().map(|u| u.into_inner()).collect();
+        if urls.is_empty() {
+            match kind {
+                BackendKind::Ollama => urls.push("http://127.0.0.1:11434".into()),
+                BackendKind::Openai => self.err(
+                    Some(bspan.clone()),
+                    "backend kind \"openai\" needs url = \"http://host:port\" (the server's base URL, without /v1)",
+                ),
+                BackendKind::Embedded => {}
+            }
+        }
+        let model = match (&b.model, kind) {
+            (Some(m), _) if m.get_ref().trim().is_empty() => {
+                self.err(span_of(m), "model must not be empty");
+                String::new()
+            }
+            (Some(m), _) => m.get_ref().clone(),
+            (None, BackendKind::Embedded) => "gemma-3-270m-q4_k_m".into(),
+            (None, _) => {
+                self.err(
+                    Some(bspan.clone()),
+                    "missing key `model` in [backend] (e.g. model = \"gemma3:latest\")",
+                );
+                String::new()
+            }
+        };
+        let model_path = match (&b.model_path, kind) {
+            (Some(p), BackendKind::Embedded) => Some(PathBuf::from(p.get_ref())),
+            (Some(p), _) => {
+                self.err(span_of(p), "model_path applies only to kind = \"embedded\"");
+                None
+            }
+            (None, BackendKind::Embedded) => Some(PathBuf::from(DEFAULT_MODEL_PATH)),
+            (None, _) => None,
+        };
+        let ollama_api = match b.api.as_ref().map(|a| a.get_ref().as_str()) {
+            None | Some("generate") => OllamaApi::Generate,
+            Some("chat") => OllamaApi::Chat,
+            Some(other) => {
+                let span = b.api.as_ref().and_then(span_of);
+                self.err(
+                    span,
+                    format!("api must be \"generate\" or \"chat\", found {other:?}"),
+                );
+                OllamaApi::Generate
+            }
+        };
+        let total_s = b
+            .timeout_s
+            .as_ref()
+            .map(|t| self.positive_f64(t, "timeout_s"))
+            .unwrap_or(300.0);
+        let connect_s = b
+            .connect_timeout_s
+            .as_ref()
+            .map(|t| self.positive_f64(t, "connect_timeout_s"))
+            .unwrap_or(10.0);
+        let first_token_s = b
+            .first_token_timeout_s
+            .as_ref()
+            .map(|t| self.positive_f64(t, "first_token_timeout_s"))
+            .unwrap_or(total_s);
+        let retry = match &b.retry {
+            None => RetryPolicy::default(),
+            Some(r) => {
+                let r = r.get_ref();
+                RetryPolicy {
+                    attempts: r
+                        .attempts
+                        .as_ref()
+                        .map(|a| self.int_in(a, "retry.attempts", 1, 100))
+                        .unwrap_or(2) as u32,
+                    backoff_ms: r
+                        .backoff_ms
+                        .as_ref()
+                        .map(|a| self.int_in(a, "retry.backoff_ms", 0, 600_000))
+                        .unwrap_or(500) as u64,
+                }
+            }
+        };
+        let threads = b
+            .threads
+            .as_ref()
+            .map(|t| self.int_in(t, "threads", 1, 1024) as u32);
+        if let Some(env) = &b.api_key_env {
+            let ok = !env.get_ref().is_empty()
+                && env
+                    .get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                self.err(
+                    span_of(env),
+                    "api_key_env must name an environment variable (letters, digits, '_'), not hold the key itself",
+                );
+            }
+        }
+        let extra = b
+            .extra
+            .map(|t| match serde_json::to_value(t) {
+                Ok(serde_json::Value::Object(m)) => m,
+                _ => serde_json::Map::new(),
+            })
+            .unwrap_or_default();
+        BackendConfig {
+            kind,
+            urls,
+            model,
+            model_path,
+            ollama_api,
+            timeouts: Timeouts {
+                connect_s,
+                first_token_s,
+                total_s,
+            },
+            api_key_env: b.api_key_env.map(|e| e.into_inner()),
+            retry,
+            threads,
+            cache_prompt: b.cache_prompt.unwrap_or(false),
+            extra,
+        }
+    }
+
+    fn check_url(&mut self, u: &Spanned<String>) {
+        let s = u.get_ref();
+        let rest = s
+            .strip_prefix("http://")
+            .or_else(|| s.strip_prefix("https://"));
+        match rest {
+            Some(r) if !r.is_empty() && !r.starts_with('/') => {}
+            _ => self.err(
+                span_of(u),
+                format!("expected an http:// or https:// URL with a host, found {s:?}"),
+            ),
+        }
+    }
+
+    fn compare(&mut self, c: Option<Spanned<raw::RawCompare>>) -> CompareConfig {
+        let mut cfg = CompareConfig::default();
+        let Some(c) = c else { return cfg };
+        let c = c.into_inner();
+        if let Some(a) = &c.alpha {
+            let x = *a.get_ref();
+            if !(x > 0.0 && x < 1.0) {
+                self.err(
+                    span_of(a),
+                    format!("alpha must be strictly between 0 and 1, found {x}"),
+                );
+            } else {
+                cfg.alpha = x;
+            }
+        }
+        for (k, v) in c.thresholds.unwrap_or_default() {
+            if !COMPARE_METRICS.contains(&k.get_ref().as_str()) {
+                self.err(
+                    span_of(&k),
+                    format!(
+                        "unknown threshold metric {:?}; expected one of: {}",
+                        k.get_ref(),
+                        COMPARE_METRICS.join(", ")
+                    ),
+                );
+                continue;
+            }
+            let x = *v.get_ref();
+            if !(x.is_finite() && x >= 0.0) {
+                self.err(
+                    span_of(&v),
+                    format!("threshold must be a relative change ≥ 0 (0.05 = 5%), found {x}"),
+                );
+                continue;
+            }
+            cfg.thresholds.insert(k.into_inner(), x);
+        }
+        cfg
+    }
+
+    fn arm(&mut self, arm: RawArm, span: Range<usize>) -> Option<Arm> {
+        let name = arm.name.get_ref().clone();
+        let before = self.diags.len();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            self.err(
+                span_of(&arm.name),
+                format!("arm name must be a non-empty word of letters, digits, '_' or '-', found {name:?}"),
+            );
+        }
+        let agent = match arm.agent.as_ref().map(|a| a.get_ref().as_str()) {
+            None | Some("single") => AgentKind::Single,
+            Some("pair") => AgentKind::Pair,
+            Some(other) => {
+                let s = arm.agent.as_ref().and_then(span_of);
+                self.err(
+                    s,
+                    format!("agent must be \"single\" or \"pair\", found {other:?}"),
+                );
+                AgentKind::Single
+            }
+        };
+        let persona = |v: &mut Self, p: &Option<Spanned<String>>, default: Persona| match p
+            .as_ref()
+            .map(|p| p.get_ref().as_str())
+        {
+            None => default,
+            Some("chimera") => Persona::Chimera,
+            Some("insight") => Persona::Insight,
+            Some(other) => {
+                v.err(
+                    p.as_ref().and_then(span_of),
+                    format!("persona must be \"chimera\" or \"insight\", found {other:?}"),
+                );
+                default
+            }
+        };
+
+        // Arm-level base options: `options`, plus the max_tokens/keep_alive shorthands.
+        let mut base = match &arm.options {
+            Some(t) => self.options_table(t.get_ref(), &[]).0,
+            None => ModelOptions::default(),
+        };
+        if let Some(v) = &arm.max_tokens {
+            let mut one = ModelOptions::default();
+            self.set_option(&mut one, "num_predict", v);
+            base = base.merged_with(&one);
+        }
+        if let Some(v) = &arm.keep_alive {
+            let mut one = ModelOptions::default();
+            self.set_option(&mut one, "keep_alive", v);
+            base = base.merged_with(&one);
+        }
+        let arm_endpoint = arm.endpoint.as_ref().map(|e| {
+            self.check_url(e);
+            e.get_ref().clone()
+        });
+        let arm_model = arm.model.as_ref().map(|m| m.get_ref().clone());
+
+        let members = match agent {
+            AgentKind::Single => {
+                for (key, v) in [("a", &arm.a), ("b", &arm.b)] {
+                    if let Some(v) = v {
+                        self.err(
+                            span_of(v),
+                            format!("key `{key}` applies only to agent = \"pair\"; a single agent takes `options` and `grid`"),
+                        );
+                    }
+                }
+                vec![MemberTemplate {
+                    slot: Slot::Single,
+                    persona: persona(self, &arm.persona, Persona::Chimera),
+                    options: base.clone(),
+                    endpoint: arm_endpoint.clone(),
+                    model: arm_model.clone(),
+                }]
+            }
+            AgentKind::Pair => {
+                if arm.persona.is_some() {
+                    self.err(
+                        arm.persona.as_ref().and_then(span_of),
+                        "a pair arm sets persona per agent: a = { persona = \"insight\", … }",
+                    );
+                }
+                let mut out = Vec::new();
+                for (slot, t, default_persona) in [
+                    (Slot::A, &arm.a, Persona::Insight),
+                    (Slot::B, &arm.b, Persona::Chimera),
+                ] {
+                    let Some(t) = t else {
+                        self.err(
+                            Some(span.clone()),
+                            format!(
+                                "pair arm {name:?} needs `{}` = {{ … }}: the options of Agent {} (use {{}} for server defaults)",
+                                slot.as_str().to_lowercase(),
+                                slot.as_str()
+                            ),
+                        );
+                        continue;
+                    };
+                    let (opts, extra) =
+                        self.options_table(t.get_ref(), &["persona", "endpoint", "model"]);
+                    let mut m = MemberTemplate {
+                        slot,
+                        persona: default_persona,
+                        options: base.merged_with(&opts),
+                        endpoint: arm_endpoint.clone(),
+                        model: arm_model.clone(),
+                    };
+                    for (k, v) in extra {
+                        let text = match v.get_ref() {
+                            toml::Value::String(s) => s.clone(),
+                            other => {
+                                self.err(
+                                    span_of(&v),
+                                    format!("`{k}` must be a string, found {}", other.type_str()),
+                                );
+                                continue;
+                            }
+                        };
+                        match k.as_str() {
+                            "persona" => {
+                                let p = Spanned::new(v.span(), text);
+                                m.persona = persona(self, &Some(p), default_persona);
+                            }
+                            "endpoint" => {
+                                self.check_url(&Spanned::new(v.span(), text.clone()));
+                                m.endpoint = Some(text);
+                            }
+                            _ => m.model = Some(text),
+                        }
+                    }
+                    out.push(m);
+                }
+                out
+            }
+        };
+
+        let points = self.points(&arm.grid, &arm.include, &arm.exclude, &name);
+        if self.diags.len() > before {
+            return None;
+        }
+        Some(Arm {
+            name,
+            agent,
+            members,
+            points,
+        })
+    }
+
+    /// Expands `grid` (cartesian product), drops `exclude` matches, appends `include` points.
+    fn points(
+        &mut self,
+        grid: &Option<Spanned<GridTable>>,
+        include: &Option<Spanned<Vec<Spanned<OptTable>>>>,
+        exclude: &Option<Spanned<Vec<Spanned<OptTable>>>>,
+        arm: &str,
+    ) -> Vec<ModelOptions> {
+        let mut points = vec![ModelOptions::default()];
+        if let Some(g) = grid {
+            if g.get_ref().is_empty() {
+                self.err(
+                    span_of(g),
+                    format!("arm {arm:?}: empty grid; give at least one option with a list of values, or remove [arm.grid]"),
+                );
+            }
+            for (key, values) in g.get_ref() {
+                if !OPTION_NAMES.contains(&key.get_ref().as_str()) && key.get_ref() != "max_tokens"
+                {
+                    self.unknown_option(key);
+                    continue;
+                }
+                if values.get_ref().is_empty() {
+                    self.err(
+                        span_of(values),
+                        format!(
+                            "grid axis `{}` has no values: expected a non-empty array",
+                            key.get_ref()
+                        ),
+                    );
+                    continue;
+                }
+                let mut seen = Vec::new();
+                let mut next = Vec::new();
+                for v in values.get_ref() {
+                    let mut one = ModelOptions::default();
+                    if !self.set_option(&mut one, key.get_ref(), v) {
+                        continue;
+                    }
+                    if seen.contains(&one) {
+                        self.err(
+                            span_of(v),
+                            format!("grid axis `{}` repeats a value", key.get_ref()),
+                        );
+                        continue;
+                    }
+                    seen.push(one.clone());
+                    for p in &points {
+                        next.push(p.merged_with(&one));
+                    }
+                }
+                points = next;
+            }
+        }
+        if let Some(ex) = exclude {
+            for e in ex.get_ref() {
+                let (pat, _) = self.options_table(e.get_ref(), &[]);
+                if pat.is_empty() {
+                    self.err(span_of(e), "an exclude entry must name at least one option");
+                    continue;
+                }
+                let before = points.len();
+                points.retain(|p| !matches(p, &pat));
+                if points.len() == before {
+                    self.err(
+                        span_of(e),
+                        "this exclude entry matches no grid point (check option names and values)",
+                    );
+                }
+            }
+        }
+        if let Some(inc) = include {
+            for i in inc.get_ref() {
+                let (p, _) = self.options_table(i.get_ref(), &[]);
+                if !points.contains(&p) {
+                    points.push(p);
+                }
+            }
+        }
+        if points.is_empty() {
+            let span = grid.as_ref().and_then(span_of);
+            self.err(
+                span,
+                format!("arm {arm:?}: every grid point was excluded; nothing to run"),
+            );
+        }
+        points
+    }
+
+    fn unknown_option(&mut self, key: &Spanned<String>) {
+        self.err(
+            span_of(key),
+            format!(
+                "unknown option `{}`; expected one of: {}, max_tokens",
+                key.get_ref(),
+                OPTION_NAMES.join(", ")
+            ),
+        );
+    }
+
+    /// Parses a table of options; keys listed in `allowed_extra` are handed back untouched.
+    fn options_table(
+        &mut self,
+        t: &OptTable,
+        allowed_extra: &[&str],
+    ) -> (ModelOptions, Vec<(String, Spanned<toml::Value>)>) {
+        let mut o = ModelOptions::default();
+        let mut extra = Vec::new();
+        for (k, v) in t {
+            if allowed_extra.contains(&k.get_ref().as_str()) {
+                extra.push((k.get_ref().clone(), v.clone()));
+                continue;
+            }
+            if !OPTION_NAMES.contains(&k.get_ref().as_str()) && k.get_ref() != "max_tokens" {
+                if allowed_extra.is_empty() {
+                    self.unknown_option(k);
+                } else {
+                    self.err(
+                        span_of(k),
+                        format!(
+                            "unknown key `{}`; expected an option ({}, max_tokens) or one of: {}",
+                            k.get_ref(),
+                            OPTION_NAMES.join(", "),
+                            allowed_extra.join(", ")
+                        ),
+                    );
+                }
+                continue;
+            }
+            self.set_option(&mut o, k.get_ref(), v);
+        }
+        (o, extra)
+    }
+
+    /// Checks one option value's type and range; returns false (and records why) when bad.
+    fn set_option(&mut self, o: &mut ModelOptions, key: &str, v: &Spanned<toml::Value>) -> bool {
+        let span = span_of(v);
+        let val = v.get_ref();
+        let as_int = |val: &toml::Value| match val {
+            toml::Value::Integer(i) => Some(*i),
+            _ => None,
+        };
+        let as_num = |val: &toml::Value| match val {
+            toml::Value::Integer(i) => Some(*i as f64),
+            toml::Value::Float(f) => Some(*f),
+            _ => None,
+        };
+        let found = || format!("{} {}", val.type_str(), short(val));
+        macro_rules! bad {
+            ($($arg:tt)*) => {{
+                self.err(span, format!($($arg)*));
+                return false;
+            }};
+        }
+        match key {
+            "num_gpu" => match as_int(val) {
+                Some(i) if (0..=100_000).contains(&i) => o.num_gpu = Some(i as u32),
+                _ => bad!("num_gpu must be an integer ≥ 0 (layers offloaded to the GPU), found {}", found()),
+            },
+            "num_ctx" => match as_int(val) {
+                Some(i) if (1..=10_000_000).contains(&i) => o.num_ctx = Some(i as u32),
+                _ => bad!("num_ctx must be a positive integer (context length in tokens), found {}", found()),
+            },
+            "temperature" => match as_num(val) {
+                Some(x) if x.is_finite() && (0.0..=100.0).contains(&x) => o.temperature = Some(x),
+                _ => bad!("temperature must be a number ≥ 0, found {}", found()),
+            },
+            "top_p" => match as_num(val) {
+                Some(x) if x > 0.0 && x <= 1.0 => o.top_p = Some(x),
+                _ => bad!("top_p must be a number in (0, 1], found {}", found()),
+            },
+            "top_k" => match as_int(val) {
+                Some(i) if (0..=1_000_000).contains(&i) => o.top_k = Some(i as u32),
+                _ => bad!("top_k must be an integer ≥ 0, found {}", found()),
+            },
+            "repeat_penalty" => match as_num(val) {
+                Some(x) if x.is_finite() && x > 0.0 => o.repeat_penalty = Some(x),
+                _ => bad!("repeat_penalty must be a number > 0, found {}", found()),
+            },
+            "seed" => match as_int(val) {
+                Some(i) if i >= 0 => o.seed = Some(i as u64),
+                _ => bad!("seed must be an integer ≥ 0, found {}", found()),
+            },
+            "num_predict" | "max_tokens" => match as_int(val) {
+                Some(i) if (1..=1_000_000).contains(&i) => o.num_predict = Some(i as u32),
+                _ => bad!("{key} must be a positive integer (tokens to generate), found {}", found()),
+            },
+            "keep_alive" => match val {
+                toml::Value::String(s) if !s.is_empty() => o.keep_alive = Some(s.clone()),
+                toml::Value::Integer(i) => o.keep_alive = Some(format!("{i}s")),
+                _ => bad!("keep_alive must be a duration string like \"5m\" or seconds as an integer, found {}", found()),
+            },
+            _ => bad!("unknown option `{key}`"),
+        }
+        true
+    }
+}
+
+/// True when every option set in `pat` has the same value in `p`.
+fn matches(p: &ModelOptions, pat: &ModelOptions) -> bool {
+    let pm = p.to_map();
+    pat.to_map().iter().all(|(k, v)| pm.get(k) == Some(v))
+}
+
+fn short(v: &toml::Value) -> String {
+    let s = v.to_string();
+    if s.len() > 40 {
+        format!("{}…", &s[..s.floor_char_boundary_compat(40)])
+    } else {
+        s
+    }
+}
+
+trait FloorBoundary {
+    fn floor_char_boundary_compat(&self, i: usize) -> usize;
+}
+
+impl FloorBoundary for str {
+    fn floor_char_boundary_compat(&self, mut i: usize) -> usize {
+        while i > 0 && !self.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    }
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Option names set anywhere in an arm (for table factor columns).
+pub fn factor_names(arms: &[Arm]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for a in arms {
+        for p in &a.points {
+            out.extend(p.to_map().into_keys());
+        }
+    }
+    out
+}

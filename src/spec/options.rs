@@ -1,0 +1,218 @@
+//! Model options: the knobs a cell turns (Ollama's option names are the canonical ones).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// One value of a model option, kept exactly as written (no f32 round trip).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OptionValue {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl std::fmt::Display for OptionValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OptionValue::Int(v) => write!(f, "{v}"),
+            // Rust's shortest round-trip formatting: 0.8 prints as "0.8".
+            OptionValue::Float(v) => write!(f, "{v}"),
+            OptionValue::Text(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// The options sent with a request. `None` means "not sent": the server default applies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_gpu: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_ctx: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_penalty: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Maximum tokens to generate (`max_tokens` for OpenAI-compatible servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_predict: Option<u32>,
+    /// How long Ollama keeps the model loaded, e.g. "5m" (Ollama only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_alive: Option<String>,
+}
+
+/// Names of every option, in canonical order.
+pub const OPTION_NAMES: &[&str] = &[
+    "num_gpu",
+    "num_ctx",
+    "temperature",
+    "top_p",
+    "top_k",
+    "repeat_penalty",
+    "seed",
+    "num_predict",
+    "keep_alive",
+];
+
+impl ModelOptions {
+    /// True when nothing is set: the server's defaults apply ("Ollama defaults").
+    pub fn is_empty(&self) -> bool {
+        self.entries().is_empty()
+    }
+
+    /// The set options as (name, value) pairs in canonical order.
+    pub fn entries(&self) -> Vec<(&'static str, OptionValue)> {
+        let mut out = Vec::new();
+        let int = |v: u64| OptionValue::Int(v as i64);
+        if let Some(v) = self.num_gpu {
+            out.push(("num_gpu", int(v.into())));
+        }
+        if let Some(v) = self.num_ctx {
+            out.push(("num_ctx", int(v.into())));
+        }
+        if let Some(v) = self.temperature {
+            out.push(("temperature", OptionValue::Float(v)));
+        }
+        if let Some(v) = self.top_p {
+            out.push(("top_p", OptionValue::Float(v)));
+        }
+        if let Some(v) = self.top_k {
+            out.push(("top_k", int(v.into())));
+        }
+        if let Some(v) = self.repeat_penalty {
+            out.push(("repeat_penalty", OptionValue::Float(v)));
+        }
+        if let Some(v) = self.seed {
+            out.push(("seed", int(v)));
+        }
+        if let Some(v) = self.num_predict {
+            out.push(("num_predict", int(v.into())));
+        }
+        if let Some(v) = &self.keep_alive {
+            out.push(("keep_alive", OptionValue::Text(v.clone())));
+        }
+        out
+    }
+
+    /// The set options as an ordered map (for records and tables).
+    pub fn to_map(&self) -> BTreeMap<String, OptionValue> {
+        self.entries()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+    }
+
+    /// `other`'s set fields win over ours.
+    pub fn merged_with(&self, other: &ModelOptions) -> ModelOptions {
+        ModelOptions {
+            num_gpu: other.num_gpu.or(self.num_gpu),
+            num_ctx: other.num_ctx.or(self.num_ctx),
+            temperature: other.temperature.or(self.temperature),
+            top_p: other.top_p.or(self.top_p),
+            top_k: other.top_k.or(self.top_k),
+            repeat_penalty: other.repeat_penalty.or(self.repeat_penalty),
+            seed: other.seed.or(self.seed),
+            num_predict: other.num_predict.or(self.num_predict),
+            keep_alive: other.keep_alive.clone().or_else(|| self.keep_alive.clone()),
+        }
+    }
+
+    /// Canonical text, stable across runs and machines: `num_ctx=512,temperature=0.6`.
+    pub fn canonical(&self) -> String {
+        let mut s = String::new();
+        for (i, (k, v)) in self.entries().iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            let _ = write!(s, "{k}={v}");
+        }
+        s
+    }
+
+    /// The seeds' configuration line: `num_gpu=80, num_ctx=512, temp=1, top_p=default, …`,
+    /// or `Ollama defaults` when nothing is sent.
+    pub fn config_line(&self) -> String {
+        if self.is_empty() {
+            return "Ollama defaults".to_string();
+        }
+        fn show<T: std::fmt::Display>(v: &Option<T>) -> String {
+            v.as_ref()
+                .map(|x| x.to_string())
+                .unwrap_or_else(|| "default".into())
+        }
+        let mut line = format!(
+            "num_gpu={}, num_ctx={}, temp={}, top_p={}, top_k={}, repeat_penalty={}",
+            show(&self.num_gpu),
+            show(&self.num_ctx),
+            show(&self.temperature),
+            show(&self.top_p),
+            show(&self.top_k),
+            show(&self.repeat_penalty),
+        );
+        if let Some(v) = self.seed {
+            let _ = write!(line, ", seed={v}");
+        }
+        if let Some(v) = self.num_predict {
+            let _ = write!(line, ", num_predict={v}");
+        }
+        if let Some(v) = &self.keep_alive {
+            let _ = write!(line, ", keep_alive={v}");
+        }
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_line_matches_seed_format() {
+        let o = ModelOptions {
+            num_gpu: Some(80),
+            num_ctx: Some(512),
+            temperature: Some(1.0),
+            ..Default::default()
+        };
+        assert_eq!(
+            o.config_line(),
+            "num_gpu=80, num_ctx=512, temp=1, top_p=default, top_k=default, repeat_penalty=default"
+        );
+        assert_eq!(ModelOptions::default().config_line(), "Ollama defaults");
+    }
+
+    #[test]
+    fn canonical_has_no_float_noise() {
+        let o = ModelOptions {
+            temperature: Some(0.8),
+            top_p: Some(0.9),
+            ..Default::default()
+        };
+        assert_eq!(o.canonical(), "temperature=0.8,top_p=0.9");
+    }
+
+    #[test]
+    fn merge_prefers_other() {
+        let a = ModelOptions {
+            num_ctx: Some(256),
+            temperature: Some(0.6),
+            ..Default::default()
+        };
+        let b = ModelOptions {
+            num_ctx: Some(1024),
+            ..Default::default()
+        };
+        let m = a.merged_with(&b);
+        assert_eq!(m.num_ctx, Some(1024));
+        assert_eq!(m.temperature, Some(0.6));
+    }
+}

@@ -1,0 +1,442 @@
+//! The experiment file and the plan: the bad-input catalogue, the shipped experiments'
+//! hand counts, and properties of grid expansion and ordering.
+
+use proptest::prelude::*;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use sweep::plan::{Plan, Shard};
+use sweep::spec::Spec;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// (fixture stem, expected line, expected column, words the message must contain)
+const CATALOGUE: &[(&str, usize, usize, &str)] = &[
+    ("01_syntax_error", 1, 12, "expected"),
+    ("02_unknown_top_key", 14, 2, "unknown field `extra`"),
+    (
+        "03_unknown_experiment_key",
+        3,
+        1,
+        "unknown field `repetitons`",
+    ),
+    (
+        "04_num_ctx_zero",
+        13,
+        23,
+        "num_ctx must be a positive integer",
+    ),
+    (
+        "05_negative_temperature",
+        14,
+        21,
+        "temperature must be a number ≥ 0",
+    ),
+    ("06_empty_grid", 13, 1, "empty grid"),
+    (
+        "07_duplicate_arm",
+        14,
+        8,
+        "duplicate arm name \"a\" (first defined on line 12)",
+    ),
+    (
+        "08_unknown_reference",
+        3,
+        13,
+        "reference arm \"nope\" is not defined; expected one of: a",
+    ),
+    ("09_missing_corpus", 1, 1, "missing field `corpus`"),
+    (
+        "10_wrong_type_repetitions",
+        3,
+        15,
+        "invalid type: string \"five\", expected i64",
+    ),
+    (
+        "11_zero_repetitions",
+        3,
+        15,
+        "repetitions must be between 1 and 100000, found 0",
+    ),
+    (
+        "12_unknown_backend_kind",
+        4,
+        8,
+        "backend kind must be \"ollama\", \"openai\" or \"embedded\"",
+    ),
+    ("13_missing_model", 3, 1, "missing key `model`"),
+    ("14_bad_url", 5, 7, "expected an http:// or https:// URL"),
+    ("15_no_arms", 1, 1, "no [[arm]] tables"),
+    ("16_unknown_option", 13, 13, "unknown option `num_threads`"),
+    ("17_grid_not_array", 14, 11, "expected an array"),
+    (
+        "18_grid_empty_axis",
+        14,
+        11,
+        "grid axis `num_ctx` has no values",
+    ),
+    (
+        "19_top_p_out_of_range",
+        13,
+        21,
+        "top_p must be a number in (0, 1]",
+    ),
+    (
+        "20_num_gpu_negative",
+        14,
+        16,
+        "num_gpu must be an integer ≥ 0",
+    ),
+    (
+        "21_temperature_string",
+        13,
+        27,
+        "temperature must be a number ≥ 0, found string",
+    ),
+    (
+        "22_bad_order",
+        3,
+        9,
+        "order must be \"interleaved\", \"random\" or \"sequential\"",
+    ),
+    ("23_pair_missing_b", 11, 1, "needs `b` = { … }"),
+    (
+        "24_unknown_agent",
+        13,
+        9,
+        "agent must be \"single\" or \"pair\"",
+    ),
+    (
+        "25_exclude_matches_nothing",
+        13,
+        12,
+        "matches no grid point",
+    ),
+    (
+        "26_everything_excluded",
+        14,
+        1,
+        "every grid point was excluded",
+    ),
+    ("27_openai_without_url", 3, 1, "needs url ="),
+    (
+        "28_bad_persona",
+        13,
+        11,
+        "persona must be \"chimera\" or \"insight\"",
+    ),
+    (
+        "29_negative_timeout",
+        6,
+        13,
+        "timeout_s must be a positive number",
+    ),
+    (
+        "30_api_key_inline",
+        7,
+        15,
+        "api_key_env must name an environment variable",
+    ),
+    ("31_duplicate_key", 3, 1, "duplicate key"),
+    (
+        "32_bad_arm_name",
+        12,
+        8,
+        "arm name must be a non-empty word",
+    ),
+    (
+        "33_pair_key_on_single",
+        13,
+        5,
+        "key `b` applies only to agent = \"pair\"",
+    ),
+    (
+        "34_bad_alpha",
+        14,
+        9,
+        "alpha must be strictly between 0 and 1",
+    ),
+    (
+        "35_unknown_threshold",
+        14,
+        16,
+        "unknown threshold metric \"ttft_p42\"",
+    ),
+    (
+        "36_empty_corpus_path",
+        7,
+        8,
+        "corpus path must not be empty",
+    ),
+    ("37_grid_repeated_value", 14, 17, "repeats a value"),
+    (
+        "38_max_tokens_zero",
+        13,
+        14,
+        "num_predict must be a positive integer",
+    ),
+    ("39_bad_pair_member_key", 14, 22, "unknown key `colour`"),
+    (
+        "40_model_path_on_ollama",
+        6,
+        14,
+        "model_path applies only to kind = \"embedded\"",
+    ),
+    ("41_not_utf8_like_garbage", 1, 1, ""),
+];
+
+fn bad_dir() -> PathBuf {
+    root().join("tests/fixtures/bad")
+}
+
+#[test]
+fn catalogue_lists_every_fixture() {
+    let on_disk: BTreeSet<String> = std::fs::read_dir(bad_dir())
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let listed: BTreeSet<String> = CATALOGUE.iter().map(|c| c.0.to_string()).collect();
+    assert_eq!(on_disk, listed);
+    assert!(listed.len() >= 30);
+}
+
+#[test]
+fn every_bad_fixture_gives_a_located_error() {
+    let mut failures = Vec::new();
+    for (stem, line, col, words) in CATALOGUE {
+        let path = bad_dir().join(format!("{stem}.toml"));
+        match Spec::load(&path) {
+            Ok(_) => failures.push(format!("{stem}: accepted")),
+            Err(e) => {
+                let d = e.diagnostics();
+                let Some(first) = d.first() else {
+                    failures.push(format!("{stem}: no diagnostic: {e}"));
+                    continue;
+                };
+                let hit = d
+                    .iter()
+                    .find(|x| x.message.contains(words))
+                    .unwrap_or(first);
+                if hit.file != path
+                    || hit.line != *line
+                    || hit.col != *col
+                    || !hit.message.contains(words)
+                {
+                    failures.push(format!(
+                        "{stem}: expected {line}:{col} containing {words:?}, got {e}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn cli_exits_2_with_file_line_col_and_no_panic() {
+    for (stem, line, col, _) in CATALOGUE {
+        let path = bad_dir().join(format!("{stem}.toml"));
+        let out = Command::new(env!("CARGO_BIN_EXE_sweep"))
+            .arg("validate")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{stem}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{stem}: {err}");
+        let want = format!("{}:{line}:{col}: error:", path.display());
+        assert!(err.contains(&want), "{stem}: wanted {want:?} in {err}");
+    }
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sweep"))
+        .args(["validate", "no/such/file.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no/such/file.toml: cannot read experiment file"),
+        "{err}"
+    );
+}
+
+fn load(rel: &str) -> Spec {
+    Spec::load(&root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+#[test]
+fn gemma3_plan_matches_hand_count() {
+    let spec = load("experiments/gemma3.toml");
+    let plan = Plan::build(&spec, None);
+    // baseline 1 + chimera 2×3×2 = 12 + three pair arms = 16 cells
+    assert_eq!(plan.cells.len(), 16);
+    // (5 repetitions + 1 warm-up) per cell
+    assert_eq!(plan.units.len(), 16 * 6);
+    assert_eq!(plan.measured_units(), 16 * 5);
+    // singles: 13 cells × 6 units × 2 calls; pairs: 3 × 6 × 8
+    assert_eq!(plan.total_calls(), 13 * 6 * 2 + 3 * 6 * 8);
+    // reload groups: baseline (defaults) + 6 (num_gpu × num_ctx) + 3 distinct pair keys
+    assert_eq!(plan.groups.len(), 1 + 6 + 3);
+    // interleaved order reloads exactly once per group
+    assert_eq!(plan.reloads(), plan.groups.len());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_sweep"))
+        .args(["plan", "experiments/gemma3.toml"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cells: 16"), "{text}");
+    assert!(text.contains("LLM calls: 300"), "{text}");
+    assert!(text.contains("reload groups: 10"), "{text}");
+}
+
+#[test]
+fn quickstart_is_valid_and_small() {
+    let spec = load("experiments/quickstart.toml");
+    let plan = Plan::build(&spec, None);
+    assert_eq!(plan.cells.len(), 6);
+    assert!(plan.total_calls() <= 60, "{}", plan.total_calls());
+}
+
+#[test]
+fn plan_json_round_trips() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sweep"))
+        .args(["plan", "--json", "experiments/gemma3.toml"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let plan: Plan = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan.cells.len(), 16);
+}
+
+fn grid_spec(
+    ctx: &[u32],
+    temps: &[f64],
+    seed: u64,
+    order: &str,
+    exclude: Option<(u32, f64)>,
+) -> Spec {
+    let ctx: Vec<String> = ctx.iter().map(|c| c.to_string()).collect();
+    let temps: Vec<String> = temps.iter().map(|t| format!("{t:?}")).collect();
+    let ex = exclude
+        .map(|(c, t)| format!("exclude = [{{ num_ctx = {c}, temperature = {t:?} }}]\n"))
+        .unwrap_or_default();
+    let text = format!(
+        "[experiment]\nname = \"p\"\nrepetitions = 3\nwarmup = 1\nseed = {seed}\norder = \"{order}\"\n\
+         [backend]\nkind = \"ollama\"\nmodel = \"m\"\n[corpus]\npath = \"c\"\n\
+         [[arm]]\nname = \"base\"\n\
+         [[arm]]\nname = \"grid\"\n{ex}[arm.grid]\nnum_ctx = [{}]\ntemperature = [{}]\n",
+        ctx.join(", "),
+        temps.join(", ")
+    );
+    Spec::parse(Path::new("p.toml"), &text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+fn distinct<T: Ord + Clone>(v: &[T]) -> Vec<T> {
+    let s: BTreeSet<T> = v.iter().cloned().collect();
+    s.into_iter().collect()
+}
+
+proptest! {
+    #[test]
+    fn grid_counts_ids_and_order(
+        ctx in prop::collection::vec(1u32..4096, 1..4),
+        temps in prop::collection::vec(0u32..20, 1..4),
+        seed in 0u64..(i64::MAX as u64),
+        order in prop::sample::select(vec!["interleaved", "random", "sequential"]),
+    ) {
+        let ctx = distinct(&ctx);
+        let temps: Vec<f64> = distinct(&temps).into_iter().map(|t| t as f64 / 10.0).collect();
+        let spec = grid_spec(&ctx, &temps, seed, order, None);
+        let plan = Plan::build(&spec, None);
+        // counts: 1 baseline + |ctx| × |temps|
+        let cells = 1 + ctx.len() * temps.len();
+        prop_assert_eq!(plan.cells.len(), cells);
+        prop_assert_eq!(plan.units.len(), cells * 4);
+        // ids unique
+        let ids: BTreeSet<_> = plan.cells.iter().map(|c| c.id.clone()).collect();
+        prop_assert_eq!(ids.len(), cells);
+        // order is a permutation of every (cell, rep, warmup)
+        let mut seen: Vec<(usize, u32, bool)> = plan.units.iter().map(|u| (u.cell, u.rep, u.warmup)).collect();
+        seen.sort();
+        let mut want = Vec::new();
+        for c in 0..cells { for r in 0..3 { want.push((c, r, false)); } want.push((c, 0, true)); }
+        want.sort();
+        prop_assert_eq!(seen, want);
+        prop_assert!(plan.units.iter().enumerate().all(|(i, u)| u.order == i));
+        // same seed → same plan; ids do not depend on the seed
+        let again = Plan::build(&spec, None);
+        prop_assert_eq!(&again, &plan);
+        let other = Plan::build(&grid_spec(&ctx, &temps, seed.wrapping_add(1), order, None), None);
+        let other_ids: BTreeSet<_> = other.cells.iter().map(|c| c.id.clone()).collect();
+        prop_assert_eq!(other_ids, ids);
+        // warm-up of a cell always precedes its measured runs
+        for c in 0..cells {
+            let first_measured = plan.units.iter().position(|u| u.cell == c && !u.warmup).unwrap();
+            let warm = plan.units.iter().position(|u| u.cell == c && u.warmup).unwrap();
+            prop_assert!(warm < first_measured);
+        }
+    }
+
+    #[test]
+    fn exclude_removes_exactly_one_point(
+        ctx in prop::collection::vec(1u32..4096, 1..4),
+        temps in prop::collection::vec(0u32..20, 1..4),
+        pick in any::<prop::sample::Index>(),
+    ) {
+        let ctx = distinct(&ctx);
+        let temps: Vec<f64> = distinct(&temps).into_iter().map(|t| t as f64 / 10.0).collect();
+        prop_assume!(ctx.len() * temps.len() > 1);
+        let c = ctx[pick.index(ctx.len())];
+        let t = temps[pick.index(temps.len())];
+        let spec = grid_spec(&ctx, &temps, 1, "interleaved", Some((c, t)));
+        let plan = Plan::build(&spec, None);
+        prop_assert_eq!(plan.cells.len(), ctx.len() * temps.len());
+        prop_assert!(!plan.cells.iter().any(|cell| cell.point.num_ctx == Some(c) && cell.point.temperature == Some(t)));
+    }
+
+    #[test]
+    fn shards_partition_the_cells(n in 1u32..6) {
+        let spec = grid_spec(&[256, 512, 1024], &[0.6, 1.0], 3, "interleaved", None);
+        let all: BTreeSet<String> = Plan::build(&spec, None).cells.into_iter().map(|c| c.id).collect();
+        let mut union = BTreeSet::new();
+        let mut total = 0;
+        for i in 0..n {
+            let p = Plan::build(&spec, Some(Shard { index: i, count: n }));
+            total += p.cells.len();
+            union.extend(p.cells.into_iter().map(|c| c.id));
+        }
+        prop_assert_eq!(total, all.len());
+        prop_assert_eq!(union, all);
+    }
+}
+
+#[test]
+fn cell_ids_are_stable_across_versions() {
+    // Pinned: changing these breaks `sweep compare` against stored nightly baselines.
+    let spec = load("experiments/gemma3.toml");
+    let plan = Plan::build(&spec, None);
+    let ids: Vec<&str> = plan.cells.iter().map(|c| c.id.as_str()).collect();
+    let expected = std::fs::read_to_string(root().join("tests/fixtures/gemma3_cell_ids.txt"))
+        .unwrap_or_default();
+    if expected.is_empty() {
+        panic!("pin file missing; current ids:\n{}", ids.join("\n"));
+    }
+    let expected: Vec<&str> = expected.lines().collect();
+    assert_eq!(ids, expected);
+}
