@@ -5,6 +5,8 @@
 
 pub mod backend;
 pub mod cli;
+pub mod env;
 pub mod plan;
 pub mod record;
 pub mod spec;
+pub mod store;

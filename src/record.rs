@@ -7,10 +7,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// How a unit's agents were run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// A single agent.
+    #[default]
     Single,
     /// A pair's agents started together.
     Concurrent,
@@ -29,9 +32,12 @@ impl Phase {
 }
 
 /// Workflow stage of a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
+    #[default]
     Analysis,
     Report,
 }
@@ -55,7 +61,7 @@ pub struct PhaseKey {
 }
 
 /// One LLM call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     // identity
     pub experiment: String,

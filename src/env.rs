@@ -1,0 +1,162 @@
+//! The environment a run happened in: host, CPU, memory, GPU and driver, git commit.
+//! Written into every manifest so that `sweep compare` can refuse apples-to-oranges.
+
+use serde::{Deserialize, Serialize};
+use std::process::Command;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuInfo {
+    pub name: String,
+    pub driver: String,
+    pub memory_mib: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostInfo {
+    pub hostname: String,
+    pub os: String,
+    pub arch: String,
+    pub cpu_model: String,
+    pub cpu_threads: usize,
+    pub memory_bytes: Option<u64>,
+    pub gpus: Vec<GpuInfo>,
+}
+
+impl HostInfo {
+    /// Reads what the host says about itself; missing pieces stay empty, never fail.
+    pub fn detect() -> HostInfo {
+        HostInfo {
+            hostname: hostname(),
+            os: std::env::consts::OS.to_string(),
+            arch: std::env::consts::ARCH.to_string(),
+            cpu_model: cpu_model(),
+            cpu_threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            memory_bytes: memory_bytes(),
+            gpus: nvidia_gpus(),
+        }
+    }
+
+    /// The fields that make two runs' timings comparable.
+    pub fn fingerprint(&self) -> String {
+        let gpus: Vec<String> = self
+            .gpus
+            .iter()
+            .map(|g| format!("{} ({})", g.name, g.driver))
+            .collect();
+        format!(
+            "{} / {} / {}",
+            self.cpu_model,
+            if gpus.is_empty() {
+                "no GPU".to_string()
+            } else {
+                gpus.join(", ")
+            },
+            self.arch
+        )
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default()
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+fn memory_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// GPUs via `nvidia-smi` when it is installed; empty otherwise.
+fn nvidia_gpus() -> Vec<GpuInfo> {
+    let out = Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=name,driver_version,memory.total",
+            "--format=csv,noheader,nounits",
+        ])
+        .output();
+    let Ok(out) = out else { return Vec::new() };
+    if !out.status.success() {
+        return Vec::new();
+    }
+    parse_nvidia_smi(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_nvidia_smi(text: &str) -> Vec<GpuInfo> {
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.split(',').map(str::trim);
+            let name = parts.next()?.to_string();
+            if name.is_empty() {
+                return None;
+            }
+            let driver = parts.next().unwrap_or_default().to_string();
+            let memory_mib = parts.next().and_then(|m| m.parse().ok());
+            Some(GpuInfo {
+                name,
+                driver,
+                memory_mib,
+            })
+        })
+        .collect()
+}
+
+/// The current git commit of the working directory, with `-dirty` when there are changes.
+pub fn git_commit() -> Option<String> {
+    let out = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let mut c = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let dirty = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .map(|o| !o.stdout.is_empty())
+        .unwrap_or(false);
+    if dirty {
+        c.push_str("-dirty");
+    }
+    Some(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_nvidia_smi_csv() {
+        let g = parse_nvidia_smi("NVIDIA H100 80GB HBM3, 550.54.15, 81559\n");
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].name, "NVIDIA H100 80GB HBM3");
+        assert_eq!(g[0].driver, "550.54.15");
+        assert_eq!(g[0].memory_mib, Some(81559));
+        assert!(parse_nvidia_smi("").is_empty());
+    }
+
+    #[test]
+    fn detect_never_fails() {
+        let h = HostInfo::detect();
+        assert!(h.cpu_threads >= 1);
+        assert!(!h.arch.is_empty());
+    }
+}

@@ -1,0 +1,454 @@
+//! The run store: `results/<experiment>/<run-id>/` with `manifest.json`, the crash-safe
+//! `records.jsonl` log, agent reports, and (at the end) `records.parquet`.
+//!
+//! Crash safety: each atomic group of records (one phase of a unit) is written with one
+//! `write` and made durable with `fsync` before the runner moves on. A crash mid-write can
+//! only leave a torn last line; resume detects it, warns, and cuts it off before appending,
+//! so no record is ever written twice or glued to a torn one.
+
+use crate::record::{PhaseKey, Record};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+pub const MANIFEST: &str = "manifest.json";
+pub const RECORDS_JSONL: &str = "records.jsonl";
+pub const RECORDS_PARQUET: &str = "records.parquet";
+pub const REPORTS_DIR: &str = "reports";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not a run directory (no {MANIFEST})", .0.display())]
+    NotARun(PathBuf),
+    #[error("{}: bad manifest: {message}", path.display())]
+    BadManifest { path: PathBuf, message: String },
+    #[error("{}:{line}: bad record: {message}", path.display())]
+    BadRecord {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("refusing to store {0:?} twice")]
+    Duplicate(PhaseKey),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Provenance of a run, written when it starts and completed when it ends.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub experiment: String,
+    pub run_id: String,
+    pub sweep_version: String,
+    pub spec_file: String,
+    pub spec_hash: String,
+    /// The experiment file's full text.
+    pub spec: String,
+    pub corpus_path: String,
+    pub corpus_hash: Option<String>,
+    pub corpus_files: Option<usize>,
+    pub git_commit: Option<String>,
+    pub host: crate::env::HostInfo,
+    pub backend: crate::backend::BackendInfo,
+    pub shard: Option<crate::plan::Shard>,
+    pub planned_cells: usize,
+    pub planned_units: usize,
+    pub planned_calls: usize,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// How prompt caches were defeated (unique nonce per call; server cache off).
+    pub cache_policy: String,
+    /// Run ids merged into this one (`sweep merge`).
+    #[serde(default)]
+    pub merged_from: Vec<String>,
+}
+
+impl Manifest {
+    pub fn read(dir: &Path) -> Result<Manifest, StoreError> {
+        let path = dir.join(MANIFEST);
+        if !path.exists() {
+            return Err(StoreError::NotARun(dir.to_path_buf()));
+        }
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        serde_json::from_str(&text).map_err(|e| StoreError::BadManifest {
+            path,
+            message: e.to_string(),
+        })
+    }
+
+    /// Writes atomically (temp file + rename) so a crash never leaves half a manifest.
+    pub fn write(&self, dir: &Path) -> Result<(), StoreError> {
+        let path = dir.join(MANIFEST);
+        let tmp = dir.join(format!("{MANIFEST}.tmp"));
+        let text = serde_json::to_string_pretty(self).map_err(|e| StoreError::BadManifest {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        {
+            let mut f = File::create(&tmp).map_err(io(&tmp))?;
+            f.write_all(text.as_bytes()).map_err(io(&tmp))?;
+            f.sync_all().map_err(io(&tmp))?;
+        }
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        Ok(())
+    }
+}
+
+/// What reading a records log found.
+#[derive(Debug, Default)]
+pub struct ReadOutcome {
+    pub records: Vec<Record>,
+    /// A torn (unterminated or unparseable) last line: its 1-based number and byte offset.
+    pub torn_tail: Option<(usize, u64)>,
+}
+
+/// Reads `records.jsonl`. A bad line in the middle is an error (the log is corrupt); a bad or
+/// unterminated *last* line is a torn write from a crash and is reported, not returned.
+pub fn read_records(path: &Path) -> Result<ReadOutcome, StoreError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ReadOutcome::default()),
+        Err(e) => return Err(io(path)(e)),
+    };
+    let mut reader = BufReader::new(file);
+    let mut out = ReadOutcome::default();
+    let mut buf = Vec::new();
+    let mut offset: u64 = 0;
+    let mut line_no = 0;
+    let mut pending: Option<(usize, u64, String)> = None;
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).map_err(io(path))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        if let Some((l, _, msg)) = pending.take() {
+            // The bad line was not the last one: real corruption.
+            return Err(StoreError::BadRecord {
+                path: path.to_path_buf(),
+                line: l,
+                message: msg,
+            });
+        }
+        let terminated = buf.last() == Some(&b'\n');
+        let body = if terminated { &buf[..n - 1] } else { &buf[..] };
+        let trimmed = body.trim_ascii();
+        if trimmed.is_empty() && terminated {
+            offset += n as u64;
+            continue;
+        }
+        match serde_json::from_slice::<Record>(trimmed) {
+            Ok(r) if terminated => out.records.push(r),
+            Ok(_) => pending = Some((line_no, offset, "unterminated last line".into())),
+            Err(e) => pending = Some((line_no, offset, e.to_string())),
+        }
+        offset += n as u64;
+    }
+    if let Some((l, off, _)) = pending {
+        out.torn_tail = Some((l, off));
+    }
+    Ok(out)
+}
+
+/// An open run directory that records are appended to.
+#[derive(Debug)]
+pub struct RunStore {
+    dir: PathBuf,
+    log: File,
+    done: BTreeSet<PhaseKey>,
+    stored: usize,
+}
+
+/// What opening an existing run found.
+#[derive(Debug, Default)]
+pub struct ResumeInfo {
+    pub records: usize,
+    pub phases_done: usize,
+    /// Line number of a torn last line that was cut off.
+    pub torn_line: Option<usize>,
+}
+
+impl RunStore {
+    /// Creates `dir` (must not exist yet) and writes the manifest.
+    pub fn create(dir: &Path, manifest: &Manifest) -> Result<RunStore, StoreError> {
+        if dir.join(MANIFEST).exists() {
+            return Err(StoreError::Io {
+                path: dir.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "run directory already exists",
+                ),
+            });
+        }
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        manifest.write(dir)?;
+        let path = dir.join(RECORDS_JSONL);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        Ok(RunStore {
+            dir: dir.to_path_buf(),
+            log,
+            done: BTreeSet::new(),
+            stored: 0,
+        })
+    }
+
+    /// Opens an existing run for resuming: reads what is stored, cuts off a torn tail.
+    pub fn open(dir: &Path) -> Result<(RunStore, ResumeInfo), StoreError> {
+        Manifest::read(dir)?;
+        let path = dir.join(RECORDS_JSONL);
+        let read = read_records(&path)?;
+        let mut info = ResumeInfo {
+            records: read.records.len(),
+            ..Default::default()
+        };
+        if let Some((line, offset)) = read.torn_tail {
+            tracing::warn!(
+                "{}:{line}: torn last line (a crash mid-write); cutting it off, its phase will run again",
+                path.display()
+            );
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io(&path))?;
+            f.set_len(offset).map_err(io(&path))?;
+            f.sync_all().map_err(io(&path))?;
+            info.torn_line = Some(line);
+        }
+        let done: BTreeSet<PhaseKey> = read.records.iter().map(Record::phase_key).collect();
+        info.phases_done = done.len();
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        Ok((
+            RunStore {
+                dir: dir.to_path_buf(),
+                log,
+                done,
+                stored: read.records.len(),
+            },
+            info,
+        ))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn is_done(&self, key: &PhaseKey) -> bool {
+        self.done.contains(key)
+    }
+
+    pub fn stored(&self) -> usize {
+        self.stored
+    }
+
+    /// Appends one atomic group (all records of one phase) with a single write + fsync.
+    pub fn append(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        let Some(first) = records.first() else {
+            return Ok(());
+        };
+        let key = first.phase_key();
+        if self.done.contains(&key) {
+            return Err(StoreError::Duplicate(key));
+        }
+        let mut buf = Vec::with_capacity(records.len() * 1024);
+        for r in records {
+            serde_json::to_writer(&mut buf, r).map_err(|e| StoreError::BadRecord {
+                path: self.dir.join(RECORDS_JSONL),
+                line: 0,
+                message: e.to_string(),
+            })?;
+            buf.push(b'\n');
+        }
+        let path = self.dir.join(RECORDS_JSONL);
+        self.log.write_all(&buf).map_err(io(&path))?;
+        self.log.sync_data().map_err(io(&path))?;
+        self.done.insert(key);
+        self.stored += records.len();
+        Ok(())
+    }
+
+    /// Writes an agent report: `reports/<cell>/run_<k>/<agent>_report.md` (`warmup_<k>` for
+    /// warm-up runs; k is 1-based).
+    pub fn write_report(
+        &self,
+        cell_id: &str,
+        rep: u32,
+        warmup: bool,
+        file_stem: &str,
+        markdown: &str,
+    ) -> Result<PathBuf, StoreError> {
+        let run = if warmup {
+            format!("warmup_{}", rep + 1)
+        } else {
+            format!("run_{}", rep + 1)
+        };
+        let dir = self.dir.join(REPORTS_DIR).join(cell_id).join(run);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let path = dir.join(format!("{file_stem}_report.md"));
+        std::fs::write(&path, markdown).map_err(io(&path))?;
+        Ok(path)
+    }
+}
+
+/// A new run id: UTC time plus a random suffix, sortable by start time.
+pub fn new_run_id() -> String {
+    let now = chrono::Utc::now();
+    let nanos = now.timestamp_subsec_nanos();
+    let pid = std::process::id();
+    format!(
+        "{}-{:04x}",
+        now.format("%Y%m%d-%H%M%S"),
+        (nanos ^ pid.rotate_left(16)) & 0xffff
+    )
+}
+
+/// Unfinished runs of an experiment with the same spec hash, newest first.
+pub fn unfinished_runs(exp_dir: &Path, spec_hash: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(exp_dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            Manifest::read(p)
+                .map(|m| m.finished_at.is_none() && m.spec_hash == spec_hash)
+                .unwrap_or(false)
+        })
+        .collect();
+    out.sort();
+    out.reverse();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Phase, Stage};
+
+    fn rec(cell: &str, rep: u32, phase: Phase, stage: Stage) -> Record {
+        Record {
+            experiment: "e".into(),
+            run_id: "r".into(),
+            cell_id: cell.into(),
+            rep,
+            phase,
+            stage,
+            ok: true,
+            ttft_ms: Some(12.5),
+            ..Default::default()
+        }
+    }
+
+    fn manifest() -> Manifest {
+        Manifest {
+            experiment: "e".into(),
+            run_id: "r".into(),
+            spec_hash: "h".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn append_read_and_refuse_duplicates() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        let mut s = RunStore::create(&dir, &manifest()).unwrap();
+        let group = [
+            rec("c1", 0, Phase::Single, Stage::Analysis),
+            rec("c1", 0, Phase::Single, Stage::Report),
+        ];
+        s.append(&group).unwrap();
+        assert!(matches!(s.append(&group), Err(StoreError::Duplicate(_))));
+        s.append(&[rec("c1", 1, Phase::Single, Stage::Analysis)])
+            .unwrap();
+        drop(s);
+        let read = read_records(&dir.join(RECORDS_JSONL)).unwrap();
+        assert_eq!(read.records.len(), 3);
+        assert_eq!(read.records[0], group[0]);
+        assert!(read.torn_tail.is_none());
+        let (s, info) = RunStore::open(&dir).unwrap();
+        assert_eq!(info.records, 3);
+        assert_eq!(info.phases_done, 2);
+        assert!(s.is_done(&group[0].phase_key()));
+    }
+
+    #[test]
+    fn torn_tail_is_cut_and_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        let mut s = RunStore::create(&dir, &manifest()).unwrap();
+        s.append(&[rec("c1", 0, Phase::Single, Stage::Analysis)])
+            .unwrap();
+        drop(s);
+        let path = dir.join(RECORDS_JSONL);
+        let good_len = std::fs::metadata(&path).unwrap().len();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"experiment\":\"e\",\"run_id\":").unwrap();
+        drop(f);
+        let read = read_records(&path).unwrap();
+        assert_eq!(read.records.len(), 1);
+        assert_eq!(read.torn_tail, Some((2, good_len)));
+        let (mut s, info) = RunStore::open(&dir).unwrap();
+        assert_eq!(info.torn_line, Some(2));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), good_len);
+        s.append(&[rec("c1", 1, Phase::Single, Stage::Analysis)])
+            .unwrap();
+        drop(s);
+        let read = read_records(&path).unwrap();
+        assert_eq!(read.records.len(), 2);
+        assert!(read.torn_tail.is_none());
+    }
+
+    #[test]
+    fn corruption_in_the_middle_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(RECORDS_JSONL);
+        let good = serde_json::to_string(&rec("c", 0, Phase::Single, Stage::Analysis)).unwrap();
+        std::fs::write(&path, format!("{good}\nnot json\n{good}\n")).unwrap();
+        match read_records(&path) {
+            Err(StoreError::BadRecord { line, .. }) => assert_eq!(line, 2),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn reports_go_under_cell_and_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        let s = RunStore::create(&dir, &manifest()).unwrap();
+        let p = s
+            .write_report("cell-1", 0, false, "chimera_agent_b", "# hi")
+            .unwrap();
+        assert!(p.ends_with("reports/cell-1/run_1/chimera_agent_b_report.md"));
+        let p = s.write_report("cell-1", 0, true, "x", "# hi").unwrap();
+        assert!(p.ends_with("reports/cell-1/warmup_1/x_report.md"));
+    }
+
+    #[test]
+    fn run_ids_sort_by_time() {
+        let a = new_run_id();
+        assert_eq!(a.len(), "20261123-101500-abcd".len());
+    }
+}
