@@ -7,6 +7,7 @@ pub mod backend;
 pub mod cli;
 pub mod env;
 pub mod plan;
+pub mod progress;
 pub mod record;
 pub mod spec;
 pub mod store;

@@ -447,8 +447,139 @@ mod tests {
     }
 
     #[test]
+    fn merge_joins_shards_and_refuses_other_specs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path().join("a");
+        let b = tmp.path().join("b");
+        let mut sa = RunStore::create(&a, &manifest()).unwrap();
+        sa.append(&[
+            rec("c1", 0, Phase::Single, Stage::Analysis),
+            rec("c1", 0, Phase::Single, Stage::Report),
+        ])
+        .unwrap();
+        let mut sb = RunStore::create(&b, &manifest()).unwrap();
+        sb.append(&[rec("c2", 0, Phase::Single, Stage::Analysis)])
+            .unwrap();
+        sb.write_report("c2", 0, false, "x", "# r").unwrap();
+        let out = tmp.path().join("merged");
+        let m = merge(&[a.clone(), b.clone()], &out).unwrap();
+        assert_eq!(m.merged_from.len(), 2);
+        let read = read_records(&out.join(RECORDS_JSONL)).unwrap();
+        assert_eq!(read.records.len(), 3);
+        assert!(read.records.iter().all(|r| r.run_id == "merged"));
+        assert!(out.join("reports/c2/run_1/x_report.md").exists());
+        // the same shard twice: a phase stored twice
+        let again = tmp.path().join("again");
+        assert!(merge(&[a.clone(), a.clone()], &again).is_err());
+        // a different spec
+        let c = tmp.path().join("c");
+        let mut other = manifest();
+        other.spec_hash = "other".into();
+        RunStore::create(&c, &other).unwrap();
+        let err = merge(&[a, c], &tmp.path().join("bad")).unwrap_err();
+        assert!(
+            err.to_string().contains("different experiment files"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn run_ids_sort_by_time() {
         let a = new_run_id();
         assert_eq!(a.len(), "20261123-101500-abcd".len());
     }
+}
+
+/// Joins shard stores of one experiment into a new run at `out`. Refuses stores made from
+/// different experiment files (spec hash) and any phase stored twice across shards.
+pub fn merge(runs: &[PathBuf], out: &Path) -> Result<Manifest, MergeError> {
+    let mut manifests = Vec::new();
+    for r in runs {
+        manifests.push(Manifest::read(r)?);
+    }
+    let Some(first) = manifests.first() else {
+        return Err(MergeError::NoRuns);
+    };
+    for (m, r) in manifests.iter().zip(runs) {
+        if m.spec_hash != first.spec_hash {
+            return Err(MergeError::DifferentSpecs {
+                a: runs[0].clone(),
+                b: r.clone(),
+            });
+        }
+    }
+    let mut merged = first.clone();
+    merged.run_id = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(new_run_id);
+    merged.shard = None;
+    merged.merged_from = manifests.iter().map(|m| m.run_id.clone()).collect();
+    merged.planned_cells = manifests.iter().map(|m| m.planned_cells).sum();
+    merged.planned_units = manifests.iter().map(|m| m.planned_units).sum();
+    merged.planned_calls = manifests.iter().map(|m| m.planned_calls).sum();
+    merged.started_at = manifests
+        .iter()
+        .map(|m| m.started_at.clone())
+        .min()
+        .unwrap_or_default();
+    merged.finished_at = if manifests.iter().all(|m| m.finished_at.is_some()) {
+        manifests.iter().filter_map(|m| m.finished_at.clone()).max()
+    } else {
+        None
+    };
+    let mut store = RunStore::create(out, &merged)?;
+    for r in runs {
+        let read = read_records(&r.join(RECORDS_JSONL))?;
+        if let Some((line, _)) = read.torn_tail {
+            tracing::warn!(
+                "{}:{line}: torn last line ignored while merging",
+                r.join(RECORDS_JSONL).display()
+            );
+        }
+        // Group consecutive records of one phase so each group stays atomic.
+        let mut group: Vec<Record> = Vec::new();
+        for mut rec in read.records {
+            if group
+                .first()
+                .is_some_and(|g| g.phase_key() != rec.phase_key())
+            {
+                store.append(&group)?;
+                group.clear();
+            }
+            rec.run_id = merged.run_id.clone();
+            group.push(rec);
+        }
+        store.append(&group)?;
+        let reports = r.join(REPORTS_DIR);
+        if reports.is_dir() {
+            copy_dir(&reports, &out.join(REPORTS_DIR))?;
+        }
+    }
+    Ok(merged)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("nothing to merge: name at least one run directory")]
+    NoRuns,
+    #[error("{} and {} come from different experiment files (spec hash differs); refusing to merge", a.display(), b.display())]
+    DifferentSpecs { a: PathBuf, b: PathBuf },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), StoreError> {
+    std::fs::create_dir_all(to).map_err(io(to))?;
+    for e in std::fs::read_dir(from).map_err(io(from))? {
+        let e = e.map_err(io(from))?;
+        let ty = e.file_type().map_err(io(&e.path()))?;
+        let dest = to.join(e.file_name());
+        if ty.is_dir() {
+            copy_dir(&e.path(), &dest)?;
+        } else if ty.is_file() {
+            std::fs::copy(e.path(), &dest).map_err(io(&dest))?;
+        }
+    }
+    Ok(())
 }
