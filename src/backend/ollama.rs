@@ -468,7 +468,8 @@ mod tests {
             keep_alive: Some("0".into()),
             ..Default::default()
         };
-        let (_, body) = request_body(OllamaApi::Generate, &req(o, None));
+        let r = req(o, None);
+        let (_, body) = request_body(OllamaApi::Generate, &r);
         let v = serde_json::to_value(&body).unwrap();
         assert!(v.get("options").is_none());
     }
