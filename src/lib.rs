@@ -11,3 +11,4 @@ pub mod progress;
 pub mod record;
 pub mod spec;
 pub mod store;
+pub mod testkit;

@@ -2,13 +2,18 @@
 //! same way everywhere (client-side TTFT/ITL/e2e from a monotonic clock, plus whatever
 //! durations and token counts the server reports).
 
+mod http;
+pub mod ollama;
+pub mod openai;
 pub mod timing;
 
-use crate::spec::ModelOptions;
+use crate::spec::{BackendConfig, BackendKind, ModelOptions};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
 
+pub use ollama::{OllamaBackend, OllamaStream};
+pub use openai::{OpenAiBackend, SseStream};
 pub use timing::{ClientTimer, ClientTiming};
 
 /// A boxed future, so that backends can live behind `dyn Backend`.
@@ -144,4 +149,17 @@ pub trait Backend: Send + Sync {
 
     /// Checks the backend is reachable and the model exists; returns provenance.
     fn preflight<'a>(&'a self, model: &'a str) -> BoxFuture<'a, Result<BackendInfo, BackendError>>;
+}
+
+/// Builds the backend the experiment file asks for.
+pub fn build(cfg: &BackendConfig) -> Result<std::sync::Arc<dyn Backend>, BackendError> {
+    match cfg.kind {
+        BackendKind::Ollama => Ok(std::sync::Arc::new(OllamaBackend::new(cfg)?)),
+        BackendKind::Openai => Ok(std::sync::Arc::new(OpenAiBackend::new(cfg)?)),
+        // TODO(embedded): `#[cfg(feature = "embedded")]` →
+        // `crate::backend::embedded::EmbeddedBackend::new(cfg)` once that module is merged.
+        BackendKind::Embedded => Err(BackendError::InvalidRequest(
+            "embedded backend not built in this branch".into(),
+        )),
+    }
 }

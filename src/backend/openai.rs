@@ -1,0 +1,459 @@
+//! OpenAI-compatible servers (llama.cpp `llama-server`, vLLM, …): `POST /v1/chat/completions`
+//! streamed as server-sent events (`data: {...}` lines, then `data: [DONE]`), with usage and,
+//! from llama.cpp, a `timings` object. Preflight uses `GET /v1/models`.
+
+use super::http::{self, Deadlines, LineBuf};
+use super::{
+    Backend, BackendError, BackendInfo, BoxFuture, ClientTimer, GenRequest, Generation,
+    ServerMetrics,
+};
+use crate::spec::{BackendConfig, Timeouts};
+use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::time::Instant;
+
+/// A client for one or more OpenAI-compatible servers.
+#[derive(Clone)]
+pub struct OpenAiBackend {
+    client: reqwest::Client,
+    urls: Vec<String>,
+    timeouts: Timeouts,
+    /// Bearer token read from the environment; never printed (see the Debug impl).
+    api_key: Option<String>,
+    cache_prompt: bool,
+    extra: Map<String, Value>,
+}
+
+impl std::fmt::Debug for OpenAiBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiBackend")
+            .field("urls", &self.urls)
+            .field("timeouts", &self.timeouts)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("cache_prompt", &self.cache_prompt)
+            .field("extra", &self.extra)
+            .finish()
+    }
+}
+
+impl OpenAiBackend {
+    pub fn new(cfg: &BackendConfig) -> Result<Self, BackendError> {
+        let api_key = match &cfg.api_key_env {
+            None => None,
+            Some(var) => match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+                _ => {
+                    return Err(BackendError::InvalidRequest(format!(
+                        "environment variable {var} (named by api_key_env) is not set or empty"
+                    )))
+                }
+            },
+        };
+        Ok(Self {
+            client: http::client(&cfg.timeouts)?,
+            urls: cfg
+                .urls
+                .iter()
+                .map(|u| openai_base(u))
+                .collect::<Result<_, _>>()?,
+            timeouts: cfg.timeouts.clone(),
+            api_key,
+            cache_prompt: cfg.cache_prompt,
+            extra: cfg.extra.clone(),
+        })
+        .and_then(|b: Self| {
+            if b.urls.is_empty() {
+                Err(BackendError::InvalidRequest(
+                    "the backend needs at least one url".into(),
+                ))
+            } else {
+                Ok(b)
+            }
+        })
+    }
+
+    fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.api_key {
+            Some(k) => rb.bearer_auth(k),
+            None => rb,
+        }
+    }
+
+    /// The JSON body: extra fields first, so that the cell's own options win over them.
+    fn body(&self, req: &GenRequest) -> Value {
+        let mut m = self.extra.clone();
+        let mut messages = Vec::with_capacity(2);
+        if let Some(s) = &req.system {
+            messages.push(serde_json::json!({"role": "system", "content": s}));
+        }
+        messages.push(serde_json::json!({"role": "user", "content": req.prompt}));
+        m.insert("model".into(), Value::from(req.model.as_str()));
+        m.insert("messages".into(), Value::Array(messages));
+        m.insert("stream".into(), Value::Bool(true));
+        m.insert(
+            "stream_options".into(),
+            serde_json::json!({"include_usage": true}),
+        );
+        let o = &req.options;
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                m.insert(k.into(), v);
+            }
+        };
+        put("temperature", o.temperature.map(Value::from));
+        put("top_p", o.top_p.map(Value::from));
+        put("max_tokens", o.num_predict.map(Value::from));
+        put("seed", o.seed.map(Value::from));
+        put("top_k", o.top_k.map(Value::from));
+        put("repeat_penalty", o.repeat_penalty.map(Value::from));
+        m.insert("cache_prompt".into(), Value::Bool(self.cache_prompt));
+        Value::Object(m)
+    }
+
+    async fn generate_inner(&self, req: &GenRequest) -> Result<Generation, BackendError> {
+        let base = match &req.endpoint {
+            Some(e) => Cow::Owned(openai_base(e)?),
+            None => Cow::Borrowed(self.urls[0].as_str()),
+        };
+        let url = format!("{base}/v1/chat/completions");
+        let rb = self.authed(self.client.post(&url).json(&self.body(req)));
+
+        let timer = ClientTimer::start();
+        let mut deadlines = Deadlines::start(&self.timeouts)?;
+        let mut resp = http::send(rb, &base, &mut deadlines, &req.model, models_hint).await?;
+        let mut stream = SseStream::new(timer);
+        while let Some(bytes) = http::next_chunk(&mut resp, &mut deadlines).await? {
+            let done = stream.feed(&bytes)?;
+            if stream.has_first_token() {
+                deadlines.first_token_seen();
+            }
+            if done {
+                while let Ok(Ok(Some(_))) = deadlines.run(resp.chunk()).await {}
+                return stream.finish();
+            }
+        }
+        stream.end_of_body()?;
+        stream.finish()
+    }
+
+    async fn preflight_one(&self, base: &str, model: &str) -> Result<(), BackendError> {
+        let mut d = Deadlines::metadata(&self.timeouts)?;
+        let no_hint: fn(&str) -> String = |_| String::new();
+        let rb = self.authed(self.client.get(format!("{base}/v1/models")));
+        let resp = match http::send(rb, base, &mut d, model, no_hint).await {
+            Ok(r) => r,
+            // Some servers have no model list: nothing to check against.
+            Err(BackendError::Http { status: 404, .. } | BackendError::ModelNotFound { .. }) => {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        };
+        let list: Models = http::read_json(resp, &mut d).await?;
+        if list.data.iter().any(|m| m.id == model) {
+            return Ok(());
+        }
+        let ids: Vec<&str> = list.data.iter().map(|m| m.id.as_str()).collect();
+        Err(BackendError::ModelNotFound {
+            model: model.to_string(),
+            hint: format!(" ({base}/v1/models lists: {})", ids.join(", ")),
+        })
+    }
+}
+
+/// Endpoint without a trailing `/` or `/v1`, so that `/v1/...` paths can be appended.
+fn openai_base(u: &str) -> Result<String, BackendError> {
+    let b = http::base_url(u)?;
+    Ok(b.strip_suffix("/v1").unwrap_or(&b).to_string())
+}
+
+fn models_hint(_model: &str) -> String {
+    " (check the model id against GET /v1/models)".to_string()
+}
+
+impl Backend for OpenAiBackend {
+    fn generate<'a>(
+        &'a self,
+        req: &'a GenRequest,
+    ) -> BoxFuture<'a, Result<Generation, BackendError>> {
+        Box::pin(self.generate_inner(req))
+    }
+
+    fn preflight<'a>(&'a self, model: &'a str) -> BoxFuture<'a, Result<BackendInfo, BackendError>> {
+        Box::pin(async move {
+            for base in &self.urls {
+                self.preflight_one(base, model).await?;
+            }
+            Ok(BackendInfo {
+                kind: "openai".into(),
+                version: None,
+                model_digest: None,
+                endpoints: self.urls.clone(),
+            })
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct Models {
+    #[serde(default)]
+    data: Vec<ModelEntry>,
+}
+
+#[derive(Deserialize)]
+struct ModelEntry {
+    id: String,
+}
+
+/// One `data:` payload. Only the first choice is kept, without allocating a vector.
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(borrow, default)]
+    choices: FirstChoice<'a>,
+    usage: Option<Usage>,
+    timings: Option<Timings>,
+    error: Option<Value>,
+}
+
+#[derive(Default)]
+struct FirstChoice<'a>(Option<Choice<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for FirstChoice<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = FirstChoice<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of choices")
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(FirstChoice(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let first = seq.next_element::<Choice<'a>>()?;
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(FirstChoice(first))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(borrow, default)]
+    delta: Option<Delta<'a>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Usage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+}
+
+/// llama.cpp's per-request timings.
+#[derive(Deserialize)]
+struct Timings {
+    prompt_n: Option<u64>,
+    prompt_ms: Option<f64>,
+    predicted_n: Option<u64>,
+    predicted_ms: Option<f64>,
+}
+
+/// Incremental parser of a chat-completions SSE body, timing each token chunk.
+///
+/// Public so that benchmarks measure exactly the code the backend runs.
+#[derive(Debug)]
+pub struct SseStream {
+    lines: LineBuf,
+    timer: Option<ClientTimer>,
+    text: String,
+    server: ServerMetrics,
+    /// When `[DONE]` arrived.
+    end: Option<Instant>,
+    /// When the last chunk at or after `finish_reason` arrived (for servers without `[DONE]`).
+    finished: Option<Instant>,
+}
+
+impl SseStream {
+    pub fn new(timer: ClientTimer) -> Self {
+        Self {
+            lines: LineBuf::with_capacity(8 * 1024),
+            timer: Some(timer),
+            text: String::with_capacity(4 * 1024),
+            server: ServerMetrics::default(),
+            end: None,
+            finished: None,
+        }
+    }
+
+    pub fn has_first_token(&self) -> bool {
+        self.timer.as_ref().is_some_and(|t| t.has_first_token())
+    }
+
+    /// Parses every complete line in `bytes`; true once `data: [DONE]` has been seen.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<bool, BackendError> {
+        if self.end.is_some() {
+            return Ok(true);
+        }
+        self.lines.push(bytes);
+        while let Some(r) = self.lines.next_line() {
+            if self.line(r)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The body ended. Without `[DONE]` it is complete only if a choice finished.
+    pub fn end_of_body(&mut self) -> Result<(), BackendError> {
+        if self.end.is_none() {
+            if let Some(r) = self.lines.take_rest() {
+                self.line(r)?;
+            }
+        }
+        if self.end.is_none() {
+            self.end = self.finished;
+        }
+        if self.end.is_none() {
+            return Err(BackendError::Truncated);
+        }
+        Ok(())
+    }
+
+    fn line(&mut self, r: std::ops::Range<usize>) -> Result<bool, BackendError> {
+        let raw = self.lines.get(r);
+        // Only `data:` lines matter; blank separators, comments, `event:`/`id:` are skipped.
+        let Some(data) = raw.strip_prefix(b"data:") else {
+            return Ok(false);
+        };
+        let data = data.strip_prefix(b" ").unwrap_or(data);
+        if data == b"[DONE]" {
+            self.end = Some(Instant::now());
+            return Ok(true);
+        }
+        let chunk: Chunk<'_> = serde_json::from_slice(data).map_err(|e| BackendError::Malformed {
+            message: e.to_string(),
+            line: http::quote_line(raw),
+        })?;
+        if let Some(err) = chunk.error {
+            let body = serde_json::json!({ "error": err }).to_string();
+            return Err(BackendError::Engine(http::error_message(body.as_bytes())));
+        }
+        if let Some(c) = chunk.choices.0 {
+            let piece = c.delta.and_then(|d| d.content);
+            let piece = piece.as_deref().unwrap_or("");
+            if let Some(t) = self.timer.as_mut() {
+                t.chunk(!piece.is_empty());
+            }
+            self.text.push_str(piece);
+            if c.finish_reason.is_some() {
+                self.finished = Some(Instant::now());
+            }
+        }
+        if let Some(u) = chunk.usage {
+            self.server.prompt_tokens = u.prompt_tokens.or(self.server.prompt_tokens);
+            self.server.output_tokens = u.completion_tokens.or(self.server.output_tokens);
+            if self.finished.is_some() {
+                self.finished = Some(Instant::now());
+            }
+        }
+        if let Some(t) = chunk.timings {
+            self.server.prompt_eval_ms = t.prompt_ms;
+            self.server.eval_ms = t.predicted_ms;
+            self.server.prompt_tokens = self.server.prompt_tokens.or(t.prompt_n);
+            self.server.output_tokens = self.server.output_tokens.or(t.predicted_n);
+            if self.finished.is_some() {
+                self.finished = Some(Instant::now());
+            }
+        }
+        Ok(false)
+    }
+
+    /// The generation, timed to `[DONE]` (or the last chunk after `finish_reason`).
+    pub fn finish(mut self) -> Result<Generation, BackendError> {
+        let (Some(end), Some(timer)) = (self.end, self.timer.take()) else {
+            return Err(BackendError::Truncated);
+        };
+        Ok(Generation {
+            text: std::mem::take(&mut self.text),
+            timing: timer.finish_at(end),
+            server: std::mem::take(&mut self.server),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_parses_content_usage_timings() {
+        let mut s = SseStream::new(ClientTimer::start());
+        let body = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n",
+            ": keep-alive comment\n\n",
+            "data:{\"choices\":[{\"index\":0,\"delta\":{\"content\":\" there\"}}]}\r\n\r\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],",
+            "\"timings\":{\"prompt_n\":12,\"prompt_ms\":30.5,\"predicted_n\":2,\"predicted_ms\":51.25}}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":13,\"completion_tokens\":2,\"total_tokens\":15}}\n\n",
+            "data: [DONE]\n\n"
+        );
+        assert!(s.feed(body.as_bytes()).unwrap());
+        let g = s.finish().unwrap();
+        assert_eq!(g.text, "Hi there");
+        assert_eq!(g.timing.chunks, 2);
+        assert_eq!(g.server.prompt_eval_ms, Some(30.5));
+        assert_eq!(g.server.eval_ms, Some(51.25));
+        // usage wins over timings for counts
+        assert_eq!(g.server.prompt_tokens, Some(13));
+        assert_eq!(g.server.output_tokens, Some(2));
+        assert_eq!(g.server.load_ms, None);
+    }
+
+    #[test]
+    fn sse_without_done_needs_finish_reason() {
+        let mut s = SseStream::new(ClientTimer::start());
+        s.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n")
+            .unwrap();
+        assert_eq!(s.end_of_body().unwrap_err(), BackendError::Truncated);
+
+        let mut s = SseStream::new(ClientTimer::start());
+        s.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"},\"finish_reason\":\"length\"}]}\n\n")
+            .unwrap();
+        s.end_of_body().unwrap();
+        assert_eq!(s.finish().unwrap().text, "a");
+    }
+
+    #[test]
+    fn sse_errors_are_typed() {
+        let mut s = SseStream::new(ClientTimer::start());
+        assert_eq!(
+            s.feed(b"data: {\"choices\":[\n").unwrap_err().kind(),
+            "malformed"
+        );
+        let mut s = SseStream::new(ClientTimer::start());
+        let e = s
+            .feed(b"data: {\"error\":{\"message\":\"boom\",\"code\":500}}\n")
+            .unwrap_err();
+        assert_eq!(e, BackendError::Engine("boom".into()));
+    }
+
+    #[test]
+    fn base_strips_v1() {
+        assert_eq!(
+            openai_base("http://127.0.0.1:8080/v1/").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+    }
+}
