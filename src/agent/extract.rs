@@ -91,7 +91,11 @@ fn heading_text(t: &str) -> Option<&str> {
     if is_bullet(t) {
         return None;
     }
-    if t.len() > 4 && t.starts_with("**") && t.ends_with("**") && t[2..t.len() - 2].find("**").is_none() {
+    if t.len() > 4
+        && t.starts_with("**")
+        && t.ends_with("**")
+        && t[2..t.len() - 2].find("**").is_none()
+    {
         return Some(t.trim_matches('*').trim());
     }
     if t.ends_with(':') && t.chars().count() <= 60 {
@@ -105,14 +109,24 @@ fn is_bullet(t: &str) -> bool {
         return true;
     }
     let digits = t.chars().take_while(char::is_ascii_digit).count();
-    digits > 0 && matches!(t[digits..].chars().next(), Some('.') | Some(')')) && t[digits + 1..].starts_with(' ')
+    digits > 0
+        && matches!(t[digits..].chars().next(), Some('.') | Some(')'))
+        && t[digits + 1..].starts_with(' ')
 }
 
 fn clean_bullet(t: &str) -> String {
     let t = t.trim_start_matches(['-', '*', '•']);
-    let digits = t.trim_start().chars().take_while(char::is_ascii_digit).count();
+    let digits = t
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .count();
     let t = t.trim_start();
-    let t = if digits > 0 { t[digits..].trim_start_matches(['.', ')']) } else { t };
+    let t = if digits > 0 {
+        t[digits..].trim_start_matches(['.', ')'])
+    } else {
+        t
+    };
     t.trim().to_string()
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 pub use extract::{parse_analysis, Analysis};
 pub use prompts::INSIGHT_PERSONA;
-pub use report_md::{RunMetrics, ReportInput};
+pub use report_md::{ReportInput, RunMetrics};
 
 /// What one agent run needs.
 #[derive(Debug, Clone)]
@@ -183,7 +183,10 @@ pub async fn run_agent(backend: &dyn Backend, ctx: &AgentContext<'_>) -> AgentRu
     }
     let ended_at = Instant::now();
     let total_ms = ctx.ingest_ms + ms_between(started_at, ended_at);
-    let gens: Vec<&Generation> = calls.iter().filter_map(|c| c.result.as_ref().ok()).collect();
+    let gens: Vec<&Generation> = calls
+        .iter()
+        .filter_map(|c| c.result.as_ref().ok())
+        .collect();
     let metrics = RunMetrics::from_generations(&gens);
     let report_markdown = match (&analysis, calls.get(1).map(|c| &c.result)) {
         (Some(a), Some(Ok(report))) => {

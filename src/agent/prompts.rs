@@ -6,7 +6,8 @@ use crate::record::Stage;
 
 /// The InsightAgent persona, verbatim from the seeds' `## Persona Prompt` block. Sent as the
 /// system prompt of `insight` agents (the seed system printed it but never sent it).
-pub const INSIGHT_PERSONA: &str = "You are InsightAgent, a Chimera-optimised LLM operations specialist.
+pub const INSIGHT_PERSONA: &str =
+    "You are InsightAgent, a Chimera-optimised LLM operations specialist.
 Given the repository context described previously, produce:
 1. Executive summary of model performance.
 2. Three optimisation recommendations that balance throughput, TTFT, and quality.

@@ -129,7 +129,10 @@ pub fn render(r: &ReportInput<'_>) -> String {
     }
     s.push_str("```\n\n## Metrics\n");
     let mt = r.metrics;
-    s.push_str(&format!("- Throughput: {}\n", f2(mt.throughput_tps, " tok/s")));
+    s.push_str(&format!(
+        "- Throughput: {}\n",
+        f2(mt.throughput_tps, " tok/s")
+    ));
     s.push_str(&format!("- TTFT: {}\n", f2(mt.ttft_ms, " ms")));
     s.push_str(&format!(
         "- Total Duration: {}\n",
@@ -141,7 +144,10 @@ pub fn render(r: &ReportInput<'_>) -> String {
             .map(|n| n.to_string())
             .unwrap_or_else(|| "n/a".into())
     ));
-    s.push_str(&format!("- Prompt Eval: {}\n", f2(mt.prompt_eval_ms, " ms")));
+    s.push_str(&format!(
+        "- Prompt Eval: {}\n",
+        f2(mt.prompt_eval_ms, " ms")
+    ));
     s.push_str(&format!("- Eval Duration: {}\n", f2(mt.eval_ms, " ms")));
     s.push_str(&format!("- Load Duration: {}\n", f2(mt.load_ms, " ms")));
     s.push_str("\n## Key Findings\n");
