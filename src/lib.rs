@@ -3,8 +3,10 @@
 //! Data flows one way: `spec` (parse, validate) → `plan` (grid → ordered units) →
 //! `runner` (agents over a `backend`) → `store` → `analysis`/`stats` → `report`/`compare`.
 
+pub mod agent;
 pub mod backend;
 pub mod cli;
+pub mod corpus;
 pub mod env;
 pub mod plan;
 pub mod progress;

@@ -1,0 +1,312 @@
+//! The Chimera agent workflow: ingest (done once by the caller) → analysis call → report
+//! call → report file, over any [`Backend`]. Pair runs start two agents together and, for a
+//! real speedup figure, run the same pair back to back too.
+
+pub mod extract;
+pub mod prompts;
+pub mod report_md;
+
+use crate::backend::{Backend, BackendError, GenRequest, Generation};
+use crate::corpus::Corpus;
+use crate::plan::Member;
+use crate::record::Stage;
+use crate::spec::{Persona, RetryPolicy};
+use std::time::{Duration, Instant};
+
+pub use extract::{parse_analysis, Analysis};
+pub use prompts::INSIGHT_PERSONA;
+pub use report_md::{ReportInput, RunMetrics};
+
+/// What one agent run needs.
+#[derive(Debug, Clone)]
+pub struct AgentContext<'a> {
+    pub member: &'a Member,
+    /// Already ingested (once per run, shared by every agent).
+    pub corpus: &'a Corpus,
+    /// Ingest time charged to this agent run (the seeds' "ingest" split), ms.
+    pub ingest_ms: f64,
+    /// Unique per agent run, e.g. `<run_id>/<cell>/<rep>/<agent>`; the stage is appended.
+    /// Leads every prompt so no prompt cache can serve it. Empty disables it (then
+    /// [`CallResult::cache_defeated`] is false).
+    pub nonce: String,
+    pub retry: &'a RetryPolicy,
+}
+
+/// One LLM call of an agent run, after retries.
+#[derive(Debug, Clone)]
+pub struct CallResult {
+    pub stage: Stage,
+    /// The request as sent (the last attempt's; all attempts send the same).
+    pub request: GenRequest,
+    /// When the first attempt started / the last one ended (monotonic clock).
+    pub started_at: Instant,
+    pub ended_at: Instant,
+    pub result: Result<Generation, BackendError>,
+    /// Attempts made, including the successful one (≥ 1).
+    pub attempts: u32,
+    /// True when the prompt carried a unique nonce line.
+    pub cache_defeated: bool,
+}
+
+impl CallResult {
+    /// (start, end) in ms from `epoch` (e.g. the phase start), for records and overlap checks.
+    pub fn offsets_ms(&self, epoch: Instant) -> (f64, f64) {
+        let ms = |t: Instant| t.saturating_duration_since(epoch).as_secs_f64() * 1000.0;
+        (ms(self.started_at), ms(self.ended_at))
+    }
+}
+
+/// One agent run. Never an `Err`: failures are in the calls.
+#[derive(Debug, Clone)]
+pub struct AgentRun {
+    /// Analysis, then report (absent when the analysis call failed).
+    pub calls: Vec<CallResult>,
+    pub ingest_ms: f64,
+    pub analysis_ms: f64,
+    /// `None` when the report call was not attempted.
+    pub report_ms: Option<f64>,
+    /// Ingest plus the wall time from the first call's start to the last call's end.
+    pub total_ms: f64,
+    /// True when the analysis call failed and the report call was therefore skipped.
+    pub report_skipped: bool,
+    pub data_summary: String,
+    pub analysis: Option<Analysis>,
+    pub metrics: RunMetrics,
+    /// The report file; `None` unless both calls succeeded.
+    pub report_markdown: Option<String>,
+    pub started_at: Instant,
+    pub ended_at: Instant,
+}
+
+impl AgentRun {
+    pub fn ok(&self) -> bool {
+        self.report_markdown.is_some()
+    }
+}
+
+/// System prompt sent for a persona: the InsightAgent persona, or none.
+pub fn system_prompt(persona: Persona) -> Option<&'static str> {
+    match persona {
+        Persona::Insight => Some(INSIGHT_PERSONA),
+        Persona::Chimera => None,
+    }
+}
+
+/// Calls the backend under the retry policy: only `retryable()` errors are retried, with
+/// backoff `backoff_ms * 2^(k-1)` before retry k; every attempt is counted.
+pub async fn call_with_retry(
+    backend: &dyn Backend,
+    req: &GenRequest,
+    policy: &RetryPolicy,
+) -> (Result<Generation, BackendError>, u32) {
+    let max = policy.attempts.max(1);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match backend.generate(req).await {
+            Ok(g) => return (Ok(g), attempt),
+            Err(e) if e.retryable() && attempt < max => {
+                let factor = 1u64 << (attempt - 1).min(16);
+                tracing::warn!(
+                    target: "sweep::agent",
+                    "attempt {attempt}/{max} failed ({}): {e}; retrying",
+                    e.kind()
+                );
+                tokio::time::sleep(Duration::from_millis(
+                    policy.backoff_ms.saturating_mul(factor),
+                ))
+                .await;
+            }
+            Err(e) => return (Err(e), attempt),
+        }
+    }
+}
+
+async fn stage_call(
+    backend: &dyn Backend,
+    ctx: &AgentContext<'_>,
+    stage: Stage,
+    prompt: String,
+) -> CallResult {
+    let request = GenRequest {
+        model: ctx.member.model.clone(),
+        system: system_prompt(ctx.member.persona).map(str::to_owned),
+        prompt,
+        options: ctx.member.options.clone(),
+        endpoint: ctx.member.endpoint.clone(),
+    };
+    let started_at = Instant::now();
+    let (result, attempts) = call_with_retry(backend, &request, ctx.retry).await;
+    CallResult {
+        stage,
+        request,
+        started_at,
+        ended_at: Instant::now(),
+        result,
+        attempts,
+        cache_defeated: !ctx.nonce.is_empty(),
+    }
+}
+
+fn ms_between(a: Instant, b: Instant) -> f64 {
+    b.saturating_duration_since(a).as_secs_f64() * 1000.0
+}
+
+/// Runs one agent: analysis call, then (if it succeeded) report call, then the report file.
+pub async fn run_agent(backend: &dyn Backend, ctx: &AgentContext<'_>) -> AgentRun {
+    let data_summary = ctx.corpus.data_summary();
+    let started_at = Instant::now();
+    let analysis_call = stage_call(
+        backend,
+        ctx,
+        Stage::Analysis,
+        prompts::analysis_prompt(&ctx.nonce, &data_summary),
+    )
+    .await;
+    let analysis_ms = ms_between(analysis_call.started_at, analysis_call.ended_at);
+    let mut calls = vec![analysis_call];
+    let analysis = match &calls[0].result {
+        Ok(g) => Some(parse_analysis(&g.text)),
+        Err(_) => None,
+    };
+    let mut report_ms = None;
+    if let Some(a) = &analysis {
+        let call = stage_call(
+            backend,
+            ctx,
+            Stage::Report,
+            prompts::report_prompt(&ctx.nonce, a, ctx.corpus),
+        )
+        .await;
+        report_ms = Some(ms_between(call.started_at, call.ended_at));
+        calls.push(call);
+    }
+    let ended_at = Instant::now();
+    let total_ms = ctx.ingest_ms + ms_between(started_at, ended_at);
+    let gens: Vec<&Generation> = calls
+        .iter()
+        .filter_map(|c| c.result.as_ref().ok())
+        .collect();
+    let metrics = RunMetrics::from_generations(&gens);
+    let report_markdown = match (&analysis, calls.get(1).map(|c| &c.result)) {
+        (Some(a), Some(Ok(report))) => {
+            let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+            Some(report_md::render(&ReportInput {
+                member: ctx.member,
+                date: &date,
+                report_text: &report.text,
+                files_analyzed: ctx.corpus.len(),
+                data_summary: &data_summary,
+                ingest_ms: ctx.ingest_ms,
+                analysis_ms,
+                report_ms: report_ms.unwrap_or_default(),
+                total_ms,
+                metrics: &metrics,
+                analysis: a,
+                system_prompt: system_prompt(ctx.member.persona),
+            }))
+        }
+        _ => None,
+    };
+    AgentRun {
+        calls,
+        ingest_ms: ctx.ingest_ms,
+        analysis_ms,
+        report_ms,
+        total_ms,
+        report_skipped: analysis.is_none(),
+        data_summary,
+        analysis,
+        metrics,
+        report_markdown,
+        started_at,
+        ended_at,
+    }
+}
+
+/// Two agent runs and the wall time they took together.
+#[derive(Debug, Clone)]
+pub struct PhaseRun {
+    pub a: AgentRun,
+    pub b: AgentRun,
+    /// First start to last end, ms.
+    pub wall_ms: f64,
+    /// When the phase started (the epoch for [`CallResult::offsets_ms`]).
+    pub started_at: Instant,
+}
+
+/// A pair measured both ways.
+#[derive(Debug, Clone)]
+pub struct PairRun {
+    pub concurrent: PhaseRun,
+    pub sequential: PhaseRun,
+    /// sequential wall / concurrent wall (both measured).
+    pub speedup: f64,
+    /// speedup / 2 (1.0 = perfect overlap of two agents).
+    pub efficiency: f64,
+}
+
+/// Starts A and B together (`tokio::join!`); each uses its own options and endpoint.
+pub async fn run_pair(
+    backend: &dyn Backend,
+    a: &AgentContext<'_>,
+    b: &AgentContext<'_>,
+) -> PhaseRun {
+    let started_at = Instant::now();
+    let (ra, rb) = tokio::join!(run_agent(backend, a), run_agent(backend, b));
+    PhaseRun {
+        a: ra,
+        b: rb,
+        wall_ms: ms_between(started_at, Instant::now()),
+        started_at,
+    }
+}
+
+/// A then B, back to back: the measured sequential baseline.
+pub async fn run_sequential(
+    backend: &dyn Backend,
+    a: &AgentContext<'_>,
+    b: &AgentContext<'_>,
+) -> PhaseRun {
+    let started_at = Instant::now();
+    let ra = run_agent(backend, a).await;
+    let rb = run_agent(backend, b).await;
+    PhaseRun {
+        a: ra,
+        b: rb,
+        wall_ms: ms_between(started_at, Instant::now()),
+        started_at,
+    }
+}
+
+/// The concurrent phase, then the sequential one, with speedup and efficiency. Nonces get
+/// `/concurrent` or `/sequential` appended so the second phase cannot hit the cache of the
+/// first. (The runner may instead call [`run_pair`] and [`run_sequential`] itself, e.g. to
+/// alternate their order across repetitions.)
+pub async fn run_pair_measured(
+    backend: &dyn Backend,
+    a: &AgentContext<'_>,
+    b: &AgentContext<'_>,
+) -> PairRun {
+    fn tagged<'c>(c: &AgentContext<'c>, tag: &str) -> AgentContext<'c> {
+        let mut c = c.clone();
+        if !c.nonce.is_empty() {
+            c.nonce = format!("{}/{tag}", c.nonce);
+        }
+        c
+    }
+    let concurrent = run_pair(backend, &tagged(a, "concurrent"), &tagged(b, "concurrent")).await;
+    let sequential =
+        run_sequential(backend, &tagged(a, "sequential"), &tagged(b, "sequential")).await;
+    let speedup = if concurrent.wall_ms > 0.0 {
+        sequential.wall_ms / concurrent.wall_ms
+    } else {
+        f64::NAN
+    };
+    PairRun {
+        concurrent,
+        sequential,
+        speedup,
+        efficiency: speedup / 2.0,
+    }
+}
