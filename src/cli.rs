@@ -2,6 +2,8 @@
 //! (compare) or failed run, 2 bad input or error.
 
 use crate::plan::{Plan, Shard};
+use crate::progress::ProgressMode;
+use crate::runner::RunOptions;
 use crate::spec::{AgentKind, Spec};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -46,14 +48,53 @@ pub enum Command {
         #[arg(long, value_name = "i/N")]
         shard: Option<Shard>,
     },
-    /// Execute every cell of the plan and store the records.
+    /// Execute every cell of the plan and store the records under
+    /// results/<experiment>/<run-id>/. An unfinished run of the same file is resumed
+    /// automatically (use --new to start afresh); Ctrl-C stops cleanly and prints how to resume.
     Run {
         file: PathBuf,
-        /// Continue an unfinished run, skipping what is already stored.
-        #[arg(long, value_name = "RUN_ID")]
+        /// Continue this run, skipping every phase already stored.
+        #[arg(long, value_name = "RUN_ID", conflicts_with = "new")]
         resume: Option<String>,
+        /// Start a new run even if an unfinished one of the same file exists.
+        #[arg(long)]
+        new: bool,
+        /// Name the new run (default: UTC time + random suffix).
+        #[arg(long, value_name = "NAME")]
+        run_id: Option<String>,
+        /// Run only shard i of N (0-based) of the cells: for Slurm arrays, indexed Jobs, CI matrices.
         #[arg(long, value_name = "i/N")]
         shard: Option<Shard>,
+        /// Units in flight at once (default: [run] concurrency, else 1).
+        #[arg(long, value_name = "N")]
+        concurrency: Option<u32>,
+        /// Where runs are stored (default: [run] results_dir, else results/).
+        #[arg(long, value_name = "DIR")]
+        results_dir: Option<PathBuf>,
+        /// Stop at the first failed call (default: a failing cell never stops the sweep).
+        #[arg(long)]
+        fail_fast: bool,
+        /// Progress display.
+        #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+        progress: ProgressArg,
+        /// No progress output (same as --progress quiet).
+        #[arg(long, short)]
+        quiet: bool,
+        /// JSON events on stdout, one per line (same as --progress json).
+        #[arg(long)]
+        json: bool,
+        /// Stop after N phases (smoke tests); the run stays resumable.
+        #[arg(long, value_name = "N", hide = true)]
+        max_phases: Option<usize>,
+    },
+    /// Join shard runs of one experiment into one run (refuses runs of different files).
+    Merge {
+        /// Run directories to merge.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// The merged run directory to create.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
     /// Aggregate a stored run into statistics.
     Analyze {
@@ -79,6 +120,16 @@ pub fn main() -> i32 {
         }
     };
     run(cli)
+}
+
+/// Progress display of `sweep run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressArg {
+    /// A bar on a terminal, plain lines otherwise.
+    Auto,
+    Plain,
+    Json,
+    Quiet,
 }
 
 pub fn run(cli: Cli) -> i32 {
@@ -115,7 +166,64 @@ pub fn run(cli: Cli) -> i32 {
             }
             Err(e) => report_spec_error(&e),
         },
-        Command::Run { .. } => not_built("run", "the runner and store (issue 6)"),
+        Command::Run {
+            file,
+            resume,
+            new,
+            run_id,
+            shard,
+            concurrency,
+            results_dir,
+            fail_fast,
+            progress,
+            quiet,
+            json,
+            max_phases,
+        } => {
+            let spec = match Spec::load(&file) {
+                Ok(s) => s,
+                Err(e) => return report_spec_error(&e),
+            };
+            let progress = if quiet {
+                ProgressMode::Quiet
+            } else if json {
+                ProgressMode::Json
+            } else {
+                match progress {
+                    ProgressArg::Auto => ProgressMode::Auto,
+                    ProgressArg::Plain => ProgressMode::Plain,
+                    ProgressArg::Json => ProgressMode::Json,
+                    ProgressArg::Quiet => ProgressMode::Quiet,
+                }
+            };
+            let opts = RunOptions {
+                resume,
+                new_run: new,
+                run_id,
+                shard,
+                progress,
+                fail_fast,
+                concurrency,
+                results_dir,
+                max_phases,
+            };
+            run_command(&spec, opts)
+        }
+        Command::Merge { runs, out } => match crate::store::merge(&runs, &out) {
+            Ok(m) => {
+                println!(
+                    "merged {} runs into {} ({} cells planned)",
+                    m.merged_from.len(),
+                    out.display(),
+                    m.planned_cells
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("sweep merge: {e}");
+                EXIT_BAD_INPUT
+            }
+        },
         Command::Analyze { .. } => not_built("analyze", "the analysis stage (issue 7)"),
         Command::Report { .. } => not_built("report", "tables and plots (issue 7)"),
         Command::Compare { .. } => not_built("compare", "the nightly regression compare (issue 8)"),
@@ -232,4 +340,38 @@ pub fn render_plan(spec: &Spec, plan: &Plan) -> String {
         plan.reloads()
     );
     s
+}
+
+/// Exit code when a run was interrupted by Ctrl-C (128 + SIGINT).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+fn run_command(spec: &Spec, opts: RunOptions) -> i32 {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sweep run: cannot start the async runtime: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    match rt.block_on(crate::runner::run_experiment(spec, &opts)) {
+        Ok(s) => {
+            if opts.progress != ProgressMode::Quiet {
+                eprintln!("{}", crate::runner::failure_summary(&s));
+            }
+            if s.interrupted {
+                EXIT_INTERRUPTED
+            } else if s.stopped_on_failure || (s.ok_calls == 0 && s.phases_run > 0) {
+                1
+            } else {
+                0
+            }
+        }
+        Err(e) => {
+            eprintln!("sweep run: {e}");
+            EXIT_BAD_INPUT
+        }
+    }
 }

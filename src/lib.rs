@@ -11,6 +11,7 @@ pub mod env;
 pub mod plan;
 pub mod progress;
 pub mod record;
+pub mod runner;
 pub mod spec;
 pub mod store;
 pub mod testkit;

@@ -1,0 +1,468 @@
+//! The runner: executes the plan's units phase by phase, stores each phase atomically,
+//! survives crashes (resume skips every stored phase), Ctrl-C, and failing cells.
+
+mod exec;
+
+pub use exec::AgentExecutor;
+
+use crate::backend::BoxFuture;
+use crate::plan::{Cell, Plan, Shard, Unit};
+use crate::progress::{Event, Progress, ProgressMode};
+use crate::record::{Phase, PhaseKey, Record};
+use crate::spec::{AgentKind, Spec};
+use crate::store::{self, Manifest, RunStore, StoreError};
+use futures_util::StreamExt;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What one phase of one unit produced: its records (one per planned call, failed or not)
+/// and the agents' report files.
+#[derive(Debug, Default)]
+pub struct PhaseOutput {
+    pub records: Vec<Record>,
+    /// (file stem, markdown)
+    pub reports: Vec<(String, String)>,
+}
+
+/// Everything a phase needs to know about where it sits in the run.
+#[derive(Debug, Clone)]
+pub struct PhaseJob {
+    pub cell: Cell,
+    pub unit: Unit,
+    pub phase: Phase,
+    /// Endpoint for members without their own; `None` for the embedded engine.
+    pub endpoint: Option<String>,
+    /// First phase after a reload-key change on this endpoint: its first call is cold.
+    pub cold_start: bool,
+    pub run_id: String,
+    pub experiment: String,
+}
+
+/// Runs one phase (the agents' workflow over a backend). The runner owns order, storage and
+/// failure policy; the executor owns what happens inside a phase.
+pub trait PhaseExecutor: Send + Sync {
+    fn execute<'a>(&'a self, job: &'a PhaseJob) -> BoxFuture<'a, PhaseOutput>;
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Continue this run id.
+    pub resume: Option<String>,
+    /// Start a new run even when an unfinished one with the same spec exists.
+    pub new_run: bool,
+    /// Name of the run to create (or to continue, if it exists unfinished).
+    pub run_id: Option<String>,
+    pub shard: Option<Shard>,
+    pub progress: ProgressMode,
+    /// Stop at the first failed call.
+    pub fail_fast: bool,
+    /// Overrides `[run] concurrency`.
+    pub concurrency: Option<u32>,
+    /// Overrides `[run] results_dir`.
+    pub results_dir: Option<PathBuf>,
+    /// Stop after this many phases (for tests and smoke runs); the run stays resumable.
+    pub max_phases: Option<usize>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            resume: None,
+            new_run: false,
+            run_id: None,
+            shard: None,
+            progress: ProgressMode::Auto,
+            fail_fast: false,
+            concurrency: None,
+            results_dir: None,
+            max_phases: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub dir: PathBuf,
+    pub ok_calls: usize,
+    pub failed_calls: usize,
+    pub failures_by_kind: BTreeMap<String, usize>,
+    pub skipped_phases: usize,
+    pub phases_run: usize,
+    pub interrupted: bool,
+    pub stopped_on_failure: bool,
+    pub resumed: bool,
+    pub complete: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("run {run_id} was made from a different experiment file (spec hash {stored} ≠ {current}); start a new run or restore the file")]
+    SpecChanged {
+        run_id: String,
+        stored: String,
+        current: String,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// The directory of a run.
+pub fn run_dir(spec: &Spec, opts: &RunOptions, run_id: &str) -> PathBuf {
+    opts.results_dir
+        .clone()
+        .unwrap_or_else(|| spec.run.results_dir.clone())
+        .join(&spec.experiment.name)
+        .join(run_id)
+}
+
+/// Opens (resume) or creates the store. Returns the store, run id and whether it resumed.
+pub fn open_store(
+    spec: &Spec,
+    plan: &Plan,
+    opts: &RunOptions,
+    manifest: impl FnOnce(&str) -> Manifest,
+) -> Result<(RunStore, String, bool), RunError> {
+    let exp_dir = opts
+        .results_dir
+        .clone()
+        .unwrap_or_else(|| spec.run.results_dir.clone())
+        .join(&spec.experiment.name);
+    if let Some(id) = &opts.run_id {
+        let ok = !id.is_empty()
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+        if !ok {
+            return Err(RunError::Setup(format!(
+                "run id {id:?} must be letters, digits, '-', '_' or '.'"
+            )));
+        }
+    }
+    let named_existing = opts.run_id.as_ref().and_then(|id| {
+        let d = exp_dir.join(id);
+        d.join(store::MANIFEST).exists().then(|| id.clone())
+    });
+    if let Some(id) = &named_existing {
+        let m = Manifest::read(&exp_dir.join(id))?;
+        if m.finished_at.is_some() {
+            return Err(RunError::Setup(format!(
+                "run {id} already exists and is finished; choose another --run-id"
+            )));
+        }
+    }
+    let resume_id = match (&opts.resume, named_existing) {
+        (Some(id), _) => Some(id.clone()),
+        (None, Some(id)) => Some(id),
+        (None, None) if opts.run_id.is_some() => None,
+        (None, None) if !opts.new_run => store::unfinished_runs(&exp_dir, &spec.hash)
+            .into_iter()
+            .find(|d| {
+                Manifest::read(d)
+                    .map(|m| m.shard == plan.shard)
+                    .unwrap_or(false)
+            })
+            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned())),
+        (None, None) => None,
+    };
+    if let Some(id) = resume_id {
+        let dir = exp_dir.join(&id);
+        let m = Manifest::read(&dir)?;
+        if m.spec_hash != spec.hash {
+            return Err(RunError::SpecChanged {
+                run_id: id,
+                stored: m.spec_hash,
+                current: spec.hash.clone(),
+            });
+        }
+        let (store, info) = RunStore::open(&dir)?;
+        if let Some(line) = info.torn_line {
+            eprintln!(
+                "warning: {}: line {line} was torn by a crash mid-write; cut off, its phase runs again",
+                dir.join(store::RECORDS_JSONL).display()
+            );
+        }
+        return Ok((store, id, true));
+    }
+    let id = opts.run_id.clone().unwrap_or_else(store::new_run_id);
+    let dir = exp_dir.join(&id);
+    let store = RunStore::create(&dir, &manifest(&id))?;
+    Ok((store, id, false))
+}
+
+/// The phases of a unit, in the order they run.
+pub fn phases_of(cell: &Cell) -> &'static [Phase] {
+    match cell.agent {
+        AgentKind::Single => &[Phase::Single],
+        AgentKind::Pair => &[Phase::Concurrent, Phase::Sequential],
+    }
+}
+
+fn calls_in_phase(cell: &Cell, phase: Phase) -> usize {
+    match phase {
+        Phase::Single => crate::plan::CALLS_PER_AGENT_RUN,
+        _ => cell.members.len() * crate::plan::CALLS_PER_AGENT_RUN,
+    }
+}
+
+/// Executes every phase of the plan not yet stored.
+pub async fn execute(
+    spec: &Spec,
+    plan: &Plan,
+    store: &mut RunStore,
+    run_id: &str,
+    resumed: bool,
+    executor: Arc<dyn PhaseExecutor>,
+    opts: &RunOptions,
+) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    let mut summary = RunSummary {
+        run_id: run_id.to_string(),
+        dir: store.dir().to_path_buf(),
+        resumed,
+        ..Default::default()
+    };
+    let endpoints = spec.backend.urls.clone();
+    let mut last_key: HashMap<Option<String>, String> = HashMap::new();
+    let mut jobs = Vec::new();
+    let mut stored_calls = 0;
+    for unit in &plan.units {
+        let cell = &plan.cells[unit.cell];
+        for &phase in phases_of(cell) {
+            let key = PhaseKey {
+                cell_id: cell.id.clone(),
+                rep: unit.rep,
+                warmup: unit.warmup,
+                phase,
+            };
+            if store.is_done(&key) {
+                summary.skipped_phases += 1;
+                stored_calls += calls_in_phase(cell, phase);
+                continue;
+            }
+            let endpoint = if endpoints.is_empty() {
+                None
+            } else {
+                Some(endpoints[jobs.len() % endpoints.len()].clone())
+            };
+            let cold_start = last_key.get(&endpoint) != Some(&cell.reload_key);
+            last_key.insert(endpoint.clone(), cell.reload_key.clone());
+            jobs.push(PhaseJob {
+                cell: cell.clone(),
+                unit: *unit,
+                phase,
+                endpoint,
+                cold_start,
+                run_id: run_id.to_string(),
+                experiment: spec.experiment.name.clone(),
+            });
+        }
+    }
+    let truncated = opts.max_phases.is_some_and(|m| jobs.len() > m);
+    if let Some(max) = opts.max_phases {
+        jobs.truncate(max);
+    }
+    let total_calls = plan.total_calls();
+    let mut progress = Progress::new(opts.progress);
+    progress.emit(&Event::Started {
+        run_id: run_id.to_string(),
+        dir: store.dir().display().to_string(),
+        units: plan.units.len(),
+        calls: total_calls,
+        already_stored: stored_calls,
+    });
+    let concurrency = opts
+        .concurrency
+        .unwrap_or(spec.run.concurrency)
+        .max(1) as usize;
+    let n_jobs = jobs.len();
+    let mut stream = futures_util::stream::iter(jobs.into_iter().map(|job| {
+        let ex = executor.clone();
+        async move {
+            let out = ex.execute(&job).await;
+            (job, out)
+        }
+    }))
+    .buffer_unordered(concurrency);
+
+    let mut done_calls = stored_calls;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let next = tokio::select! {
+            n = stream.next() => n,
+            _ = &mut ctrl_c => {
+                summary.interrupted = true;
+                None
+            }
+        };
+        let Some((job, out)) = next else { break };
+        for (stem, md) in &out.reports {
+            store.write_report(&job.cell.id, job.unit.rep, job.unit.warmup, stem, md)?;
+        }
+        store.append(&out.records)?;
+        summary.phases_run += 1;
+        let ok = out.records.iter().filter(|r| r.ok).count();
+        let failed = out.records.len() - ok;
+        summary.ok_calls += ok;
+        summary.failed_calls += failed;
+        done_calls += out.records.len();
+        for r in out.records.iter().filter(|r| !r.ok) {
+            let kind = r.error_kind.clone().unwrap_or_else(|| "unknown".into());
+            *summary.failures_by_kind.entry(kind.clone()).or_default() += 1;
+            progress.emit(&Event::Failure {
+                cell: job.cell.id.clone(),
+                kind,
+                message: r.error_message.clone().unwrap_or_default(),
+            });
+        }
+        let last_ok = out.records.iter().rev().find(|r| r.ok);
+        progress.emit(&Event::Phase {
+            done_calls,
+            total_calls,
+            cell: job.cell.id.clone(),
+            rep: job.unit.rep,
+            warmup: job.unit.warmup,
+            phase: job.phase.as_str().to_string(),
+            ok,
+            failed,
+            ttft_ms: last_ok.and_then(|r| r.ttft_ms),
+            decode_tps: last_ok.and_then(|r| r.decode_tps),
+        });
+        if failed > 0 && opts.fail_fast {
+            summary.stopped_on_failure = true;
+            break;
+        }
+    }
+    drop(stream);
+    summary.complete = !summary.interrupted
+        && !summary.stopped_on_failure
+        && summary.phases_run == n_jobs
+        && !truncated;
+    if summary.interrupted {
+        let resume = format!(
+            "sweep run {} --resume {}{}",
+            spec.file.display(),
+            run_id,
+            plan.shard
+                .map(|s| format!(" --shard {}/{}", s.index, s.count))
+                .unwrap_or_default()
+        );
+        progress.emit(&Event::Interrupted {
+            run_id: run_id.to_string(),
+            resume,
+        });
+    } else {
+        progress.emit(&Event::Finished {
+            run_id: run_id.to_string(),
+            dir: store.dir().display().to_string(),
+            ok: summary.ok_calls,
+            failed: summary.failed_calls,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(summary)
+}
+
+/// Everything `sweep run FILE` does: corpus and backend checks, store, execution,
+/// the end-of-run files and the failure summary.
+pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary, RunError> {
+    let plan = Plan::build(spec, opts.shard);
+    if plan.units.is_empty() {
+        return Err(RunError::Setup(
+            "the plan is empty (this shard has no cells?)".into(),
+        ));
+    }
+    let corpus = crate::corpus::Corpus::load(&spec.corpus)
+        .map_err(|e| RunError::Setup(format!("corpus: {e}")))?;
+    for w in &corpus.warnings {
+        eprintln!("warning: corpus: {w}");
+    }
+    let backend =
+        crate::backend::build(&spec.backend).map_err(|e| RunError::Setup(format!("backend: {e}")))?;
+    let mut models: Vec<&str> = plan
+        .cells
+        .iter()
+        .flat_map(|c| c.members.iter().map(|m| m.model.as_str()))
+        .collect();
+    models.sort_unstable();
+    models.dedup();
+    let mut info = crate::backend::BackendInfo::default();
+    for model in models {
+        info = backend.preflight(model).await.map_err(|e| {
+            RunError::Setup(format!("backend preflight for model {model:?}: {e}"))
+        })?;
+    }
+    let manifest = |id: &str| Manifest {
+        experiment: spec.experiment.name.clone(),
+        run_id: id.to_string(),
+        sweep_version: env!("CARGO_PKG_VERSION").to_string(),
+        spec_file: spec.file.display().to_string(),
+        spec_hash: spec.hash.clone(),
+        spec: spec.source.clone(),
+        corpus_path: spec.corpus.path.display().to_string(),
+        corpus_hash: Some(corpus.hash.clone()),
+        corpus_files: Some(corpus.len()),
+        git_commit: crate::env::git_commit(),
+        host: crate::env::HostInfo::detect(),
+        backend: info.clone(),
+        shard: plan.shard,
+        planned_cells: plan.cells.len(),
+        planned_units: plan.units.len(),
+        planned_calls: plan.total_calls(),
+        started_at: chrono::Utc::now().to_rfc3339(),
+        finished_at: None,
+        cache_policy: format!(
+            "unique nonce line per call; server prompt cache {}",
+            if spec.backend.cache_prompt {
+                "ON (cache_prompt = true)"
+            } else {
+                "off where the server allows (cache_prompt = false)"
+            }
+        ),
+        merged_from: Vec::new(),
+    };
+    let (mut store, run_id, resumed) = open_store(spec, &plan, opts, manifest)?;
+    if resumed {
+        eprintln!(
+            "resuming run {run_id} ({} records stored); --new starts a fresh run",
+            store.stored()
+        );
+    }
+    let executor = Arc::new(AgentExecutor {
+        backend,
+        corpus: spec.corpus.clone(),
+        retry: spec.backend.retry.clone(),
+        defeat_cache: true,
+    });
+    let summary = execute(spec, &plan, &mut store, &run_id, resumed, executor, opts).await?;
+    if summary.complete {
+        let dir = store.dir().to_path_buf();
+        let mut m = Manifest::read(&dir)?;
+        m.finished_at = Some(chrono::Utc::now().to_rfc3339());
+        m.write(&dir)?;
+    }
+    Ok(summary)
+}
+
+/// The end-of-run failure summary, by kind.
+pub fn failure_summary(s: &RunSummary) -> String {
+    if s.failures_by_kind.is_empty() {
+        return format!("{} calls ok, no failures", s.ok_calls);
+    }
+    let kinds: Vec<String> = s
+        .failures_by_kind
+        .iter()
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect();
+    format!(
+        "{} calls ok, {} failed ({})",
+        s.ok_calls,
+        s.failed_calls,
+        kinds.join(", ")
+    )
+}
