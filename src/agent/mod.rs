@@ -247,6 +247,8 @@ pub struct PairRun {
 }
 
 /// Starts A and B together (`tokio::join!`); each uses its own options and endpoint.
+/// Both futures are polled by the calling task, so a backend must not block the thread
+/// while generating (an in-process engine runs its decode loop on `spawn_blocking`).
 pub async fn run_pair(
     backend: &dyn Backend,
     a: &AgentContext<'_>,
