@@ -275,10 +275,7 @@ pub async fn execute(
         calls: total_calls,
         already_stored: stored_calls,
     });
-    let concurrency = opts
-        .concurrency
-        .unwrap_or(spec.run.concurrency)
-        .max(1) as usize;
+    let concurrency = opts.concurrency.unwrap_or(spec.run.concurrency).max(1) as usize;
     let n_jobs = jobs.len();
     let mut stream = futures_util::stream::iter(jobs.into_iter().map(|job| {
         let ex = executor.clone();
@@ -382,8 +379,8 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
     for w in &corpus.warnings {
         eprintln!("warning: corpus: {w}");
     }
-    let backend =
-        crate::backend::build(&spec.backend).map_err(|e| RunError::Setup(format!("backend: {e}")))?;
+    let backend = crate::backend::build(&spec.backend)
+        .map_err(|e| RunError::Setup(format!("backend: {e}")))?;
     let mut models: Vec<&str> = plan
         .cells
         .iter()
@@ -393,9 +390,10 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
     models.dedup();
     let mut info = crate::backend::BackendInfo::default();
     for model in models {
-        info = backend.preflight(model).await.map_err(|e| {
-            RunError::Setup(format!("backend preflight for model {model:?}: {e}"))
-        })?;
+        info = backend
+            .preflight(model)
+            .await
+            .map_err(|e| RunError::Setup(format!("backend preflight for model {model:?}: {e}")))?;
     }
     let manifest = |id: &str| Manifest {
         experiment: spec.experiment.name.clone(),
@@ -427,7 +425,7 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
         merged_from: Vec::new(),
     };
     let (mut store, run_id, resumed) = open_store(spec, &plan, opts, manifest)?;
-    if resumed {
+    if resumed && opts.progress != ProgressMode::Quiet {
         eprintln!(
             "resuming run {run_id} ({} records stored); --new starts a fresh run",
             store.stored()
