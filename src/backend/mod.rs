@@ -2,6 +2,8 @@
 //! same way everywhere (client-side TTFT/ITL/e2e from a monotonic clock, plus whatever
 //! durations and token counts the server reports).
 
+#[cfg(feature = "embedded")]
+pub mod embedded;
 pub mod timing;
 
 use crate::spec::ModelOptions;
