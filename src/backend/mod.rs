@@ -2,6 +2,8 @@
 //! same way everywhere (client-side TTFT/ITL/e2e from a monotonic clock, plus whatever
 //! durations and token counts the server reports).
 
+#[cfg(feature = "embedded")]
+pub mod embedded;
 mod http;
 pub mod ollama;
 pub mod openai;
@@ -156,10 +158,12 @@ pub fn build(cfg: &BackendConfig) -> Result<std::sync::Arc<dyn Backend>, Backend
     match cfg.kind {
         BackendKind::Ollama => Ok(std::sync::Arc::new(OllamaBackend::new(cfg)?)),
         BackendKind::Openai => Ok(std::sync::Arc::new(OpenAiBackend::new(cfg)?)),
-        // TODO(embedded): `#[cfg(feature = "embedded")]` →
-        // `crate::backend::embedded::EmbeddedBackend::new(cfg)` once that module is merged.
+        #[cfg(feature = "embedded")]
+        BackendKind::Embedded => Ok(std::sync::Arc::new(embedded::EmbeddedBackend::new(cfg)?)),
+        #[cfg(not(feature = "embedded"))]
         BackendKind::Embedded => Err(BackendError::InvalidRequest(
-            "embedded backend not built in this branch".into(),
+            "this sweep was built without the `embedded` feature (cargo build --features embedded)"
+                .into(),
         )),
     }
 }

@@ -1,0 +1,698 @@
+//! The embedded engine: llama.cpp in-process (via `llama-cpp-2`) running a GGUF model.
+//!
+//! Same contract as the HTTP backends: the [`ClientTimer`] starts when the request is handed to
+//! the engine (before waiting for the engine lock, like a server queue) and the first non-empty
+//! decoded piece is the first token. Server-side figures come from llama.cpp's own perf
+//! counters (`ctx.timings()`): `prompt_eval_ms` is the prompt decode, `eval_ms` the decodes of
+//! generated tokens (sampling excluded), as in llama.cpp's `llama_perf_context_print`.
+//!
+//! Cold calls, like Ollama: the model stays loaded while the reload key (model path + effective
+//! GPU layers) is unchanged; a context is created per request. A call is cold when it loaded the
+//! model or when `num_ctx` differs from the previous call's (Ollama reloads then); a cold call
+//! reports `load_ms` = model load (if any) + context creation, a warm call reports 0.0.
+
+use super::{
+    Backend, BackendError, BackendInfo, BoxFuture, ClientTimer, GenRequest, Generation,
+    ServerMetrics, TimeoutPhase,
+};
+use crate::spec::{BackendConfig, ModelOptions, Timeouts, DEFAULT_MODEL_PATH};
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::{send_logs_to_tracing, LogOptions};
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+/// Version of the `llama-cpp-2` crate this engine is built on (pinned with `=` in Cargo.toml).
+pub const LLAMA_CPP_2_VERSION: &str = "0.1.160";
+/// Context size when `num_ctx` is unset.
+pub const DEFAULT_NUM_CTX: u32 = 2048;
+/// Maximum generated tokens when `num_predict` is unset.
+pub const DEFAULT_NUM_PREDICT: u32 = 128;
+/// Sampling seed when `seed` is unset: fixed, so that unset still means reproducible.
+pub const DEFAULT_SEED: u32 = 42;
+/// llama.cpp's sampling defaults (common_params_sampling) when an option is unset.
+const DEFAULT_TEMPERATURE: f32 = 0.8;
+const DEFAULT_TOP_K: i32 = 40;
+const DEFAULT_TOP_P: f32 = 0.95;
+/// Tokens the repeat penalty looks back over (llama.cpp's and Ollama's default).
+const PENALTY_LAST_N: i32 = 64;
+/// Named llama.cpp template used when the GGUF carries none (this Gemma 3 270M file has none).
+const FALLBACK_TEMPLATE: &str = "gemma";
+/// The command that fetches the default model.
+const FETCH_COMMAND: &str = "scripts/fetch-model.sh";
+
+/// `LlamaBackend::init()` may run once per process; keep the result for every backend.
+static LLAMA: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+
+fn llama() -> Result<&'static LlamaBackend, BackendError> {
+    LLAMA
+        .get_or_init(|| {
+            // llama.cpp logs go to `tracing` (debug level) instead of cluttering stderr.
+            send_logs_to_tracing(LogOptions::default());
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| BackendError::Engine(format!("llama.cpp backend init failed: {e}")))
+}
+
+/// In-process llama.cpp backend. Cheap to share: clones share one engine.
+#[derive(Clone)]
+pub struct EmbeddedBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    model_path: PathBuf,
+    threads: i32,
+    timeouts: Timeouts,
+    /// One model, one context at a time: llama.cpp contexts from one model must not run in
+    /// parallel.
+    engine: Mutex<Engine>,
+    /// sha256 of the model file, computed once.
+    digest: tokio::sync::OnceCell<String>,
+}
+
+#[derive(Default)]
+struct Engine {
+    loaded: Option<Loaded>,
+    /// `num_ctx` of the previous call: a change makes the next call cold.
+    last_n_ctx: Option<u32>,
+}
+
+struct Loaded {
+    gpu_layers: Option<u32>,
+    model: LlamaModel,
+    template: LlamaChatTemplate,
+}
+
+impl std::fmt::Debug for EmbeddedBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedBackend")
+            .field("model_path", &self.inner.model_path)
+            .field("threads", &self.inner.threads)
+            .finish()
+    }
+}
+
+impl EmbeddedBackend {
+    /// Checks the model file is there and initialises llama.cpp; the model itself loads on the
+    /// first call so that this call is measured as the cold one.
+    pub fn new(cfg: &BackendConfig) -> Result<Self, BackendError> {
+        let model_path = cfg
+            .model_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL_PATH));
+        check_model_file(&model_path)?;
+        llama()?;
+        let threads = cfg
+            .threads
+            .map(|t| t.max(1))
+            .unwrap_or_else(physical_cores)
+            .min(i32::MAX as u32) as i32;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                model_path,
+                threads,
+                timeouts: cfg.timeouts.clone(),
+                engine: Mutex::new(Engine::default()),
+                digest: tokio::sync::OnceCell::new(),
+            }),
+        })
+    }
+
+    /// Threads llama.cpp uses for prompt and generation.
+    pub fn threads(&self) -> u32 {
+        self.inner.threads as u32
+    }
+
+    pub fn model_path(&self) -> &Path {
+        &self.inner.model_path
+    }
+}
+
+fn check_model_file(path: &Path) -> Result<(), BackendError> {
+    if path.is_file() {
+        return Ok(());
+    }
+    Err(BackendError::ModelNotFound {
+        model: path.display().to_string(),
+        hint: format!(
+            ": the GGUF file is missing; fetch it with `{FETCH_COMMAND}` (or set model_path)"
+        ),
+    })
+}
+
+impl Backend for EmbeddedBackend {
+    fn generate<'a>(
+        &'a self,
+        req: &'a GenRequest,
+    ) -> BoxFuture<'a, Result<Generation, BackendError>> {
+        Box::pin(async move {
+            let timer = ClientTimer::start();
+            let inner = Arc::clone(&self.inner);
+            let req = req.clone();
+            let cancel = CancelOnDrop::default();
+            let flag = Arc::clone(&cancel.0);
+            let joined =
+                tokio::task::spawn_blocking(move || inner.generate_blocking(&req, timer, &flag))
+                    .await;
+            drop(cancel);
+            joined.map_err(|e| BackendError::Engine(format!("engine task failed: {e}")))?
+        })
+    }
+
+    fn preflight<'a>(
+        &'a self,
+        _model: &'a str,
+    ) -> BoxFuture<'a, Result<BackendInfo, BackendError>> {
+        Box::pin(async move {
+            check_model_file(&self.inner.model_path)?;
+            let path = self.inner.model_path.clone();
+            let digest = self
+                .inner
+                .digest
+                .get_or_try_init(|| async move {
+                    tokio::task::spawn_blocking(move || sha256_file(&path))
+                        .await
+                        .map_err(|e| BackendError::Engine(format!("digest task failed: {e}")))?
+                })
+                .await?;
+            Ok(BackendInfo {
+                kind: "embedded".into(),
+                version: Some(LLAMA_CPP_2_VERSION.into()),
+                model_digest: Some(digest.clone()),
+                endpoints: Vec::new(),
+            })
+        })
+    }
+}
+
+/// Tells the blocking generation loop to stop when the caller's future is dropped (a timeout
+/// around `generate`), so the engine lock is not held for an abandoned call.
+#[derive(Default)]
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn sha256_file(path: &Path) -> Result<String, BackendError> {
+    let io = |e: std::io::Error| BackendError::Engine(format!("reading {}: {e}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Sampling settings resolved from the request's options and the engine defaults.
+#[derive(Debug, Clone, PartialEq)]
+struct Sampling {
+    temperature: f32,
+    top_k: i32,
+    top_p: f32,
+    repeat_penalty: f32,
+    seed: u32,
+}
+
+impl Sampling {
+    fn from_options(o: &ModelOptions) -> Result<Self, BackendError> {
+        let finite = |name: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(v as f32)
+            } else {
+                Err(BackendError::InvalidRequest(format!(
+                    "{name} must be a finite number ≥ 0, got {v}"
+                )))
+            }
+        };
+        let repeat_penalty = o
+            .repeat_penalty
+            .map(|v| finite("repeat_penalty", v))
+            .transpose()?
+            .unwrap_or(1.0);
+        if repeat_penalty <= 0.0 {
+            return Err(BackendError::InvalidRequest(
+                "repeat_penalty must be > 0 (1 disables it)".into(),
+            ));
+        }
+        Ok(Self {
+            temperature: o
+                .temperature
+                .map(|v| finite("temperature", v))
+                .transpose()?
+                .unwrap_or(DEFAULT_TEMPERATURE),
+            top_k: o
+                .top_k
+                .map(|k| k.min(i32::MAX as u32) as i32)
+                .unwrap_or(DEFAULT_TOP_K),
+            top_p: o
+                .top_p
+                .map(|v| finite("top_p", v))
+                .transpose()?
+                .unwrap_or(DEFAULT_TOP_P),
+            repeat_penalty,
+            seed: o.seed.map(seed_u32).unwrap_or(DEFAULT_SEED),
+        })
+    }
+
+    /// penalties → top_k → top_p → temp → dist(seed); greedy at temperature 0.
+    fn chain(&self, n_vocab: i32) -> LlamaSampler {
+        let mut s = Vec::with_capacity(5);
+        if self.repeat_penalty != 1.0 {
+            s.push(LlamaSampler::penalties(
+                n_vocab,
+                PENALTY_LAST_N,
+                self.repeat_penalty,
+                0.0,
+                0.0,
+            ));
+        }
+        if self.temperature <= 0.0 {
+            s.push(LlamaSampler::greedy());
+        } else {
+            if self.top_k > 0 {
+                s.push(LlamaSampler::top_k(self.top_k));
+            }
+            if self.top_p < 1.0 {
+                s.push(LlamaSampler::top_p(self.top_p, 1));
+            }
+            s.push(LlamaSampler::temp(self.temperature));
+            s.push(LlamaSampler::dist(self.seed));
+        }
+        LlamaSampler::chain(s, false)
+    }
+}
+
+/// Seeds are u64 in the experiment file, u32 in llama.cpp: fold the high half in. u32::MAX is
+/// llama.cpp's "random seed" marker, so it maps to u32::MAX − 1 to stay reproducible.
+fn seed_u32(seed: u64) -> u32 {
+    let folded = (seed as u32) ^ ((seed >> 32) as u32);
+    if folded == u32::MAX {
+        u32::MAX - 1
+    } else {
+        folded
+    }
+}
+
+/// GPU layers that take effect: `num_gpu` only with the `cuda` feature; a CPU build ignores it.
+fn effective_gpu_layers(o: &ModelOptions) -> Option<u32> {
+    if cfg!(feature = "cuda") {
+        o.num_gpu
+    } else {
+        None
+    }
+}
+
+impl Inner {
+    fn generate_blocking(
+        &self,
+        req: &GenRequest,
+        mut timer: ClientTimer,
+        cancel: &AtomicBool,
+    ) -> Result<Generation, BackendError> {
+        let opts = &req.options;
+        let n_ctx = opts.num_ctx.unwrap_or(DEFAULT_NUM_CTX);
+        let n_ctx_nz = NonZeroU32::new(n_ctx)
+            .ok_or_else(|| BackendError::InvalidRequest("num_ctx must be > 0".into()))?;
+        let n_predict = opts.num_predict.unwrap_or(DEFAULT_NUM_PREDICT);
+        let sampling = Sampling::from_options(opts)?;
+        let gpu_layers = effective_gpu_layers(opts);
+
+        // A poisoned lock means a previous call panicked mid-way: drop the model to be safe.
+        let mut engine = self.engine.lock().unwrap_or_else(|poisoned| {
+            let mut e = poisoned.into_inner();
+            *e = Engine::default();
+            e
+        });
+        let began = Instant::now();
+
+        // (Re)load the model when the reload key changed.
+        let mut model_load_ms = 0.0;
+        let reload = engine
+            .loaded
+            .as_ref()
+            .is_none_or(|l| l.gpu_layers != gpu_layers);
+        if reload {
+            engine.loaded = None; // free the old model before loading the new one
+            engine.last_n_ctx = None;
+            let t = Instant::now();
+            engine.loaded = Some(self.load(gpu_layers)?);
+            model_load_ms = ms_since(t);
+        }
+        let Engine { loaded, last_n_ctx } = &mut *engine;
+        let cold = reload || *last_n_ctx != Some(n_ctx);
+        let Some(loaded) = loaded.as_ref() else {
+            return Err(BackendError::Engine("model not loaded".into()));
+        };
+        let model = &loaded.model;
+
+        let prompt = render_prompt(model, &loaded.template, req)?;
+        let tokens = model.vocab().tokenize(prompt.as_bytes(), true, true);
+        if tokens.is_empty() {
+            return Err(BackendError::InvalidRequest("the prompt is empty".into()));
+        }
+        // At least one free slot is needed to generate anything.
+        if tokens.len() >= n_ctx as usize {
+            return Err(BackendError::InvalidRequest(format!(
+                "prompt is {} tokens but num_ctx is {n_ctx}: it needs num_ctx > prompt tokens",
+                tokens.len()
+            )));
+        }
+
+        let t = Instant::now();
+        let ctx_params = LlamaContextParams::default()
+            .with_n_ctx(Some(n_ctx_nz))
+            .with_n_threads(self.threads)
+            .with_n_threads_batch(self.threads)
+            .with_no_perf(false);
+        let mut ctx = model.new_context(llama()?, ctx_params).map_err(|e| {
+            BackendError::Engine(format!("context creation (num_ctx {n_ctx}): {e}"))
+        })?;
+        let ctx_ms = ms_since(t);
+        *last_n_ctx = Some(n_ctx);
+        let load_ms = if cold { model_load_ms + ctx_ms } else { 0.0 };
+
+        let check = |timer: &ClientTimer| -> Result<(), BackendError> {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(BackendError::Engine("call abandoned by the caller".into()));
+            }
+            self.check_timeouts(timer)
+        };
+
+        // Prompt, in chunks of the context's batch size; logits only for the last token.
+        let n_batch = (ctx.n_batch() as usize).max(1);
+        let mut batch = LlamaBatch::new(n_batch, 1);
+        let last = tokens.len() - 1;
+        for (c, chunk) in tokens.chunks(n_batch).enumerate() {
+            batch.clear();
+            for (j, &tok) in chunk.iter().enumerate() {
+                let pos = c * n_batch + j;
+                batch
+                    .add(tok, pos as i32, &[0], pos == last)
+                    .map_err(|e| BackendError::Engine(format!("batch: {e}")))?;
+            }
+            ctx.decode(&mut batch)
+                .map_err(|e| BackendError::Engine(format!("prompt decode: {e}")))?;
+            check(&timer)?;
+        }
+
+        // Generation.
+        let mut sampler = sampling.chain(model.n_vocab());
+        let vocab = model.vocab();
+        let max_new = (n_predict as usize).min(n_ctx as usize - tokens.len());
+        let mut pos = tokens.len();
+        let mut text = String::new();
+        let mut utf8 = Utf8Stream::default();
+        let mut piece = Vec::with_capacity(32);
+        let mut output_tokens: u64 = 0;
+        while (output_tokens as usize) < max_new {
+            let tok = sampler.sample(&ctx, batch.n_tokens() - 1);
+            if vocab.is_eog(tok) {
+                break;
+            }
+            output_tokens += 1;
+            piece.clear();
+            vocab.token_to_piece_into(tok, &mut piece, false, None);
+            let grew = utf8.push(&piece, &mut text);
+            timer.chunk(grew);
+            if output_tokens as usize >= max_new {
+                break;
+            }
+            check(&timer)?;
+            batch.clear();
+            batch
+                .add(tok, pos as i32, &[0], true)
+                .map_err(|e| BackendError::Engine(format!("batch: {e}")))?;
+            ctx.decode(&mut batch)
+                .map_err(|e| BackendError::Engine(format!("decode: {e}")))?;
+            pos += 1;
+        }
+        if utf8.finish(&mut text) {
+            timer.chunk(true);
+        }
+        let timing = timer.finish();
+        let perf = ctx.timings();
+        let server = ServerMetrics {
+            load_ms: Some(load_ms),
+            prompt_eval_ms: Some(perf.t_p_eval_ms()),
+            eval_ms: Some(perf.t_eval_ms()),
+            total_ms: Some(ms_since(began)),
+            prompt_tokens: Some(tokens.len() as u64),
+            output_tokens: Some(output_tokens),
+        };
+        Ok(Generation {
+            text,
+            timing,
+            server,
+        })
+    }
+
+    fn load(&self, gpu_layers: Option<u32>) -> Result<Loaded, BackendError> {
+        check_model_file(&self.model_path)?;
+        let mut params = LlamaModelParams::default();
+        if let Some(n) = gpu_layers {
+            params = params.with_n_gpu_layers(n);
+        }
+        let model =
+            LlamaModel::load_from_file(llama()?, &self.model_path, &params).map_err(|e| {
+                BackendError::Engine(format!("loading {}: {e}", self.model_path.display()))
+            })?;
+        let template = match model.chat_template(None) {
+            Ok(t) => t,
+            Err(_) => LlamaChatTemplate::new(FALLBACK_TEMPLATE)
+                .map_err(|e| BackendError::Engine(format!("chat template: {e}")))?,
+        };
+        Ok(Loaded {
+            gpu_layers,
+            model,
+            template,
+        })
+    }
+
+    fn check_timeouts(&self, timer: &ClientTimer) -> Result<(), BackendError> {
+        let elapsed_s = timer.elapsed_ms() / 1000.0;
+        let t = &self.timeouts;
+        if t.total_s > 0.0 && elapsed_s > t.total_s {
+            return Err(BackendError::Timeout {
+                phase: TimeoutPhase::Total,
+                after_s: t.total_s,
+            });
+        }
+        if !timer.has_first_token() && t.first_token_s > 0.0 && elapsed_s > t.first_token_s {
+            return Err(BackendError::Timeout {
+                phase: TimeoutPhase::FirstToken,
+                after_s: t.first_token_s,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The chat-formatted prompt: the system prompt as a system message, then the user turn, then
+/// the opening of the assistant turn.
+fn render_prompt(
+    model: &LlamaModel,
+    template: &LlamaChatTemplate,
+    req: &GenRequest,
+) -> Result<String, BackendError> {
+    let msg = |role: &str, content: &str| {
+        LlamaChatMessage::new(role.into(), content.into())
+            .map_err(|e| BackendError::InvalidRequest(format!("{role} message: {e}")))
+    };
+    let mut chat = Vec::with_capacity(2);
+    if let Some(system) = req.system.as_deref().filter(|s| !s.is_empty()) {
+        chat.push(msg("system", system)?);
+    }
+    chat.push(msg("user", &req.prompt)?);
+    model
+        .apply_chat_template(template, &chat, true)
+        .map_err(|e| BackendError::Engine(format!("applying the chat template: {e}")))
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Turns token pieces (bytes) into text without ever emitting half a character: bytes of an
+/// incomplete UTF-8 sequence wait for the next piece; invalid bytes become U+FFFD.
+#[derive(Debug, Default)]
+struct Utf8Stream {
+    pending: Vec<u8>,
+}
+
+impl Utf8Stream {
+    /// Appends the complete characters now available; true when `out` grew.
+    fn push(&mut self, bytes: &[u8], out: &mut String) -> bool {
+        let before = out.len();
+        self.pending.extend_from_slice(bytes);
+        let mut start = 0;
+        loop {
+            match std::str::from_utf8(&self.pending[start..]) {
+                Ok(s) => {
+                    out.push_str(s);
+                    start = self.pending.len();
+                    break;
+                }
+                Err(e) => {
+                    let valid = start + e.valid_up_to();
+                    if let Ok(s) = std::str::from_utf8(&self.pending[start..valid]) {
+                        out.push_str(s);
+                    }
+                    match e.error_len() {
+                        Some(bad) => {
+                            out.push(char::REPLACEMENT_CHARACTER);
+                            start = valid + bad;
+                        }
+                        None => {
+                            start = valid;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.pending.drain(..start);
+        out.len() > before
+    }
+
+    /// Flushes a trailing incomplete sequence (lossily); true when `out` grew.
+    fn finish(&mut self, out: &mut String) -> bool {
+        if self.pending.is_empty() {
+            return false;
+        }
+        out.push_str(&String::from_utf8_lossy(&self.pending));
+        self.pending.clear();
+        true
+    }
+}
+
+/// Physical cores (hyper-threads share a core's vector units, which llama.cpp saturates);
+/// falls back to the logical CPU count where /proc/cpuinfo says nothing.
+fn physical_cores() -> u32 {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| physical_cores_from_cpuinfo(&s))
+        .or_else(|| {
+            std::thread::available_parallelism()
+                .ok()
+                .map(|n| n.get() as u32)
+        })
+        .unwrap_or(1)
+}
+
+/// Distinct (physical id, core id) pairs in /proc/cpuinfo text.
+fn physical_cores_from_cpuinfo(text: &str) -> Option<u32> {
+    let mut cores = std::collections::BTreeSet::new();
+    for block in text.split("\n\n") {
+        let field = |name: &str| {
+            block.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim() == name).then(|| v.trim().to_string())
+            })
+        };
+        if let Some(core) = field("core id") {
+            cores.insert((field("physical id").unwrap_or_default(), core));
+        }
+    }
+    (!cores.is_empty()).then_some(cores.len() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_stream_holds_split_characters() {
+        let mut s = Utf8Stream::default();
+        let mut out = String::new();
+        let e = "é".as_bytes();
+        assert!(!s.push(&e[..1], &mut out));
+        assert_eq!(out, "");
+        assert!(s.push(&e[1..], &mut out));
+        assert_eq!(out, "é");
+        let crab = "a🦀".as_bytes();
+        assert!(s.push(&crab[..3], &mut out));
+        assert_eq!(out, "éa");
+        assert!(!s.push(&crab[3..4], &mut out));
+        assert!(s.push(&crab[4..], &mut out));
+        assert_eq!(out, "éa🦀");
+        assert!(!s.finish(&mut out));
+    }
+
+    #[test]
+    fn utf8_stream_replaces_invalid_and_flushes_tail() {
+        let mut s = Utf8Stream::default();
+        let mut out = String::new();
+        assert!(s.push(&[b'x', 0xFF, b'y', 0xE2, 0x82], &mut out));
+        assert_eq!(out, "x\u{FFFD}y");
+        assert!(s.finish(&mut out));
+        assert_eq!(out, "x\u{FFFD}y\u{FFFD}");
+    }
+
+    #[test]
+    fn physical_cores_counts_distinct_cores_not_threads() {
+        let smt = "processor\t: 0\nphysical id\t: 0\ncore id\t: 0\n\n\
+                   processor\t: 1\nphysical id\t: 0\ncore id\t: 0\n\n\
+                   processor\t: 2\nphysical id\t: 0\ncore id\t: 1\n\n\
+                   processor\t: 3\nphysical id\t: 1\ncore id\t: 0\n";
+        assert_eq!(physical_cores_from_cpuinfo(smt), Some(3));
+        assert_eq!(physical_cores_from_cpuinfo("processor\t: 0\n"), None);
+        assert!(physical_cores() >= 1);
+    }
+
+    #[test]
+    fn seeds_fold_to_u32_and_avoid_the_random_marker() {
+        assert_eq!(seed_u32(7), 7);
+        assert_eq!(seed_u32(1 << 32), 1);
+        assert_eq!(seed_u32(u32::MAX as u64), u32::MAX - 1);
+    }
+
+    #[test]
+    fn sampling_defaults_and_validation() {
+        let s = Sampling::from_options(&ModelOptions::default()).unwrap();
+        assert_eq!(s.seed, DEFAULT_SEED);
+        assert_eq!(s.repeat_penalty, 1.0);
+        let bad = ModelOptions {
+            temperature: Some(f64::NAN),
+            ..Default::default()
+        };
+        assert_eq!(
+            Sampling::from_options(&bad).unwrap_err().kind(),
+            "invalid_request"
+        );
+        let zero_penalty = ModelOptions {
+            repeat_penalty: Some(0.0),
+            ..Default::default()
+        };
+        assert!(Sampling::from_options(&zero_penalty).is_err());
+    }
+
+    #[test]
+    fn missing_model_error_names_the_fetch_command() {
+        let err = check_model_file(Path::new("/nonexistent/model.gguf")).unwrap_err();
+        assert_eq!(err.kind(), "model_not_found");
+        assert!(err.to_string().contains("scripts/fetch-model.sh"), "{err}");
+    }
+}

@@ -1,0 +1,190 @@
+//! The embedded engine against the real Gemma 3 270M GGUF (fetched by scripts/fetch-model.sh).
+#![cfg(feature = "embedded")]
+
+use std::path::PathBuf;
+use sweep::backend::embedded::EmbeddedBackend;
+use sweep::backend::{Backend, GenRequest, Generation};
+use sweep::spec::{
+    BackendConfig, BackendKind, ModelOptions, OllamaApi, RetryPolicy, Timeouts, DEFAULT_MODEL_PATH,
+};
+
+fn config(model_path: PathBuf) -> BackendConfig {
+    BackendConfig {
+        kind: BackendKind::Embedded,
+        urls: Vec::new(),
+        model: "gemma3:270m".into(),
+        model_path: Some(model_path),
+        ollama_api: OllamaApi::Generate,
+        timeouts: Timeouts {
+            connect_s: 10.0,
+            first_token_s: 120.0,
+            total_s: 600.0,
+        },
+        api_key_env: None,
+        retry: RetryPolicy::default(),
+        threads: None,
+        cache_prompt: false,
+        extra: Default::default(),
+    }
+}
+
+/// The real model, or a failure that says how to get it (never a silent skip).
+fn backend() -> EmbeddedBackend {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL_PATH);
+    assert!(
+        path.is_file(),
+        "model file {} is missing: run scripts/fetch-model.sh first",
+        path.display()
+    );
+    match EmbeddedBackend::new(&config(path)) {
+        Ok(b) => b,
+        Err(e) => panic!("cannot start the embedded engine: {e}"),
+    }
+}
+
+fn request(prompt: &str, options: ModelOptions) -> GenRequest {
+    GenRequest {
+        model: "gemma3:270m".into(),
+        system: Some("You are a concise performance analyst.".into()),
+        prompt: prompt.into(),
+        options,
+        endpoint: None,
+    }
+}
+
+fn opts(num_ctx: u32, num_predict: u32, seed: u64) -> ModelOptions {
+    ModelOptions {
+        num_ctx: Some(num_ctx),
+        num_predict: Some(num_predict),
+        seed: Some(seed),
+        temperature: Some(0.8),
+        top_k: Some(40),
+        top_p: Some(0.9),
+        repeat_penalty: Some(1.1),
+        ..Default::default()
+    }
+}
+
+/// Counts and timings that must hold for every successful call.
+fn assert_consistent(g: &Generation, num_predict: u32) {
+    let s = &g.server;
+    let t = &g.timing;
+    assert!(!g.text.is_empty(), "empty text");
+    assert!(s.prompt_tokens.unwrap() > 0);
+    let out = s.output_tokens.unwrap();
+    assert!(out > 0 && out <= num_predict as u64, "output tokens {out}");
+    assert!(s.prompt_eval_ms.unwrap() > 0.0);
+    if out > 1 {
+        assert!(s.eval_ms.unwrap() > 0.0, "eval_ms {:?}", s.eval_ms);
+    }
+    let ttft = t.ttft_ms.expect("a first token");
+    assert!(
+        ttft > 0.0 && ttft <= t.e2e_ms,
+        "ttft {ttft} e2e {}",
+        t.e2e_ms
+    );
+    assert!(t.chunks >= 1 && t.chunks <= out + 1, "chunks {}", t.chunks);
+    assert_eq!(t.itl_ms.len() as u64, t.chunks - 1);
+    assert!(t.itl_ms.iter().all(|&d| d >= 0.0));
+    // The engine's own figures fit inside the client's clock.
+    let total = s.total_ms.unwrap();
+    assert!(total <= t.e2e_ms + 1.0, "total {total} e2e {}", t.e2e_ms);
+    assert!(s.prompt_eval_ms.unwrap() + s.eval_ms.unwrap() <= total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_model_generation_reload_and_limits() {
+    let b = backend();
+    let prompt = "List three ways to speed up token generation on a CPU.";
+
+    // First call loads the model: cold.
+    let first = b
+        .generate(&request(prompt, opts(512, 24, 7)))
+        .await
+        .unwrap();
+    eprintln!("first call: {:?}\n{:?}", first.text, first.server);
+    assert_consistent(&first, 24);
+    assert!(first.server.load_ms.unwrap() > 0.0, "first call is cold");
+
+    // Same options, same seed: warm and identical.
+    let again = b
+        .generate(&request(prompt, opts(512, 24, 7)))
+        .await
+        .unwrap();
+    assert_consistent(&again, 24);
+    assert_eq!(again.server.load_ms, Some(0.0), "same reload key is warm");
+    assert_eq!(again.text, first.text, "same seed, same text");
+    assert_eq!(again.server.prompt_tokens, first.server.prompt_tokens);
+
+    // A num_ctx change makes the next call cold, then warm again.
+    let resized = b
+        .generate(&request(prompt, opts(1024, 24, 7)))
+        .await
+        .unwrap();
+    eprintln!("num_ctx change: {:?}", resized.server);
+    assert_consistent(&resized, 24);
+    assert!(
+        resized.server.load_ms.unwrap() > 0.0,
+        "num_ctx change is cold"
+    );
+    let warm = b
+        .generate(&request(prompt, opts(1024, 8, 7)))
+        .await
+        .unwrap();
+    assert_consistent(&warm, 8);
+    assert_eq!(warm.server.load_ms, Some(0.0));
+
+    // Greedy (temperature 0) is deterministic whatever the seed.
+    let greedy = |seed| ModelOptions {
+        temperature: Some(0.0),
+        ..opts(1024, 16, seed)
+    };
+    let g1 = b.generate(&request(prompt, greedy(1))).await.unwrap();
+    let g2 = b.generate(&request(prompt, greedy(2))).await.unwrap();
+    assert_consistent(&g1, 16);
+    assert_eq!(g1.text, g2.text);
+
+    // A prompt longer than the context is a typed error with the numbers, not an abort.
+    let long = "tokens per second ".repeat(100);
+    let err = b
+        .generate(&request(&long, opts(64, 8, 7)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "invalid_request", "{err}");
+    assert!(!err.retryable());
+    let msg = err.to_string();
+    assert!(msg.contains("num_ctx is 64"), "{msg}");
+
+    // The engine still works after the error.
+    let after = b.generate(&request(prompt, opts(512, 8, 3))).await.unwrap();
+    assert_consistent(&after, 8);
+}
+
+#[tokio::test]
+async fn preflight_reports_the_file_sha256() {
+    let b = backend();
+    let info = b.preflight("gemma3:270m").await.unwrap();
+    assert_eq!(info.kind, "embedded");
+    assert_eq!(info.version.as_deref(), Some("0.1.160"));
+    // The checksum fetch-model.sh verifies is the digest we must report.
+    let script = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-model.sh"),
+    )
+    .unwrap();
+    let expected = script
+        .lines()
+        .find_map(|l| l.strip_prefix("sha=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("sha= line in fetch-model.sh");
+    assert_eq!(info.model_digest.as_deref(), Some(expected));
+    // Cached: the second preflight gives the same answer.
+    assert_eq!(b.preflight("gemma3:270m").await.unwrap(), info);
+}
+
+#[test]
+fn missing_model_names_the_fetch_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = EmbeddedBackend::new(&config(dir.path().join("absent.gguf"))).unwrap_err();
+    assert_eq!(err.kind(), "model_not_found");
+    assert!(err.to_string().contains("scripts/fetch-model.sh"), "{err}");
+}
