@@ -161,6 +161,16 @@ pub fn run(cli: Cli) -> i32 {
                     }
                 } else {
                     print!("{}", render_plan(&spec, &plan));
+                    match crate::runner::estimate(&spec, &plan, None) {
+                        Some(eta) => println!(
+                            "ETA: {}  (from phase timings of run {}; {} of {} cells measured there, the rest estimated)",
+                            crate::runner::human_duration(eta.seconds),
+                            eta.from_run,
+                            eta.cells_known,
+                            eta.cells_total
+                        ),
+                        None => println!("ETA: unknown until a first run of this experiment has stored timings"),
+                    }
                 }
                 0
             }

@@ -221,6 +221,13 @@ fn full_run_stores_every_call_reports_and_manifest() {
     ] {
         assert!(md.contains(section), "{section} missing");
     }
+    // the plan now has an ETA from this run's timings
+    let out = sweep().arg("plan").arg(&spec).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ETA: ") && text.contains("4 of 4 cells measured"),
+        "{text}"
+    );
     // a finished run is not resumed: a second run starts anew
     let out = sweep().args(["run", "-q"]).arg(&spec).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
