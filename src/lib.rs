@@ -8,3 +8,4 @@ pub mod cli;
 pub mod plan;
 pub mod record;
 pub mod spec;
+pub mod stats;
