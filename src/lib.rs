@@ -10,4 +10,5 @@ pub mod plan;
 pub mod progress;
 pub mod record;
 pub mod spec;
+pub mod stats;
 pub mod store;
