@@ -65,10 +65,19 @@ pub enum Command {
     /// Compare two runs and give a regression verdict: exit 0 no regression, 1 regression,
     /// 2 error or not comparable.
     Compare {
-        /// The baseline run directory (or a `sweep baseline save` directory).
+        /// The baseline run directory (or a `sweep baseline save` directory); with
+        /// `--history`, leave it out and give only the current run.
+        #[arg(value_name = "BASELINE")]
         baseline: PathBuf,
         /// The current run directory.
-        current: PathBuf,
+        #[arg(value_name = "CURRENT")]
+        current: Option<PathBuf>,
+        /// Compare against the last K runs under DIR instead of one baseline.
+        #[arg(long, value_name = "DIR")]
+        history: Option<PathBuf>,
+        /// How many earlier runs `--history` uses.
+        #[arg(long, value_name = "K", default_value_t = 7, requires = "history")]
+        last: usize,
         /// Significance level (default: the spec's [compare] alpha, else 0.05).
         #[arg(long)]
         alpha: Option<f64>,
@@ -165,6 +174,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Compare {
             baseline,
             current,
+            history,
+            last,
             alpha,
             thresholds,
             allow_env_change,
@@ -173,8 +184,24 @@ pub fn run(cli: Cli) -> i32 {
             junit,
             quiet,
         } => {
+            use crate::compare::Against;
+            // With --history the one positional is the current run.
+            let (against, current) = match (history, current) {
+                (None, Some(current)) => (Against::Run(baseline), current),
+                (Some(dir), None) => (Against::History { dir, last }, baseline),
+                (None, None) => {
+                    eprintln!(
+                        "sweep compare: give BASELINE and CURRENT (or --history DIR CURRENT)"
+                    );
+                    return EXIT_BAD_INPUT;
+                }
+                (Some(_), Some(_)) => {
+                    eprintln!("sweep compare: with --history give only the CURRENT run");
+                    return EXIT_BAD_INPUT;
+                }
+            };
             let req = crate::compare::CompareRequest {
-                baseline,
+                against,
                 current,
                 alpha,
                 thresholds,

@@ -28,6 +28,7 @@ use crate::spec::{CompareConfig, Spec, COMPARE_METRICS};
 use crate::stats::{self, StatsError};
 use crate::store::{self, Manifest, StoreError, MANIFEST, RECORDS_JSONL, RECORDS_PARQUET};
 use serde::{Deserialize, Serialize};
+use statrs::distribution::{ContinuousCDF, StudentsT};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -66,6 +67,8 @@ pub enum CompareError {
     },
     #[error("refusing to save {} onto itself", .0.display())]
     SameDir(PathBuf),
+    #[error("no comparable earlier run in the history directory{}", if .0.is_empty() { String::new() } else { format!(" ({})", .0) })]
+    NoHistory(String),
     #[error("serialising the comparison: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -377,8 +380,9 @@ pub struct Row {
     pub change: Option<f64>,
     pub ci_lower: Option<f64>,
     pub ci_upper: Option<f64>,
-    /// Welch t on ln values, unadjusted.
-    pub p_welch: Option<f64>,
+    /// Unadjusted p: Welch t on ln values (two runs) or the prediction-interval t test
+    /// (history).
+    pub p: Option<f64>,
     pub p_holm: Option<f64>,
     /// Mann–Whitney U (robustness), unadjusted.
     pub p_mwu: Option<f64>,
@@ -436,9 +440,21 @@ pub struct RunSummary {
     pub excluded_cold: usize,
 }
 
+/// What the current run was compared against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Method {
+    /// One baseline run: reps against reps.
+    TwoRuns,
+    /// The last K earlier runs: per-run medians, t prediction interval on ln values.
+    History { runs: Vec<String> },
+}
+
 /// The whole comparison: what the Markdown, JSON and JUnit outputs render.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
+    pub method: Method,
+    /// The baseline run (history mode: the newest earlier run, for its environment).
     pub baseline: RunSummary,
     pub current: RunSummary,
     pub alpha: f64,
@@ -561,23 +577,9 @@ pub fn compare(
             rows.push(test_row(cell, metric, &xb, &xc, settings));
         }
     }
-    // Holm over every test actually made in this comparison.
-    let ps: Vec<f64> = rows.iter().map(|r| r.p_welch.unwrap_or(f64::NAN)).collect();
-    let adjusted = stats::holm(&ps);
-    for (row, p) in rows.iter_mut().zip(adjusted) {
-        if row.p_welch.is_some() {
-            row.p_holm = Some(p);
-            row.verdict = decide(row, settings.alpha);
-        }
-    }
-    rows.sort_by(|a, b| {
-        a.verdict
-            .cmp(&b.verdict)
-            .then(b.badness().total_cmp(&a.badness()))
-            .then(a.cell.cmp(&b.cell))
-            .then(a.metric.cmp(&b.metric))
-    });
+    let rows = finish(rows, settings.alpha);
     Ok(Comparison {
+        method: Method::TwoRuns,
         baseline: b.summary,
         current: c.summary,
         alpha: settings.alpha,
@@ -589,6 +591,184 @@ pub fn compare(
         rows,
         notes,
     })
+}
+
+/// Holm over every test actually made in this comparison, verdicts, worst first.
+fn finish(mut rows: Vec<Row>, alpha: f64) -> Vec<Row> {
+    let ps: Vec<f64> = rows.iter().map(|r| r.p.unwrap_or(f64::NAN)).collect();
+    let adjusted = stats::holm(&ps);
+    for (row, p) in rows.iter_mut().zip(adjusted) {
+        if row.p.is_some() {
+            row.p_holm = Some(p);
+            row.verdict = decide(row, alpha);
+        }
+    }
+    rows.sort_by(|a, b| {
+        a.verdict
+            .cmp(&b.verdict)
+            .then(b.badness().total_cmp(&a.badness()))
+            .then(a.cell.cmp(&b.cell))
+            .then(a.metric.cmp(&b.metric))
+    });
+    rows
+}
+
+/// Fewest earlier runs for a history verdict (a prediction interval needs a spread).
+pub const MIN_HISTORY: usize = 3;
+
+/// Loads the newest `last` runs under `dir` (each subdirectory holding a manifest), oldest
+/// first, leaving out `current` itself. Unreadable runs are skipped with a note.
+pub fn load_history(
+    dir: &Path,
+    last: usize,
+    current: &Path,
+) -> Result<(Vec<RunData>, Vec<String>), CompareError> {
+    let entries = std::fs::read_dir(dir).map_err(io(dir))?;
+    let me = std::fs::canonicalize(current).ok();
+    let mut notes = Vec::new();
+    let mut runs = Vec::new();
+    for e in entries.filter_map(|e| e.ok()) {
+        let p = e.path();
+        if !p.join(MANIFEST).exists() || std::fs::canonicalize(&p).ok() == me {
+            continue;
+        }
+        match RunData::load(&p) {
+            Ok(r) => runs.push(r),
+            Err(err) => notes.push(format!("history: skipped {} ({err})", p.display())),
+        }
+    }
+    runs.sort_by(|a, b| {
+        (&a.manifest.started_at, &a.manifest.run_id)
+            .cmp(&(&b.manifest.started_at, &b.manifest.run_id))
+    });
+    let skip = runs.len().saturating_sub(last);
+    Ok((runs.split_off(skip), notes))
+}
+
+/// Compares the current run against earlier runs: per (cell, metric) the earlier runs'
+/// medians of rep values, on ln scale, give a mean m and sd s; the current median y is a
+/// regression when the t test of ln y against the prediction distribution
+/// (t = (ln y − m) / (s·√(1 + 1/K)), K − 1 df) is Holm-significant and the whole
+/// 1 − α prediction-interval range of the change lies beyond the threshold. Earlier runs in
+/// a different environment are left out (with a note) unless the change is allowed.
+pub fn compare_history(
+    history: &[RunData],
+    current: &RunData,
+    settings: &Settings,
+) -> Result<Comparison, CompareError> {
+    if !(settings.alpha > 0.0 && settings.alpha < 1.0) {
+        return Err(CompareError::BadAlpha(settings.alpha));
+    }
+    let mut notes = Vec::new();
+    let mut diffs_seen = Vec::new();
+    let mut used = Vec::new();
+    for h in history {
+        let d = env_differences(&h.manifest, &current.manifest);
+        if d.is_empty() || settings.allow_env_change {
+            diffs_seen.extend(
+                d.into_iter()
+                    .filter(|x| !diffs_seen.contains(x))
+                    .collect::<Vec<_>>(),
+            );
+            used.push(h);
+        } else {
+            notes.push(format!(
+                "history: left out {} (not comparable: {})",
+                h.manifest.run_id,
+                d.iter()
+                    .map(|x| x.what.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    let Some(newest) = used.last() else {
+        return Err(CompareError::NoHistory(notes.join("; ")));
+    };
+    let c = group(current);
+    let groups: Vec<Grouped> = used.iter().map(|h| group(h)).collect();
+    let mut baseline = group(newest).summary;
+    baseline.run_id = format!("last {} runs", used.len());
+    let mut rows = Vec::new();
+    for cell in c.reps.keys() {
+        for metric in settings.metrics() {
+            let xc = values(c.reps.get(cell), metric);
+            let meds: Vec<f64> = groups
+                .iter()
+                .filter_map(|g| median(&values(g.reps.get(cell), metric)))
+                .collect();
+            if xc.is_empty() && meds.is_empty() && !Metric::DEFAULT.contains(&metric) {
+                continue;
+            }
+            rows.push(history_row(cell, metric, &meds, &xc, settings));
+        }
+    }
+    Ok(Comparison {
+        method: Method::History {
+            runs: used.iter().map(|h| h.manifest.run_id.clone()).collect(),
+        },
+        baseline,
+        current: c.summary,
+        alpha: settings.alpha,
+        thresholds: settings.thresholds.clone(),
+        min_reps: MIN_REPS,
+        resamples: 0,
+        seed: 0,
+        env_differences: diffs_seen,
+        rows: finish(rows, settings.alpha),
+        notes,
+    })
+}
+
+fn history_row(cell: &str, metric: Metric, meds: &[f64], xc: &[f64], s: &Settings) -> Row {
+    let logs: Vec<f64> = meds.iter().map(|v| v.ln()).collect();
+    let k = logs.len();
+    let m = logs.iter().sum::<f64>() / k.max(1) as f64;
+    let mut row = Row {
+        cell: cell.to_string(),
+        metric,
+        threshold: s.thresholds.get(metric.name()).copied(),
+        n_baseline: k,
+        n_current: xc.len(),
+        baseline_median: (k > 0).then(|| m.exp()),
+        current_median: median(xc),
+        change: None,
+        ci_lower: None,
+        ci_upper: None,
+        p: None,
+        p_holm: None,
+        p_mwu: None,
+        verdict: Verdict::Inconclusive,
+        note: None,
+    };
+    if let (Some(b), Some(c)) = (row.baseline_median, row.current_median) {
+        row.change = Some(c / b - 1.0);
+    }
+    if k < MIN_HISTORY || xc.len() < MIN_REPS {
+        row.note = Some(format!(
+            "need ≥ {MIN_HISTORY} earlier runs and ≥ {MIN_REPS} current reps, have {k} / {}",
+            xc.len()
+        ));
+        return row;
+    }
+    let Some(y) = row.current_median.map(f64::ln) else {
+        return row;
+    };
+    let sd = (logs.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (k as f64 - 1.0)).sqrt();
+    let se = sd * (1.0 + 1.0 / k as f64).sqrt();
+    if se == 0.0 {
+        row.note = Some("earlier runs all identical: no spread for a prediction interval".into());
+        return row;
+    }
+    let Ok(dist) = StudentsT::new(0.0, 1.0, k as f64 - 1.0) else {
+        return row;
+    };
+    let t = (y - m) / se;
+    let q = dist.inverse_cdf(1.0 - s.alpha / 2.0);
+    row.p = Some((2.0 * dist.sf(t.abs())).min(1.0));
+    row.ci_lower = Some((y - m - q * se).exp() - 1.0);
+    row.ci_upper = Some((y - m + q * se).exp() - 1.0);
+    row
 }
 
 /// Test statistics of one (cell, metric); the verdict is set after Holm.
@@ -604,7 +784,7 @@ fn test_row(cell: &str, metric: Metric, xb: &[f64], xc: &[f64], s: &Settings) ->
         change: None,
         ci_lower: None,
         ci_upper: None,
-        p_welch: None,
+        p: None,
         p_holm: None,
         p_mwu: None,
         verdict: Verdict::Inconclusive,
@@ -633,7 +813,7 @@ fn test_row(cell: &str, metric: Metric, xb: &[f64], xc: &[f64], s: &Settings) ->
     row.p_mwu = stats::mann_whitney_u(xc, xb).ok().map(|m| m.p);
     match (welch, boot) {
         (Ok(w), Ok(ci)) => {
-            row.p_welch = Some(w.p);
+            row.p = Some(w.p);
             row.ci_lower = Some(ci.lower - 1.0);
             row.ci_upper = Some(ci.upper - 1.0);
         }
@@ -760,7 +940,7 @@ impl Comparison {
             );
         }
         s.push('\n');
-        let tests = self.rows.iter().filter(|r| r.p_welch.is_some()).count();
+        let tests = self.rows.iter().filter(|r| r.p.is_some()).count();
         let th: Vec<String> = self
             .thresholds
             .iter()
@@ -785,15 +965,30 @@ n per side (reps): baseline {}, current {}; need ≥ {} reps per side for a verd
             n_range(|r| r.n_current),
             self.min_reps
         );
-        let _ = writeln!(
-            s,
-            "Test: Welch t on ln(rep values), two-sided; Mann–Whitney U as a robustness column. \
+        match &self.method {
+            Method::TwoRuns => {
+                let _ = writeln!(
+                    s,
+                    "Test: Welch t on ln(rep values), two-sided; Mann–Whitney U as a robustness column. \
 Δ = ratio of medians (current / baseline) − 1, {:.0}% percentile bootstrap CI ({} resamples, seed {:#x}). \
 Regression = Holm p < α and the whole CI beyond the threshold.  ",
-            (1.0 - self.alpha) * 100.0,
-            self.resamples,
-            self.seed
-        );
+                    (1.0 - self.alpha) * 100.0,
+                    self.resamples,
+                    self.seed
+                );
+            }
+            Method::History { runs } => {
+                let _ = writeln!(
+                    s,
+                    "History mode: against the last {} runs ({}); baseline median = geometric mean of their per-run medians. \
+Test: t prediction interval on ln(per-run medians), K − 1 df, two-sided; Δ [range] = current median vs the \
+{:.0}% prediction interval. Regression = Holm p < α and the whole range beyond the threshold.  ",
+                    runs.len(),
+                    runs.join(", "),
+                    (1.0 - self.alpha) * 100.0
+                );
+            }
+        }
         for (label, r) in [("baseline", &self.baseline), ("current", &self.current)] {
             let _ = writeln!(
                 s,
@@ -937,10 +1132,25 @@ fn xml_escape(s: &str) -> String {
     out
 }
 
+/// What the current run is compared against.
+#[derive(Debug, Clone)]
+pub enum Against {
+    /// A baseline run or `sweep baseline save` directory.
+    Run(PathBuf),
+    /// The last `last` runs under `dir`.
+    History { dir: PathBuf, last: usize },
+}
+
+impl Default for Against {
+    fn default() -> Self {
+        Against::Run(PathBuf::new())
+    }
+}
+
 /// What the `sweep compare` command was asked to do.
 #[derive(Debug, Clone, Default)]
 pub struct CompareRequest {
-    pub baseline: PathBuf,
+    pub against: Against,
     pub current: PathBuf,
     pub alpha: Option<f64>,
     pub thresholds: Vec<String>,
@@ -953,12 +1163,20 @@ pub struct CompareRequest {
 /// Loads both runs, compares them and writes the requested files. A "not comparable"
 /// outcome still writes its explanation to the Markdown file before failing.
 pub fn run(req: &CompareRequest) -> Result<(Comparison, Vec<String>), CompareError> {
-    let baseline = RunData::load(&req.baseline)?;
     let current = RunData::load(&req.current)?;
     let (mut settings, warning) = Settings::from_manifest(&current.manifest);
     settings.apply_flags(req.alpha, &req.thresholds)?;
     settings.allow_env_change = req.allow_env_change;
-    let cmp = match compare(&baseline, &current, &settings) {
+    let mut warnings: Vec<String> = warning.into_iter().collect();
+    let result = match &req.against {
+        Against::Run(b) => compare(&RunData::load(b)?, &current, &settings),
+        Against::History { dir, last } => {
+            let (history, notes) = load_history(dir, *last, &req.current)?;
+            warnings.extend(notes);
+            compare_history(&history, &current, &settings)
+        }
+    };
+    let cmp = match result {
         Ok(c) => c,
         Err(CompareError::NotComparable(d)) => {
             if let Some(p) = &req.markdown {
@@ -977,7 +1195,7 @@ pub fn run(req: &CompareRequest) -> Result<(Comparison, Vec<String>), CompareErr
     if let Some(p) = &req.junit {
         write_file(p, &cmp.to_junit())?;
     }
-    Ok((cmp, warning.into_iter().collect()))
+    Ok((cmp, warnings))
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), CompareError> {
@@ -1094,7 +1312,7 @@ mod tests {
             change: Some(-0.1),
             ci_lower: Some(-0.12),
             ci_upper: Some(-0.05),
-            p_welch: Some(0.001),
+            p: Some(0.001),
             p_holm: Some(0.001),
             p_mwu: None,
             verdict: Verdict::Inconclusive,

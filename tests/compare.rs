@@ -518,3 +518,72 @@ fn spec_table_and_flags_set_alpha_and_thresholds() {
     assert_eq!(code, 2);
     assert!(stderr.contains("records.parquet"), "{stderr}");
 }
+
+#[test]
+fn history_mode_against_the_last_k_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("results/nightly");
+    for i in 0..6u64 {
+        write_run(&dir, &format!("h{i}"), &Gen::default(), 60 + i);
+    }
+    // An earlier run on another driver is left out, not compared.
+    let other = Gen {
+        driver: "999.0".into(),
+        ..Gen::default()
+    };
+    write_run(&dir, "h9", &other, 69);
+    let same = write_run(&dir, "now-ok", &Gen::default(), 70);
+    let json = tmp.path().join("h.json");
+    let args = |cur: &Path, last: &'static str| {
+        vec![
+            "compare".to_string(),
+            "--history".into(),
+            dir.to_str().unwrap().into(),
+            "--last".into(),
+            last.into(),
+            cur.to_str().unwrap().into(),
+            "--json".into(),
+            json.to_str().unwrap().into(),
+        ]
+    };
+    let run = |a: Vec<String>| sweep(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (code, stdout, stderr) = run(args(&same, "5"));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("History mode: against the last"),
+        "{stdout}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let runs = v["method"]["runs"].as_array().unwrap();
+    // The newest 5 by run id are h2..h5 and h9; h9 differs in driver and is left out.
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    assert!(!runs.iter().any(|r| r == "h9" || r == "now-ok"));
+    assert!(v["notes"].to_string().contains("h9"));
+    assert!(v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["n_baseline"] == 4 && r["verdict"] != "inconclusive"));
+
+    // A 20% TTFT slow-down everywhere is outside the runs' spread.
+    let slow = Gen {
+        ttft_factor: (0..3).map(|c| (c, 1.20)).collect(),
+        ..Gen::default()
+    };
+    let cur = write_run(tmp.path(), "slow", &slow, 71);
+    let (code, stdout, stderr) = run(args(&cur, "6"));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for r in v["rows"].as_array().unwrap() {
+        if r["verdict"] == "regression" && !r["threshold"].is_null() {
+            assert!(r["metric"].as_str().unwrap().starts_with("ttft_p"), "{r}");
+        }
+    }
+
+    // Too little history: inconclusive, never a verdict.
+    let (code, stdout, _) = run(args(&cur, "2"));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("need ≥ 3 earlier runs"), "{stdout}");
+}
