@@ -20,6 +20,9 @@
 //!   not significant; *inconclusive* when a side has fewer than [`MIN_REPS`] reps.
 //!   Metrics without a configured threshold are shown for information and never fail.
 //!
+//! History mode compares the current run against the last K earlier runs instead (see
+//! [`compare_history`]).
+//!
 //! Runs whose model digest, GPU (name, driver), CPU model or spec hash differ are "not
 //! comparable" unless the caller allows the environment change.
 
@@ -408,17 +411,17 @@ impl Row {
     }
 
     pub fn verdict_label(&self) -> String {
-        let base = match self.verdict {
+        let info = self.threshold.is_none();
+        match self.verdict {
+            Verdict::Regression if info => "worse (info)".to_string(),
+            Verdict::Improved if info => "better (info)".to_string(),
+            Verdict::WithinNoise if info => "within noise (info)".to_string(),
+            Verdict::NoChange if info => "~ (info)".to_string(),
             Verdict::Regression => "❌ regression".to_string(),
             Verdict::Improved => "✅ improved".to_string(),
             Verdict::WithinNoise => "within noise".to_string(),
             Verdict::NoChange => "~".to_string(),
             Verdict::Inconclusive => format!("inconclusive (need ≥ {MIN_REPS} reps per side)"),
-        };
-        if self.threshold.is_none() && self.verdict != Verdict::Inconclusive {
-            format!("{base} (info)")
-        } else {
-            base
         }
     }
 }
@@ -604,8 +607,9 @@ fn finish(mut rows: Vec<Row>, alpha: f64) -> Vec<Row> {
         }
     }
     rows.sort_by(|a, b| {
-        a.verdict
-            .cmp(&b.verdict)
+        b.fails()
+            .cmp(&a.fails())
+            .then(a.verdict.cmp(&b.verdict))
             .then(b.badness().total_cmp(&a.badness()))
             .then(a.cell.cmp(&b.cell))
             .then(a.metric.cmp(&b.metric))
@@ -864,12 +868,22 @@ impl Comparison {
         }
     }
 
+    /// "✅ no regression" / "❌ N regressions", plus how many rows could not be judged.
     pub fn headline(&self) -> String {
-        match self.regressions() {
+        let mut h = match self.regressions() {
             0 => "✅ no regression".to_string(),
             1 => "❌ 1 regression".to_string(),
             n => format!("❌ {n} regressions"),
+        };
+        let open = self
+            .rows
+            .iter()
+            .filter(|r| r.verdict == Verdict::Inconclusive)
+            .count();
+        if open > 0 {
+            let _ = write!(h, " ({open} of {} inconclusive)", self.rows.len());
         }
+        h
     }
 
     /// Markdown for a CI job summary: verdict line, table worst first, footer.

@@ -216,6 +216,7 @@ fn injected_ttft_regression_fails_the_binary_with_all_outputs() {
         "--junit",
         s(&junit),
     ]);
+    println!("{stdout}");
     assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.starts_with("## sweep compare: ❌"), "{stdout}");
     assert_eq!(std::fs::read_to_string(&md).unwrap(), stdout);
