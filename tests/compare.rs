@@ -22,6 +22,8 @@ struct Gen {
     driver: String,
     digest: String,
     spec: String,
+    /// The first `failures` measured calls of cell 0 fail (excluded and counted).
+    failures: usize,
 }
 
 impl Default for Gen {
@@ -33,6 +35,7 @@ impl Default for Gen {
             driver: "550.54.15".into(),
             digest: "sha256:aaaa".into(),
             spec: String::new(),
+            failures: 0,
         }
     }
 }
@@ -74,6 +77,7 @@ fn manifest(g: &Gen, run_id: &str) -> Manifest {
 fn records(g: &Gen, run_id: &str, seed: u64) -> Vec<Vec<Record>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut groups = Vec::new();
+    let mut failures = g.failures;
     for cell in 0..g.cells {
         let f = g.ttft_factor.get(&cell).copied().unwrap_or(1.0);
         for (rep, warmup) in std::iter::once((0, true)).chain((0..g.reps).map(|r| (r, false))) {
@@ -84,6 +88,8 @@ fn records(g: &Gen, run_id: &str, seed: u64) -> Vec<Vec<Record>> {
                 let tokens = 128u64;
                 let eval_ms = tokens as f64 / tps * 1000.0;
                 let cold = warmup && k == 0;
+                let fail = !warmup && cell == 0 && failures > 0;
+                failures -= fail as usize;
                 group.push(Record {
                     experiment: "nightly".into(),
                     run_id: run_id.into(),
@@ -95,7 +101,8 @@ fn records(g: &Gen, run_id: &str, seed: u64) -> Vec<Vec<Record>> {
                     rep,
                     warmup,
                     model: "gemma3:latest".into(),
-                    ok: true,
+                    ok: !fail,
+                    error_kind: fail.then(|| "timeout".to_string()),
                     attempts: 1,
                     ttft_ms: Some(ttft + if cold { 500.0 } else { 0.0 }),
                     e2e_ms: Some(ttft + eval_ms),
@@ -199,7 +206,15 @@ fn xml_elements(xml: &str) -> Vec<(String, String)> {
 fn injected_ttft_regression_fails_the_binary_with_all_outputs() {
     let tmp = tempfile::tempdir().unwrap();
     let base = write_run(tmp.path(), "base", &Gen::default(), 1);
-    let cur = write_run(tmp.path(), "cur", &regression(), 2);
+    let cur = write_run(
+        tmp.path(),
+        "cur",
+        &Gen {
+            failures: 2,
+            ..regression()
+        },
+        2,
+    );
     let (md, json, junit) = (
         tmp.path().join("out/summary.md"),
         tmp.path().join("out/cmp.json"),
@@ -243,7 +258,10 @@ fn injected_ttft_regression_fails_the_binary_with_all_outputs() {
     );
     // Warm-up and cold calls are excluded and counted: 3 cells × 2 warm-up calls.
     assert_eq!(v["current"]["excluded_warmup"], 6);
-    assert_eq!(v["current"]["used_calls"], 3 * 10 * 2);
+    // Failed calls too: never in the statistics, always counted.
+    assert_eq!(v["current"]["excluded_failed"], 2);
+    assert_eq!(v["current"]["used_calls"], 3 * 10 * 2 - 2);
+    assert!(stdout.contains("excluded 6 warm-up, 2 failed"), "{stdout}");
     for r in rows.iter().filter(|r| r["metric"] == "ttft_p50") {
         let change = r["change"].as_f64().unwrap();
         assert!((0.04..0.16).contains(&change), "{change}");
@@ -587,4 +605,45 @@ fn history_mode_against_the_last_k_runs() {
     let (code, stdout, _) = run(args(&cur, "2"));
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("need ≥ 3 earlier runs"), "{stdout}");
+}
+
+/// Not a check: the power curve of the default rule, for choosing repetitions.
+/// `cargo test --test compare power_curve -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn power_curve() {
+    let settings = Settings::default();
+    println!("shift  reps  per-cell ttft_p50 regression rate (100 trials × 3 cells)");
+    for reps in [6u32, 10, 16] {
+        for shift in [1.0, 1.05, 1.10, 1.15, 1.20] {
+            let base = Gen {
+                reps,
+                ..Gen::default()
+            };
+            let cur = Gen {
+                reps,
+                ttft_factor: (0..3).map(|c| (c, shift)).collect(),
+                ..Gen::default()
+            };
+            let mut hits = 0;
+            for t in 0..100u64 {
+                let cmp = compare::compare(
+                    &mem_run(&base, "b", 9000 + 2 * t),
+                    &mem_run(&cur, "c", 9001 + 2 * t),
+                    &settings,
+                )
+                .unwrap();
+                hits += cmp
+                    .rows
+                    .iter()
+                    .filter(|r| r.fails() && r.metric == Metric::TtftP50)
+                    .count();
+            }
+            println!(
+                "{:>4.0}%  {reps:>4}  {:.2}",
+                (shift - 1.0) * 100.0,
+                hits as f64 / 300.0
+            );
+        }
+    }
 }
