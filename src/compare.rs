@@ -1177,14 +1177,20 @@ pub struct CompareRequest {
 /// Loads both runs, compares them and writes the requested files. A "not comparable"
 /// outcome still writes its explanation to the Markdown file before failing.
 pub fn run(req: &CompareRequest) -> Result<(Comparison, Vec<String>), CompareError> {
+    // Baseline first, so a bad baseline path is the error reported.
+    let baseline = match &req.against {
+        Against::Run(b) => Some(RunData::load(b)?),
+        Against::History { .. } => None,
+    };
     let current = RunData::load(&req.current)?;
     let (mut settings, warning) = Settings::from_manifest(&current.manifest);
     settings.apply_flags(req.alpha, &req.thresholds)?;
     settings.allow_env_change = req.allow_env_change;
     let mut warnings: Vec<String> = warning.into_iter().collect();
-    let result = match &req.against {
-        Against::Run(b) => compare(&RunData::load(b)?, &current, &settings),
-        Against::History { dir, last } => {
+    let result = match (&req.against, &baseline) {
+        (_, Some(b)) => compare(b, &current, &settings),
+        (Against::Run(b), None) => compare(&RunData::load(b)?, &current, &settings),
+        (Against::History { dir, last }, None) => {
             let (history, notes) = load_history(dir, *last, &req.current)?;
             warnings.extend(notes);
             compare_history(&history, &current, &settings)
@@ -1341,6 +1347,26 @@ mod tests {
         assert_eq!(decide(&r, 0.05), Verdict::Improved);
         r.p_holm = Some(0.2);
         assert_eq!(decide(&r, 0.05), Verdict::NoChange);
+    }
+
+    #[test]
+    fn history_prediction_interval_matches_closed_form() {
+        // K = 3 → df = 2, where the t survival function is 1/2 − t/(2√(2 + t²)).
+        let meds = [0.0f64, 0.1, 0.2].map(f64::exp);
+        let cur = [0.4f64.exp(); 6];
+        let row = history_row("c", Metric::TtftP50, &meds, &cur, &Settings::default());
+        let se = 0.1 * (4.0f64 / 3.0).sqrt();
+        let t = 0.3 / se;
+        let p = 1.0 - t / (2.0 + t * t).sqrt();
+        assert!((row.p.unwrap() - p).abs() < 1e-9, "{row:?}");
+        let q = 4.302_652_729_911_275; // t(0.975, 2)
+        assert!((row.ci_lower.unwrap() - ((0.3 - q * se).exp() - 1.0)).abs() < 1e-6);
+        assert!((row.ci_upper.unwrap() - ((0.3 + q * se).exp() - 1.0)).abs() < 1e-6);
+        assert!((row.change.unwrap() - (0.3f64.exp() - 1.0)).abs() < 1e-9);
+        // Two earlier runs are too few.
+        let few = history_row("c", Metric::TtftP50, &meds[..2], &cur, &Settings::default());
+        assert_eq!(few.verdict, Verdict::Inconclusive);
+        assert!(few.p.is_none());
     }
 
     #[test]
