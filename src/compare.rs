@@ -1370,6 +1370,40 @@ mod tests {
     }
 
     #[test]
+    fn pair_phases_are_separate_cells() {
+        let mut recs = Vec::new();
+        for phase in [Phase::Concurrent, Phase::Sequential] {
+            for rep in 0..6 {
+                recs.push(Record {
+                    cell_id: "pair".into(),
+                    phase,
+                    rep,
+                    ..call(700.0, 128, 3200.0)
+                });
+            }
+        }
+        let run = RunData {
+            dir: PathBuf::from("r"),
+            manifest: Manifest::default(),
+            records: recs,
+            torn_tail: false,
+        };
+        let cmp = compare(&run, &run, &Settings::default()).unwrap();
+        let cells: BTreeSet<&str> = cmp.rows.iter().map(|r| r.cell.as_str()).collect();
+        assert_eq!(
+            cells.into_iter().collect::<Vec<_>>(),
+            ["pair [concurrent]", "pair [sequential]"]
+        );
+        // Constant identical values: "no change", not an error and not a regression.
+        assert!(
+            cmp.rows.iter().all(|r| r.verdict == Verdict::NoChange),
+            "{:?}",
+            cmp.rows
+        );
+        assert_eq!(cmp.exit_code(), EXIT_OK);
+    }
+
+    #[test]
     fn xml_escapes() {
         assert_eq!(xml_escape("a<b&\"c\"\u{1}"), "a&lt;b&amp;&quot;c&quot;");
     }
