@@ -103,8 +103,61 @@ pub enum Command {
     },
     /// Render tables and plots of a stored run.
     Report { run: PathBuf },
-    /// Compare two runs and give a regression verdict (exit 1 on regression).
-    Compare { baseline: PathBuf, current: PathBuf },
+    /// Compare two runs and give a regression verdict: exit 0 no regression, 1 regression,
+    /// 2 error or not comparable.
+    Compare {
+        /// The baseline run directory (or a `sweep baseline save` directory); with
+        /// `--history`, leave it out and give only the current run.
+        #[arg(value_name = "BASELINE")]
+        baseline: PathBuf,
+        /// The current run directory.
+        #[arg(value_name = "CURRENT")]
+        current: Option<PathBuf>,
+        /// Compare against the last K runs under DIR instead of one baseline.
+        #[arg(long, value_name = "DIR")]
+        history: Option<PathBuf>,
+        /// How many earlier runs `--history` uses.
+        #[arg(long, value_name = "K", default_value_t = 7, requires = "history")]
+        last: usize,
+        /// Significance level (default: the spec's [compare] alpha, else 0.05).
+        #[arg(long)]
+        alpha: Option<f64>,
+        /// Per-metric relative threshold, e.g. ttft_p50=0.05 (repeatable).
+        #[arg(long = "threshold", value_name = "METRIC=REL")]
+        thresholds: Vec<String>,
+        /// Compare even when model digest, GPU, CPU or spec differ (shown as a warning).
+        #[arg(long)]
+        allow_env_change: bool,
+        /// Also write the Markdown summary to FILE (e.g. $GITHUB_STEP_SUMMARY).
+        #[arg(long, value_name = "FILE")]
+        markdown: Option<PathBuf>,
+        /// Write the full comparison as JSON.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Write JUnit XML (one testcase per cell × metric).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Do not print the Markdown summary to stdout.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Manage regression baselines.
+    Baseline {
+        #[command(subcommand)]
+        action: BaselineCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BaselineCommand {
+    /// Copy a run (manifest, records) into a baseline directory for `sweep compare`.
+    Save {
+        /// The run directory to keep as the reference.
+        run: PathBuf,
+        /// Baseline directory (default: baselines/<experiment>).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Parses arguments, runs the command, returns the process exit code.
@@ -236,7 +289,73 @@ pub fn run(cli: Cli) -> i32 {
         },
         Command::Analyze { .. } => not_built("analyze", "the analysis stage (issue 7)"),
         Command::Report { .. } => not_built("report", "tables and plots (issue 7)"),
-        Command::Compare { .. } => not_built("compare", "the nightly regression compare (issue 8)"),
+        Command::Compare {
+            baseline,
+            current,
+            history,
+            last,
+            alpha,
+            thresholds,
+            allow_env_change,
+            markdown,
+            json,
+            junit,
+            quiet,
+        } => {
+            use crate::compare::Against;
+            // With --history the one positional is the current run.
+            let (against, current) = match (history, current) {
+                (None, Some(current)) => (Against::Run(baseline), current),
+                (Some(dir), None) => (Against::History { dir, last }, baseline),
+                (None, None) => {
+                    eprintln!(
+                        "sweep compare: give BASELINE and CURRENT (or --history DIR CURRENT)"
+                    );
+                    return EXIT_BAD_INPUT;
+                }
+                (Some(_), Some(_)) => {
+                    eprintln!("sweep compare: with --history give only the CURRENT run");
+                    return EXIT_BAD_INPUT;
+                }
+            };
+            let req = crate::compare::CompareRequest {
+                against,
+                current,
+                alpha,
+                thresholds,
+                allow_env_change,
+                markdown,
+                json,
+                junit,
+            };
+            match crate::compare::run(&req) {
+                Ok((cmp, warnings)) => {
+                    for w in warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    if !quiet {
+                        print!("{}", cmp.to_markdown());
+                    }
+                    cmp.exit_code()
+                }
+                Err(e) => {
+                    eprintln!("sweep compare: {e}");
+                    crate::compare::EXIT_ERROR
+                }
+            }
+        }
+        Command::Baseline {
+            action: BaselineCommand::Save { run, dir },
+        } => match crate::compare::save_baseline(&run, dir.as_deref()) {
+            Ok(dest) => {
+                println!("baseline saved: {} → {}", run.display(), dest.display());
+                0
+            }
+            Err(e) => {
+                eprintln!("sweep baseline save: {e}");
+                EXIT_BAD_INPUT
+            }
+        },
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod backend;
 pub mod cli;
+pub mod compare;
 pub mod corpus;
 pub mod env;
 pub mod plan;
@@ -13,5 +14,6 @@ pub mod progress;
 pub mod record;
 pub mod runner;
 pub mod spec;
+pub mod stats;
 pub mod store;
 pub mod testkit;

@@ -1,0 +1,172 @@
+//! Confidence intervals: t-interval for the mean, distribution-free order-statistic
+//! interval for the median, and a seeded percentile bootstrap for ratios.
+
+use super::describe::percentile_sorted;
+use super::{check_finite, check_level, mean, median_sorted, need, sorted, var, StatsError};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{Binomial, ContinuousCDF, DiscreteCDF, StudentsT};
+
+/// A point estimate with a two-sided interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    pub estimate: f64,
+    pub lower: f64,
+    pub upper: f64,
+    /// Nominal level asked for (0.95).
+    pub level: f64,
+    /// Coverage actually achieved (order-statistic intervals are conservative).
+    pub coverage: f64,
+}
+
+/// Mean ± t(1 − α/2, n − 1)·sd/√n. Needs n ≥ 2.
+pub fn mean_ci_t(xs: &[f64], level: f64) -> Result<Interval, StatsError> {
+    need("t-interval for the mean", 2, xs.len())?;
+    check_finite("t-interval for the mean", xs)?;
+    check_level("t-interval for the mean", level)?;
+    let n = xs.len() as f64;
+    let m = mean(xs);
+    let se = (var(xs) / n).sqrt();
+    let t = StudentsT::new(0.0, 1.0, n - 1.0)
+        .map_err(|e| StatsError::BadParameter {
+            what: "t-interval for the mean",
+            detail: e.to_string(),
+        })?
+        .inverse_cdf(0.5 + level / 2.0);
+    Ok(Interval {
+        estimate: m,
+        lower: m - t * se,
+        upper: m + t * se,
+        level,
+        coverage: level,
+    })
+}
+
+/// Smallest n for which an order-statistic median interval at `level` exists
+/// (2·0.5ⁿ ≤ 1 − level; 6 at 95%).
+pub fn median_ci_min_n(level: f64) -> usize {
+    let alpha = 1.0 - level;
+    let mut n = 1usize;
+    while 2.0 * 0.5f64.powi(n as i32) > alpha && n < 64 {
+        n += 1;
+    }
+    n
+}
+
+/// Distribution-free interval [x₍ₖ₎, x₍ₙ₋ₖ₊₁₎] for the median, with the largest k such
+/// that P(Binom(n, ½) ≤ k − 1) ≤ α/2. Needs n ≥ 6 at 95%.
+pub fn median_ci(xs: &[f64], level: f64) -> Result<Interval, StatsError> {
+    const WHAT: &str = "order-statistic CI for the median";
+    check_level(WHAT, level)?;
+    need(WHAT, median_ci_min_n(level), xs.len())?;
+    check_finite(WHAT, xs)?;
+    let v = sorted(xs);
+    let n = v.len();
+    let alpha = 1.0 - level;
+    let b = Binomial::new(0.5, n as u64).map_err(|e| StatsError::BadParameter {
+        what: WHAT,
+        detail: e.to_string(),
+    })?;
+    // k is 1-based; cdf(k - 1) = P(B ≤ k − 1).
+    let mut k = 1usize;
+    while k < n / 2 && b.cdf(k as u64) <= alpha / 2.0 {
+        k += 1;
+    }
+    let tail = b.cdf((k - 1) as u64);
+    Ok(Interval {
+        estimate: median_sorted(&v),
+        lower: v[k - 1],
+        upper: v[n - k],
+        level,
+        coverage: 1.0 - 2.0 * tail,
+    })
+}
+
+/// Statistic whose ratio is bootstrapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Statistic {
+    Median,
+    Mean,
+}
+
+impl Statistic {
+    fn of(self, v: &mut [f64]) -> f64 {
+        match self {
+            Statistic::Mean => mean(v),
+            Statistic::Median => {
+                v.sort_by(f64::total_cmp);
+                median_sorted(v)
+            }
+        }
+    }
+}
+
+/// A bootstrap interval for `stat(x) / stat(y)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BootstrapCi {
+    pub estimate: f64,
+    pub lower: f64,
+    pub upper: f64,
+    pub level: f64,
+    pub resamples: usize,
+    pub seed: u64,
+}
+
+/// Percentile bootstrap of `stat(x) / stat(y)`, resampling each group independently with
+/// a ChaCha8 generator seeded by `seed` (same inputs + seed ⇒ same interval).
+/// Needs ≥ 2 values per group and ≥ 1000 resamples.
+pub fn bootstrap_ratio_ci(
+    x: &[f64],
+    y: &[f64],
+    stat: Statistic,
+    level: f64,
+    resamples: usize,
+    seed: u64,
+) -> Result<BootstrapCi, StatsError> {
+    const WHAT: &str = "bootstrap CI of a ratio";
+    need(WHAT, 2, x.len())?;
+    need(WHAT, 2, y.len())?;
+    check_finite(WHAT, x)?;
+    check_finite(WHAT, y)?;
+    check_level(WHAT, level)?;
+    if resamples < 1000 {
+        return Err(StatsError::BadParameter {
+            what: WHAT,
+            detail: format!("need ≥ 1000 resamples, got {resamples}"),
+        });
+    }
+    let den = stat.of(&mut y.to_vec());
+    if den == 0.0 {
+        return Err(StatsError::Degenerate { what: WHAT });
+    }
+    let estimate = stat.of(&mut x.to_vec()) / den;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (mut bx, mut by) = (vec![0.0; x.len()], vec![0.0; y.len()]);
+    let mut ratios = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        for v in bx.iter_mut() {
+            *v = x[rng.gen_range(0..x.len())];
+        }
+        for v in by.iter_mut() {
+            *v = y[rng.gen_range(0..y.len())];
+        }
+        let d = stat.of(&mut by);
+        // A resample whose denominator is zero has no ratio; it is skipped.
+        if d != 0.0 {
+            ratios.push(stat.of(&mut bx) / d);
+        }
+    }
+    need(WHAT, resamples / 2, ratios.len())?;
+    ratios.sort_by(f64::total_cmp);
+    let a = (1.0 - level) / 2.0;
+    Ok(BootstrapCi {
+        estimate,
+        lower: percentile_sorted(&ratios, a),
+        upper: percentile_sorted(&ratios, 1.0 - a),
+        level,
+        resamples,
+        seed,
+    })
+}

@@ -1,0 +1,151 @@
+//! Two-sample tests: Welch's t-test (optionally on log values, for latencies whose noise
+//! is multiplicative) and the Mann–Whitney U test (exact or normal approximation).
+
+use super::{check_finite, mean, midranks, need, var, StatsError};
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
+
+/// Welch's unequal-variance t-test, two-sided.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WelchT {
+    pub t: f64,
+    pub df: f64,
+    pub p: f64,
+}
+
+/// Welch's t-test of mean(x) − mean(y). Needs n ≥ 2 per group and some variance.
+pub fn welch_t(x: &[f64], y: &[f64]) -> Result<WelchT, StatsError> {
+    const WHAT: &str = "Welch t-test";
+    need(WHAT, 2, x.len())?;
+    need(WHAT, 2, y.len())?;
+    check_finite(WHAT, x)?;
+    check_finite(WHAT, y)?;
+    let (n1, n2) = (x.len() as f64, y.len() as f64);
+    let (a, b) = (var(x) / n1, var(y) / n2);
+    if a + b == 0.0 {
+        return Err(StatsError::Degenerate { what: WHAT });
+    }
+    let t = (mean(x) - mean(y)) / (a + b).sqrt();
+    let df = (a + b).powi(2) / (a * a / (n1 - 1.0) + b * b / (n2 - 1.0));
+    let dist = StudentsT::new(0.0, 1.0, df).map_err(|e| StatsError::BadParameter {
+        what: WHAT,
+        detail: e.to_string(),
+    })?;
+    let p = (2.0 * dist.sf(t.abs())).min(1.0);
+    Ok(WelchT { t, df, p })
+}
+
+/// Welch's t-test on ln(x), ln(y): compares geometric means. Values must be > 0.
+pub fn welch_t_log(x: &[f64], y: &[f64]) -> Result<WelchT, StatsError> {
+    if x.iter().chain(y).any(|v| *v <= 0.0) {
+        return Err(StatsError::BadParameter {
+            what: "Welch t-test on logs",
+            detail: "values must be > 0".into(),
+        });
+    }
+    let lx: Vec<f64> = x.iter().map(|v| v.ln()).collect();
+    let ly: Vec<f64> = y.iter().map(|v| v.ln()).collect();
+    welch_t(&lx, &ly)
+}
+
+/// How the Mann–Whitney p-value was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MwuMethod {
+    /// Exact null distribution (no ties, both groups ≤ [`MWU_EXACT_MAX_N`]).
+    Exact,
+    /// Normal approximation with tie and continuity correction.
+    Asymptotic,
+}
+
+/// Largest group size for which the exact distribution is used.
+pub const MWU_EXACT_MAX_N: usize = 30;
+
+/// Mann–Whitney U result: `u` is U for x (scipy's convention), p two-sided.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MannWhitney {
+    pub u: f64,
+    pub p: f64,
+    pub method: MwuMethod,
+}
+
+/// Two-sided Mann–Whitney U test. Exact when there are no ties and both groups have
+/// ≤ 30 values; otherwise the normal approximation with tie correction and continuity
+/// correction. Needs n ≥ 2 per group.
+pub fn mann_whitney_u(x: &[f64], y: &[f64]) -> Result<MannWhitney, StatsError> {
+    const WHAT: &str = "Mann–Whitney U";
+    need(WHAT, 2, x.len())?;
+    need(WHAT, 2, y.len())?;
+    check_finite(WHAT, x)?;
+    check_finite(WHAT, y)?;
+    let (n1, n2) = (x.len(), y.len());
+    let pooled: Vec<f64> = x.iter().chain(y).copied().collect();
+    let (ranks, ties) = midranks(&pooled);
+    let r1: f64 = ranks[..n1].iter().sum();
+    let u1 = r1 - (n1 * (n1 + 1)) as f64 / 2.0;
+    let u2 = (n1 * n2) as f64 - u1;
+    let u = u1.max(u2);
+    if ties == 0.0 && n1 <= MWU_EXACT_MAX_N && n2 <= MWU_EXACT_MAX_N {
+        let counts = u_distribution(n1, n2);
+        let total: f64 = counts.iter().sum();
+        // u is an integer here (no ties); sum the upper tail from the small end.
+        let upper: f64 = counts[u.round() as usize..].iter().rev().sum();
+        let p = (2.0 * upper / total).min(1.0);
+        return Ok(MannWhitney {
+            u: u1,
+            p,
+            method: MwuMethod::Exact,
+        });
+    }
+    let n = (n1 + n2) as f64;
+    let (f1, f2) = (n1 as f64, n2 as f64);
+    let s2 = f1 * f2 / 12.0 * ((n + 1.0) - ties / (n * (n - 1.0)));
+    if s2 <= 0.0 {
+        return Err(StatsError::Degenerate { what: WHAT });
+    }
+    let z = (u - f1 * f2 / 2.0 - 0.5) / s2.sqrt();
+    let normal = Normal::new(0.0, 1.0).map_err(|e| StatsError::BadParameter {
+        what: WHAT,
+        detail: e.to_string(),
+    })?;
+    let p = (2.0 * normal.sf(z)).clamp(0.0, 1.0);
+    Ok(MannWhitney {
+        u: u1,
+        p,
+        method: MwuMethod::Asymptotic,
+    })
+}
+
+/// Number of arrangements giving each U in 0..=n1·n2: the coefficients of the Gaussian
+/// binomial [n1 + n2 choose n1]_q = Π (1 − q^(n2+i)) / (1 − q^i), in exact integers
+/// (C(60, 30) overflows f64's integer range but not i128).
+fn u_distribution(n1: usize, n2: usize) -> Vec<f64> {
+    let len = n1 * n2 + 1;
+    let mut c = vec![0i128; len];
+    c[0] = 1;
+    for i in 1..=n1 {
+        let m = n2 + i;
+        for k in (m..len).rev() {
+            c[k] -= c[k - m];
+        }
+        for k in i..len {
+            c[k] += c[k - i];
+        }
+    }
+    c.into_iter().map(|v| v as f64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn u_distribution_sums_to_binomial() {
+        let c = u_distribution(4, 5);
+        assert_eq!(c.iter().sum::<f64>(), 126.0);
+        // symmetric
+        for k in 0..c.len() {
+            assert_eq!(c[k], c[c.len() - 1 - k]);
+        }
+    }
+}
