@@ -13,7 +13,10 @@
 //!   Mann–Whitney U as a robustness column. Holm over every (cell, metric) test of the
 //!   comparison.
 //! - Change: ratio of medians (current / baseline) − 1 with a percentile bootstrap CI at
-//!   level 1 − α, seeded with a fixed seed so the same inputs always give the same verdict.
+//!   level 1 − 2α (so each end is a one-sided 1 − α bound: "the change is at least X with
+//!   95% confidence" is a one-sided claim, and a two-sided 95% interval would throw away
+//!   half the power), seeded with a fixed seed so the same inputs always give the same
+//!   verdict.
 //! - Verdict: *regression* when Holm p < α and the whole CI lies beyond the metric's
 //!   threshold in the bad direction; *improved* when the same holds in the good direction;
 //!   *within noise* when significant but the CI is not wholly beyond the threshold; `~` when
@@ -810,7 +813,7 @@ fn test_row(cell: &str, metric: Metric, xb: &[f64], xc: &[f64], s: &Settings) ->
         xc,
         xb,
         stats::Statistic::Median,
-        1.0 - s.alpha,
+        1.0 - 2.0 * s.alpha,
         RESAMPLES,
         SEED,
     );
