@@ -7,5 +7,6 @@ pub mod backend;
 pub mod cli;
 pub mod plan;
 pub mod record;
+pub mod analysis;
 pub mod spec;
 pub mod stats;
