@@ -3,10 +3,10 @@
 //! Data flows one way: `spec` (parse, validate) → `plan` (grid → ordered units) →
 //! `runner` (agents over a `backend`) → `store` → `analysis`/`stats` → `report`/`compare`.
 
+pub mod analysis;
 pub mod backend;
 pub mod cli;
 pub mod plan;
 pub mod record;
-pub mod analysis;
 pub mod spec;
 pub mod stats;

@@ -48,7 +48,7 @@ pub fn cell_counts(lf: LazyFrame) -> Result<DataFrame, AnalysisError> {
                 .cast(DataType::UInt32)
                 .alias("reps"),
         ])
-        .sort(["first_order"], SortMultipleOptions::default())
+        .sort(["first_order", "cell_id"], SortMultipleOptions::default())
         .collect()?)
 }
 
@@ -69,7 +69,9 @@ pub fn per_rep(lf: LazyFrame) -> Result<DataFrame, AnalysisError> {
     for m in Metric::ALL {
         let e = match m {
             Metric::DecodeTps => {
-                let has = col("eval_ms").is_not_null().and(tokens.clone().is_not_null());
+                let has = col("eval_ms")
+                    .is_not_null()
+                    .and(tokens.clone().is_not_null());
                 tokens.clone().filter(has.clone()).sum()
                     / (col("eval_ms").filter(has) / lit(1000.0)).sum()
             }
@@ -103,7 +105,12 @@ pub fn request_level(lf: LazyFrame, metrics: &[Metric]) -> Result<DataFrame, Ana
     let mut aggs = Vec::new();
     for &m in metrics {
         let c = col(m.name()).cast(DataType::Float64);
-        aggs.push(c.clone().count().cast(DataType::UInt32).alias(req_col(m, "n")));
+        aggs.push(
+            c.clone()
+                .count()
+                .cast(DataType::UInt32)
+                .alias(req_col(m, "n")),
+        );
         aggs.push(c.clone().mean().alias(req_col(m, "mean")));
         aggs.push(c.clone().std(1).alias(req_col(m, "sd")));
         aggs.push(c.clone().median().alias(req_col(m, "median")));

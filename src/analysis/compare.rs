@@ -258,9 +258,7 @@ pub fn pairs(lf: LazyFrame, opts: &AnalysisOptions) -> Result<Vec<PairAnalysis>,
 
     let mut out = Vec::new();
     for (cell, arm) in arms {
-        let has_seq = wall
-            .iter()
-            .any(|((c, _), v)| *c == cell && v[1].is_some());
+        let has_seq = wall.iter().any(|((c, _), v)| *c == cell && v[1].is_some());
         if !has_seq {
             continue;
         }
@@ -280,7 +278,10 @@ pub fn pairs(lf: LazyFrame, opts: &AnalysisOptions) -> Result<Vec<PairAnalysis>,
             }
             if let [Some(conc), Some(seq)] = v {
                 if *seq > 0.0 {
-                    contention.entry(agent.clone()).or_default().push(conc / seq);
+                    contention
+                        .entry(agent.clone())
+                        .or_default()
+                        .push(conc / seq);
                 }
             }
         }

@@ -115,7 +115,10 @@ pub fn records_to_frame(rs: &[Record]) -> Result<DataFrame, AnalysisError> {
         .map(|r| Series::new("".into(), r.itl_ms.as_slice()))
         .collect();
     let itl = if rs.is_empty() {
-        Series::new_empty("itl_ms".into(), &DataType::List(Box::new(DataType::Float64)))
+        Series::new_empty(
+            "itl_ms".into(),
+            &DataType::List(Box::new(DataType::Float64)),
+        )
     } else {
         Series::new("itl_ms".into(), itl)
     };
@@ -130,7 +133,11 @@ pub fn records_to_frame(rs: &[Record]) -> Result<DataFrame, AnalysisError> {
         Series::new("phase".into(), strs(rs, |r| r.phase.as_str())).into(),
         Series::new("stage".into(), strs(rs, |r| r.stage.as_str())).into(),
         Series::new("rep".into(), rs.iter().map(|r| r.rep).collect::<Vec<u32>>()).into(),
-        Series::new("warmup".into(), rs.iter().map(|r| r.warmup).collect::<Vec<_>>()).into(),
+        Series::new(
+            "warmup".into(),
+            rs.iter().map(|r| r.warmup).collect::<Vec<_>>(),
+        )
+        .into(),
         Series::new(
             "order".into(),
             rs.iter().map(|r| r.order as u64).collect::<Vec<_>>(),
@@ -142,7 +149,9 @@ pub fn records_to_frame(rs: &[Record]) -> Result<DataFrame, AnalysisError> {
         Series::new("ok".into(), rs.iter().map(|r| r.ok).collect::<Vec<_>>()).into(),
         Series::new(
             "error_kind".into(),
-            rs.iter().map(|r| r.error_kind.as_deref()).collect::<Vec<_>>(),
+            rs.iter()
+                .map(|r| r.error_kind.as_deref())
+                .collect::<Vec<_>>(),
         )
         .into(),
         Series::new(
@@ -183,7 +192,11 @@ pub fn records_to_frame(rs: &[Record]) -> Result<DataFrame, AnalysisError> {
             rs.iter().map(|r| r.cache_defeated).collect::<Vec<_>>(),
         )
         .into(),
-        Series::new("start_offset_ms".into(), f64s(rs, |r| Some(r.start_offset_ms))).into(),
+        Series::new(
+            "start_offset_ms".into(),
+            f64s(rs, |r| Some(r.start_offset_ms)),
+        )
+        .into(),
         Series::new("end_offset_ms".into(), f64s(rs, |r| Some(r.end_offset_ms))).into(),
         Series::new("phase_wall_ms".into(), f64s(rs, |r| Some(r.phase_wall_ms))).into(),
         Series::new("agent_wall_ms".into(), f64s(rs, |r| Some(r.agent_wall_ms))).into(),

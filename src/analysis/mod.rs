@@ -273,11 +273,17 @@ fn manifest_reference(m: &serde_json::Value) -> Option<String> {
 pub fn analyze(run_dir: &Path, opts: &AnalysisOptions) -> Result<Analysis, AnalysisError> {
     let loaded = load(run_dir)?;
     let manifest = read_manifest(run_dir)?;
-    let analysis = analyze_frame(loaded.frame, loaded.source, loaded.torn_lines, manifest, opts)
-        .map_err(|e| match e {
-            AnalysisError::Empty(_) => AnalysisError::Empty(run_dir.to_path_buf()),
-            e => e,
-        })?;
+    let analysis = analyze_frame(
+        loaded.frame,
+        loaded.source,
+        loaded.torn_lines,
+        manifest,
+        opts,
+    )
+    .map_err(|e| match e {
+        AnalysisError::Empty(_) => AnalysisError::Empty(run_dir.to_path_buf()),
+        e => e,
+    })?;
     let dir = run_dir.join("analysis");
     std::fs::create_dir_all(&dir).map_err(|e| AnalysisError::Io(dir.clone(), e))?;
     let summary = dir.join("summary.json");
@@ -319,7 +325,10 @@ pub fn analyze_frame(
 
     let mut cells = build_cells(&counts, &options, &reps, &request, opts)?;
 
-    let (reference_arm, how) = match (&opts.reference, manifest.as_ref().and_then(manifest_reference)) {
+    let (reference_arm, how) = match (
+        &opts.reference,
+        manifest.as_ref().and_then(manifest_reference),
+    ) {
         (Some(r), _) => (r.clone(), "given"),
         (None, Some(r)) => (r, "manifest experiment.reference"),
         (None, None) => (

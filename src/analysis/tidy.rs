@@ -75,9 +75,7 @@ impl Sink<'_> {
         }
         match &s.outliers {
             Avail::Value(t) => self.push(metric, "outliers", Some(t.outliers() as f64), ""),
-            Avail::Unavailable { unavailable } => {
-                self.push(metric, "outliers", None, unavailable)
-            }
+            Avail::Unavailable { unavailable } => self.push(metric, "outliers", None, unavailable),
         }
     }
 }
