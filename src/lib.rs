@@ -8,5 +8,6 @@ pub mod backend;
 pub mod cli;
 pub mod plan;
 pub mod record;
+pub mod report;
 pub mod spec;
 pub mod stats;

@@ -480,12 +480,11 @@ fn parquet_round_trip_gives_the_same_analysis() {
     }
 }
 
-#[test]
-fn pair_speedup_efficiency_and_contention() {
-    let dir = tempfile::tempdir().unwrap();
+/// A pair cell: concurrent phase ~2000 ms wall, sequential ~3600 ms; e2e 1900 vs 1500.
+fn pair_records(reps: u32) -> Vec<Record> {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let mut records = synthetic(6);
-    for rep in 0..6u32 {
+    let mut records = Vec::new();
+    for rep in 0..reps {
         let conc_wall = 2000.0 * rng.gen_range(0.97..1.03);
         let seq_wall = 3600.0 * rng.gen_range(0.97..1.03);
         for (phase, wall, e2e) in [
@@ -497,11 +496,20 @@ fn pair_speedup_efficiency_and_contention() {
                 r.agent = agent.into();
                 r.phase = phase;
                 r.phase_wall_ms = wall;
+                r.order = 1000 + rep as usize;
                 r.e2e_ms = Some(e2e * rng.gen_range(0.99..1.01));
                 records.push(r);
             }
         }
     }
+    records
+}
+
+#[test]
+fn pair_speedup_efficiency_and_contention() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut records = synthetic(6);
+    records.extend(pair_records(6));
     write_jsonl(dir.path(), &records, false);
     let a = analysis::analyze(dir.path(), &AnalysisOptions::default()).unwrap();
     let p = &a.pairs[0];
@@ -542,5 +550,122 @@ fn corrupt_middle_line_is_an_error_with_its_line_number() {
     assert!(matches!(
         analysis::analyze(empty.path(), &AnalysisOptions::default()),
         Err(analysis::AnalysisError::NoRecords(_))
+    ));
+}
+
+// ---------------------------------------------------------------------------------------
+// report: tables and plots written into the run directory
+// ---------------------------------------------------------------------------------------
+
+use sweep::report::{self, Format, ReportOptions};
+
+#[test]
+fn report_writes_tables_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut records = synthetic(8);
+    for r in records.iter_mut().filter(|r| r.arm == "baseline") {
+        // User text with Markdown and LaTeX specials must come out escaped.
+        r.options
+            .insert("keep_alive".into(), OptionValue::Text("5m|a_b&c%".into()));
+    }
+    records.extend(pair_records(6));
+    write_jsonl(dir.path(), &records, false);
+    let manifest = serde_json::json!({
+        "spec": {"experiment": {"reference": "baseline"}},
+        "environment": {"host": "node_1", "cpu": "Xeon", "sweep_version": "0.1.0"}
+    });
+    std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
+
+    let files = report::render(dir.path(), &ReportOptions::default()).unwrap();
+    // To look at the output: SWEEP_KEEP_REPORT=/some/dir cargo test --test analysis report
+    if let Some(keep) = std::env::var_os("SWEEP_KEEP_REPORT") {
+        for f in &files {
+            let to = Path::new(&keep).join(f.strip_prefix(dir.path()).unwrap());
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(f, to).unwrap();
+        }
+    }
+    for f in &files {
+        assert!(f.is_file() && f.metadata().unwrap().len() > 0, "{f:?}");
+    }
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.strip_prefix(dir.path()).unwrap().display().to_string())
+        .collect();
+    for want in [
+        "tables/ttft_ms.md",
+        "tables/ttft_ms.tex",
+        "tables/ttft_ms.csv",
+        "tables/ttft_ms.json",
+        "tables/pairs.md",
+        "tables/all.tex",
+        "plots/ttft_ecdf.svg",
+        "plots/decode_tps_box.svg",
+        "plots/ttft_ms_vs_num_ctx.svg",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from {names:?}"
+        );
+    }
+
+    let md = std::fs::read_to_string(dir.path().join("tables/ttft_ms.md")).unwrap();
+    assert!(md.contains("(ref)") && md.contains("geomean"), "{md}");
+    assert!(md.contains("5m\\|a_b&c%"), "{md}");
+    let slow = md.lines().find(|l| l.contains("| 256 |")).unwrap();
+    assert!(slow.contains("**worse**"), "{slow}");
+    let same = md.lines().find(|l| l.contains("| 512 |")).unwrap();
+    assert!(same.contains("| ~ |"), "{same}");
+    let small = md.lines().find(|l| l.contains("| 1024 |")).unwrap();
+    assert!(small.contains("[need ≥ 6]"), "3 reps: {small}");
+    assert!(md.contains("host=node_1"), "environment footer: {md}");
+    assert!(md.contains("α = 0.05"), "{md}");
+
+    let tex = std::fs::read_to_string(dir.path().join("tables/ttft_ms.tex")).unwrap();
+    assert!(tex.contains("\\toprule") && tex.contains("$\\pm$"), "{tex}");
+    assert!(tex.contains("5m|a\\_b\\&c\\%"), "{tex}");
+    assert!(tex.contains("\\textbf{worse}"), "{tex}");
+
+    // LaTeX compiles when pdflatex is installed (skipped, with a note, when it is not).
+    let pdflatex = std::process::Command::new("pdflatex")
+        .arg("-version")
+        .output()
+        .is_ok();
+    if pdflatex {
+        let out = std::process::Command::new("pdflatex")
+            .args(["-interaction=nonstopmode", "-halt-on-error", "all.tex"])
+            .current_dir(dir.path().join("tables"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(dir.path().join("tables/all.pdf").is_file());
+    } else {
+        eprintln!("pdflatex not on PATH: LaTeX compile check skipped");
+    }
+
+    let svg = std::fs::read_to_string(dir.path().join("plots/ttft_ecdf.svg")).unwrap();
+    assert!(svg.contains("time to first token (ms)") && svg.contains("baseline (n = 32)"));
+
+    // Grouping by an axis splits tables; an unknown axis is a typed error.
+    let grouped = ReportOptions {
+        formats: vec![Format::Markdown],
+        group_by: vec!["arm".into()],
+        plots: false,
+        ..ReportOptions::default()
+    };
+    report::render(dir.path(), &grouped).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("tables/ttft_ms.md")).unwrap();
+    assert!(md.contains("### TTFT (ms) — arm=chimera"), "{md}");
+    let bad = ReportOptions {
+        group_by: vec!["nope".into()],
+        ..grouped
+    };
+    assert!(matches!(
+        report::render(dir.path(), &bad),
+        Err(report::ReportError::UnknownAxis(..))
     ));
 }
