@@ -456,6 +456,9 @@ pub fn to_markdown(t: &Table) -> String {
 
 /// A LaTeX cell: escaped text, `±` as `$\pm$`, `Δ` as `$\Delta$`, bold when significant.
 fn latex_cell(text: &str, bold: bool) -> String {
+    if text == "~" {
+        return "$\\sim$".into();
+    }
     let e = escape::latex(text)
         .replace('±', "$\\pm$")
         .replace('Δ', "$\\Delta$")
