@@ -125,7 +125,7 @@ fn generate(path: &Path, rows: usize) -> PolarsResult<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(2026);
     let first = chunk(0, CHUNK.min(rows), rows, &mut rng)?;
     let file = std::fs::File::create(path)?;
-    let w = ParquetWriter::new(file)
+    let mut w = ParquetWriter::new(file)
         .with_compression(ParquetCompression::Zstd(None))
         .batched(first.schema())?;
     w.write_batch(&first)?;
