@@ -4,6 +4,7 @@
 //! `runner` (agents over a `backend`) → `store` → `analysis`/`stats` → `report`/`compare`.
 
 pub mod agent;
+pub mod analysis;
 pub mod backend;
 pub mod cli;
 pub mod compare;
@@ -12,6 +13,7 @@ pub mod env;
 pub mod plan;
 pub mod progress;
 pub mod record;
+pub mod report;
 pub mod runner;
 pub mod spec;
 pub mod stats;

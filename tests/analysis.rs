@@ -229,3 +229,443 @@ fn adjustments_and_k_sample_tests_match_scipy() {
         close(an.p, k["anova_p"].as_f64().unwrap(), 1e-8, "ANOVA p");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// analysis: synthetic runs written as real files
+// ---------------------------------------------------------------------------------------
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::Path;
+use sweep::analysis::{self, AnalysisOptions, Avail, Metric, Source, Verdict};
+use sweep::record::{Phase, Record, Stage};
+use sweep::spec::OptionValue;
+
+/// A call with plausible figures: TTFT around `ttft`, decode around `tps`.
+fn call(cell: &str, arm: &str, rep: u32, ttft: f64, tps: f64, rng: &mut ChaCha8Rng) -> Record {
+    let ttft_ms = ttft * rng.gen_range(0.95..1.05);
+    let out = rng.gen_range(100..140u64);
+    let eval_ms = out as f64 / (tps * rng.gen_range(0.98..1.02)) * 1000.0;
+    let e2e = ttft_ms + eval_ms * 1.01;
+    let mut options = BTreeMap::new();
+    if let Some(ctx) = cell.strip_prefix("chimera-ctx") {
+        options.insert(
+            "num_ctx".to_string(),
+            OptionValue::Int(ctx.parse().unwrap_or(512)),
+        );
+        options.insert("temperature".to_string(), OptionValue::Float(0.6));
+    }
+    Record {
+        experiment: "synthetic".into(),
+        run_id: "run-1".into(),
+        arm: arm.into(),
+        cell_id: cell.into(),
+        options,
+        agent: "single".into(),
+        persona: "chimera".into(),
+        phase: Phase::Single,
+        stage: Stage::Analysis,
+        rep,
+        warmup: false,
+        order: 0,
+        timestamp: "2026-11-23T10:00:00Z".into(),
+        model: "gemma3:270m".into(),
+        endpoint: "http://127.0.0.1:11434".into(),
+        ok: true,
+        error_kind: None,
+        error_message: None,
+        attempts: 1,
+        ttft_ms: Some(ttft_ms),
+        itl_ms: vec![1000.0 / tps; 3],
+        itl_p50_ms: Some(1000.0 / tps),
+        e2e_ms: Some(e2e),
+        load_ms: Some(0.0),
+        prompt_eval_ms: Some(ttft_ms * 0.9),
+        eval_ms: Some(eval_ms),
+        total_ms: Some(e2e),
+        prompt_tokens: Some(288),
+        output_tokens: Some(out),
+        decode_tps: Some(out as f64 / (eval_ms / 1000.0)),
+        e2e_tps: Some(out as f64 / ((e2e - ttft_ms) / 1000.0)),
+        cold: false,
+        cache_defeated: true,
+        start_offset_ms: 0.0,
+        end_offset_ms: e2e,
+        phase_wall_ms: e2e,
+        agent_wall_ms: e2e + 5.0,
+        ingest_ms: 5.0,
+    }
+}
+
+/// Baseline (700 ms, 40 tok/s), a slower cell (1.3× TTFT, 0.8× decode), an equal cell,
+/// and a 3-rep cell; each with a warm-up, a cold call and a failed call; 8 reps.
+fn synthetic(reps: u32) -> Vec<Record> {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut out = Vec::new();
+    let cells = [
+        ("baseline-00000001", "baseline", 700.0, 40.0, reps),
+        ("chimera-ctx256", "chimera", 910.0, 32.0, reps),
+        ("chimera-ctx512", "chimera", 700.0, 40.0, reps),
+        ("chimera-ctx1024", "chimera", 700.0, 40.0, 3),
+    ];
+    let mut order = 0;
+    for (cell, arm, ttft, tps, n) in cells {
+        let mut w = call(cell, arm, 0, ttft * 3.0, tps, &mut rng);
+        w.warmup = true;
+        w.order = order;
+        order += 1;
+        out.push(w);
+        for rep in 0..n {
+            for _ in 0..4 {
+                let mut r = call(cell, arm, rep, ttft, tps, &mut rng);
+                r.order = order;
+                out.push(r);
+            }
+            order += 1;
+        }
+        let mut c = call(cell, arm, 0, ttft * 4.0, tps, &mut rng);
+        c.cold = true;
+        c.load_ms = Some(500.0);
+        c.order = order;
+        out.push(c);
+        let mut f = call(cell, arm, 1, ttft, tps, &mut rng);
+        f.ok = false;
+        f.error_kind = Some("timeout".into());
+        f.ttft_ms = None;
+        f.order = order;
+        out.push(f);
+    }
+    out
+}
+
+fn write_jsonl(dir: &Path, records: &[Record], torn: bool) {
+    let mut f = std::fs::File::create(dir.join("records.jsonl")).unwrap();
+    for r in records {
+        writeln!(f, "{}", serde_json::to_string(r).unwrap()).unwrap();
+    }
+    if torn {
+        let line = serde_json::to_string(&records[0]).unwrap();
+        f.write_all(&line.as_bytes()[..line.len() / 2]).unwrap();
+    }
+}
+
+#[test]
+fn analysis_of_a_jsonl_run_counts_exclusions_and_compares() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = synthetic(8);
+    write_jsonl(dir.path(), &records, true);
+    let a = analysis::analyze(dir.path(), &AnalysisOptions::default()).unwrap();
+    assert_eq!(a.source, Source::Jsonl);
+    assert_eq!(a.torn_lines, 1);
+    assert_eq!(a.reference_arm, "baseline", "first cell in run order");
+    assert!(dir.path().join("analysis/summary.json").is_file());
+    let csv = std::fs::read_to_string(dir.path().join("analysis/tidy.csv")).unwrap();
+    assert!(csv.starts_with("cell_id,arm,factors,metric,statistic,value,note\n"));
+
+    let base = a.cell("baseline-00000001").unwrap();
+    assert!(base.is_reference);
+    let k = &base.counts;
+    assert_eq!((k.calls, k.warmup, k.cold, k.failed), (8 * 4 + 3, 1, 1, 1));
+    assert_eq!((k.measured, k.reps), (32, 8));
+
+    // Per-rep TTFT is the median of that rep's measured calls.
+    let ttft = base.metric(Metric::TtftMs).unwrap();
+    for rep in 0..8u32 {
+        let calls: Vec<f64> = records
+            .iter()
+            .filter(|r| r.cell_id == base.cell_id && r.rep == rep)
+            .filter(|r| !r.warmup && !r.cold && r.ok)
+            .filter_map(|r| r.ttft_ms)
+            .collect();
+        let want = stats::percentile(&calls, 0.5).unwrap();
+        close(ttft.stats.reps[rep as usize], want, 1e-12, "rep median");
+    }
+    // Rep decode tok/s is token-weighted: Σ tokens / Σ eval seconds.
+    let dec = base.metric(Metric::DecodeTps).unwrap();
+    let r0: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.cell_id == base.cell_id && r.rep == 0 && !r.warmup && !r.cold && r.ok)
+        .collect();
+    let toks: f64 = r0.iter().map(|r| r.output_tokens.unwrap() as f64).sum();
+    let secs: f64 = r0.iter().map(|r| r.eval_ms.unwrap() / 1000.0).sum();
+    close(dec.stats.reps[0], toks / secs, 1e-12, "rep decode tps");
+
+    // Request-level quantiles from polars are type 7, like ours.
+    let all: Vec<f64> = records
+        .iter()
+        .filter(|r| r.cell_id == base.cell_id && !r.warmup && !r.cold && r.ok)
+        .filter_map(|r| r.ttft_ms)
+        .collect();
+    for (name, p) in analysis::PERCENTILES {
+        let got = ttft.request[name].unwrap();
+        close(got, stats::percentile(&all, p).unwrap(), 1e-12, name);
+    }
+
+    // The slower cell is worse on TTFT and decode; the equal cell is `~`.
+    let slow = a.comparison("chimera-ctx256", Metric::TtftMs).unwrap();
+    assert_eq!(slow.verdict, Verdict::Worse);
+    let (d, lo, hi) = slow.delta_pct().unwrap();
+    assert!(
+        lo < d && d < hi && lo > 15.0 && hi < 45.0,
+        "{d} [{lo}, {hi}]"
+    );
+    assert_eq!(
+        a.comparison("chimera-ctx256", Metric::DecodeTps)
+            .unwrap()
+            .verdict,
+        Verdict::Worse
+    );
+    assert_eq!(
+        a.comparison("chimera-ctx512", Metric::TtftMs)
+            .unwrap()
+            .verdict,
+        Verdict::Same
+    );
+    // 3 reps: a median CI needs 6; the answer says so instead of printing an interval.
+    let small = a
+        .cell("chimera-ctx1024")
+        .unwrap()
+        .metric(Metric::TtftMs)
+        .unwrap();
+    match &small.stats.median_ci {
+        Avail::Unavailable { unavailable } => assert!(unavailable.contains("need ≥ 6")),
+        v => panic!("expected unavailable, got {v:?}"),
+    }
+    // Axis test across num_ctx within the chimera arm.
+    let axis = a
+        .axis_tests
+        .iter()
+        .find(|t| t.factor == "num_ctx" && t.metric == Metric::TtftMs)
+        .unwrap();
+    assert_eq!(axis.levels, ["256", "512", "1024"]);
+    assert!(axis.kruskal_wallis.value().unwrap().p < 0.01);
+}
+
+#[test]
+fn parquet_round_trip_gives_the_same_analysis() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = synthetic(6);
+    write_jsonl(dir.path(), &records, false);
+    let from_jsonl = analysis::analyze(dir.path(), &AnalysisOptions::default()).unwrap();
+    analysis::write_parquet(&dir.path().join("records.parquet"), &records).unwrap();
+    let from_parquet = analysis::analyze(dir.path(), &AnalysisOptions::default()).unwrap();
+    assert_eq!(from_parquet.source, Source::Parquet);
+    // serde_json's default float parser may differ from the written value in the last
+    // bit, so values agree to 1e-12 rather than exactly.
+    assert_eq!(from_jsonl.cells.len(), from_parquet.cells.len());
+    for (a, b) in from_jsonl.cells.iter().zip(&from_parquet.cells) {
+        assert_eq!(a.cell_id, b.cell_id);
+        assert_eq!(a.counts, b.counts);
+        assert_eq!(a.factors, b.factors);
+        assert_eq!(a.reference_cell, b.reference_cell);
+        for (x, y) in a.metrics.iter().zip(&b.metrics) {
+            for (u, v) in x.stats.reps.iter().zip(&y.stats.reps) {
+                close(*u, *v, 1e-12, &a.cell_id);
+            }
+            for (k, u) in &x.request {
+                match (u, y.request[k]) {
+                    (Some(u), Some(v)) => close(*u, v, 1e-12, k),
+                    (u, v) => assert_eq!(*u, v, "{k}"),
+                }
+            }
+        }
+    }
+    for (x, y) in from_jsonl.comparisons.iter().zip(&from_parquet.comparisons) {
+        assert_eq!(
+            (&x.cell_id, x.metric, x.verdict),
+            (&y.cell_id, y.metric, y.verdict)
+        );
+    }
+}
+
+/// A pair cell: concurrent phase ~2000 ms wall, sequential ~3600 ms; e2e 1900 vs 1500.
+fn pair_records(reps: u32) -> Vec<Record> {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut records = Vec::new();
+    for rep in 0..reps {
+        let conc_wall = 2000.0 * rng.gen_range(0.97..1.03);
+        let seq_wall = 3600.0 * rng.gen_range(0.97..1.03);
+        for (phase, wall, e2e) in [
+            (Phase::Concurrent, conc_wall, 1900.0),
+            (Phase::Sequential, seq_wall, 1500.0),
+        ] {
+            for agent in ["A", "B"] {
+                let mut r = call("pair-1", "pair", rep, 700.0, 40.0, &mut rng);
+                r.agent = agent.into();
+                r.phase = phase;
+                r.phase_wall_ms = wall;
+                r.order = 1000 + rep as usize;
+                r.e2e_ms = Some(e2e * rng.gen_range(0.99..1.01));
+                records.push(r);
+            }
+        }
+    }
+    records
+}
+
+#[test]
+fn pair_speedup_efficiency_and_contention() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut records = synthetic(6);
+    records.extend(pair_records(6));
+    write_jsonl(dir.path(), &records, false);
+    let a = analysis::analyze(dir.path(), &AnalysisOptions::default()).unwrap();
+    let p = &a.pairs[0];
+    assert_eq!(p.cell_id, "pair-1");
+    let s = p.speedup.summary.value().unwrap();
+    assert_eq!(s.n, 6);
+    assert!(s.median > 1.6 && s.median < 2.0, "{s:?}");
+    close(
+        p.efficiency.summary.value().unwrap().median,
+        s.median / 2.0,
+        1e-12,
+        "efficiency",
+    );
+    let ci = p.speedup.median_ci.value().unwrap();
+    assert!(ci.lower <= s.median && s.median <= ci.upper);
+    for agent in ["A", "B"] {
+        let c = p.contention[agent].summary.value().unwrap();
+        assert!(c.median > 1.2 && c.median < 1.3, "{agent}: {c:?}");
+    }
+}
+
+#[test]
+fn corrupt_middle_line_is_an_error_with_its_line_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = synthetic(2);
+    let mut text = String::new();
+    for (i, r) in records.iter().enumerate() {
+        if i == 3 {
+            text.push_str("{not json\n");
+        }
+        text.push_str(&serde_json::to_string(r).unwrap());
+        text.push('\n');
+    }
+    std::fs::write(dir.path().join("records.jsonl"), text).unwrap();
+    let e = analysis::analyze(dir.path(), &AnalysisOptions::default()).unwrap_err();
+    assert!(e.to_string().contains(":4:"), "{e}");
+    let empty = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        analysis::analyze(empty.path(), &AnalysisOptions::default()),
+        Err(analysis::AnalysisError::NoRecords(_))
+    ));
+}
+
+// ---------------------------------------------------------------------------------------
+// report: tables and plots written into the run directory
+// ---------------------------------------------------------------------------------------
+
+use sweep::report::{self, Format, ReportOptions};
+
+#[test]
+fn report_writes_tables_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut records = synthetic(8);
+    for r in records.iter_mut().filter(|r| r.arm == "baseline") {
+        // User text with Markdown and LaTeX specials must come out escaped.
+        r.options
+            .insert("keep_alive".into(), OptionValue::Text("5m|a_b&c%".into()));
+    }
+    records.extend(pair_records(6));
+    write_jsonl(dir.path(), &records, false);
+    let manifest = serde_json::json!({
+        "spec": {"experiment": {"reference": "baseline"}},
+        "environment": {"host": "node_1", "cpu": "Xeon", "sweep_version": "0.1.0"}
+    });
+    std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
+
+    let files = report::render(dir.path(), &ReportOptions::default()).unwrap();
+    // To look at the output: SWEEP_KEEP_REPORT=/some/dir cargo test --test analysis report
+    if let Some(keep) = std::env::var_os("SWEEP_KEEP_REPORT") {
+        for f in &files {
+            let to = Path::new(&keep).join(f.strip_prefix(dir.path()).unwrap());
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(f, to).unwrap();
+        }
+    }
+    for f in &files {
+        assert!(f.is_file() && f.metadata().unwrap().len() > 0, "{f:?}");
+    }
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.strip_prefix(dir.path()).unwrap().display().to_string())
+        .collect();
+    for want in [
+        "tables/ttft_ms.md",
+        "tables/ttft_ms.tex",
+        "tables/ttft_ms.csv",
+        "tables/ttft_ms.json",
+        "tables/pairs.md",
+        "tables/all.tex",
+        "plots/ttft_ecdf.svg",
+        "plots/decode_tps_box.svg",
+        "plots/ttft_ms_vs_num_ctx.svg",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from {names:?}"
+        );
+    }
+
+    let md = std::fs::read_to_string(dir.path().join("tables/ttft_ms.md")).unwrap();
+    assert!(md.contains("(ref)") && md.contains("geomean"), "{md}");
+    assert!(md.contains("5m\\|a_b&c%"), "{md}");
+    let slow = md.lines().find(|l| l.contains("| 256 |")).unwrap();
+    assert!(slow.contains("**worse**"), "{slow}");
+    let same = md.lines().find(|l| l.contains("| 512 |")).unwrap();
+    assert!(same.contains("| ~ |"), "{same}");
+    let small = md.lines().find(|l| l.contains("| 1024 |")).unwrap();
+    assert!(small.contains("[need ≥ 6]"), "3 reps: {small}");
+    assert!(md.contains("host=node_1"), "environment footer: {md}");
+    assert!(md.contains("α = 0.05"), "{md}");
+
+    let tex = std::fs::read_to_string(dir.path().join("tables/ttft_ms.tex")).unwrap();
+    assert!(tex.contains("\\toprule") && tex.contains("$\\pm$"), "{tex}");
+    assert!(tex.contains("5m|a\\_b\\&c\\%"), "{tex}");
+    assert!(tex.contains("\\textbf{worse}"), "{tex}");
+
+    // LaTeX compiles when pdflatex is installed (skipped, with a note, when it is not).
+    let pdflatex = std::process::Command::new("pdflatex")
+        .arg("-version")
+        .output()
+        .is_ok();
+    if pdflatex {
+        let out = std::process::Command::new("pdflatex")
+            .args(["-interaction=nonstopmode", "-halt-on-error", "all.tex"])
+            .current_dir(dir.path().join("tables"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(dir.path().join("tables/all.pdf").is_file());
+    } else {
+        eprintln!("pdflatex not on PATH: LaTeX compile check skipped");
+    }
+
+    let svg = std::fs::read_to_string(dir.path().join("plots/ttft_ecdf.svg")).unwrap();
+    assert!(svg.contains("time to first token (ms)") && svg.contains("baseline (n = 32)"));
+
+    // Grouping by an axis splits tables; an unknown axis is a typed error.
+    let grouped = ReportOptions {
+        formats: vec![Format::Markdown],
+        group_by: vec!["arm".into()],
+        plots: false,
+        ..ReportOptions::default()
+    };
+    report::render(dir.path(), &grouped).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("tables/ttft_ms.md")).unwrap();
+    assert!(md.contains("### TTFT (ms) — arm=chimera"), "{md}");
+    let bad = ReportOptions {
+        group_by: vec!["nope".into()],
+        ..grouped
+    };
+    assert!(matches!(
+        report::render(dir.path(), &bad),
+        Err(report::ReportError::UnknownAxis(..))
+    ));
+}
