@@ -100,9 +100,37 @@ pub enum Command {
     Analyze {
         /// A run directory (results/<experiment>/<run-id>).
         run: PathBuf,
+        /// Reference arm (default: the experiment's `reference`).
+        #[arg(long, value_name = "ARM")]
+        reference: Option<String>,
+        /// Significance level.
+        #[arg(long, default_value_t = 0.05, value_name = "A")]
+        alpha: f64,
+        /// Metrics to print (default: ttft_ms, e2e_ms, decode_tps); all are analysed.
+        #[arg(long = "metric", value_name = "METRIC")]
+        metrics: Vec<String>,
     },
-    /// Render tables and plots of a stored run.
-    Report { run: PathBuf },
+    /// Render paper tables (Markdown, LaTeX, CSV, JSON) and SVG plots of a stored run into
+    /// <run>/tables and <run>/plots.
+    Report {
+        run: PathBuf,
+        /// Split tables into sections by these axes (`arm` or a factor such as num_ctx).
+        #[arg(long = "group-by", value_name = "AXIS")]
+        group_by: Vec<String>,
+        /// Metrics to tabulate (default: ttft_ms, e2e_ms, decode_tps).
+        #[arg(long = "metric", value_name = "METRIC")]
+        metrics: Vec<String>,
+        /// Only these formats: md, tex, csv, json (default: all).
+        #[arg(long = "format", value_name = "FMT")]
+        formats: Vec<String>,
+        #[arg(long, value_name = "ARM")]
+        reference: Option<String>,
+        #[arg(long, default_value_t = 0.05, value_name = "A")]
+        alpha: f64,
+        /// Skip the SVG plots.
+        #[arg(long)]
+        no_plots: bool,
+    },
     /// Compare two runs and give a regression verdict: exit 0 no regression, 1 regression,
     /// 2 error or not comparable.
     Compare {
@@ -287,8 +315,23 @@ pub fn run(cli: Cli) -> i32 {
                 EXIT_BAD_INPUT
             }
         },
-        Command::Analyze { .. } => not_built("analyze", "the analysis stage (issue 7)"),
-        Command::Report { .. } => not_built("report", "tables and plots (issue 7)"),
+        Command::Analyze {
+            run,
+            reference,
+            alpha,
+            metrics,
+        } => analyze_command(&run, reference, alpha, &metrics),
+        Command::Report {
+            run,
+            group_by,
+            metrics,
+            formats,
+            reference,
+            alpha,
+            no_plots,
+        } => report_command(
+            &run, group_by, &metrics, &formats, reference, alpha, no_plots,
+        ),
         Command::Compare {
             baseline,
             current,
@@ -357,11 +400,6 @@ pub fn run(cli: Cli) -> i32 {
             }
         },
     }
-}
-
-fn not_built(cmd: &str, what: &str) -> i32 {
-    eprintln!("sweep {cmd}: not built yet — {what} is still to come. `sweep validate` and `sweep plan` work today.");
-    EXIT_BAD_INPUT
 }
 
 fn report_spec_error(e: &crate::spec::SpecError) -> i32 {
@@ -500,6 +538,130 @@ fn run_command(spec: &Spec, opts: RunOptions) -> i32 {
         }
         Err(e) => {
             eprintln!("sweep run: {e}");
+            EXIT_BAD_INPUT
+        }
+    }
+}
+
+fn parse_metrics(names: &[String]) -> Result<Vec<crate::analysis::Metric>, String> {
+    names
+        .iter()
+        .map(|n| {
+            crate::analysis::Metric::parse(n).ok_or_else(|| {
+                let all: Vec<&str> = crate::analysis::Metric::ALL
+                    .iter()
+                    .map(|m| m.name())
+                    .collect();
+                format!("unknown metric {n:?}; expected one of: {}", all.join(", "))
+            })
+        })
+        .collect()
+}
+
+fn check_alpha(alpha: f64) -> Result<(), String> {
+    if alpha > 0.0 && alpha < 1.0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "--alpha must be strictly between 0 and 1, found {alpha}"
+        ))
+    }
+}
+
+fn analyze_command(
+    run: &std::path::Path,
+    reference: Option<String>,
+    alpha: f64,
+    metrics: &[String],
+) -> i32 {
+    let shown = match check_alpha(alpha).and_then(|_| parse_metrics(metrics)) {
+        Ok(m) if m.is_empty() => crate::report::ReportOptions::default().metrics,
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("sweep analyze: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let opts = crate::analysis::AnalysisOptions {
+        reference,
+        alpha,
+        ..Default::default()
+    };
+    match crate::analysis::analyze(run, &opts) {
+        Ok(a) => {
+            for t in crate::report::tables::metric_tables(&a, &shown, &[]) {
+                println!("{}", crate::report::tables::to_markdown(&t));
+            }
+            if let Some(t) = crate::report::tables::pair_table(&a) {
+                println!("{}", crate::report::tables::to_markdown(&t));
+            }
+            eprintln!(
+                "wrote {} and {}",
+                run.join("analysis/summary.json").display(),
+                run.join("analysis/tidy.csv").display()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("sweep analyze: {e}");
+            EXIT_BAD_INPUT
+        }
+    }
+}
+
+fn report_command(
+    run: &std::path::Path,
+    group_by: Vec<String>,
+    metrics: &[String],
+    formats: &[String],
+    reference: Option<String>,
+    alpha: f64,
+    no_plots: bool,
+) -> i32 {
+    use crate::report::{Format, ReportOptions};
+    let metrics = match check_alpha(alpha).and_then(|_| parse_metrics(metrics)) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("sweep report: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let mut fmts = Vec::new();
+    for f in formats {
+        match Format::ALL.iter().find(|x| x.ext() == f.as_str()) {
+            Some(x) => fmts.push(*x),
+            None => {
+                eprintln!("sweep report: unknown format {f:?}; expected md, tex, csv or json");
+                return EXIT_BAD_INPUT;
+            }
+        }
+    }
+    let defaults = ReportOptions::default();
+    let opts = ReportOptions {
+        formats: if fmts.is_empty() {
+            defaults.formats
+        } else {
+            fmts
+        },
+        group_by,
+        metrics: if metrics.is_empty() {
+            defaults.metrics
+        } else {
+            metrics
+        },
+        alpha,
+        reference,
+        plots: !no_plots,
+    };
+    match crate::report::render(run, &opts) {
+        Ok(paths) => {
+            for p in paths {
+                println!("{}", p.display());
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("sweep report: {e}");
             EXIT_BAD_INPUT
         }
     }

@@ -440,6 +440,19 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
     let summary = execute(spec, &plan, &mut store, &run_id, resumed, executor, opts).await?;
     if summary.complete {
         let dir = store.dir().to_path_buf();
+        // The columnar copy for analysis; the JSONL log stays the source of truth.
+        let parquet = dir.join(store::RECORDS_PARQUET);
+        let written = store::read_records(&dir.join(store::RECORDS_JSONL))
+            .map_err(|e| e.to_string())
+            .and_then(|r| {
+                crate::analysis::write_parquet(&parquet, &r.records).map_err(|e| e.to_string())
+            });
+        if let Err(e) = written {
+            eprintln!(
+                "warning: could not write {}: {e} (records.jsonl is complete; `sweep analyze` reads it)",
+                parquet.display()
+            );
+        }
         let mut m = Manifest::read(&dir)?;
         m.finished_at = Some(chrono::Utc::now().to_rfc3339());
         m.write(&dir)?;
