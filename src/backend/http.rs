@@ -150,9 +150,7 @@ pub(crate) async fn next_chunk(
     deadlines
         .run(resp.chunk())
         .await?
-        .map_err(|e| BackendError::Reset {
-            message: chain(&e),
-        })
+        .map_err(|e| BackendError::Reset { message: chain(&e) })
 }
 
 /// Reads a small JSON answer (version, tags, models) within the deadlines.
@@ -417,7 +415,10 @@ mod tests {
             error_message(br#"{"object":"error","message":"The model `x` does not exist."}"#),
             "The model `x` does not exist."
         );
-        assert_eq!(error_message(b"Internal Server Error"), "Internal Server Error");
+        assert_eq!(
+            error_message(b"Internal Server Error"),
+            "Internal Server Error"
+        );
         assert_eq!(error_message(b""), "(empty body)");
         assert!(mentions_missing_model("model 'gemma3' not found"));
         assert!(mentions_missing_model("The model `x` does not exist."));

@@ -341,10 +341,11 @@ impl SseStream {
             self.end = Some(Instant::now());
             return Ok(true);
         }
-        let chunk: Chunk<'_> = serde_json::from_slice(data).map_err(|e| BackendError::Malformed {
-            message: e.to_string(),
-            line: http::quote_line(raw),
-        })?;
+        let chunk: Chunk<'_> =
+            serde_json::from_slice(data).map_err(|e| BackendError::Malformed {
+                message: e.to_string(),
+                line: http::quote_line(raw),
+            })?;
         if let Some(err) = chunk.error {
             let body = serde_json::json!({ "error": err }).to_string();
             return Err(BackendError::Engine(http::error_message(body.as_bytes())));

@@ -67,7 +67,10 @@ impl std::fmt::Debug for FaultPlan {
             FaultPlan::Always(x) => write!(f, "Always({x:?})"),
             FaultPlan::Sequence(v) => write!(f, "Sequence({v:?})"),
             FaultPlan::Seeded { seed, rate, faults } => {
-                write!(f, "Seeded {{ seed: {seed}, rate: {rate}, faults: {faults:?} }}")
+                write!(
+                    f,
+                    "Seeded {{ seed: {seed}, rate: {rate}, faults: {faults:?} }}"
+                )
             }
             FaultPlan::Custom(_) => f.write_str("Custom(..)"),
         }

@@ -131,7 +131,14 @@ async fn respond(sock: &mut TcpStream, sh: &Shared, req: &RecordedRequest) -> bo
         ("GET", "/api/tags") => json_response(sock, 200, &tags(sh)).await,
         ("POST", "/api/show") => match has_model(sh, &model) {
             true => json_response(sock, 200, &show()).await,
-            false => json_response(sock, 404, &json!({"error": format!("model '{model}' not found")})).await,
+            false => {
+                json_response(
+                    sock,
+                    404,
+                    &json!({"error": format!("model '{model}' not found")}),
+                )
+                .await
+            }
         },
         ("GET", "/v1/models") if cfg.openai_models_endpoint => {
             let data: Vec<Value> = cfg
@@ -143,7 +150,9 @@ async fn respond(sock: &mut TcpStream, sh: &Shared, req: &RecordedRequest) -> bo
         }
         ("POST", "/api/generate") => generation(sock, sh, Family::Ollama, false, &model).await,
         ("POST", "/api/chat") => generation(sock, sh, Family::Ollama, true, &model).await,
-        ("POST", "/v1/chat/completions") => generation(sock, sh, Family::OpenAi, true, &model).await,
+        ("POST", "/v1/chat/completions") => {
+            generation(sock, sh, Family::OpenAi, true, &model).await
+        }
         _ => text_response(sock, 404, "404 page not found").await,
     }
 }
@@ -193,11 +202,25 @@ fn show() -> Value {
 
 async fn json_response(sock: &mut TcpStream, status: u16, v: &Value) -> bool {
     let body = v.to_string();
-    whole_response(sock, status, "application/json; charset=utf-8", body.as_bytes(), &[]).await
+    whole_response(
+        sock,
+        status,
+        "application/json; charset=utf-8",
+        body.as_bytes(),
+        &[],
+    )
+    .await
 }
 
 async fn text_response(sock: &mut TcpStream, status: u16, text: &str) -> bool {
-    whole_response(sock, status, "text/plain; charset=utf-8", text.as_bytes(), &[]).await
+    whole_response(
+        sock,
+        status,
+        "text/plain; charset=utf-8",
+        text.as_bytes(),
+        &[],
+    )
+    .await
 }
 
 async fn whole_response(
@@ -307,7 +330,7 @@ async fn generation(
         } else {
             t0 + cfg.first_token_delay + cfg.inter_token_delay * n_tokens.saturating_sub(1) as u32
         };
-        tokio::time::sleep_until(due).await;
+        sleep_until_precise(due).await;
         chunk(&mut out, p);
         if sock.write_all(&out).await.is_err() {
             return false;
@@ -339,6 +362,20 @@ async fn generation(
             out.extend_from_slice(b"0\r\n\r\n");
             sock.write_all(&out).await.is_ok()
         }
+    }
+}
+
+/// Sleeps until `due` to within microseconds: tokio's timer has 1 ms ticks and rounds up,
+/// so it sleeps to 2 ms short and yields in a loop for the rest (a little CPU per token).
+async fn sleep_until_precise(due: Instant) {
+    let margin = std::time::Duration::from_millis(2);
+    if let Some(coarse) = due.checked_sub(margin) {
+        if coarse > Instant::now() {
+            tokio::time::sleep_until(coarse).await;
+        }
+    }
+    while Instant::now() < due {
+        tokio::task::yield_now().await;
     }
 }
 
@@ -467,9 +504,13 @@ async fn error_status(sock: &mut TcpStream, family: Family, code: u16) -> bool {
 
 async fn model_not_found(sock: &mut TcpStream, family: Family, model: &str) -> bool {
     let body = match family {
-        Family::Ollama => json!({ "error": format!("model \"{model}\" not found, try pulling it first") }),
-        Family::OpenAi => json!({"object": "error", "message": format!("The model `{model}` does not exist."),
-                                 "type": "NotFoundError", "param": null, "code": 404}),
+        Family::Ollama => {
+            json!({ "error": format!("model \"{model}\" not found, try pulling it first") })
+        }
+        Family::OpenAi => {
+            json!({"object": "error", "message": format!("The model `{model}` does not exist."),
+                                 "type": "NotFoundError", "param": null, "code": 404})
+        }
     };
     json_response(sock, 404, &body).await
 }
