@@ -45,8 +45,11 @@ async fn connection(mut sock: TcpStream, sh: Arc<Shared>) {
         if let Ok(mut r) = sh.requests.lock() {
             r.push(req.clone());
         }
-        let keep = respond(&mut sock, &sh, &req).await;
-        if !keep || close {
+        if !respond(&mut sock, &sh, &req).await {
+            // A fault that ends the connection: dropping it sends the reset (zero linger).
+            return;
+        }
+        if close {
             let _ = sock.shutdown().await;
             return;
         }
