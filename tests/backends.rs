@@ -521,7 +521,7 @@ async fn request_endpoint_overrides_the_first_url() {
 
 /// Requests per second that one current-thread runtime drives against an instant server.
 /// Ignored by default (it is a measurement, not a check); run with
-/// `cargo test --release --test backends -- --ignored --nocapture drive_rate`.
+/// `cargo test --test backends -- --ignored --nocapture drive_rate` (BENCHMARKS.md).
 #[test]
 #[ignore]
 fn drive_rate() {
