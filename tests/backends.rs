@@ -553,3 +553,34 @@ fn drive_rate() {
         );
     }
 }
+
+/// A listener whose accept queue is full drops new SYNs, so connecting hangs until the
+/// connect timeout fires.
+#[tokio::test]
+async fn full_accept_queue_is_a_connect_timeout() {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = sock.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Fill the queue (never accepted).
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(100),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            fillers.push(s);
+        }
+    }
+    let mut c = cfg(BackendKind::Ollama, &format!("http://{addr}"));
+    c.timeouts.connect_s = 0.3;
+    let b = OllamaBackend::new(&c).unwrap();
+    let t = std::time::Instant::now();
+    let e = b.generate(&req(ModelOptions::default())).await.unwrap_err();
+    assert_eq!(e.kind(), "timeout_connect", "{e}");
+    assert!(e.retryable());
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    drop(listener);
+}
