@@ -45,8 +45,11 @@ async fn connection(mut sock: TcpStream, sh: Arc<Shared>) {
         if let Ok(mut r) = sh.requests.lock() {
             r.push(req.clone());
         }
-        let keep = respond(&mut sock, &sh, &req).await;
-        if !keep || close {
+        if !respond(&mut sock, &sh, &req).await {
+            // A fault that ends the connection: dropping it sends the reset (zero linger).
+            return;
+        }
+        if close {
             let _ = sock.shutdown().await;
             return;
         }
@@ -330,7 +333,7 @@ async fn generation(
         } else {
             t0 + cfg.first_token_delay + cfg.inter_token_delay * n_tokens.saturating_sub(1) as u32
         };
-        tokio::time::sleep_until(due).await;
+        sleep_until_precise(due).await;
         chunk(&mut out, p);
         if sock.write_all(&out).await.is_err() {
             return false;
@@ -362,6 +365,20 @@ async fn generation(
             out.extend_from_slice(b"0\r\n\r\n");
             sock.write_all(&out).await.is_ok()
         }
+    }
+}
+
+/// Sleeps until `due` to within microseconds: tokio's timer has 1 ms ticks and rounds up,
+/// so it sleeps to 2 ms short and yields in a loop for the rest (a little CPU per token).
+async fn sleep_until_precise(due: Instant) {
+    let margin = std::time::Duration::from_millis(2);
+    if let Some(coarse) = due.checked_sub(margin) {
+        if coarse > Instant::now() {
+            tokio::time::sleep_until(coarse).await;
+        }
+    }
+    while Instant::now() < due {
+        tokio::task::yield_now().await;
     }
 }
 
