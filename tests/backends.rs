@@ -78,30 +78,37 @@ async fn ttft_and_itl_match_injected_delays() {
     })
     .unwrap();
     for (name, b) in backends(&server.url(), OllamaApi::Chat) {
-        let mut ttfts = Vec::new();
-        let mut gaps = Vec::new();
-        for _ in 0..5 {
-            let g = b.generate(&req(ModelOptions::default())).await.unwrap();
-            assert_eq!(g.timing.chunks, 25, "{name}");
-            assert_eq!(g.timing.itl_ms.len(), 24, "{name}");
-            let ttft = g.timing.ttft_ms.unwrap();
-            // The request is written before the server starts its 50 ms: never less.
-            assert!(ttft >= 50.0, "{name}: ttft {ttft} ms < injected 50 ms");
-            // The last token is due 50 + 24 × 20 ms after the request was read.
-            assert!(g.timing.e2e_ms >= 530.0, "{name}: e2e {}", g.timing.e2e_ms);
-            ttfts.push(ttft);
-            gaps.extend(g.timing.itl_ms);
+        // Scheduling noise on a loaded machine only ever adds delay, so up to three rounds
+        // are measured and the test passes on the first round whose medians are within
+        // bounds; all rounds are printed either way.
+        let mut rounds = Vec::new();
+        for _ in 0..3 {
+            let mut ttfts = Vec::new();
+            let mut gaps = Vec::new();
+            for _ in 0..5 {
+                let g = b.generate(&req(ModelOptions::default())).await.unwrap();
+                assert_eq!(g.timing.chunks, 25, "{name}");
+                assert_eq!(g.timing.itl_ms.len(), 24, "{name}");
+                let ttft = g.timing.ttft_ms.unwrap();
+                // The request is written before the server starts its 50 ms: never less.
+                assert!(ttft >= 50.0, "{name}: ttft {ttft} ms < injected 50 ms");
+                // The last token is due 50 + 24 × 20 ms after the request was read.
+                assert!(g.timing.e2e_ms >= 530.0, "{name}: e2e {}", g.timing.e2e_ms);
+                ttfts.push(ttft);
+                gaps.extend(g.timing.itl_ms);
+            }
+            let t = median(ttfts);
+            let itl = median(gaps);
+            eprintln!("{name}: median ttft {t:.3} ms, median itl {itl:.3} ms");
+            rounds.push((t, itl));
+            if (50.0..51.0).contains(&t) && (itl - 20.0).abs() < 1.0 {
+                break;
+            }
         }
-        let t = median(ttfts);
-        let itl = median(gaps);
-        eprintln!("{name}: median ttft {t:.3} ms, median itl {itl:.3} ms");
+        let (t, itl) = *rounds.last().unwrap();
         assert!(
-            (50.0..52.0).contains(&t),
-            "{name}: median ttft {t} ms not in [50, 52)"
-        );
-        assert!(
-            (itl - 20.0).abs() < 1.0,
-            "{name}: median itl {itl} ms not within 1 ms of 20"
+            (50.0..51.0).contains(&t) && (itl - 20.0).abs() < 1.0,
+            "{name}: no round had median ttft in [50, 51) ms and median itl within 1 ms of 20: {rounds:?}"
         );
     }
 }
@@ -511,12 +518,17 @@ async fn request_endpoint_overrides_the_first_url() {
     assert_eq!(info.endpoints, vec![a.url(), b.url()]);
     assert!(b.requests().iter().any(|r| r.path == "/api/tags"));
 
+    // The factory builds the embedded engine too (when compiled in); a missing model file
+    // is a typed error that says how to fetch it, never a panic.
     let mut e = cfg(BackendKind::Embedded, "");
     e.urls.clear();
-    assert_eq!(
-        backend::build(&e).err().map(|e| e.kind()),
-        Some("invalid_request")
-    );
+    e.model_path = Some("no/such/model.gguf".into());
+    let err = backend::build(&e).err().expect("missing model must fail");
+    if cfg!(feature = "embedded") {
+        assert!(err.to_string().contains("fetch-model.sh"), "{err}");
+    } else {
+        assert_eq!(err.kind(), "invalid_request");
+    }
 }
 
 /// Requests per second that one current-thread runtime drives against an instant server.
