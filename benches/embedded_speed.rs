@@ -102,7 +102,7 @@ async fn main() {
             system: None,
             prompt: prompt(run),
             options: ModelOptions {
-                num_ctx: Some(1024),
+                num_ctx: Some(512),
                 num_predict: Some(predict),
                 temperature: Some(0.8),
                 seed: Some(run as u64),
@@ -148,6 +148,6 @@ async fn main() {
     );
     println!(
         "compare: llama-bench -m {DEFAULT_MODEL_PATH} -p {prompt_tokens} -n {predict} \
-         -d {prompt_tokens} -t {threads}"
+         -d 0,{prompt_tokens} -t {threads} -r {runs}"
     );
 }
