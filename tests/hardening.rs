@@ -554,3 +554,68 @@ fn corpus_symlink_out_of_root_and_oversize_file_are_skipped_with_warnings() {
         }
     }
 }
+
+/// Peak RSS of `sweep run` over sweeps of different sizes against an instant server (one
+/// token, no delays). Not part of the suite: run by hand with a release binary, e.g.
+/// `SWEEP_BIN=target/release/sweep SWEEP_MEM_CALLS=10000,100000 cargo test --test hardening
+/// runner_memory -- --ignored --nocapture`. Prints one line per size.
+#[test]
+#[ignore = "long: a manual memory measurement (see BENCHMARKS.md)"]
+fn runner_memory_peak_rss_by_sweep_size() {
+    let bin = std::env::var("SWEEP_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_sweep").into());
+    let sizes: Vec<u32> = std::env::var("SWEEP_MEM_CALLS")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .expect("SWEEP_MEM_CALLS: comma-separated call counts")
+        })
+        .collect();
+    let srv = MockServer::start(MockConfig {
+        tokens: 1,
+        record_requests: false,
+        ..Default::default()
+    })
+    .expect("mock server");
+    let mut peaks = Vec::new();
+    for calls in sizes {
+        let tmp = tempfile::tempdir().unwrap();
+        let corpus = tmp.path().join("corpus");
+        std::fs::create_dir_all(&corpus).unwrap();
+        std::fs::write(corpus.join("a.md"), "# A\n\ntext\n").unwrap();
+        std::fs::write(corpus.join("b.csv"), "x,y\n1,2\n").unwrap();
+        let url = srv.url();
+        let mut st = SpecText::new(&url, calls / 2);
+        st.corpus = corpus;
+        st.concurrency = 4;
+        let spec = st.write(tmp.path());
+        let t = std::time::Instant::now();
+        let out = Command::new("/usr/bin/time")
+            .arg("-v")
+            .arg(&bin)
+            .args(["run", "--progress", "quiet"])
+            .arg(&spec)
+            .stdin(Stdio::null())
+            .output()
+            .expect("/usr/bin/time (apt-get install time)");
+        let (_, err) = text(&out);
+        assert!(out.status.success(), "{err}");
+        let kib: u64 = err
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("no peak RSS in /usr/bin/time output");
+        let recs = read_records(&only_run(tmp.path()).join(RECORDS_JSONL))
+            .unwrap()
+            .records;
+        assert_eq!(recs.len(), (calls / 2 * 2) as usize);
+        println!(
+            "calls {calls}: peak RSS {:.1} MiB, wall {:.1} s",
+            kib as f64 / 1024.0,
+            t.elapsed().as_secs_f64()
+        );
+        peaks.push(kib);
+    }
+    assert!(!peaks.is_empty());
+}
