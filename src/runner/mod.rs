@@ -468,9 +468,15 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
     let summary = execute(spec, &plan, &mut store, &run_id, resumed, executor, opts).await?;
     if summary.complete {
         let dir = store.dir().to_path_buf();
-        let mut m = Manifest::read(&dir)?;
-        m.finished_at = Some(chrono::Utc::now().to_rfc3339());
-        m.write(&dir)?;
+        Manifest::read(&dir)
+            .and_then(|mut m| {
+                m.finished_at = Some(chrono::Utc::now().to_rfc3339());
+                m.write(&dir)
+            })
+            .map_err(|source| RunError::StoreFailed {
+                source,
+                resume: resume_command(spec, &plan, &run_id),
+            })?;
     }
     Ok(summary)
 }
