@@ -6,9 +6,9 @@
 //! only leave a torn last line; resume detects it, warns, and cuts it off before appending,
 //! so no record is ever written twice or glued to a torn one.
 
-use crate::record::{PhaseKey, Record};
+use crate::record::{Phase, PhaseKey, Record};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -169,8 +169,34 @@ pub fn read_records(path: &Path) -> Result<ReadOutcome, StoreError> {
 pub struct RunStore {
     dir: PathBuf,
     log: File,
-    done: BTreeSet<PhaseKey>,
+    done: DoneSet,
     stored: usize,
+}
+
+/// The stored phases. Each cell id is kept once, so that a long sweep (one entry per phase)
+/// costs a few bytes per phase rather than a copy of the cell id each.
+#[derive(Debug, Default)]
+struct DoneSet {
+    by_cell: HashMap<String, HashSet<(u32, bool, Phase)>>,
+    len: usize,
+}
+
+impl DoneSet {
+    fn contains(&self, cell_id: &str, rep: u32, warmup: bool, phase: Phase) -> bool {
+        self.by_cell
+            .get(cell_id)
+            .is_some_and(|s| s.contains(&(rep, warmup, phase)))
+    }
+
+    fn insert(&mut self, key: &PhaseKey) {
+        let set = match self.by_cell.get_mut(key.cell_id.as_str()) {
+            Some(s) => s,
+            None => self.by_cell.entry(key.cell_id.clone()).or_default(),
+        };
+        if set.insert((key.rep, key.warmup, key.phase)) {
+            self.len += 1;
+        }
+    }
 }
 
 /// What opening an existing run found.
@@ -205,7 +231,7 @@ impl RunStore {
         Ok(RunStore {
             dir: dir.to_path_buf(),
             log,
-            done: BTreeSet::new(),
+            done: DoneSet::default(),
             stored: 0,
         })
     }
@@ -232,8 +258,11 @@ impl RunStore {
             f.sync_all().map_err(io(&path))?;
             info.torn_line = Some(line);
         }
-        let done: BTreeSet<PhaseKey> = read.records.iter().map(Record::phase_key).collect();
-        info.phases_done = done.len();
+        let mut done = DoneSet::default();
+        for r in &read.records {
+            done.insert(&r.phase_key());
+        }
+        info.phases_done = done.len;
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -255,7 +284,12 @@ impl RunStore {
     }
 
     pub fn is_done(&self, key: &PhaseKey) -> bool {
-        self.done.contains(key)
+        self.is_phase_done(&key.cell_id, key.rep, key.warmup, key.phase)
+    }
+
+    /// [`RunStore::is_done`] without building a key.
+    pub fn is_phase_done(&self, cell_id: &str, rep: u32, warmup: bool, phase: Phase) -> bool {
+        self.done.contains(cell_id, rep, warmup, phase)
     }
 
     pub fn stored(&self) -> usize {
@@ -268,7 +302,7 @@ impl RunStore {
             return Ok(());
         };
         let key = first.phase_key();
-        if self.done.contains(&key) {
+        if self.is_done(&key) {
             return Err(StoreError::Duplicate(key));
         }
         let mut buf = Vec::with_capacity(records.len() * 1024);
@@ -281,9 +315,17 @@ impl RunStore {
             buf.push(b'\n');
         }
         let path = self.dir.join(RECORDS_JSONL);
-        self.log.write_all(&buf).map_err(io(&path))?;
-        self.log.sync_data().map_err(io(&path))?;
-        self.done.insert(key);
+        let before = self.log.metadata().map_err(io(&path))?.len();
+        if let Err(e) = self.log.write_all(&buf).and_then(|()| self.log.sync_data()) {
+            // A short write (disk full, file size limit) may have left whole lines of this
+            // phase behind; resume would then take the phase as done with records missing.
+            // Cut the log back to the last complete phase (shrinking needs no space).
+            if self.log.set_len(before).is_ok() {
+                let _ = self.log.sync_data();
+            }
+            return Err(io(&path)(e));
+        }
+        self.done.insert(&key);
         self.stored += records.len();
         Ok(())
     }

@@ -74,6 +74,15 @@ impl OpenAiBackend {
         })
     }
 
+    /// Removes the bearer token from an error before it can reach a record, a log or the
+    /// terminal: some servers and proxies echo the Authorization header in error bodies.
+    fn redacted(&self, e: BackendError) -> BackendError {
+        match &self.api_key {
+            Some(k) => redact(e, k),
+            None => e,
+        }
+    }
+
     fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.api_key {
             Some(k) => rb.bearer_auth(k),
@@ -162,6 +171,38 @@ impl OpenAiBackend {
     }
 }
 
+/// `e` with every occurrence of `secret` in its text replaced.
+fn redact(e: BackendError, secret: &str) -> BackendError {
+    let r = |s: String| s.replace(secret, "<redacted>");
+    match e {
+        BackendError::ConnectionRefused { endpoint } => BackendError::ConnectionRefused {
+            endpoint: r(endpoint),
+        },
+        BackendError::Connect { endpoint, message } => BackendError::Connect {
+            endpoint: r(endpoint),
+            message: r(message),
+        },
+        BackendError::Reset { message } => BackendError::Reset {
+            message: r(message),
+        },
+        BackendError::Http { status, message } => BackendError::Http {
+            status,
+            message: r(message),
+        },
+        BackendError::ModelNotFound { model, hint } => BackendError::ModelNotFound {
+            model: r(model),
+            hint: r(hint),
+        },
+        BackendError::Malformed { message, line } => BackendError::Malformed {
+            message: r(message),
+            line: r(line),
+        },
+        BackendError::Engine(m) => BackendError::Engine(r(m)),
+        BackendError::InvalidRequest(m) => BackendError::InvalidRequest(r(m)),
+        e @ (BackendError::Truncated | BackendError::Timeout { .. }) => e,
+    }
+}
+
 /// Endpoint without a trailing `/` or `/v1`, so that `/v1/...` paths can be appended.
 fn openai_base(u: &str) -> Result<String, BackendError> {
     let b = http::base_url(u)?;
@@ -177,13 +218,15 @@ impl Backend for OpenAiBackend {
         &'a self,
         req: &'a GenRequest,
     ) -> BoxFuture<'a, Result<Generation, BackendError>> {
-        Box::pin(self.generate_inner(req))
+        Box::pin(async move { self.generate_inner(req).await.map_err(|e| self.redacted(e)) })
     }
 
     fn preflight<'a>(&'a self, model: &'a str) -> BoxFuture<'a, Result<BackendInfo, BackendError>> {
         Box::pin(async move {
             for base in &self.urls {
-                self.preflight_one(base, model).await?;
+                self.preflight_one(base, model)
+                    .await
+                    .map_err(|e| self.redacted(e))?;
             }
             Ok(BackendInfo {
                 kind: "openai".into(),
@@ -396,6 +439,29 @@ impl SseStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redact_removes_the_key_from_every_text() {
+        let e = redact(
+            BackendError::Http {
+                status: 401,
+                message: "bad Authorization: Bearer sk-1; sk-1".into(),
+            },
+            "sk-1",
+        );
+        assert_eq!(
+            e.to_string(),
+            "HTTP 401: bad Authorization: Bearer <redacted>; <redacted>"
+        );
+        let e = redact(
+            BackendError::Malformed {
+                message: "x".into(),
+                line: "{sk-1".into(),
+            },
+            "sk-1",
+        );
+        assert!(!e.to_string().contains("sk-1"));
+    }
 
     #[test]
     fn sse_parses_content_usage_timings() {

@@ -8,7 +8,7 @@ pub use exec::AgentExecutor;
 use crate::backend::BoxFuture;
 use crate::plan::{Cell, Plan, Shard, Unit};
 use crate::progress::{Event, Progress, ProgressMode};
-use crate::record::{Phase, PhaseKey, Record};
+use crate::record::{Phase, Record};
 use crate::spec::{AgentKind, Spec};
 use crate::store::{self, Manifest, RunStore, StoreError};
 use futures_util::StreamExt;
@@ -109,6 +109,14 @@ pub enum RunError {
     },
     #[error("{0}")]
     Setup(String),
+    /// Storing failed mid-run (disk full, file size limit, I/O error): the phases stored
+    /// before it are kept, the failed one is not, so the run can be resumed.
+    #[error("{source}\nthe run stopped; every phase stored before this error is kept and the run is resumable; resume with: {resume}")]
+    StoreFailed {
+        #[source]
+        source: StoreError,
+        resume: String,
+    },
 }
 
 /// The directory of a run.
@@ -226,46 +234,51 @@ pub async fn execute(
         resumed,
         ..Default::default()
     };
-    let endpoints = spec.backend.urls.clone();
-    let mut last_key: HashMap<Option<String>, String> = HashMap::new();
-    let mut jobs = Vec::new();
+    // The phases still to run, as (unit index, phase): a few bytes each. Jobs (which carry a
+    // copy of their cell) are made lazily as the stream pulls them, so memory stays flat
+    // however many calls the sweep has.
+    let mut pending: Vec<(usize, Phase)> = Vec::new();
     let mut stored_calls = 0;
-    for unit in &plan.units {
+    for (i, unit) in plan.units.iter().enumerate() {
         let cell = &plan.cells[unit.cell];
         for &phase in phases_of(cell) {
-            let key = PhaseKey {
-                cell_id: cell.id.clone(),
-                rep: unit.rep,
-                warmup: unit.warmup,
-                phase,
-            };
-            if store.is_done(&key) {
+            if store.is_phase_done(&cell.id, unit.rep, unit.warmup, phase) {
                 summary.skipped_phases += 1;
                 stored_calls += calls_in_phase(cell, phase);
-                continue;
-            }
-            let endpoint = if endpoints.is_empty() {
-                None
             } else {
-                Some(endpoints[jobs.len() % endpoints.len()].clone())
-            };
-            let cold_start = last_key.get(&endpoint) != Some(&cell.reload_key);
-            last_key.insert(endpoint.clone(), cell.reload_key.clone());
-            jobs.push(PhaseJob {
-                cell: cell.clone(),
-                unit: *unit,
-                phase,
-                endpoint,
-                cold_start,
-                run_id: run_id.to_string(),
-                experiment: spec.experiment.name.clone(),
-            });
+                pending.push((i, phase));
+            }
         }
     }
-    let truncated = opts.max_phases.is_some_and(|m| jobs.len() > m);
+    let truncated = opts.max_phases.is_some_and(|m| pending.len() > m);
     if let Some(max) = opts.max_phases {
-        jobs.truncate(max);
+        pending.truncate(max);
     }
+    pending.shrink_to_fit();
+    let endpoints = spec.backend.urls.clone();
+    let mut last_key: HashMap<Option<String>, String> = HashMap::new();
+    let jobs = pending.into_iter().enumerate().map(move |(n, (i, phase))| {
+        let unit = plan.units[i];
+        let cell = &plan.cells[unit.cell];
+        let endpoint = if endpoints.is_empty() {
+            None
+        } else {
+            Some(endpoints[n % endpoints.len()].clone())
+        };
+        let cold_start = last_key.get(&endpoint) != Some(&cell.reload_key);
+        if cold_start {
+            last_key.insert(endpoint.clone(), cell.reload_key.clone());
+        }
+        PhaseJob {
+            cell: cell.clone(),
+            unit,
+            phase,
+            endpoint,
+            cold_start,
+            run_id: run_id.to_string(),
+            experiment: spec.experiment.name.clone(),
+        }
+    });
     let total_calls = plan.total_calls();
     let mut progress = Progress::new(opts.progress);
     progress.emit(&Event::Started {
@@ -277,7 +290,7 @@ pub async fn execute(
     });
     let concurrency = opts.concurrency.unwrap_or(spec.run.concurrency).max(1) as usize;
     let n_jobs = jobs.len();
-    let mut stream = futures_util::stream::iter(jobs.into_iter().map(|job| {
+    let mut stream = futures_util::stream::iter(jobs.map(|job| {
         let ex = executor.clone();
         async move {
             let out = ex.execute(&job).await;
@@ -298,10 +311,21 @@ pub async fn execute(
             }
         };
         let Some((job, out)) = next else { break };
-        for (stem, md) in &out.reports {
-            store.write_report(&job.cell.id, job.unit.rep, job.unit.warmup, stem, md)?;
+        let stored = out
+            .reports
+            .iter()
+            .try_for_each(|(stem, md)| {
+                store
+                    .write_report(&job.cell.id, job.unit.rep, job.unit.warmup, stem, md)
+                    .map(drop)
+            })
+            .and_then(|()| store.append(&out.records));
+        if let Err(source) = stored {
+            return Err(RunError::StoreFailed {
+                source,
+                resume: resume_command(spec, plan, run_id),
+            });
         }
-        store.append(&out.records)?;
         summary.phases_run += 1;
         let ok = out.records.iter().filter(|r| r.ok).count();
         let failed = out.records.len() - ok;
@@ -341,17 +365,9 @@ pub async fn execute(
         && summary.phases_run == n_jobs
         && !truncated;
     if summary.interrupted {
-        let resume = format!(
-            "sweep run {} --resume {}{}",
-            spec.file.display(),
-            run_id,
-            plan.shard
-                .map(|s| format!(" --shard {}/{}", s.index, s.count))
-                .unwrap_or_default()
-        );
         progress.emit(&Event::Interrupted {
             run_id: run_id.to_string(),
-            resume,
+            resume: resume_command(spec, plan, run_id),
         });
     } else {
         progress.emit(&Event::Finished {
@@ -363,6 +379,18 @@ pub async fn execute(
         });
     }
     Ok(summary)
+}
+
+/// The command line that continues this run.
+fn resume_command(spec: &Spec, plan: &Plan, run_id: &str) -> String {
+    format!(
+        "sweep run {} --resume {}{}",
+        spec.file.display(),
+        run_id,
+        plan.shard
+            .map(|s| format!(" --shard {}/{}", s.index, s.count))
+            .unwrap_or_default()
+    )
 }
 
 /// Everything `sweep run FILE` does: corpus and backend checks, store, execution,
@@ -453,9 +481,15 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
                 parquet.display()
             );
         }
-        let mut m = Manifest::read(&dir)?;
-        m.finished_at = Some(chrono::Utc::now().to_rfc3339());
-        m.write(&dir)?;
+        Manifest::read(&dir)
+            .and_then(|mut m| {
+                m.finished_at = Some(chrono::Utc::now().to_rfc3339());
+                m.write(&dir)
+            })
+            .map_err(|source| RunError::StoreFailed {
+                source,
+                resume: resume_command(spec, &plan, &run_id),
+            })?;
     }
     Ok(summary)
 }

@@ -39,6 +39,9 @@ pub enum Fault {
     Status(u16),
     /// Answer 404 with the server's own "model not found" message.
     ModelNotFound,
+    /// Answer 401 with a body that quotes the request's `Authorization` header back, as some
+    /// proxies do: a client must not let that text reach its logs or records.
+    UnauthorizedEcho,
 }
 
 /// Which fault each generation request gets (requests are numbered from 0 in arrival order;
@@ -156,6 +159,9 @@ pub struct MockConfig {
     /// Replay these body pieces (one per token slot, with the configured delays) instead of
     /// generating a stream; see [`MockConfig::replay_file`].
     pub replay: Option<Vec<Vec<u8>>>,
+    /// Keep every request for [`MockServer::requests`] (false for long benchmark runs, whose
+    /// request log would otherwise grow without bound).
+    pub record_requests: bool,
 }
 
 impl Default for MockConfig {
@@ -176,6 +182,7 @@ impl Default for MockConfig {
             openai_timings: true,
             openai_usage: true,
             replay: None,
+            record_requests: true,
         }
     }
 }
@@ -292,6 +299,13 @@ impl MockServer {
             .lock()
             .map(|r| r.clone())
             .unwrap_or_default()
+    }
+
+    /// How many generation requests arrived (faulted ones included), recorded or not.
+    pub fn generation_requests(&self) -> u64 {
+        self.shared
+            .generation_index
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Stops accepting, drops every open connection and joins the server thread.

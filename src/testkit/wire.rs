@@ -42,8 +42,10 @@ async fn connection(mut sock: TcpStream, sh: Arc<Shared>) {
         let close = req
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        if let Ok(mut r) = sh.requests.lock() {
-            r.push(req.clone());
+        if sh.cfg.record_requests {
+            if let Ok(mut r) = sh.requests.lock() {
+                r.push(req.clone());
+            }
         }
         if !respond(&mut sock, &sh, &req).await {
             // A fault that ends the connection: dropping it sends the reset (zero linger).
@@ -151,11 +153,9 @@ async fn respond(sock: &mut TcpStream, sh: &Shared, req: &RecordedRequest) -> bo
                 .collect();
             json_response(sock, 200, &json!({"object": "list", "data": data})).await
         }
-        ("POST", "/api/generate") => generation(sock, sh, Family::Ollama, false, &model).await,
-        ("POST", "/api/chat") => generation(sock, sh, Family::Ollama, true, &model).await,
-        ("POST", "/v1/chat/completions") => {
-            generation(sock, sh, Family::OpenAi, true, &model).await
-        }
+        ("POST", "/api/generate") => generation(sock, sh, req, Family::Ollama, false).await,
+        ("POST", "/api/chat") => generation(sock, sh, req, Family::Ollama, true).await,
+        ("POST", "/v1/chat/completions") => generation(sock, sh, req, Family::OpenAi, true).await,
         _ => text_response(sock, 404, "404 page not found").await,
     }
 }
@@ -282,10 +282,16 @@ fn stream_head(family: Family) -> Vec<u8> {
 async fn generation(
     sock: &mut TcpStream,
     sh: &Shared,
+    req: &RecordedRequest,
     family: Family,
     chat: bool,
-    model: &str,
 ) -> bool {
+    let model = req
+        .json
+        .as_ref()
+        .and_then(|j| j.get("model"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let t0 = Instant::now();
     let cfg = &sh.cfg;
     let idx = sh.generation_index.fetch_add(1, Ordering::SeqCst);
@@ -299,6 +305,16 @@ async fn generation(
         Fault::Stall => return std::future::pending::<bool>().await,
         Fault::Status(code) => return error_status(sock, family, code).await,
         Fault::ModelNotFound => return model_not_found(sock, family, model).await,
+        Fault::UnauthorizedEcho => {
+            let auth = req.header("authorization").unwrap_or("");
+            let msg = format!("invalid credentials in header 'Authorization: {auth}'");
+            let body = match family {
+                Family::Ollama => json!({ "error": msg }),
+                Family::OpenAi => json!({"error": {"code": 401, "message": msg,
+                                                   "type": "authentication_error"}}),
+            };
+            return json_response(sock, 401, &body).await;
+        }
         Fault::ResetAfter(n)
         | Fault::MalformedAfter(n)
         | Fault::TruncateAfter(n)
