@@ -77,7 +77,15 @@ fn start_server(bin: &Path, port: u16) -> ServerGuard {
         .current_dir(root())
         .args(["-m", MODEL, "--host", "127.0.0.1", "--port"])
         .arg(port.to_string())
-        .args(["--no-jinja", "--chat-template", "gemma", "-t", "2", "-c", "2048"])
+        .args([
+            "--no-jinja",
+            "--chat-template",
+            "gemma",
+            "-t",
+            "2",
+            "-c",
+            "2048",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -262,7 +270,9 @@ fn wire_counts(body: &[u8]) -> WireCounts {
     let usage = usage.unwrap_or_else(|| panic!("no usage chunk in stream:\n{text}"));
     let timings = timings.unwrap_or_else(|| panic!("no timings in stream:\n{text}"));
     WireCounts {
-        prompt_tokens: usage["prompt_tokens"].as_u64().expect("usage.prompt_tokens"),
+        prompt_tokens: usage["prompt_tokens"]
+            .as_u64()
+            .expect("usage.prompt_tokens"),
         completion_tokens: usage["completion_tokens"]
             .as_u64()
             .expect("usage.completion_tokens"),
@@ -357,7 +367,11 @@ fn llama_server_counts_are_stored_as_the_server_sent_them() {
     // One single-agent arm: an analysis and a report call per repetition.
     assert_eq!(records.len(), 2 * REPS);
     for r in &records {
-        assert!(r.ok, "call failed: {:?} {:?}", r.error_kind, r.error_message);
+        assert!(
+            r.ok,
+            "call failed: {:?} {:?}",
+            r.error_kind, r.error_message
+        );
         assert!(r.ttft_ms.is_some_and(|t| t > 0.0), "{r:?}");
     }
 

@@ -23,7 +23,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if s.end_of_body().is_ok() {
-        let g = s.finish().expect("end_of_body succeeded, so finish must too");
+        let g = s
+            .finish()
+            .expect("end_of_body succeeded, so finish must too");
         assert!(g.timing.e2e_ms >= 0.0);
     }
 });

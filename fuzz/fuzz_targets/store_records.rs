@@ -6,7 +6,8 @@ use libfuzzer_sys::fuzz_target;
 use std::io::Write;
 
 fuzz_target!(|data: &[u8]| {
-    let path = std::env::temp_dir().join(format!("sweep-fuzz-records-{}.jsonl", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("sweep-fuzz-records-{}.jsonl", std::process::id()));
     {
         let mut f = std::fs::File::create(&path).expect("temp file");
         f.write_all(data).expect("write temp file");
