@@ -108,17 +108,20 @@ fn start_server(bin: &Path, port: u16) -> ServerGuard {
     }
 }
 
+/// One connection's server-to-client bytes.
+type Capture = Arc<Mutex<Vec<u8>>>;
+
 /// A transparent proxy that records what the server sent on each connection.
 struct Proxy {
     port: u16,
-    from_server: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>,
+    from_server: Arc<Mutex<Vec<Capture>>>,
 }
 
 impl Proxy {
     fn start(upstream: u16) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("proxy bind");
         let port = listener.local_addr().unwrap().port();
-        let from_server: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+        let from_server: Arc<Mutex<Vec<Capture>>> = Arc::default();
         let conns = from_server.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
@@ -126,7 +129,7 @@ impl Proxy {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
                     continue;
                 };
-                let log: Arc<Mutex<Vec<u8>>> = Arc::default();
+                let log: Capture = Arc::default();
                 conns.lock().unwrap().push(log.clone());
                 pump(
                     client.try_clone().unwrap(),
@@ -151,7 +154,7 @@ impl Proxy {
 }
 
 /// Copies `from` to `to` until EOF, keeping a copy in `log`; then half-closes `to`.
-fn pump(mut from: TcpStream, to: TcpStream, log: Option<Arc<Mutex<Vec<u8>>>>) {
+fn pump(mut from: TcpStream, to: TcpStream, log: Option<Capture>) {
     std::thread::spawn(move || {
         let mut to = to;
         let mut buf = [0u8; 16 * 1024];
