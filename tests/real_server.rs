@@ -327,7 +327,12 @@ fn llama_server_counts_are_stored_as_the_server_sent_them() {
     );
     let bin = llama_server_binary();
     let port = free_port();
+    let t0 = Instant::now();
     let _server = start_server(&bin, port);
+    eprintln!(
+        "llama-server healthy after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
 
     let (status, body) = http_get(port, "/v1/models").expect("GET /v1/models");
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
@@ -344,6 +349,7 @@ fn llama_server_counts_are_stored_as_the_server_sent_them() {
         &format!("http://127.0.0.1:{}", proxy.port),
         &model,
     );
+    let t1 = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_sweep"))
         .current_dir(root())
         .arg("run")
@@ -358,6 +364,7 @@ fn llama_server_counts_are_stored_as_the_server_sent_them() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    eprintln!("sweep run took {:.1} s", t1.elapsed().as_secs_f64());
     let exp = dir.path().join("results/real");
     let runs: Vec<PathBuf> = std::fs::read_dir(&exp)
         .unwrap()
@@ -398,6 +405,7 @@ fn llama_server_counts_are_stored_as_the_server_sent_them() {
             predicted_ms: r.eval_ms.expect("stored eval_ms"),
         })
         .collect();
+    eprintln!("server usage/timings on the wire: {wire:?}");
     assert_eq!(wire.len(), records.len(), "one stream per stored call");
     for w in &wire {
         assert!(w.prompt_tokens > 0);
