@@ -63,6 +63,11 @@ fn stats(v: &[f64]) -> Stats {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    // `cargo test --all-targets` runs bench binaries without `--bench`: do nothing then.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("embedded_speed bench: run with `cargo bench --bench embedded_speed`");
+        return;
+    }
     let threads = env_u32("SWEEP_BENCH_THREADS", 2);
     let runs = env_u32("SWEEP_BENCH_RUNS", 5).max(1);
     let predict = env_u32("SWEEP_BENCH_PREDICT", 128).max(2);

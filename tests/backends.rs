@@ -216,6 +216,7 @@ fn expected_kind(f: &Fault) -> Option<&'static str> {
         Fault::Status(s) if *s >= 500 => "http_5xx",
         Fault::Status(_) => "http_4xx",
         Fault::ModelNotFound => "model_not_found",
+        Fault::UnauthorizedEcho => "http_4xx",
     })
 }
 

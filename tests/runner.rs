@@ -225,16 +225,34 @@ fn full_run_stores_every_call_reports_and_manifest() {
     assert!(run.join("records.parquet").is_file());
     let out = sweep().arg("analyze").arg(&run).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("(ref)"), "{text}");
     assert!(run.join("analysis/summary.json").is_file());
     let out = sweep().arg("report").arg(&run).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let written = String::from_utf8_lossy(&out.stdout);
     for ext in [".md", ".tex", ".csv", ".json", ".svg"] {
-        assert!(written.lines().any(|l| l.ends_with(ext)), "no {ext} in {written}");
+        assert!(
+            written.lines().any(|l| l.ends_with(ext)),
+            "no {ext} in {written}"
+        );
     }
-    let out = sweep().arg("report").arg(&run).args(["--group-by", "nope"]).output().unwrap();
+    let out = sweep()
+        .arg("report")
+        .arg(&run)
+        .args(["--group-by", "nope"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     // the plan now has an ETA from this run's timings
     let out = sweep().arg("plan").arg(&spec).output().unwrap();

@@ -8,7 +8,7 @@ pub use exec::AgentExecutor;
 use crate::backend::BoxFuture;
 use crate::plan::{Cell, Plan, Shard, Unit};
 use crate::progress::{Event, Progress, ProgressMode};
-use crate::record::{Phase, Record};
+use crate::record::{Phase, PhaseKey, Record};
 use crate::spec::{AgentKind, Spec};
 use crate::store::{self, Manifest, RunStore, StoreError};
 use futures_util::StreamExt;
