@@ -188,3 +188,96 @@ fn missing_model_names_the_fetch_command() {
     assert_eq!(err.kind(), "model_not_found");
     assert!(err.to_string().contains("scripts/fetch-model.sh"), "{err}");
 }
+
+/// `sweep run` on the real model end to end: one single agent, one repetition. The agent's
+/// report has every section of the seeds' format, and its metrics block is what the stored
+/// records say.
+#[test]
+fn single_agent_run_on_the_real_model_writes_a_report_matching_the_records() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let model = root.join(DEFAULT_MODEL_PATH);
+    assert!(
+        model.is_file(),
+        "model file {} is missing: run scripts/fetch-model.sh first",
+        model.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = tmp.path().join("e2e.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "[experiment]\nname = \"e2e\"\nrepetitions = 1\nwarmup = 0\n\
+             [backend]\nkind = \"embedded\"\nmodel_path = \"{}\"\ntimeout_s = 300\n\
+             [corpus]\npath = \"{}\"\n[run]\nresults_dir = \"{}\"\n\
+             [[arm]]\nname = \"chimera\"\noptions = {{ num_ctx = 2048, temperature = 0.6, max_tokens = 24, seed = 7 }}\n",
+            model.display(),
+            root.join("experiments/corpus").display(),
+            tmp.path().join("results").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sweep"))
+        .args(["run", "--progress", "plain"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let exp = tmp.path().join("results/e2e");
+    let run = std::fs::read_dir(&exp)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let recs = sweep::store::read_records(&run.join("records.jsonl"))
+        .unwrap()
+        .records;
+    assert_eq!(recs.len(), 2);
+    assert!(recs.iter().all(|r| r.ok), "{recs:?}");
+    for r in &recs {
+        assert!(r.prompt_tokens.unwrap() > 0);
+        let n = r.output_tokens.unwrap();
+        assert!(n > 0 && n <= 24, "{n}");
+        assert!(r.ttft_ms.unwrap() <= r.e2e_ms.unwrap());
+        assert!(r.eval_ms.unwrap() > 0.0);
+    }
+    assert!(recs[0].cold, "the first call loads the model");
+    let manifest = sweep::store::Manifest::read(&run).unwrap();
+    assert_eq!(manifest.backend.kind, "embedded");
+    assert!(manifest.backend.model_digest.is_some());
+
+    let cell = &recs[0].cell_id;
+    let report = run
+        .join("reports")
+        .join(cell)
+        .join("run_1/chimera_agent_report.md");
+    let md =
+        std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("{}: {e}", report.display()));
+    for section in [
+        "**Configuration:** num_gpu=default, num_ctx=2048, temp=0.6",
+        "## Workflow Summary",
+        "Total files analyzed: 101",
+        "## Metrics",
+        "## Key Findings",
+        "## Recommendations",
+        "## Persona Prompt",
+    ] {
+        assert!(md.contains(section), "{section:?} missing from\n{md}");
+    }
+    let tokens: u64 = recs.iter().map(|r| r.output_tokens.unwrap()).sum();
+    assert!(
+        md.contains(&format!("- Tokens Generated: {tokens}\n")),
+        "tokens {tokens} not in\n{md}"
+    );
+    let eval: f64 = recs.iter().map(|r| r.eval_ms.unwrap()).sum();
+    assert!(
+        md.contains(&format!("- Eval Duration: {eval:.2} ms\n")),
+        "eval {eval:.2} not in\n{md}"
+    );
+    let prompt: f64 = recs.iter().map(|r| r.prompt_eval_ms.unwrap()).sum();
+    assert!(
+        md.contains(&format!("- Prompt Eval: {prompt:.2} ms\n")),
+        "prompt eval {prompt:.2} not in\n{md}"
+    );
+}
