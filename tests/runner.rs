@@ -232,6 +232,12 @@ fn full_run_stores_every_call_reports_and_manifest() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("(ref)"), "{text}");
+    // 2 reps per cell: no fake interval for the change, and the file's reference arm is used
+    assert!(text.contains("| need ≥ 6 |"), "{text}");
+    assert!(
+        text.contains("reference arm `baseline`") && !text.contains("none given"),
+        "{text}"
+    );
     assert!(run.join("analysis/summary.json").is_file());
     let out = sweep().arg("report").arg(&run).output().unwrap();
     assert_eq!(

@@ -9,6 +9,9 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// Fewest reps per side for a bootstrap CI of a ratio (as for the median's CI).
+pub const MIN_BOOTSTRAP_N: usize = 6;
+
 /// Verdict of a cell against its reference, direction-aware per metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -140,14 +143,24 @@ fn compare_one(
         cell_id: c.cell_id.clone(),
         reference_cell: r.cell_id.clone(),
         metric: m,
-        ratio: stats::bootstrap_ratio_ci(
-            x,
-            y,
-            Statistic::Median,
-            opts.level,
-            opts.bootstrap_resamples,
-            seed,
-        )
+        // A percentile bootstrap of a median from a handful of reps only reshuffles the
+        // extremes: below MIN_BOOTSTRAP_N per side the interval would be fake, so say so.
+        ratio: if x.len().min(y.len()) < MIN_BOOTSTRAP_N {
+            Err(stats::StatsError::TooFew {
+                what: "bootstrap CI of the median ratio",
+                need: MIN_BOOTSTRAP_N,
+                have: x.len().min(y.len()),
+            })
+        } else {
+            stats::bootstrap_ratio_ci(
+                x,
+                y,
+                Statistic::Median,
+                opts.level,
+                opts.bootstrap_resamples,
+                seed,
+            )
+        }
         .into(),
         mann_whitney: stats::mann_whitney_u(x, y).into(),
         welch: welch.into(),

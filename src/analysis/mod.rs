@@ -265,7 +265,12 @@ fn manifest_reference(m: &serde_json::Value) -> Option<String> {
             return Some(s.to_string());
         }
     }
-    None
+    // The store keeps the experiment file's text under `spec`; parsing it applies the
+    // file's own default (its first arm) when `reference` is not written.
+    let text = m.pointer("/spec").and_then(|v| v.as_str())?;
+    crate::spec::Spec::parse(Path::new("manifest.json#spec"), text)
+        .ok()
+        .map(|s| s.experiment.reference)
 }
 
 /// Analyses the run in `run_dir` and writes `analysis/summary.json` and
