@@ -83,7 +83,7 @@ pub enum BackendError {
     Reset { message: String },
     #[error("HTTP {status}: {message}")]
     Http { status: u16, message: String },
-    #[error("model {model:?} not found on the server{hint}")]
+    #[error("model {model:?} not found{hint}")]
     ModelNotFound { model: String, hint: String },
     #[error("malformed stream data: {message} (in {line:?})")]
     Malformed { message: String, line: String },
