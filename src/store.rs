@@ -220,8 +220,30 @@ impl RunStore {
                 ),
             });
         }
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        manifest.write(dir)?;
+        // Build the run directory under a hidden name and rename it into place, so a crash
+        // during creation never leaves a run directory without a manifest (which resume
+        // could not recognise, and which would make the next run start a second directory).
+        let parent = dir.parent().unwrap_or(Path::new("."));
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "run".into());
+        let staging = parent.join(format!(".creating-{name}"));
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
+        }
+        std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+        manifest.write(&staging)?;
+        File::create(staging.join(RECORDS_JSONL)).map_err(io(&staging))?;
+        if dir.exists() {
+            // An empty directory left by an older version (or made by hand) is replaced.
+            std::fs::remove_dir(dir).map_err(io(dir))?;
+        }
+        std::fs::rename(&staging, dir).map_err(io(dir))?;
+        if let Ok(d) = File::open(parent) {
+            let _ = d.sync_all();
+        }
         let path = dir.join(RECORDS_JSONL);
         let log = OpenOptions::new()
             .create(true)

@@ -82,9 +82,11 @@ fn sweep() -> Command {
 
 fn only_run(dir: &Path) -> PathBuf {
     let exp = dir.join("results/rt");
+    // hidden `.creating-*` staging directories are a crash's leftovers, not runs
     let mut runs: Vec<PathBuf> = std::fs::read_dir(&exp)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
         .collect();
     assert_eq!(runs.len(), 1, "{runs:?}");
     runs.pop().unwrap()
