@@ -351,9 +351,9 @@ fn unreachable_backend_is_a_clear_setup_error() {
 
 #[test]
 fn kill_9_at_random_moments_then_resume_stores_every_call_exactly_once() {
-    let server = quiet_server(5, 3, FaultPlan::None);
+    let server = quiet_server(8, 5, FaultPlan::None);
     let tmp = tempfile::tempdir().unwrap();
-    let spec = write_spec(tmp.path(), &server.url(), 3, "");
+    let spec = write_spec(tmp.path(), &server.url(), 6, "");
     // a seeded schedule of kill times (ms after start), so failures reproduce
     let mut state: u64 = 0x9e3779b97f4a7c15;
     let mut next = || {
