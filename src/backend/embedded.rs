@@ -6,10 +6,16 @@
 //! counters (`ctx.timings()`): `prompt_eval_ms` is the prompt decode, `eval_ms` the decodes of
 //! generated tokens (sampling excluded), as in llama.cpp's `llama_perf_context_print`.
 //!
+//! One engine thread owns the model and its context; calls queue for it over a channel (like
+//! requests queue at a server). Keeping everything on one thread means one OpenMP team for the
+//! whole process, and it lets the context live across calls without a self-referential struct:
+//! the context borrows the model on that thread's stack.
+//!
 //! Cold calls, like Ollama: the model stays loaded while the reload key (model path + effective
-//! GPU layers) is unchanged; a context is created per request. A call is cold when it loaded the
-//! model or when `num_ctx` differs from the previous call's (Ollama reloads then); a cold call
-//! reports `load_ms` = model load (if any) + context creation, a warm call reports 0.0.
+//! GPU layers) is unchanged, and the context stays while `num_ctx` is unchanged (its KV cache and
+//! perf counters are cleared per call, so no prompt is cached between calls). A call is cold when
+//! it loaded the model or created a context because `num_ctx` changed (Ollama reloads then); a
+//! cold call reports `load_ms` = model load (if any) + context creation, a warm call reports 0.0.
 
 use super::{
     Backend, BackendError, BackendInfo, BoxFuture, ClientTimer, GenRequest, Generation,
@@ -17,6 +23,7 @@ use super::{
 };
 use crate::spec::{BackendConfig, ModelOptions, Timeouts, DEFAULT_MODEL_PATH};
 use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -26,8 +33,10 @@ use llama_cpp_2::{send_logs_to_tracing, LogOptions};
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::num::NonZeroU32;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -74,22 +83,30 @@ struct Inner {
     model_path: PathBuf,
     threads: i32,
     timeouts: Timeouts,
-    /// One model, one context at a time: llama.cpp contexts from one model must not run in
-    /// parallel.
-    engine: Mutex<Engine>,
+    /// The queue into the engine thread, started on the first call (and again if it ever died).
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
     /// sha256 of the model file, computed once.
     digest: tokio::sync::OnceCell<String>,
 }
 
-#[derive(Default)]
-struct Engine {
-    loaded: Option<Loaded>,
-    /// `num_ctx` of the previous call: a change makes the next call cold.
-    last_n_ctx: Option<u32>,
+/// One call handed to the engine thread.
+struct Job {
+    req: GenRequest,
+    timer: ClientTimer,
+    cancel: Arc<AtomicBool>,
+    reply: tokio::sync::oneshot::Sender<Result<Generation, BackendError>>,
+}
+
+/// What the engine thread needs to know about its backend (no handle back to it, so dropping
+/// the last `EmbeddedBackend` closes the queue and ends the thread).
+#[derive(Clone)]
+struct EngineConfig {
+    model_path: PathBuf,
+    threads: i32,
+    timeouts: Timeouts,
 }
 
 struct Loaded {
-    gpu_layers: Option<u32>,
     model: LlamaModel,
     template: LlamaChatTemplate,
 }
@@ -123,7 +140,7 @@ impl EmbeddedBackend {
                 model_path,
                 threads,
                 timeouts: cfg.timeouts.clone(),
-                engine: Mutex::new(Engine::default()),
+                jobs: Mutex::new(None),
                 digest: tokio::sync::OnceCell::new(),
             }),
         })
@@ -158,15 +175,17 @@ impl Backend for EmbeddedBackend {
     ) -> BoxFuture<'a, Result<Generation, BackendError>> {
         Box::pin(async move {
             let timer = ClientTimer::start();
-            let inner = Arc::clone(&self.inner);
-            let req = req.clone();
             let cancel = CancelOnDrop::default();
-            let flag = Arc::clone(&cancel.0);
-            let joined =
-                tokio::task::spawn_blocking(move || inner.generate_blocking(&req, timer, &flag))
-                    .await;
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            self.inner.submit(Job {
+                req: req.clone(),
+                timer,
+                cancel: Arc::clone(&cancel.0),
+                reply,
+            })?;
+            let result = answer.await;
             drop(cancel);
-            joined.map_err(|e| BackendError::Engine(format!("engine task failed: {e}")))?
+            result.map_err(|_| BackendError::Engine("the engine thread stopped mid-call".into()))?
         })
     }
 
@@ -326,49 +345,126 @@ fn effective_gpu_layers(o: &ModelOptions) -> Option<u32> {
 }
 
 impl Inner {
-    fn generate_blocking(
-        &self,
+    /// Queues a call for the engine thread, starting the thread if it is not running.
+    fn submit(&self, job: Job) -> Result<(), BackendError> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let job = match jobs.as_ref() {
+            Some(tx) => match tx.send(job) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::SendError(job)) => job, // the thread died: start a new one
+            },
+            None => job,
+        };
+        let (tx, rx) = mpsc::channel();
+        let cfg = EngineConfig {
+            model_path: self.model_path.clone(),
+            threads: self.threads,
+            timeouts: self.timeouts.clone(),
+        };
+        std::thread::Builder::new()
+            .name("sweep-llama".into())
+            .spawn(move || engine_thread(&cfg, &rx))
+            .map_err(|e| BackendError::Engine(format!("starting the engine thread: {e}")))?;
+        tx.send(job)
+            .map_err(|_| BackendError::Engine("the engine thread stopped at start".into()))?;
+        *jobs = Some(tx);
+        Ok(())
+    }
+}
+
+/// The engine thread: loads the model for the first call's reload key, serves calls while the
+/// key stays the same (reusing the context while `num_ctx` does), reloads when it changes, and
+/// ends when every sender is gone. A panic inside llama-cpp-2 fails that call and drops the
+/// model and context, so the next call starts clean (and cold).
+fn engine_thread(cfg: &EngineConfig, jobs: &mpsc::Receiver<Job>) {
+    let mut next = jobs.recv().ok();
+    while let Some(first) = next.take() {
+        let gpu_layers = effective_gpu_layers(&first.req.options);
+        let t = Instant::now();
+        let loaded = match catch_unwind(|| load(cfg, gpu_layers)) {
+            Ok(Ok(loaded)) => loaded,
+            Ok(Err(e)) => {
+                let _ = first.reply.send(Err(e));
+                next = jobs.recv().ok();
+                continue;
+            }
+            Err(_) => {
+                let _ = first.reply.send(Err(panicked("loading the model")));
+                next = jobs.recv().ok();
+                continue;
+            }
+        };
+        let mut session = Session {
+            cfg,
+            loaded: &loaded,
+            ctx: None,
+            model_load_ms: Some(ms_since(t)),
+        };
+        let mut job = first;
+        loop {
+            let Job {
+                req,
+                timer,
+                cancel,
+                reply,
+            } = job;
+            let served = catch_unwind(AssertUnwindSafe(|| session.serve(&req, timer, &cancel)));
+            let healthy = served.is_ok();
+            let _ = reply.send(served.unwrap_or_else(|_| Err(panicked("generating"))));
+            let Ok(j) = jobs.recv() else {
+                return; // every backend handle is gone
+            };
+            if !healthy || effective_gpu_layers(&j.req.options) != gpu_layers {
+                next = Some(j);
+                break;
+            }
+            job = j;
+        }
+        // `session` (and its context) drops here, before the model it borrows.
+    }
+}
+
+fn panicked(during: &str) -> BackendError {
+    BackendError::Engine(format!(
+        "llama.cpp binding panicked while {during}; the model will be reloaded"
+    ))
+}
+
+/// The loaded model and, while `num_ctx` is unchanged, its context.
+struct Session<'m> {
+    cfg: &'m EngineConfig,
+    loaded: &'m Loaded,
+    /// The context and the `num_ctx` it was made for (llama.cpp may round its own figure).
+    ctx: Option<(u32, LlamaContext<'m>)>,
+    /// Model load time, reported (once) by the next cold call.
+    model_load_ms: Option<f64>,
+}
+
+impl<'m> Session<'m> {
+    fn serve(
+        &mut self,
         req: &GenRequest,
         mut timer: ClientTimer,
         cancel: &AtomicBool,
     ) -> Result<Generation, BackendError> {
+        let began = Instant::now();
+        let check = |timer: &ClientTimer| -> Result<(), BackendError> {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(BackendError::Engine("call abandoned by the caller".into()));
+            }
+            check_timeouts(&self.cfg.timeouts, timer)
+        };
+        check(&timer)?; // the caller may have given up while the call was queued
+
         let opts = &req.options;
         let n_ctx = opts.num_ctx.unwrap_or(DEFAULT_NUM_CTX);
         let n_ctx_nz = NonZeroU32::new(n_ctx)
             .ok_or_else(|| BackendError::InvalidRequest("num_ctx must be > 0".into()))?;
         let n_predict = opts.num_predict.unwrap_or(DEFAULT_NUM_PREDICT);
         let sampling = Sampling::from_options(opts)?;
-        let gpu_layers = effective_gpu_layers(opts);
+        let model = &self.loaded.model;
 
-        // A poisoned lock means a previous call panicked mid-way: drop the model to be safe.
-        let mut engine = self.engine.lock().unwrap_or_else(|poisoned| {
-            let mut e = poisoned.into_inner();
-            *e = Engine::default();
-            e
-        });
-        let began = Instant::now();
-
-        // (Re)load the model when the reload key changed.
-        let mut model_load_ms = 0.0;
-        let reload = engine
-            .loaded
-            .as_ref()
-            .is_none_or(|l| l.gpu_layers != gpu_layers);
-        if reload {
-            engine.loaded = None; // free the old model before loading the new one
-            engine.last_n_ctx = None;
-            let t = Instant::now();
-            engine.loaded = Some(self.load(gpu_layers)?);
-            model_load_ms = ms_since(t);
-        }
-        let Engine { loaded, last_n_ctx } = &mut *engine;
-        let cold = reload || *last_n_ctx != Some(n_ctx);
-        let Some(loaded) = loaded.as_ref() else {
-            return Err(BackendError::Engine("model not loaded".into()));
-        };
-        let model = &loaded.model;
-
-        let prompt = render_prompt(model, &loaded.template, req)?;
+        let prompt = render_prompt(model, &self.loaded.template, req)?;
         let tokens = model.vocab().tokenize(prompt.as_bytes(), true, true);
         if tokens.is_empty() {
             return Err(BackendError::InvalidRequest("the prompt is empty".into()));
@@ -381,25 +477,27 @@ impl Inner {
             )));
         }
 
-        let t = Instant::now();
-        let ctx_params = LlamaContextParams::default()
-            .with_n_ctx(Some(n_ctx_nz))
-            .with_n_threads(self.threads)
-            .with_n_threads_batch(self.threads)
-            .with_no_perf(false);
-        let mut ctx = model.new_context(llama()?, ctx_params).map_err(|e| {
-            BackendError::Engine(format!("context creation (num_ctx {n_ctx}): {e}"))
-        })?;
-        let ctx_ms = ms_since(t);
-        *last_n_ctx = Some(n_ctx);
-        let load_ms = if cold { model_load_ms + ctx_ms } else { 0.0 };
-
-        let check = |timer: &ClientTimer| -> Result<(), BackendError> {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(BackendError::Engine("call abandoned by the caller".into()));
-            }
-            self.check_timeouts(timer)
+        // Reuse the context while num_ctx is unchanged; otherwise this call is cold.
+        let mut load_ms = 0.0;
+        if self.ctx.as_ref().is_none_or(|(n, _)| *n != n_ctx) {
+            self.ctx = None; // free the old context first
+            let t = Instant::now();
+            let params = LlamaContextParams::default()
+                .with_n_ctx(Some(n_ctx_nz))
+                .with_n_threads(self.cfg.threads)
+                .with_n_threads_batch(self.cfg.threads)
+                .with_no_perf(false);
+            let ctx = model.new_context(llama()?, params).map_err(|e| {
+                BackendError::Engine(format!("context creation (num_ctx {n_ctx}): {e}"))
+            })?;
+            load_ms = self.model_load_ms.take().unwrap_or(0.0) + ms_since(t);
+            self.ctx = Some((n_ctx, ctx));
+        }
+        let Some((_, ctx)) = self.ctx.as_mut() else {
+            return Err(BackendError::Engine("no context".into()));
         };
+        ctx.clear_kv_cache();
+        ctx.reset_timings();
 
         // Prompt, in chunks of the context's batch size; logits only for the last token.
         let n_batch = (ctx.n_batch() as usize).max(1);
@@ -428,7 +526,7 @@ impl Inner {
         let mut piece = Vec::with_capacity(32);
         let mut output_tokens: u64 = 0;
         while (output_tokens as usize) < max_new {
-            let tok = sampler.sample(&ctx, batch.n_tokens() - 1);
+            let tok = sampler.sample(ctx, batch.n_tokens() - 1);
             if vocab.is_eog(tok) {
                 break;
             }
@@ -468,46 +566,39 @@ impl Inner {
             server,
         })
     }
+}
 
-    fn load(&self, gpu_layers: Option<u32>) -> Result<Loaded, BackendError> {
-        check_model_file(&self.model_path)?;
-        let mut params = LlamaModelParams::default();
-        if let Some(n) = gpu_layers {
-            params = params.with_n_gpu_layers(n);
-        }
-        let model =
-            LlamaModel::load_from_file(llama()?, &self.model_path, &params).map_err(|e| {
-                BackendError::Engine(format!("loading {}: {e}", self.model_path.display()))
-            })?;
-        let template = match model.chat_template(None) {
-            Ok(t) => t,
-            Err(_) => LlamaChatTemplate::new(FALLBACK_TEMPLATE)
-                .map_err(|e| BackendError::Engine(format!("chat template: {e}")))?,
-        };
-        Ok(Loaded {
-            gpu_layers,
-            model,
-            template,
-        })
+fn load(cfg: &EngineConfig, gpu_layers: Option<u32>) -> Result<Loaded, BackendError> {
+    check_model_file(&cfg.model_path)?;
+    let mut params = LlamaModelParams::default();
+    if let Some(n) = gpu_layers {
+        params = params.with_n_gpu_layers(n);
     }
+    let model = LlamaModel::load_from_file(llama()?, &cfg.model_path, &params)
+        .map_err(|e| BackendError::Engine(format!("loading {}: {e}", cfg.model_path.display())))?;
+    let template = match model.chat_template(None) {
+        Ok(t) => t,
+        Err(_) => LlamaChatTemplate::new(FALLBACK_TEMPLATE)
+            .map_err(|e| BackendError::Engine(format!("chat template: {e}")))?,
+    };
+    Ok(Loaded { model, template })
+}
 
-    fn check_timeouts(&self, timer: &ClientTimer) -> Result<(), BackendError> {
-        let elapsed_s = timer.elapsed_ms() / 1000.0;
-        let t = &self.timeouts;
-        if t.total_s > 0.0 && elapsed_s > t.total_s {
-            return Err(BackendError::Timeout {
-                phase: TimeoutPhase::Total,
-                after_s: t.total_s,
-            });
-        }
-        if !timer.has_first_token() && t.first_token_s > 0.0 && elapsed_s > t.first_token_s {
-            return Err(BackendError::Timeout {
-                phase: TimeoutPhase::FirstToken,
-                after_s: t.first_token_s,
-            });
-        }
-        Ok(())
+fn check_timeouts(t: &Timeouts, timer: &ClientTimer) -> Result<(), BackendError> {
+    let elapsed_s = timer.elapsed_ms() / 1000.0;
+    if t.total_s > 0.0 && elapsed_s > t.total_s {
+        return Err(BackendError::Timeout {
+            phase: TimeoutPhase::Total,
+            after_s: t.total_s,
+        });
     }
+    if !timer.has_first_token() && t.first_token_s > 0.0 && elapsed_s > t.first_token_s {
+        return Err(BackendError::Timeout {
+            phase: TimeoutPhase::FirstToken,
+            after_s: t.first_token_s,
+        });
+    }
+    Ok(())
 }
 
 /// The chat-formatted prompt: the system prompt as a system message, then the user turn, then
