@@ -160,6 +160,64 @@ async fn real_model_generation_reload_and_limits() {
     assert_consistent(&after, 8);
 }
 
+/// Calls queue for the one engine thread: an abandoned call frees it, calls made at once are
+/// served one after the other on the same (warm) context, and a reused context gives the
+/// text a fresh one gives (its KV cache really is cleared, even after an abandoned call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_queue_for_one_engine_and_reuse_its_context() {
+    let prompt = "Name two causes of slow prompt evaluation.";
+    let fresh = |seed| async move {
+        backend()
+            .generate(&request(prompt, opts(512, 12, seed)))
+            .await
+            .unwrap()
+    };
+    let (fresh1, fresh2) = (fresh(11).await, fresh(12).await);
+    assert!(
+        fresh1.server.load_ms.unwrap() > 0.0,
+        "a new backend is cold"
+    );
+
+    let b = backend();
+    b.generate(&request(prompt, opts(512, 4, 1))).await.unwrap();
+    // Abandoned mid-generation: the future is dropped, the engine stops the call.
+    let abandoned = tokio::time::timeout(
+        std::time::Duration::from_millis(20),
+        b.generate(&request(prompt, opts(512, 200, 1))),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the call should not finish in 20 ms");
+
+    let (rx, ry) = (
+        request(prompt, opts(512, 12, 11)),
+        request(prompt, opts(512, 12, 12)),
+    );
+    let (x, y) = tokio::join!(b.generate(&rx), b.generate(&ry));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    for g in [&x, &y] {
+        assert_consistent(g, 12);
+        assert_eq!(
+            g.server.load_ms,
+            Some(0.0),
+            "same num_ctx: warm, same context"
+        );
+    }
+    assert_eq!(x.text, fresh1.text, "reused context, same seed: same text");
+    assert_eq!(y.text, fresh2.text, "reused context, same seed: same text");
+    // The call served second waited for the whole first call (its clock includes the queue).
+    let (first, second) = if x.timing.ttft_ms < y.timing.ttft_ms {
+        (&x, &y)
+    } else {
+        (&y, &x)
+    };
+    let waited = second.timing.ttft_ms.unwrap();
+    let ahead = first.server.total_ms.unwrap();
+    assert!(
+        waited >= ahead,
+        "queued ttft {waited} < the first call's {ahead}"
+    );
+}
+
 #[tokio::test]
 async fn preflight_reports_the_file_sha256() {
     let b = backend();

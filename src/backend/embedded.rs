@@ -496,6 +496,10 @@ impl<'m> Session<'m> {
         let Some((_, ctx)) = self.ctx.as_mut() else {
             return Err(BackendError::Engine("no context".into()));
         };
+        // Settle whatever an abandoned call left queued first: llama.cpp books a pending decode
+        // into the perf counters at the next synchronize, which would otherwise land in this
+        // call's prompt_eval_ms (found by the queueing test).
+        ctx.synchronize();
         ctx.clear_kv_cache();
         ctx.reset_timings();
 
