@@ -26,25 +26,6 @@ pub fn measured() -> Expr {
         .and(col("phase").neq(lit("sequential")))
 }
 
-/// Every column the analysis reads (besides the run's identity, taken from the first row).
-pub fn analysed_columns() -> impl Iterator<Item = &'static str> {
-    [
-        "cell_id",
-        "arm",
-        "options",
-        "agent",
-        "phase",
-        "rep",
-        "order",
-        "warmup",
-        "ok",
-        "cold",
-        "phase_wall_ms",
-    ]
-    .into_iter()
-    .chain(Metric::ALL.into_iter().map(Metric::name))
-}
-
 fn count_true(e: Expr) -> Expr {
     e.cast(DataType::UInt32).sum()
 }

@@ -310,21 +310,18 @@ pub fn analyze_frame(
 ) -> Result<Analysis, AnalysisError> {
     let ident = lf
         .clone()
-        .slice(0, 1)
-        .select([col("experiment"), col("run_id")])
+        .select([
+            col("experiment").first(),
+            col("run_id").first(),
+            col("cell_id").len().alias("rows"),
+        ])
         .collect()?;
-    if ident.height() == 0 {
+    let rows = aggregate::f64_col(&ident, "rows")?;
+    if rows.first().copied().flatten().unwrap_or(0.0) == 0.0 {
         return Err(AnalysisError::Empty(PathBuf::new()));
     }
     let experiment = aggregate::str_col(&ident, "experiment")?.remove(0);
     let run_id = aggregate::str_col(&ident, "run_id")?.remove(0);
-
-    // Decode the columns the analysis reads once; the queries below run on this frame (one
-    // parquet scan per query decoded the file six times over).
-    let lf = lf
-        .select(aggregate::analysed_columns().map(col).collect::<Vec<_>>())
-        .collect()?
-        .lazy();
 
     let counts = aggregate::cell_counts(lf.clone())?;
     let options = aggregate::cell_options(lf.clone())?;
