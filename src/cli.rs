@@ -117,6 +117,11 @@ pub enum Command {
         /// Split tables into sections by these axes (`arm` or a factor such as num_ctx).
         #[arg(long = "group-by", value_name = "AXIS")]
         group_by: Vec<String>,
+        /// Also write the paper layout: this axis' values as columns (e.g. `--columns
+        /// num_gpu`), the other factors down the rows, `median [CI]` per entry; written to
+        /// tables/<metric>_by_<AXIS>.*
+        #[arg(long, value_name = "AXIS")]
+        columns: Option<String>,
         /// Metrics to tabulate (default: ttft_ms, e2e_ms, decode_tps).
         #[arg(long = "metric", value_name = "METRIC")]
         metrics: Vec<String>,
@@ -324,13 +329,20 @@ pub fn run(cli: Cli) -> i32 {
         Command::Report {
             run,
             group_by,
+            columns,
             metrics,
             formats,
             reference,
             alpha,
             no_plots,
         } => report_command(
-            &run, group_by, &metrics, &formats, reference, alpha, no_plots,
+            &run,
+            (group_by, columns),
+            &metrics,
+            &formats,
+            reference,
+            alpha,
+            no_plots,
         ),
         Command::Compare {
             baseline,
@@ -611,7 +623,7 @@ fn analyze_command(
 
 fn report_command(
     run: &std::path::Path,
-    group_by: Vec<String>,
+    (group_by, columns): (Vec<String>, Option<String>),
     metrics: &[String],
     formats: &[String],
     reference: Option<String>,
@@ -644,6 +656,7 @@ fn report_command(
             fmts
         },
         group_by,
+        columns,
         metrics: if metrics.is_empty() {
             defaults.metrics
         } else {

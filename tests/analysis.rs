@@ -662,7 +662,63 @@ fn report_writes_tables_and_plots() {
     assert!(md.contains("### TTFT (ms) — arm=chimera"), "{md}");
     let bad = ReportOptions {
         group_by: vec!["nope".into()],
-        ..grouped
+        ..grouped.clone()
+    };
+    assert!(matches!(
+        report::render(dir.path(), &bad),
+        Err(report::ReportError::UnknownAxis(..))
+    ));
+
+    // The paper layout: num_ctx across the columns, in numeric order, one row per arm.
+    let pivot = ReportOptions {
+        formats: vec![Format::Markdown, Format::Latex],
+        columns: Some("num_ctx".into()),
+        group_by: Vec::new(),
+        ..grouped.clone()
+    };
+    report::render(dir.path(), &pivot).unwrap();
+    let md = std::fs::read_to_string(dir.path().join("tables/ttft_ms_by_num_ctx.md")).unwrap();
+    let header = md.lines().find(|l| l.starts_with("| arm |")).unwrap();
+    let at = |v: &str| header.find(&format!("num_ctx={v} ")).unwrap();
+    assert!(at("256") < at("512") && at("512") < at("1024"), "{header}");
+    let chimera = md.lines().find(|l| l.starts_with("| chimera |")).unwrap();
+    let cols: Vec<&str> = chimera.split('|').map(str::trim).collect();
+    let col = |v: &str| {
+        let i = header
+            .split('|')
+            .map(str::trim)
+            .position(|h| h == format!("num_ctx={v}"))
+            .unwrap();
+        cols[i]
+    };
+    assert!(
+        col("256").starts_with("**"),
+        "slower cell is bold: {chimera}"
+    );
+    assert!(
+        !col("512").starts_with("**"),
+        "equal cell is plain: {chimera}"
+    );
+    assert!(col("1024").contains("[need ≥ 6]"), "{chimera}");
+    let base = md.lines().find(|l| l.starts_with("| baseline |")).unwrap();
+    assert!(base.contains("(ref)") && base.contains("| – |"), "{base}");
+    let tex = std::fs::read_to_string(dir.path().join("tables/all.tex")).unwrap();
+    assert!(tex.contains("TTFT (ms) by num\\_ctx"), "{tex}");
+    if pdflatex {
+        let out = std::process::Command::new("pdflatex")
+            .args(["-interaction=nonstopmode", "-halt-on-error", "all.tex"])
+            .current_dir(dir.path().join("tables"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let bad = ReportOptions {
+        columns: Some("nope".into()),
+        ..pivot
     };
     assert!(matches!(
         report::render(dir.path(), &bad),

@@ -22,7 +22,7 @@ pub enum ReportError {
     Io(PathBuf, #[source] std::io::Error),
     #[error("plot {0}: {1}")]
     Plot(PathBuf, String),
-    #[error("unknown group-by axis `{0}` (known: arm, {1})")]
+    #[error("unknown axis `{0}` for --group-by/--columns (known: arm, {1})")]
     UnknownAxis(String, String),
     #[error("polars: {0}")]
     Polars(#[from] PolarsError),
@@ -60,6 +60,9 @@ pub struct ReportOptions {
     /// Axes (`arm` or a factor such as `temperature`) that split the tables into
     /// sections; the remaining factors are columns.
     pub group_by: Vec<String>,
+    /// An axis whose values become columns (the paper layout), written as extra tables
+    /// `tables/<metric>_by_<axis>.*`.
+    pub columns: Option<String>,
     pub metrics: Vec<Metric>,
     pub alpha: f64,
     /// Reference arm override (else the manifest's).
@@ -72,6 +75,7 @@ impl Default for ReportOptions {
         Self {
             formats: Format::ALL.to_vec(),
             group_by: Vec::new(),
+            columns: None,
             metrics: vec![Metric::TtftMs, Metric::E2eMs, Metric::DecodeTps],
             alpha: 0.05,
             reference: None,
@@ -105,7 +109,7 @@ pub fn render(run_dir: &Path, opts: &ReportOptions) -> Result<Vec<PathBuf>, Repo
         k.dedup();
         k
     };
-    for g in &opts.group_by {
+    for g in opts.group_by.iter().chain(&opts.columns) {
         if g != "arm" && !known.contains(g) {
             return Err(ReportError::UnknownAxis(g.clone(), known.join(", ")));
         }
@@ -119,6 +123,12 @@ pub fn render(run_dir: &Path, opts: &ReportOptions) -> Result<Vec<PathBuf>, Repo
         let ts = tables::metric_tables(&a, &[m], &opts.group_by);
         write_tables(&tdir, m.name(), &ts, &opts.formats, &mut out)?;
         all.extend(ts);
+        if let Some(axis) = &opts.columns {
+            let ts = tables::pivot_tables(&a, &[m], axis, &opts.group_by);
+            let stem = format!("{}_by_{axis}", m.name());
+            write_tables(&tdir, &stem, &ts, &opts.formats, &mut out)?;
+            all.extend(ts);
+        }
     }
     if let Some(t) = tables::pair_table(&a) {
         write_tables(

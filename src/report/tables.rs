@@ -272,6 +272,133 @@ pub fn metric_tables(a: &Analysis, metrics: &[Metric], group_by: &[String]) -> V
     out
 }
 
+/// Axis values in a readable order: numbers numerically, then the rest (`–` for "not set")
+/// alphabetically.
+fn sort_axis_values(values: &mut [String]) {
+    values.sort_by(|a, b| match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x.total_cmp(&y),
+        (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+        (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+        (Err(_), Err(_)) => a.cmp(b),
+    });
+}
+
+/// The paper layout: one table per metric (and `group_by` section) with the values of
+/// `columns` (an axis such as `num_gpu`) spread across the columns and the other factors down
+/// the rows. Each entry is `median [CI]`, bold when the cell differs significantly from its
+/// reference, `(ref)` on reference cells, `–` where the grid has no such cell.
+pub fn pivot_tables(
+    a: &Analysis,
+    metrics: &[Metric],
+    columns: &str,
+    group_by: &[String],
+) -> Vec<Table> {
+    let tidy_rows = a.tidy();
+    let tidy = Tidy::new(&tidy_rows);
+    let mut factor_names: Vec<String> = a
+        .cells
+        .iter()
+        .flat_map(|c| c.factors.keys().cloned())
+        .collect();
+    factor_names.sort();
+    factor_names.dedup();
+    factor_names.retain(|f| !group_by.contains(f) && f != columns);
+    let show_arm = columns != "arm" && !group_by.iter().any(|g| g == "arm");
+
+    let mut groups: BTreeMap<Vec<String>, Vec<&CellAnalysis>> = BTreeMap::new();
+    for c in &a.cells {
+        let key = group_by.iter().map(|g| axis_value(c, g)).collect();
+        groups.entry(key).or_default().push(c);
+    }
+    let lvl = (a.options.level * 100.0).round();
+    let mut out = Vec::new();
+    for &m in metrics {
+        let name = m.name();
+        for (key, cells) in &groups {
+            let mut col_values: Vec<String> =
+                cells.iter().map(|c| axis_value(c, columns)).collect();
+            sort_axis_values(&mut col_values);
+            col_values.dedup();
+            // Rows: distinct (arm, other factors) in run order of their first cell.
+            let row_key = |c: &CellAnalysis| -> Vec<String> {
+                let mut k = Vec::new();
+                if show_arm {
+                    k.push(c.arm.clone());
+                }
+                k.extend(factor_names.iter().map(|f| axis_value(c, f)));
+                k
+            };
+            let mut row_keys: Vec<Vec<String>> = Vec::new();
+            let mut entries: HashMap<(Vec<String>, String), &CellAnalysis> = HashMap::new();
+            for c in cells {
+                let k = row_key(c);
+                if !row_keys.contains(&k) {
+                    row_keys.push(k.clone());
+                }
+                entries.entry((k, axis_value(c, columns))).or_insert(c);
+            }
+            let mut headers = Vec::new();
+            if show_arm {
+                headers.push("arm".to_string());
+            }
+            headers.extend(factor_names.iter().cloned());
+            headers.extend(col_values.iter().map(|v| format!("{columns}={v}")));
+            let mut rows = Vec::new();
+            for k in &row_keys {
+                let mut row: Vec<TableCell> = k.iter().map(TableCell::plain).collect();
+                for v in &col_values {
+                    let Some(c) = entries.get(&(k.clone(), v.clone())) else {
+                        row.push(TableCell::plain("–"));
+                        continue;
+                    };
+                    let id = c.cell_id.as_str();
+                    let ci = match (
+                        tidy.v(id, name, "median_ci_lo"),
+                        tidy.v(id, name, "median_ci_hi"),
+                    ) {
+                        (Some(lo), Some(hi)) => format!("[{}, {}]", num(lo), num(hi)),
+                        _ => format!("[{}]", short_reason(tidy.note(id, name, "median_ci_lo"))),
+                    };
+                    let mut text = match tidy.v(id, name, "median") {
+                        Some(md) => format!("{} {ci}", num(md)),
+                        None => "n/a".into(),
+                    };
+                    let verdict = tidy.note(id, name, "verdict");
+                    if c.is_reference {
+                        text.push_str(" (ref)");
+                    }
+                    row.push(TableCell {
+                        text,
+                        bold: verdict == "better" || verdict == "worse",
+                    });
+                }
+                rows.push(row);
+            }
+            let mut title = format!("{} by {columns}", m.label());
+            if !group_by.is_empty() {
+                let parts: Vec<String> = group_by
+                    .iter()
+                    .zip(key)
+                    .map(|(g, v)| format!("{g}={v}"))
+                    .collect();
+                let _ = write!(title, " — {}", parts.join(", "));
+            }
+            let mut foot = vec![format!(
+                "Entries: median [{lvl}% CI] of the per-rep values; bold = significantly \
+                 different from the cell's reference (verdict better/worse)."
+            )];
+            foot.extend(footer(a, m, cells));
+            out.push(Table {
+                title,
+                headers,
+                rows,
+                footer: foot,
+            });
+        }
+    }
+    out
+}
+
 /// Speedup / efficiency / contention of pair cells.
 pub fn pair_table(a: &Analysis) -> Option<Table> {
     if a.pairs.is_empty() {
