@@ -120,6 +120,13 @@ pub struct Record {
     /// The whole agent run this call belongs to (ingest + both calls), ms.
     pub agent_wall_ms: f64,
     pub ingest_ms: f64,
+
+    // integrity
+    /// How many records the call's phase group has, written on each of them by the store, so
+    /// that resume can tell a complete phase from one cut short by a crash mid-write (0 in
+    /// logs from before this field: taken as complete).
+    #[serde(default)]
+    pub phase_records: u32,
 }
 
 impl Record {

@@ -113,6 +113,10 @@ pub struct ReadOutcome {
     pub records: Vec<Record>,
     /// A torn (unterminated or unparseable) last line: its 1-based number and byte offset.
     pub torn_tail: Option<(usize, u64)>,
+    /// Whole lines of a last phase that a crash cut short (fewer records than their
+    /// `phase_records`): how many, and the byte offset where that phase starts. They are
+    /// not in `records`.
+    pub incomplete_tail: Option<(usize, u64)>,
 }
 
 /// Reads `records.jsonl`. A bad line in the middle is an error (the log is corrupt); a bad or
@@ -129,6 +133,7 @@ pub fn read_records(path: &Path) -> Result<ReadOutcome, StoreError> {
     let mut offset: u64 = 0;
     let mut line_no = 0;
     let mut pending: Option<(usize, u64, String)> = None;
+    let mut starts: Vec<u64> = Vec::new(); // byte offset of each record's line
     loop {
         buf.clear();
         let n = reader.read_until(b'\n', &mut buf).map_err(io(path))?;
@@ -152,7 +157,10 @@ pub fn read_records(path: &Path) -> Result<ReadOutcome, StoreError> {
             continue;
         }
         match serde_json::from_slice::<Record>(trimmed) {
-            Ok(r) if terminated => out.records.push(r),
+            Ok(r) if terminated => {
+                out.records.push(r);
+                starts.push(offset);
+            }
             Ok(_) => pending = Some((line_no, offset, "unterminated last line".into())),
             Err(e) => pending = Some((line_no, offset, e.to_string())),
         }
@@ -160,6 +168,22 @@ pub fn read_records(path: &Path) -> Result<ReadOutcome, StoreError> {
     }
     if let Some((l, off, _)) = pending {
         out.torn_tail = Some((l, off));
+    }
+    // The last phase group: complete only if all the records it was written with are there.
+    if let Some(last) = out.records.last() {
+        let key = last.phase_key();
+        let expected = last.phase_records as usize;
+        let group = out
+            .records
+            .iter()
+            .rev()
+            .take_while(|r| r.phase_key() == key)
+            .count();
+        if expected > 0 && group < expected {
+            let first = out.records.len() - group;
+            out.incomplete_tail = Some((group, starts[first]));
+            out.records.truncate(first);
+        }
     }
     Ok(out)
 }
@@ -206,6 +230,8 @@ pub struct ResumeInfo {
     pub phases_done: usize,
     /// Line number of a torn last line that was cut off.
     pub torn_line: Option<usize>,
+    /// Records of an incomplete last phase that were cut off (that phase runs again).
+    pub incomplete_records: usize,
 }
 
 impl RunStore {
@@ -267,7 +293,20 @@ impl RunStore {
             records: read.records.len(),
             ..Default::default()
         };
-        if let Some((line, offset)) = read.torn_tail {
+        if let Some((lines, offset)) = read.incomplete_tail {
+            tracing::warn!(
+                "{}: the last phase has only {lines} of its records (a crash mid-write); \
+                 cutting them off, that phase will run again",
+                path.display()
+            );
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io(&path))?;
+            f.set_len(offset).map_err(io(&path))?;
+            f.sync_all().map_err(io(&path))?;
+            info.incomplete_records = lines;
+        } else if let Some((line, offset)) = read.torn_tail {
             tracing::warn!(
                 "{}:{line}: torn last line (a crash mid-write); cutting it off, its phase will run again",
                 path.display()
@@ -328,8 +367,13 @@ impl RunStore {
             return Err(StoreError::Duplicate(key));
         }
         let mut buf = Vec::with_capacity(records.len() * 1024);
+        let group = u32::try_from(records.len()).unwrap_or(u32::MAX);
         for r in records {
-            serde_json::to_writer(&mut buf, r).map_err(|e| StoreError::BadRecord {
+            let r = Record {
+                phase_records: group,
+                ..r.clone()
+            };
+            serde_json::to_writer(&mut buf, &r).map_err(|e| StoreError::BadRecord {
                 path: self.dir.join(RECORDS_JSONL),
                 line: 0,
                 message: e.to_string(),
@@ -450,7 +494,12 @@ mod tests {
         drop(s);
         let read = read_records(&dir.join(RECORDS_JSONL)).unwrap();
         assert_eq!(read.records.len(), 3);
-        assert_eq!(read.records[0], group[0]);
+        let stored = Record {
+            phase_records: 2, // the store notes the group's size on each record
+            ..group[0].clone()
+        };
+        assert_eq!(read.records[0], stored);
+        assert_eq!(read.records[2].phase_records, 1);
         assert!(read.torn_tail.is_none());
         let (s, info) = RunStore::open(&dir).unwrap();
         assert_eq!(info.records, 3);
@@ -483,6 +532,60 @@ mod tests {
         let read = read_records(&path).unwrap();
         assert_eq!(read.records.len(), 2);
         assert!(read.torn_tail.is_none());
+    }
+
+    /// A crash mid-write can leave whole lines of a phase (a pair phase writes 8 records):
+    /// resume must not take that phase as done.
+    #[test]
+    fn incomplete_last_phase_is_cut_and_runs_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        let mut s = RunStore::create(&dir, &manifest()).unwrap();
+        let single = rec("c1", 0, Phase::Single, Stage::Analysis);
+        s.append(std::slice::from_ref(&single)).unwrap();
+        let pair: Vec<Record> = [Stage::Analysis, Stage::Report, Stage::Analysis]
+            .into_iter()
+            .map(|st| rec("c2", 0, Phase::Concurrent, st))
+            .collect();
+        s.append(&pair).unwrap();
+        drop(s);
+        let path = dir.join(RECORDS_JSONL);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[1].contains("\"phase_records\":3"), "{}", lines[1]);
+        let keep_single = lines[0].len() as u64 + 1;
+        // The crash: only the first two of the pair phase's three lines (and half the third).
+        let cut = format!(
+            "{}\n{}\n{}\n{}",
+            lines[0],
+            lines[1],
+            lines[2],
+            &lines[3][..20]
+        );
+        std::fs::write(&path, cut).unwrap();
+        let read = read_records(&path).unwrap();
+        assert_eq!(read.records.len(), 1);
+        assert_eq!(read.incomplete_tail, Some((2, keep_single)));
+        let (mut s, info) = RunStore::open(&dir).unwrap();
+        assert_eq!(info.incomplete_records, 2);
+        assert_eq!((info.records, info.phases_done), (1, 1));
+        assert!(!s.is_done(&pair[0].phase_key()), "the cut phase runs again");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), keep_single);
+        s.append(&pair).unwrap();
+        drop(s);
+        let read = read_records(&path).unwrap();
+        assert_eq!(read.records.len(), 4);
+        assert!(read.incomplete_tail.is_none() && read.torn_tail.is_none());
+        // Logs written before `phase_records` existed (0) are taken as complete.
+        let old = serde_json::to_string(&single).unwrap();
+        assert!(old.contains("\"phase_records\":0"));
+        std::fs::write(
+            &path,
+            format!("{}\n", old.replace(",\"phase_records\":0", "")),
+        )
+        .unwrap();
+        assert_eq!(read_records(&path).unwrap().records.len(), 1);
     }
 
     #[test]

@@ -296,6 +296,7 @@ fn call(cell: &str, arm: &str, rep: u32, ttft: f64, tps: f64, rng: &mut ChaCha8R
         phase_wall_ms: e2e,
         agent_wall_ms: e2e + 5.0,
         ingest_ms: 5.0,
+        phase_records: 0,
     }
 }
 

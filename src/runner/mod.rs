@@ -194,6 +194,14 @@ pub fn open_store(
                 dir.join(store::RECORDS_JSONL).display()
             );
         }
+        if info.incomplete_records > 0 {
+            eprintln!(
+                "warning: {}: the last phase had only {} of its records (a crash mid-write); \
+                 cut off, that phase runs again",
+                dir.join(store::RECORDS_JSONL).display(),
+                info.incomplete_records
+            );
+        }
         return Ok((store, id, true));
     }
     let id = opts.run_id.clone().unwrap_or_else(store::new_run_id);
