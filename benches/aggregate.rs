@@ -10,6 +10,11 @@
 //! binary measures the peak RSS of the analysis alone.
 
 use polars::prelude::*;
+
+/// The allocator the `sweep` binary uses (src/main.rs), so the bench measures what users run.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;

@@ -96,19 +96,22 @@ pub fn assign_references(cells: &mut [CellAnalysis], arm: &str) -> Result<(), An
 
 /// Every non-reference cell × metric against its reference cell.
 pub fn compare_all(cells: &[CellAnalysis], opts: &AnalysisOptions) -> Vec<Comparison> {
+    use rayon::prelude::*;
     let mut out = Vec::new();
     for &m in &opts.metrics {
-        let start = out.len();
-        for c in cells.iter().filter(|c| !c.is_reference) {
-            let Some(r) = cells.iter().find(|r| r.cell_id == c.reference_cell) else {
-                continue;
-            };
-            let (Some(x), Some(y)) = (c.metric(m), r.metric(m)) else {
-                continue;
-            };
-            out.push(compare_one(c, r, m, &x.stats.reps, &y.stats.reps, opts));
-        }
-        let family = &mut out[start..];
+        let jobs: Vec<_> = cells
+            .iter()
+            .filter(|c| !c.is_reference)
+            .filter_map(|c| {
+                let r = cells.iter().find(|r| r.cell_id == c.reference_cell)?;
+                Some((c, r, c.metric(m)?, r.metric(m)?))
+            })
+            .collect();
+        // Each comparison seeds its own bootstrap, so running them in parallel changes nothing.
+        let mut family: Vec<Comparison> = jobs
+            .par_iter()
+            .map(|(c, r, x, y)| compare_one(c, r, m, &x.stats.reps, &y.stats.reps, opts))
+            .collect();
         let ps: Vec<f64> = family
             .iter()
             .map(|c| c.mann_whitney.value().map(|t| t.p).unwrap_or(f64::NAN))
@@ -120,6 +123,7 @@ pub fn compare_all(cells: &[CellAnalysis], opts: &AnalysisOptions) -> Vec<Compar
             c.p_bh = Some(bh[i]).filter(|p| !p.is_nan());
             c.verdict = verdict(c, m, opts.alpha);
         }
+        out.extend(family);
     }
     out
 }

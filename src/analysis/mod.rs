@@ -13,7 +13,7 @@ mod load;
 mod metrics;
 mod tidy;
 
-pub use aggregate::{measured, per_rep, request_level, PERCENTILES};
+pub use aggregate::{distributions, measured, Distributions, PERCENTILES};
 pub use compare::{Comparison, PairAnalysis, Verdict};
 pub use load::{
     load, read_jsonl, records_to_frame, scan_parquet, write_frame, write_parquet, Loaded, Source,
@@ -325,8 +325,10 @@ pub fn analyze_frame(
 
     let counts = aggregate::cell_counts(lf.clone())?;
     let options = aggregate::cell_options(lf.clone())?;
-    let reps = aggregate::per_rep(lf.clone())?;
-    let request = aggregate::request_level(lf.clone(), &opts.metrics)?;
+    let aggregate::Distributions {
+        per_rep: reps,
+        request,
+    } = aggregate::distributions(lf.clone(), &opts.metrics)?;
 
     let mut cells = build_cells(&counts, &options, &reps, &request, opts)?;
 
@@ -380,13 +382,12 @@ fn build_cells(
             .map(|v| v.unwrap_or(0.0) as u32)
             .collect())
     };
-    let (calls, warmup, cold, failed, measured, nreps) = (
+    let (calls, warmup, cold, failed, measured) = (
         num("calls")?,
         num("warmup")?,
         num("cold")?,
         num("failed")?,
         num("measured")?,
-        num("reps")?,
     );
 
     // Factors: single cells use the option names; pair members are prefixed `A.`/`B.`.
@@ -463,7 +464,7 @@ fn build_cells(
                 cold: cold[i],
                 failed: failed[i],
                 measured: measured[i],
-                reps: nreps[i],
+                reps: r_cells.iter().filter(|c| *c == id).count() as u32,
             },
             metrics,
         });

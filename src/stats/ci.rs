@@ -1,7 +1,6 @@
 //! Confidence intervals: t-interval for the mean, distribution-free order-statistic
 //! interval for the median, and a seeded percentile bootstrap for ratios.
 
-use super::describe::percentile_sorted;
 use super::{check_finite, check_level, mean, median_sorted, need, sorted, var, StatsError};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -95,10 +94,7 @@ impl Statistic {
     fn of(self, v: &mut [f64]) -> f64 {
         match self {
             Statistic::Mean => mean(v),
-            Statistic::Median => {
-                v.sort_by(f64::total_cmp);
-                median_sorted(v)
-            }
+            Statistic::Median => super::describe::median_in_place(v),
         }
     }
 }
@@ -159,12 +155,12 @@ pub fn bootstrap_ratio_ci(
         }
     }
     need(WHAT, resamples / 2, ratios.len())?;
-    ratios.sort_by(f64::total_cmp);
     let a = (1.0 - level) / 2.0;
+    let bounds = super::describe::select_quantiles(&mut ratios, &[a, 1.0 - a]).unwrap_or_default();
     Ok(BootstrapCi {
         estimate,
-        lower: percentile_sorted(&ratios, a),
-        upper: percentile_sorted(&ratios, 1.0 - a),
+        lower: bounds[0],
+        upper: bounds[1],
         level,
         resamples,
         seed,

@@ -26,6 +26,67 @@ pub(crate) fn percentile_sorted(v: &[f64], p: f64) -> f64 {
     v[lo] + (h - lo as f64) * (v[hi] - v[lo])
 }
 
+/// Type-7 (linear) quantiles of `v` at `probs`, by selecting only the order statistics they
+/// need (each selection on the part of `v` left between its neighbours). `v` is reordered.
+pub fn select_quantiles(v: &mut [f64], probs: &[f64]) -> Option<Vec<f64>> {
+    let n = v.len();
+    if n == 0 {
+        return None;
+    }
+    let pos = |p: f64| {
+        let h = (n - 1) as f64 * p.clamp(0.0, 1.0);
+        (h.floor() as usize, h - h.floor())
+    };
+    let mut ks: Vec<usize> = probs
+        .iter()
+        .flat_map(|&p| {
+            let (lo, _) = pos(p);
+            [lo, (lo + 1).min(n - 1)]
+        })
+        .collect();
+    ks.sort_unstable();
+    ks.dedup();
+    multi_select(v, &ks);
+    Some(
+        probs
+            .iter()
+            .map(|&p| {
+                let (lo, frac) = pos(p);
+                let hi = (lo + 1).min(n - 1);
+                v[lo] + frac * (v[hi] - v[lo])
+            })
+            .collect(),
+    )
+}
+
+/// Median of a non-empty, finite slice by selection (reorders `v`, no allocation): the hot
+/// path of the bootstrap, which takes one per resample.
+pub(crate) fn median_in_place(v: &mut [f64]) -> f64 {
+    let n = v.len();
+    let (left, mid, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
+    let upper = *mid;
+    if n % 2 == 1 {
+        upper
+    } else {
+        let lower = left.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lower + upper) / 2.0
+    }
+}
+
+/// Puts the order statistics at positions `ks` (sorted, distinct) into place.
+fn multi_select(v: &mut [f64], ks: &[usize]) {
+    if ks.is_empty() || v.len() < 2 {
+        return;
+    }
+    let mid = ks.len() / 2;
+    let k = ks[mid];
+    v.select_nth_unstable_by(k, f64::total_cmp);
+    let (left, right) = v.split_at_mut(k);
+    multi_select(left, &ks[..mid]);
+    let right_ks: Vec<usize> = ks[mid + 1..].iter().map(|&x| x - k - 1).collect();
+    multi_select(&mut right[1..], &right_ks);
+}
+
 /// Summary of one sample. `sd`/`cv` are `None` below two values (n − 1 denominator).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -122,4 +183,41 @@ pub fn tukey_fences(xs: &[f64]) -> Result<TukeyFences, StatsError> {
         upper,
         labels,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Selection gives the medians and type-7 quantiles a full sort gives, ties and all.
+        #[test]
+        fn selection_matches_sorting(v in prop::collection::vec(0u8..20, 1..300)) {
+            let xs: Vec<f64> = v.iter().map(|&x| f64::from(x) * 0.5).collect();
+            let probs = [0.5, 0.05, 0.25, 0.75, 0.95, 0.99, 0.0, 1.0, 0.025, 0.975];
+            let mut work = xs.clone();
+            let got = select_quantiles(&mut work, &probs).unwrap();
+            let s = sorted(&xs);
+            for (g, p) in got.iter().zip(probs) {
+                let want = percentile_sorted(&s, p);
+                prop_assert!((g - want).abs() < 1e-12, "p {p}: {g} vs {want}");
+            }
+            work.sort_by(f64::total_cmp);
+            prop_assert_eq!(&work, &s, "only reordered");
+            let m = median_in_place(&mut xs.clone());
+            prop_assert_eq!(m, super::super::median_sorted(&s));
+        }
+    }
+
+    #[test]
+    fn selection_edge_cases() {
+        assert_eq!(select_quantiles(&mut [], &[0.5]), None);
+        assert_eq!(
+            select_quantiles(&mut [3.0], &[0.0, 0.5, 1.0]),
+            Some(vec![3.0; 3])
+        );
+        assert_eq!(median_in_place(&mut [4.0, 1.0]), 2.5);
+        assert_eq!(median_in_place(&mut [7.0]), 7.0);
+    }
 }

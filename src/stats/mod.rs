@@ -17,7 +17,9 @@ pub use adjust::{benjamini_hochberg, holm};
 pub use ci::{
     bootstrap_ratio_ci, mean_ci_t, median_ci, median_ci_min_n, BootstrapCi, Interval, Statistic,
 };
-pub use describe::{percentile, summarize, tukey_fences, OutlierLabel, Summary, TukeyFences};
+pub use describe::{
+    percentile, select_quantiles, summarize, tukey_fences, OutlierLabel, Summary, TukeyFences,
+};
 pub use effect::{cliffs_delta, cohens_d, hodges_lehmann};
 pub use ksample::{anova_oneway, kruskal_wallis, KSampleTest};
 pub use twosample::{
