@@ -140,13 +140,18 @@ pub fn bootstrap_ratio_ci(
     let estimate = stat.of(&mut x.to_vec()) / den;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (mut bx, mut by) = (vec![0.0; x.len()], vec![0.0; y.len()]);
+    // Indices drawn as u32 (one ChaCha word each rather than two): samples are far smaller.
+    let (nx, ny) = (
+        x.len().min(u32::MAX as usize) as u32,
+        y.len().min(u32::MAX as usize) as u32,
+    );
     let mut ratios = Vec::with_capacity(resamples);
     for _ in 0..resamples {
         for v in bx.iter_mut() {
-            *v = x[rng.gen_range(0..x.len())];
+            *v = x[rng.gen_range(0..nx) as usize];
         }
         for v in by.iter_mut() {
-            *v = y[rng.gen_range(0..y.len())];
+            *v = y[rng.gen_range(0..ny) as usize];
         }
         let d = stat.of(&mut by);
         // A resample whose denominator is zero has no ratio; it is skipped.
