@@ -188,6 +188,16 @@ pub fn read_records(path: &Path) -> Result<ReadOutcome, StoreError> {
     Ok(out)
 }
 
+/// Cuts the log back to `len` bytes, durably.
+fn truncate(path: &Path, len: u64) -> Result<(), StoreError> {
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io(path))?;
+    f.set_len(len).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
+}
+
 /// An open run directory that records are appended to.
 #[derive(Debug)]
 pub struct RunStore {
@@ -293,30 +303,21 @@ impl RunStore {
             records: read.records.len(),
             ..Default::default()
         };
+        // A cut-short last phase starts at or before a torn last line: cutting it covers both.
         if let Some((lines, offset)) = read.incomplete_tail {
             tracing::warn!(
                 "{}: the last phase has only {lines} of its records (a crash mid-write); \
                  cutting them off, that phase will run again",
                 path.display()
             );
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(io(&path))?;
-            f.set_len(offset).map_err(io(&path))?;
-            f.sync_all().map_err(io(&path))?;
+            truncate(&path, offset)?;
             info.incomplete_records = lines;
         } else if let Some((line, offset)) = read.torn_tail {
             tracing::warn!(
                 "{}:{line}: torn last line (a crash mid-write); cutting it off, its phase will run again",
                 path.display()
             );
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(io(&path))?;
-            f.set_len(offset).map_err(io(&path))?;
-            f.sync_all().map_err(io(&path))?;
+            truncate(&path, offset)?;
             info.torn_line = Some(line);
         }
         let mut done = DoneSet::default();

@@ -560,6 +560,30 @@ fn corrupt_middle_line_is_an_error_with_its_line_number() {
 
 use sweep::report::{self, Format, ReportOptions};
 
+/// `all.tex` in `dir` compiles with pdflatex, when pdflatex is installed (else a note).
+fn assert_latex_compiles(dir: &Path) {
+    if std::process::Command::new("pdflatex")
+        .arg("-version")
+        .output()
+        .is_err()
+    {
+        eprintln!("pdflatex not on PATH: LaTeX compile check skipped");
+        return;
+    }
+    let _ = std::fs::remove_file(dir.join("all.pdf"));
+    let out = std::process::Command::new("pdflatex")
+        .args(["-interaction=nonstopmode", "-halt-on-error", "all.tex"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(dir.join("all.pdf").is_file());
+}
+
 #[test]
 fn report_writes_tables_and_plots() {
     let dir = tempfile::tempdir().unwrap();
@@ -628,25 +652,7 @@ fn report_writes_tables_and_plots() {
     assert!(tex.contains("\\textbf{worse}"), "{tex}");
 
     // LaTeX compiles when pdflatex is installed (skipped, with a note, when it is not).
-    let pdflatex = std::process::Command::new("pdflatex")
-        .arg("-version")
-        .output()
-        .is_ok();
-    if pdflatex {
-        let out = std::process::Command::new("pdflatex")
-            .args(["-interaction=nonstopmode", "-halt-on-error", "all.tex"])
-            .current_dir(dir.path().join("tables"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        assert!(dir.path().join("tables/all.pdf").is_file());
-    } else {
-        eprintln!("pdflatex not on PATH: LaTeX compile check skipped");
-    }
+    assert_latex_compiles(&dir.path().join("tables"));
 
     let svg = std::fs::read_to_string(dir.path().join("plots/ttft_ecdf.svg")).unwrap();
     assert!(svg.contains("time to first token (ms)") && svg.contains("baseline (n = 32)"));
@@ -705,18 +711,7 @@ fn report_writes_tables_and_plots() {
     assert!(base.contains("(ref)") && base.contains("| – |"), "{base}");
     let tex = std::fs::read_to_string(dir.path().join("tables/all.tex")).unwrap();
     assert!(tex.contains("TTFT (ms) by num\\_ctx"), "{tex}");
-    if pdflatex {
-        let out = std::process::Command::new("pdflatex")
-            .args(["-interaction=nonstopmode", "-halt-on-error", "all.tex"])
-            .current_dir(dir.path().join("tables"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
+    assert_latex_compiles(&dir.path().join("tables"));
     let bad = ReportOptions {
         columns: Some("nope".into()),
         ..pivot

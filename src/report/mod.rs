@@ -99,16 +99,7 @@ pub fn render(run_dir: &Path, opts: &ReportOptions) -> Result<Vec<PathBuf>, Repo
         ..AnalysisOptions::default()
     };
     let a = analysis::analyze(run_dir, &aopts)?;
-    let known: Vec<String> = {
-        let mut k: Vec<String> = a
-            .cells
-            .iter()
-            .flat_map(|c| c.factors.keys().cloned())
-            .collect();
-        k.sort();
-        k.dedup();
-        k
-    };
+    let known = tables::factor_names(&a);
     for g in opts.group_by.iter().chain(&opts.columns) {
         if g != "arm" && !known.contains(g) {
             return Err(ReportError::UnknownAxis(g.clone(), known.join(", ")));

@@ -115,26 +115,65 @@ fn axis_value(c: &CellAnalysis, axis: &str) -> String {
     }
 }
 
-/// One table per metric and per combination of `group_by` axis values.
-pub fn metric_tables(a: &Analysis, metrics: &[Metric], group_by: &[String]) -> Vec<Table> {
-    let tidy_rows = a.tidy();
-    let tidy = Tidy::new(&tidy_rows);
-    let mut factor_names: Vec<String> = a
+/// Every factor name of the run's cells, sorted (the axes besides `arm`).
+pub fn factor_names(a: &Analysis) -> Vec<String> {
+    let mut names: Vec<String> = a
         .cells
         .iter()
         .flat_map(|c| c.factors.keys().cloned())
         .collect();
-    factor_names.sort();
-    factor_names.dedup();
-    factor_names.retain(|f| !group_by.contains(f));
-    let show_arm = !group_by.iter().any(|g| g == "arm");
+    names.sort();
+    names.dedup();
+    names
+}
 
-    // Group cells (run order kept inside a group).
+/// Cells by their `group_by` axis values (run order kept inside a group).
+fn group_cells<'a>(
+    a: &'a Analysis,
+    group_by: &[String],
+) -> BTreeMap<Vec<String>, Vec<&'a CellAnalysis>> {
     let mut groups: BTreeMap<Vec<String>, Vec<&CellAnalysis>> = BTreeMap::new();
     for c in &a.cells {
         let key = group_by.iter().map(|g| axis_value(c, g)).collect();
         groups.entry(key).or_default().push(c);
     }
+    groups
+}
+
+/// `median [lo, hi]` of a cell's metric, or the reason there is no interval.
+fn median_with_ci(tidy: &Tidy, id: &str, name: &str) -> Option<(f64, String)> {
+    let ci = match (
+        tidy.v(id, name, "median_ci_lo"),
+        tidy.v(id, name, "median_ci_hi"),
+    ) {
+        (Some(lo), Some(hi)) => format!("[{}, {}]", num(lo), num(hi)),
+        _ => format!("[{}]", short_reason(tidy.note(id, name, "median_ci_lo"))),
+    };
+    tidy.v(id, name, "median")
+        .map(|md| (md, format!("{} {ci}", num(md))))
+}
+
+/// A table title with its `group_by` section: `TTFT (ms) — arm=chimera`.
+fn section_title(mut title: String, group_by: &[String], key: &[String]) -> String {
+    if !group_by.is_empty() {
+        let parts: Vec<String> = group_by
+            .iter()
+            .zip(key)
+            .map(|(g, v)| format!("{g}={v}"))
+            .collect();
+        let _ = write!(title, " — {}", parts.join(", "));
+    }
+    title
+}
+
+/// One table per metric and per combination of `group_by` axis values.
+pub fn metric_tables(a: &Analysis, metrics: &[Metric], group_by: &[String]) -> Vec<Table> {
+    let tidy_rows = a.tidy();
+    let tidy = Tidy::new(&tidy_rows);
+    let mut factor_names = factor_names(a);
+    factor_names.retain(|f| !group_by.contains(f));
+    let show_arm = !group_by.iter().any(|g| g == "arm");
+    let groups = group_cells(a, group_by);
 
     let mut out = Vec::new();
     for &m in metrics {
@@ -170,20 +209,13 @@ pub fn metric_tables(a: &Analysis, metrics: &[Metric], group_by: &[String]) -> V
                 }
                 let n = tidy.v(id, name, "n").unwrap_or(0.0);
                 row.push(TableCell::plain(format!("{n:.0}")));
-                let median = tidy.v(id, name, "median");
-                if let Some(md) = median.filter(|v| *v > 0.0) {
+                let median = median_with_ci(&tidy, id, name);
+                if let Some((md, _)) = median.as_ref().filter(|(v, _)| *v > 0.0) {
                     log_med += md.ln();
                     n_med += 1;
                 }
-                let ci = match (
-                    tidy.v(id, name, "median_ci_lo"),
-                    tidy.v(id, name, "median_ci_hi"),
-                ) {
-                    (Some(lo), Some(hi)) => format!("[{}, {}]", num(lo), num(hi)),
-                    _ => format!("[{}]", short_reason(tidy.note(id, name, "median_ci_lo"))),
-                };
                 row.push(TableCell::plain(match median {
-                    Some(md) => format!("{} {ci}", num(md)),
+                    Some((_, text)) => text,
                     None => "n/a".into(),
                 }));
                 row.push(TableCell::plain(
@@ -252,17 +284,8 @@ pub fn metric_tables(a: &Analysis, metrics: &[Metric], group_by: &[String]) -> V
             geo.push(TableCell::plain(""));
             rows.push(geo);
 
-            let mut title = m.label().to_string();
-            if !group_by.is_empty() {
-                let parts: Vec<String> = group_by
-                    .iter()
-                    .zip(key)
-                    .map(|(g, v)| format!("{g}={v}"))
-                    .collect();
-                let _ = write!(title, " — {}", parts.join(", "));
-            }
             out.push(Table {
-                title,
+                title: section_title(m.label().to_string(), group_by, key),
                 headers,
                 rows,
                 footer: footer(a, m, cells),
@@ -295,21 +318,10 @@ pub fn pivot_tables(
 ) -> Vec<Table> {
     let tidy_rows = a.tidy();
     let tidy = Tidy::new(&tidy_rows);
-    let mut factor_names: Vec<String> = a
-        .cells
-        .iter()
-        .flat_map(|c| c.factors.keys().cloned())
-        .collect();
-    factor_names.sort();
-    factor_names.dedup();
+    let mut factor_names = factor_names(a);
     factor_names.retain(|f| !group_by.contains(f) && f != columns);
     let show_arm = columns != "arm" && !group_by.iter().any(|g| g == "arm");
-
-    let mut groups: BTreeMap<Vec<String>, Vec<&CellAnalysis>> = BTreeMap::new();
-    for c in &a.cells {
-        let key = group_by.iter().map(|g| axis_value(c, g)).collect();
-        groups.entry(key).or_default().push(c);
-    }
+    let groups = group_cells(a, group_by);
     let lvl = (a.options.level * 100.0).round();
     let mut out = Vec::new();
     for &m in metrics {
@@ -352,15 +364,8 @@ pub fn pivot_tables(
                         continue;
                     };
                     let id = c.cell_id.as_str();
-                    let ci = match (
-                        tidy.v(id, name, "median_ci_lo"),
-                        tidy.v(id, name, "median_ci_hi"),
-                    ) {
-                        (Some(lo), Some(hi)) => format!("[{}, {}]", num(lo), num(hi)),
-                        _ => format!("[{}]", short_reason(tidy.note(id, name, "median_ci_lo"))),
-                    };
-                    let mut text = match tidy.v(id, name, "median") {
-                        Some(md) => format!("{} {ci}", num(md)),
+                    let mut text = match median_with_ci(&tidy, id, name) {
+                        Some((_, text)) => text,
                         None => "n/a".into(),
                     };
                     let verdict = tidy.note(id, name, "verdict");
@@ -374,15 +379,7 @@ pub fn pivot_tables(
                 }
                 rows.push(row);
             }
-            let mut title = format!("{} by {columns}", m.label());
-            if !group_by.is_empty() {
-                let parts: Vec<String> = group_by
-                    .iter()
-                    .zip(key)
-                    .map(|(g, v)| format!("{g}={v}"))
-                    .collect();
-                let _ = write!(title, " — {}", parts.join(", "));
-            }
+            let title = section_title(format!("{} by {columns}", m.label()), group_by, key);
             let mut foot = vec![format!(
                 "Entries: median [{lvl}% CI] of the per-rep values; bold = significantly \
                  different from the cell's reference (verdict better/worse)."
