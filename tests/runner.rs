@@ -408,8 +408,12 @@ fn sigint_stops_cleanly_and_prints_how_to_resume() {
     let server = quiet_server(5, 20, FaultPlan::None);
     let tmp = tempfile::tempdir().unwrap();
     let spec = write_spec(tmp.path(), &server.url(), 2, "");
+    // Stored away from the experiment's own results_dir: the printed command must say where.
+    let elsewhere = tmp.path().join("elsewhere");
+    let results = elsewhere.join("results");
     let child = sweep()
-        .args(["run", "--progress", "plain"])
+        .args(["run", "--progress", "plain", "--results-dir"])
+        .arg(&results)
         .arg(&spec)
         .stderr(Stdio::piped())
         .spawn()
@@ -424,11 +428,13 @@ fn sigint_stops_cleanly_and_prints_how_to_resume() {
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
-    assert!(err.contains("--resume"), "{err}");
-    let run = only_run(tmp.path());
+    let run = only_run(&elsewhere);
     let id = run.file_name().unwrap().to_string_lossy().into_owned();
+    let resume = format!("--resume {id} --results-dir {}", results.display());
+    assert!(err.contains(&resume), "{err}");
     let out = sweep()
-        .args(["run", "-q", "--resume", &id])
+        .args(["run", "-q", "--resume", &id, "--results-dir"])
+        .arg(&results)
         .arg(&spec)
         .output()
         .unwrap();

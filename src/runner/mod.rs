@@ -331,7 +331,7 @@ pub async fn execute(
         if let Err(source) = stored {
             return Err(RunError::StoreFailed {
                 source,
-                resume: resume_command(spec, plan, run_id),
+                resume: resume_command(spec, plan, store.dir()),
             });
         }
         summary.phases_run += 1;
@@ -375,7 +375,7 @@ pub async fn execute(
     if summary.interrupted {
         progress.emit(&Event::Interrupted {
             run_id: run_id.to_string(),
-            resume: resume_command(spec, plan, run_id),
+            resume: resume_command(spec, plan, store.dir()),
         });
     } else {
         progress.emit(&Event::Finished {
@@ -389,14 +389,23 @@ pub async fn execute(
     Ok(summary)
 }
 
-/// The command line that continues this run.
-fn resume_command(spec: &Spec, plan: &Plan, run_id: &str) -> String {
+/// The command line that continues this run (stored in `run_dir`), with `--results-dir`
+/// when the run is not under the experiment file's own results directory.
+fn resume_command(spec: &Spec, plan: &Plan, run_dir: &std::path::Path) -> String {
+    let run_id = run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let results = run_dir.parent().and_then(std::path::Path::parent);
     format!(
-        "sweep run {} --resume {}{}",
+        "sweep run {} --resume {run_id}{}{}",
         spec.file.display(),
-        run_id,
         plan.shard
             .map(|s| format!(" --shard {}/{}", s.index, s.count))
+            .unwrap_or_default(),
+        results
+            .filter(|r| *r != spec.run.results_dir)
+            .map(|r| format!(" --results-dir {}", r.display()))
             .unwrap_or_default()
     )
 }
@@ -496,7 +505,7 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
             })
             .map_err(|source| RunError::StoreFailed {
                 source,
-                resume: resume_command(spec, &plan, &run_id),
+                resume: resume_command(spec, &plan, &dir),
             })?;
     }
     Ok(summary)
