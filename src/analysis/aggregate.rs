@@ -331,18 +331,25 @@ fn request_stats_of(v: &mut [f64]) -> Vec<Option<f64>> {
         out[0] = Some(0.0);
         return out;
     }
-    let mean = v.iter().sum::<f64>() / n as f64;
+    let (mut sum, mut min, mut max) = (0.0, f64::INFINITY, f64::NEG_INFINITY);
+    for &x in v.iter() {
+        sum += x;
+        min = min.min(x);
+        max = max.max(x);
+    }
+    let mean = sum / n as f64;
     let sd = (n > 1).then(|| {
         let ss: f64 = v.iter().map(|x| (x - mean) * (x - mean)).sum();
         (ss / (n - 1) as f64).sqrt()
     });
+    // min and max come from the pass above, so the selection skips the two extremes.
     let probs: Vec<f64> = std::iter::once(0.5)
         .chain(PERCENTILES.iter().map(|&(_, p)| p))
-        .chain([0.0, 1.0])
         .collect();
     let q = select_quantiles(v, &probs).unwrap_or_default();
     let mut out = vec![Some(n as f64), Some(mean), sd];
     out.extend(q.into_iter().map(Some));
+    out.extend([Some(min), Some(max)]);
     out
 }
 

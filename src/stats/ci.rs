@@ -99,6 +99,87 @@ impl Statistic {
     }
 }
 
+/// One side of the bootstrap. For the median a resample is kept as counts over the sorted
+/// sample, so its median is a walk over n counters instead of a selection over n floats
+/// (the same value: the resample's middle order statistics). Indices are drawn as u32, one
+/// ChaCha word each.
+struct Resampler {
+    stat: Statistic,
+    /// The sample, sorted for the median.
+    values: Vec<f64>,
+    /// Median: draws per sorted position. Mean: unused.
+    counts: Vec<u32>,
+    /// Median: the sorted position of each original index (draws are of original indices).
+    rank: Vec<u32>,
+    /// Mean: the resample's sum.
+    sum: f64,
+    n: u32,
+}
+
+impl Resampler {
+    fn new(sample: &[f64], stat: Statistic) -> Self {
+        let mut values = sample.to_vec();
+        let mut rank = Vec::new();
+        if stat == Statistic::Median {
+            let mut order: Vec<usize> = (0..sample.len()).collect();
+            order.sort_by(|&a, &b| sample[a].total_cmp(&sample[b]));
+            rank = vec![0; sample.len()];
+            for (pos, &i) in order.iter().enumerate() {
+                rank[i] = pos as u32;
+            }
+            values = order.iter().map(|&i| sample[i]).collect();
+        }
+        Self {
+            stat,
+            counts: vec![0; values.len()],
+            rank,
+            values,
+            sum: 0.0,
+            n: sample.len().min(u32::MAX as usize) as u32,
+        }
+    }
+
+    fn draw(&mut self, rng: &mut ChaCha8Rng) {
+        match self.stat {
+            Statistic::Median => {
+                self.counts.fill(0);
+                for _ in 0..self.n {
+                    let i = rng.gen_range(0..self.n) as usize;
+                    self.counts[self.rank[i] as usize] += 1;
+                }
+            }
+            Statistic::Mean => {
+                self.sum = 0.0;
+                for _ in 0..self.n {
+                    self.sum += self.values[rng.gen_range(0..self.n) as usize];
+                }
+            }
+        }
+    }
+
+    fn stat(&self) -> f64 {
+        let n = self.n as usize;
+        match self.stat {
+            Statistic::Mean => self.sum / n as f64,
+            Statistic::Median => {
+                let (k_lo, k_hi) = ((n - 1) / 2, n / 2); // 0-based middle order statistics
+                let mut seen = 0usize;
+                let mut lower = f64::NAN;
+                for (i, &c) in self.counts.iter().enumerate() {
+                    seen += c as usize;
+                    if lower.is_nan() && seen > k_lo {
+                        lower = self.values[i];
+                    }
+                    if seen > k_hi {
+                        return (lower + self.values[i]) / 2.0;
+                    }
+                }
+                f64::NAN
+            }
+        }
+    }
+}
+
 /// A bootstrap interval for `stat(x) / stat(y)`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BootstrapCi {
@@ -139,24 +220,17 @@ pub fn bootstrap_ratio_ci(
     }
     let estimate = stat.of(&mut x.to_vec()) / den;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let (mut bx, mut by) = (vec![0.0; x.len()], vec![0.0; y.len()]);
-    // Indices drawn as u32 (one ChaCha word each rather than two): samples are far smaller.
-    let (nx, ny) = (
-        x.len().min(u32::MAX as usize) as u32,
-        y.len().min(u32::MAX as usize) as u32,
-    );
+    let mut x_side = Resampler::new(x, stat);
+    let mut y_side = Resampler::new(y, stat);
     let mut ratios = Vec::with_capacity(resamples);
     for _ in 0..resamples {
-        for v in bx.iter_mut() {
-            *v = x[rng.gen_range(0..nx) as usize];
-        }
-        for v in by.iter_mut() {
-            *v = y[rng.gen_range(0..ny) as usize];
-        }
-        let d = stat.of(&mut by);
+        // Draw x's resample first, then y's (the stream order the intervals are pinned to).
+        x_side.draw(&mut rng);
+        y_side.draw(&mut rng);
+        let d = y_side.stat();
         // A resample whose denominator is zero has no ratio; it is skipped.
         if d != 0.0 {
-            ratios.push(stat.of(&mut bx) / d);
+            ratios.push(x_side.stat() / d);
         }
     }
     need(WHAT, resamples / 2, ratios.len())?;
@@ -170,4 +244,57 @@ pub fn bootstrap_ratio_ci(
         resamples,
         seed,
     })
+}
+
+#[cfg(test)]
+mod resampler_tests {
+    use super::{ChaCha8Rng, Resampler, Statistic};
+    use proptest::prelude::{any, prop, prop_assert, prop_assert_eq, proptest};
+    use rand::{Rng, SeedableRng};
+
+    /// The plain bootstrap: copy each resample's values, take the statistic.
+    fn plain(x: &[f64], y: &[f64], stat: Statistic, seed: u64) -> Vec<f64> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let (nx, ny) = (x.len() as u32, y.len() as u32);
+        (0..200)
+            .filter_map(|_| {
+                let mut bx: Vec<f64> = (0..nx).map(|_| x[rng.gen_range(0..nx) as usize]).collect();
+                let mut by: Vec<f64> = (0..ny).map(|_| y[rng.gen_range(0..ny) as usize]).collect();
+                let d = stat.of(&mut by);
+                (d != 0.0).then(|| stat.of(&mut bx) / d)
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// Counting draws over the sorted sample gives the very ratios of the plain bootstrap.
+        #[test]
+        fn counted_resamples_equal_plain_ones(
+            x in prop::collection::vec(0u8..12, 2..25),
+            y in prop::collection::vec(1u8..12, 2..25),
+            seed in any::<u64>(),
+        ) {
+            let (x, y): (Vec<f64>, Vec<f64>) = (
+                x.iter().map(|&v| f64::from(v) * 1.5).collect(),
+                y.iter().map(|&v| f64::from(v)).collect(),
+            );
+            for stat in [Statistic::Median, Statistic::Mean] {
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                let (mut xs, mut ys) = (Resampler::new(&x, stat), Resampler::new(&y, stat));
+                let fast: Vec<f64> = (0..200)
+                    .filter_map(|_| {
+                        xs.draw(&mut rng);
+                        ys.draw(&mut rng);
+                        let d = ys.stat();
+                        (d != 0.0).then(|| xs.stat() / d)
+                    })
+                    .collect();
+                let want = plain(&x, &y, stat, seed);
+                prop_assert_eq!(fast.len(), want.len());
+                for (f, w) in fast.iter().zip(&want) {
+                    prop_assert!((f - w).abs() <= 1e-12 * w.abs().max(1.0), "{stat:?}: {f} vs {w}");
+                }
+            }
+        }
+    }
 }
