@@ -27,6 +27,14 @@ pub fn measured() -> Expr {
         .and(col("phase").neq(lit("sequential")))
 }
 
+/// Runs a query on polars' streaming engine: morsels flow from the parquet scan through the
+/// filter and the aggregation, so columns only the filter needs are never held whole (lower
+/// peak memory, and fewer fresh pages for the kernel to zero).
+pub(crate) fn collect_streaming(lf: LazyFrame) -> Result<DataFrame, AnalysisError> {
+    // One sink (no `sink_*` in these plans), so the result is always a single frame.
+    Ok(lf.collect_with_engine(Engine::Streaming)?.unwrap_single())
+}
+
 fn count_true(e: Expr) -> Expr {
     e.cast(DataType::UInt32).sum()
 }
@@ -34,28 +42,28 @@ fn count_true(e: Expr) -> Expr {
 /// One row per cell: arm, first order index, and how many calls each rule excluded. (The
 /// number of measured reps comes from [`distributions`], which groups by rep anyway.)
 pub fn cell_counts(lf: LazyFrame) -> Result<DataFrame, AnalysisError> {
-    Ok(lf
-        .group_by([col("cell_id")])
-        .agg([
-            col("arm").first().alias("arm"),
-            col("order").min().alias("first_order"),
-            col("ok").len().cast(DataType::UInt32).alias("calls"),
-            count_true(col("warmup")).alias("warmup"),
-            count_true(col("warmup").not().and(col("cold"))).alias("cold"),
-            count_true(col("warmup").not().and(col("ok").not())).alias("failed"),
-            count_true(measured()).alias("measured"),
-        ])
-        .sort(["first_order", "cell_id"], SortMultipleOptions::default())
-        .collect()?)
+    collect_streaming(
+        lf.group_by([col("cell_id")])
+            .agg([
+                col("arm").first().alias("arm"),
+                col("order").min().alias("first_order"),
+                col("ok").len().cast(DataType::UInt32).alias("calls"),
+                count_true(col("warmup")).alias("warmup"),
+                count_true(col("warmup").not().and(col("cold"))).alias("cold"),
+                count_true(col("warmup").not().and(col("ok").not())).alias("failed"),
+                count_true(measured()).alias("measured"),
+            ])
+            .sort(["first_order", "cell_id"], SortMultipleOptions::default()),
+    )
 }
 
 /// One row per (cell, agent): that agent's options (JSON text) — the factor values.
 pub fn cell_options(lf: LazyFrame) -> Result<DataFrame, AnalysisError> {
-    Ok(lf
-        .group_by([col("cell_id"), col("agent")])
-        .agg([col("options").first().alias("options")])
-        .sort(["cell_id", "agent"], SortMultipleOptions::default())
-        .collect()?)
+    collect_streaming(
+        lf.group_by([col("cell_id"), col("agent")])
+            .agg([col("options").first().alias("options")])
+            .sort(["cell_id", "agent"], SortMultipleOptions::default()),
+    )
 }
 
 /// The per-repetition values and the request-level distributions, from one pass over the
@@ -80,9 +88,8 @@ pub struct Distributions {
 /// Non-finite values count as missing.
 pub fn distributions(lf: LazyFrame, metrics: &[Metric]) -> Result<Distributions, AnalysisError> {
     use rayon::prelude::*;
-    let measured_rows = lf
-        .filter(measured())
-        .select(
+    let measured_rows = collect_streaming(
+        lf.filter(measured()).select(
             [col("cell_id"), col("rep").cast(DataType::UInt32)]
                 .into_iter()
                 .chain(
@@ -91,8 +98,8 @@ pub fn distributions(lf: LazyFrame, metrics: &[Metric]) -> Result<Distributions,
                         .map(|m| col(m.name()).cast(DataType::Float64)),
                 )
                 .collect::<Vec<_>>(),
-        )
-        .collect()?;
+        ),
+    )?;
     let groups = RepGroups::of(
         measured_rows.column("cell_id")?.str()?,
         measured_rows.column("rep")?.u32()?,

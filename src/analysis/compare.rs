@@ -219,21 +219,23 @@ pub fn pairs(lf: LazyFrame, opts: &AnalysisOptions) -> Result<Vec<PairAnalysis>,
     let pair_rows = lf
         .clone()
         .filter(col("warmup").not().and(col("phase").neq(lit("single"))));
-    let walls = pair_rows
-        .clone()
-        .group_by([col("cell_id"), col("rep"), col("phase")])
-        .agg([
-            col("arm").first().alias("arm"),
-            col("phase_wall_ms").max().alias("wall"),
-            col("ok").not().cast(DataType::UInt32).sum().alias("failed"),
-        ])
-        .sort(["cell_id", "rep", "phase"], SortMultipleOptions::default())
-        .collect()?;
-    let e2e = pair_rows
-        .filter(col("ok"))
-        .group_by([col("cell_id"), col("rep"), col("phase"), col("agent")])
-        .agg([col("e2e_ms").median().alias("e2e")])
-        .collect()?;
+    let walls = super::aggregate::collect_streaming(
+        pair_rows
+            .clone()
+            .group_by([col("cell_id"), col("rep"), col("phase")])
+            .agg([
+                col("arm").first().alias("arm"),
+                col("phase_wall_ms").max().alias("wall"),
+                col("ok").not().cast(DataType::UInt32).sum().alias("failed"),
+            ])
+            .sort(["cell_id", "rep", "phase"], SortMultipleOptions::default()),
+    )?;
+    let e2e = super::aggregate::collect_streaming(
+        pair_rows
+            .filter(col("ok"))
+            .group_by([col("cell_id"), col("rep"), col("phase"), col("agent")])
+            .agg([col("e2e_ms").median().alias("e2e")]),
+    )?;
 
     type Key = (String, u32);
     let mut wall: BTreeMap<Key, [Option<f64>; 2]> = BTreeMap::new();

@@ -308,16 +308,14 @@ pub fn analyze_frame(
     manifest: Option<serde_json::Value>,
     opts: &AnalysisOptions,
 ) -> Result<Analysis, AnalysisError> {
+    // The run's identity from its first row (a `first()` over the whole frame decoded both
+    // string columns in full).
     let ident = lf
         .clone()
-        .select([
-            col("experiment").first(),
-            col("run_id").first(),
-            col("cell_id").len().alias("rows"),
-        ])
+        .slice(0, 1)
+        .select([col("experiment"), col("run_id")])
         .collect()?;
-    let rows = aggregate::f64_col(&ident, "rows")?;
-    if rows.first().copied().flatten().unwrap_or(0.0) == 0.0 {
+    if ident.height() == 0 {
         return Err(AnalysisError::Empty(PathBuf::new()));
     }
     let experiment = aggregate::str_col(&ident, "experiment")?.remove(0);
