@@ -7,6 +7,7 @@ pub mod embedded;
 mod http;
 pub mod ollama;
 pub mod openai;
+pub mod stream;
 pub mod timing;
 
 use crate::spec::{BackendConfig, BackendKind, ModelOptions};
@@ -14,8 +15,9 @@ use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
 
-pub use ollama::{OllamaBackend, OllamaStream};
-pub use openai::{OpenAiBackend, SseStream};
+pub use ollama::{NdjsonLines, OllamaBackend, OllamaStream};
+pub use openai::{OpenAiBackend, SseLines, SseStream};
+pub use stream::{LineParser, LineStream, StreamState};
 pub use timing::{ClientTimer, ClientTiming};
 
 /// A boxed future, so that backends can live behind `dyn Backend`.

@@ -2,7 +2,8 @@
 //! object per token chunk and a final object (`done: true`) with the server's durations.
 //! Preflight uses `GET /api/version`, `GET /api/tags` and `POST /api/show`.
 
-use super::http::{self, Deadlines, LineBuf};
+use super::http::{self, Deadlines};
+use super::stream::{LineParser, LineStream, StreamState};
 use super::{
     Backend, BackendError, BackendInfo, BoxFuture, ClientTimer, GenRequest, Generation,
     ServerMetrics,
@@ -317,59 +318,14 @@ struct LineMessage<'a> {
 /// Incremental parser of an Ollama NDJSON body, timing each token chunk as it is parsed.
 ///
 /// Public so that benchmarks measure exactly the code the backend runs.
-#[derive(Debug)]
-pub struct OllamaStream {
-    lines: LineBuf,
-    timer: Option<ClientTimer>,
-    text: String,
-    server: ServerMetrics,
-    end: Option<Instant>,
-}
+pub type OllamaStream = LineStream<NdjsonLines>;
 
-impl OllamaStream {
-    pub fn new(timer: ClientTimer) -> Self {
-        Self {
-            lines: LineBuf::with_capacity(8 * 1024),
-            timer: Some(timer),
-            text: String::with_capacity(4 * 1024),
-            server: ServerMetrics::default(),
-            end: None,
-        }
-    }
+/// Ollama's NDJSON lines: a piece per object, server figures in the final (`done`) one.
+#[derive(Debug, Default)]
+pub struct NdjsonLines;
 
-    pub fn has_first_token(&self) -> bool {
-        self.timer.as_ref().is_some_and(|t| t.has_first_token())
-    }
-
-    /// Parses every complete line in `bytes`; true once the final object has been seen.
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<bool, BackendError> {
-        if self.end.is_some() {
-            return Ok(true);
-        }
-        self.lines.push(bytes);
-        while let Some(r) = self.lines.next_line() {
-            if self.line(r)? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// The body ended: a last unterminated line may still hold the final object.
-    pub fn end_of_body(&mut self) -> Result<(), BackendError> {
-        if self.end.is_none() {
-            if let Some(r) = self.lines.take_rest() {
-                self.line(r)?;
-            }
-        }
-        if self.end.is_none() {
-            return Err(BackendError::Truncated);
-        }
-        Ok(())
-    }
-
-    fn line(&mut self, r: std::ops::Range<usize>) -> Result<bool, BackendError> {
-        let raw = self.lines.get(r);
+impl LineParser for NdjsonLines {
+    fn line(&mut self, raw: &[u8], st: &mut StreamState) -> Result<bool, BackendError> {
         if http::trim_ascii(raw).is_empty() {
             return Ok(false);
         }
@@ -383,14 +339,10 @@ impl OllamaStream {
         let piece = line
             .response
             .or_else(|| line.message.and_then(|m| m.content));
-        let piece = piece.as_deref().unwrap_or("");
-        if let Some(t) = self.timer.as_mut() {
-            t.chunk(!piece.is_empty());
-        }
-        self.text.push_str(piece);
+        st.piece(piece.as_deref().unwrap_or(""));
         if line.done {
-            self.end = Some(Instant::now());
-            self.server = ServerMetrics {
+            st.end = Some(Instant::now());
+            st.server = ServerMetrics {
                 load_ms: line.load_duration.map(http::ns_to_ms),
                 prompt_eval_ms: line.prompt_eval_duration.map(http::ns_to_ms),
                 eval_ms: line.eval_duration.map(http::ns_to_ms),
@@ -401,18 +353,6 @@ impl OllamaStream {
             return Ok(true);
         }
         Ok(false)
-    }
-
-    /// The generation, timed to the final object. `Truncated` if it never came.
-    pub fn finish(mut self) -> Result<Generation, BackendError> {
-        let (Some(end), Some(timer)) = (self.end, self.timer.take()) else {
-            return Err(BackendError::Truncated);
-        };
-        Ok(Generation {
-            text: std::mem::take(&mut self.text),
-            timing: timer.finish_at(end),
-            server: std::mem::take(&mut self.server),
-        })
     }
 }
 

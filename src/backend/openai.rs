@@ -2,11 +2,9 @@
 //! streamed as server-sent events (`data: {...}` lines, then `data: [DONE]`), with usage and,
 //! from llama.cpp, a `timings` object. Preflight uses `GET /v1/models`.
 
-use super::http::{self, Deadlines, LineBuf};
-use super::{
-    Backend, BackendError, BackendInfo, BoxFuture, ClientTimer, GenRequest, Generation,
-    ServerMetrics,
-};
+use super::http::{self, Deadlines};
+use super::stream::{LineParser, LineStream, StreamState};
+use super::{Backend, BackendError, BackendInfo, BoxFuture, ClientTimer, GenRequest, Generation};
 use crate::spec::{BackendConfig, Timeouts};
 use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -315,73 +313,25 @@ struct Timings {
 /// Incremental parser of a chat-completions SSE body, timing each token chunk.
 ///
 /// Public so that benchmarks measure exactly the code the backend runs.
-#[derive(Debug)]
-pub struct SseStream {
-    lines: LineBuf,
-    timer: Option<ClientTimer>,
-    text: String,
-    server: ServerMetrics,
-    /// When `[DONE]` arrived.
-    end: Option<Instant>,
+pub type SseStream = LineStream<SseLines>;
+
+/// Server-sent events of chat completions: pieces in `choices[0].delta`, token counts in
+/// `usage`, llama.cpp's `timings`, and `data: [DONE]` at the end.
+#[derive(Debug, Default)]
+pub struct SseLines {
     /// When the last chunk at or after `finish_reason` arrived (for servers without `[DONE]`).
     finished: Option<Instant>,
 }
 
-impl SseStream {
-    pub fn new(timer: ClientTimer) -> Self {
-        Self {
-            lines: LineBuf::with_capacity(8 * 1024),
-            timer: Some(timer),
-            text: String::with_capacity(4 * 1024),
-            server: ServerMetrics::default(),
-            end: None,
-            finished: None,
-        }
-    }
-
-    pub fn has_first_token(&self) -> bool {
-        self.timer.as_ref().is_some_and(|t| t.has_first_token())
-    }
-
-    /// Parses every complete line in `bytes`; true once `data: [DONE]` has been seen.
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<bool, BackendError> {
-        if self.end.is_some() {
-            return Ok(true);
-        }
-        self.lines.push(bytes);
-        while let Some(r) = self.lines.next_line() {
-            if self.line(r)? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// The body ended. Without `[DONE]` it is complete only if a choice finished.
-    pub fn end_of_body(&mut self) -> Result<(), BackendError> {
-        if self.end.is_none() {
-            if let Some(r) = self.lines.take_rest() {
-                self.line(r)?;
-            }
-        }
-        if self.end.is_none() {
-            self.end = self.finished;
-        }
-        if self.end.is_none() {
-            return Err(BackendError::Truncated);
-        }
-        Ok(())
-    }
-
-    fn line(&mut self, r: std::ops::Range<usize>) -> Result<bool, BackendError> {
-        let raw = self.lines.get(r);
+impl LineParser for SseLines {
+    fn line(&mut self, raw: &[u8], st: &mut StreamState) -> Result<bool, BackendError> {
         // Only `data:` lines matter; blank separators, comments, `event:`/`id:` are skipped.
         let Some(data) = raw.strip_prefix(b"data:") else {
             return Ok(false);
         };
         let data = data.strip_prefix(b" ").unwrap_or(data);
         if data == b"[DONE]" {
-            self.end = Some(Instant::now());
+            st.end = Some(Instant::now());
             return Ok(true);
         }
         let chunk: Chunk<'_> =
@@ -395,27 +345,24 @@ impl SseStream {
         }
         if let Some(c) = chunk.choices.0 {
             let piece = c.delta.and_then(|d| d.content);
-            let piece = piece.as_deref().unwrap_or("");
-            if let Some(t) = self.timer.as_mut() {
-                t.chunk(!piece.is_empty());
-            }
-            self.text.push_str(piece);
+            st.piece(piece.as_deref().unwrap_or(""));
             if c.finish_reason.is_some() {
                 self.finished = Some(Instant::now());
             }
         }
+        let server = &mut st.server;
         if let Some(u) = chunk.usage {
-            self.server.prompt_tokens = u.prompt_tokens.or(self.server.prompt_tokens);
-            self.server.output_tokens = u.completion_tokens.or(self.server.output_tokens);
+            server.prompt_tokens = u.prompt_tokens.or(server.prompt_tokens);
+            server.output_tokens = u.completion_tokens.or(server.output_tokens);
             if self.finished.is_some() {
                 self.finished = Some(Instant::now());
             }
         }
         if let Some(t) = chunk.timings {
-            self.server.prompt_eval_ms = t.prompt_ms;
-            self.server.eval_ms = t.predicted_ms;
-            self.server.prompt_tokens = self.server.prompt_tokens.or(t.prompt_n);
-            self.server.output_tokens = self.server.output_tokens.or(t.predicted_n);
+            server.prompt_eval_ms = t.prompt_ms;
+            server.eval_ms = t.predicted_ms;
+            server.prompt_tokens = server.prompt_tokens.or(t.prompt_n);
+            server.output_tokens = server.output_tokens.or(t.predicted_n);
             if self.finished.is_some() {
                 self.finished = Some(Instant::now());
             }
@@ -423,16 +370,9 @@ impl SseStream {
         Ok(false)
     }
 
-    /// The generation, timed to `[DONE]` (or the last chunk after `finish_reason`).
-    pub fn finish(mut self) -> Result<Generation, BackendError> {
-        let (Some(end), Some(timer)) = (self.end, self.timer.take()) else {
-            return Err(BackendError::Truncated);
-        };
-        Ok(Generation {
-            text: std::mem::take(&mut self.text),
-            timing: timer.finish_at(end),
-            server: std::mem::take(&mut self.server),
-        })
+    /// Without `[DONE]` the body is complete only if a choice finished.
+    fn end_without_marker(&mut self, st: &mut StreamState) {
+        st.end = self.finished;
     }
 }
 
