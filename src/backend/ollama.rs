@@ -47,21 +47,8 @@ impl OllamaBackend {
 
         let timer = ClientTimer::start();
         let mut deadlines = Deadlines::start(&self.timeouts)?;
-        let mut resp = http::send(rb, &base, &mut deadlines, &req.model, pull_hint).await?;
-        let mut stream = OllamaStream::new(timer);
-        while let Some(bytes) = http::next_chunk(&mut resp, &mut deadlines).await? {
-            let done = stream.feed(&bytes)?;
-            if stream.has_first_token() {
-                deadlines.first_token_seen();
-            }
-            if done {
-                // Drain the terminator so the connection goes back to the pool.
-                while let Ok(Ok(Some(_))) = deadlines.run(resp.chunk()).await {}
-                return stream.finish();
-            }
-        }
-        stream.end_of_body()?;
-        stream.finish()
+        let resp = http::send(rb, &base, &mut deadlines, &req.model, pull_hint).await?;
+        OllamaStream::new(timer).read(resp, &mut deadlines).await
     }
 
     async fn preflight_one(&self, base: &str, model: &str) -> Result<Preflight, BackendError> {

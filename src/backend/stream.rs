@@ -3,7 +3,7 @@
 //! [`Generation`] at the end. Ollama's NDJSON and the OpenAI-compatible SSE differ only in
 //! how a line is read ([`LineParser`]).
 
-use super::http::LineBuf;
+use super::http::{self, Deadlines, LineBuf};
 use super::{BackendError, ClientTimer, Generation, ServerMetrics};
 use std::time::Instant;
 
@@ -94,6 +94,28 @@ impl<P: LineParser> LineStream<P> {
             return Err(BackendError::Truncated);
         }
         Ok(())
+    }
+
+    /// Reads a streamed response to its end marker (or the end of the body) under the call's
+    /// deadlines, telling them when the first token arrived.
+    pub(crate) async fn read(
+        mut self,
+        mut resp: reqwest::Response,
+        deadlines: &mut Deadlines,
+    ) -> Result<Generation, BackendError> {
+        while let Some(bytes) = http::next_chunk(&mut resp, deadlines).await? {
+            let done = self.feed(&bytes)?;
+            if self.has_first_token() {
+                deadlines.first_token_seen();
+            }
+            if done {
+                // Drain the terminator so the connection goes back to the pool.
+                while let Ok(Ok(Some(_))) = deadlines.run(resp.chunk()).await {}
+                return self.finish();
+            }
+        }
+        self.end_of_body()?;
+        self.finish()
     }
 
     /// The generation, timed to the end marker. `Truncated` if it never came.
