@@ -2,16 +2,16 @@
 //! sweep, storage faults (unwritable results directory, file size limit = disk full, torn
 //! last line), API-key secrecy, and corpus walking limits. Real sockets, real files.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
-use sweep::plan::Plan;
 use sweep::record::Record;
-use sweep::spec::Spec;
 use sweep::store::{read_records, Manifest, RECORDS_JSONL};
-use sweep::testkit::{Fault, FaultPlan, MockConfig, MockServer, ServerDurations};
+use sweep::testkit::{Fault, FaultPlan, MockConfig, MockServer};
+
+mod common;
+use common::{assert_complete, only_run, quiet_server as server, root, run_id, sweep};
 
 /// Every `error_kind` a record can carry: the backend's kinds plus the executor's own.
 const KNOWN_KINDS: &[&str] = &[
@@ -35,25 +35,6 @@ const KNOWN_KINDS: &[&str] = &[
 
 /// Kinds the retry policy does not retry.
 const NOT_RETRIED: &[&str] = &["model_not_found", "http_4xx", "invalid_request"];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn server(tokens: usize, gap_ms: u64, faults: FaultPlan) -> MockServer {
-    MockServer::start(MockConfig {
-        tokens,
-        inter_token_delay: Duration::from_millis(gap_ms),
-        first_token_delay: Duration::from_millis(gap_ms),
-        durations: ServerDurations {
-            load_ns: 0,
-            ..Default::default()
-        },
-        faults,
-        ..Default::default()
-    })
-    .expect("mock server")
-}
 
 /// A one-arm single-agent experiment: `2 × reps` calls, no warm-up.
 struct SpecText<'a> {
@@ -122,51 +103,11 @@ name = "baseline"
     }
 }
 
-fn sweep() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sweep"));
-    c.stdin(Stdio::null());
-    c
-}
-
 fn text(out: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn only_run(dir: &Path) -> PathBuf {
-    let mut runs: Vec<PathBuf> = std::fs::read_dir(dir.join("results/hz"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    runs.pop().unwrap()
-}
-
-fn run_id(run: &Path) -> String {
-    run.file_name().unwrap().to_string_lossy().into_owned()
-}
-
-/// Every planned call, each exactly once.
-fn assert_complete(spec_path: &Path, records: &[Record]) {
-    let plan = Plan::build(&Spec::load(spec_path).unwrap(), None);
-    assert_eq!(records.len(), plan.total_calls());
-    let mut seen: BTreeMap<(String, u32, bool, String, String, String), usize> = BTreeMap::new();
-    for r in records {
-        let key = (
-            r.cell_id.clone(),
-            r.rep,
-            r.warmup,
-            r.phase.as_str().to_string(),
-            r.agent.clone(),
-            r.stage.as_str().to_string(),
-        );
-        *seen.entry(key).or_default() += 1;
-    }
-    let dups: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(dups.is_empty(), "duplicates: {dups:?}");
-    assert_eq!(seen.len(), plan.total_calls());
 }
 
 fn is_root() -> bool {
@@ -215,7 +156,7 @@ fn seeded_faults_over_500_calls_are_all_accounted_for() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 
-    let recs = read_records(&only_run(tmp.path()).join(RECORDS_JSONL))
+    let recs = read_records(&only_run(tmp.path(), "hz").join(RECORDS_JSONL))
         .unwrap()
         .records;
     assert_eq!(recs.len(), 500);
@@ -321,7 +262,7 @@ fn disk_full_stops_resumably_and_resume_stores_every_call_once() {
     let (_, err) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(!err.contains("panicked"), "{err}");
-    let run = only_run(tmp.path());
+    let run = only_run(tmp.path(), "hz");
     let id = run_id(&run);
     let log = run.join(RECORDS_JSONL);
     assert!(err.contains(&log.display().to_string()), "{err}");
@@ -361,7 +302,7 @@ fn torn_last_line_is_cut_on_resume_with_a_warning_and_never_duplicated() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
-    let run = only_run(tmp.path());
+    let run = only_run(tmp.path(), "hz");
     let log = run.join(RECORDS_JSONL);
     let stored = read_records(&log).unwrap().records;
     assert_eq!(stored.len(), 6);
@@ -458,7 +399,7 @@ fn api_key_reaches_the_server_and_nowhere_else() {
     assert!(reqs.iter().any(|q| q.path == "/v1/models"));
 
     // the echo reached the client and was recorded, with the key taken out
-    let run = only_run(tmp.path());
+    let run = only_run(tmp.path(), "hz");
     let recs = read_records(&run.join(RECORDS_JSONL)).unwrap().records;
     let echoed: Vec<&Record> = recs
         .iter()
@@ -528,7 +469,7 @@ fn corpus_symlink_out_of_root_and_oversize_file_are_skipped_with_warnings() {
         err.contains("huge.md") && err.contains("max_file_bytes"),
         "{err}"
     );
-    let run = only_run(tmp.path());
+    let run = only_run(tmp.path(), "hz");
     assert_eq!(Manifest::read(&run).unwrap().corpus_files, Some(3));
     let recs = read_records(&run.join(RECORDS_JSONL)).unwrap().records;
     assert_complete(&spec, &recs);
@@ -606,7 +547,7 @@ fn runner_memory_peak_rss_by_sweep_size() {
             .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
             .and_then(|v| v.trim().parse().ok())
             .expect("no peak RSS in /usr/bin/time output");
-        let recs = read_records(&only_run(tmp.path()).join(RECORDS_JSONL))
+        let recs = read_records(&only_run(tmp.path(), "hz").join(RECORDS_JSONL))
             .unwrap()
             .records;
         assert_eq!(recs.len(), (calls / 2 * 2) as usize);

@@ -1,34 +1,15 @@
 //! `sweep run` end to end against a local Ollama protocol peer: the real binary, real
 //! sockets, real files. Crash safety is tested by kill -9 at seeded random moments.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use sweep::plan::Plan;
 use sweep::record::Record;
-use sweep::spec::Spec;
 use sweep::store::{read_records, Manifest};
-use sweep::testkit::{Fault, FaultPlan, MockConfig, MockServer, ServerDurations};
+use sweep::testkit::{Fault, FaultPlan};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn quiet_server(tokens: usize, gap_ms: u64, faults: FaultPlan) -> MockServer {
-    MockServer::start(MockConfig {
-        tokens,
-        inter_token_delay: Duration::from_millis(gap_ms),
-        first_token_delay: Duration::from_millis(gap_ms),
-        durations: ServerDurations {
-            load_ns: 0,
-            ..Default::default()
-        },
-        faults,
-        ..Default::default()
-    })
-    .expect("mock server")
-}
+mod common;
+use common::{assert_complete, only_run, quiet_server, root, sweep};
 
 /// An experiment: baseline + a 2-point grid + a pair arm, against `url`.
 fn write_spec(dir: &Path, url: &str, reps: u32, extra_backend: &str) -> PathBuf {
@@ -74,51 +55,6 @@ b = {{ num_ctx = 512 }}
     path
 }
 
-fn sweep() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sweep"));
-    c.stdin(Stdio::null());
-    c
-}
-
-fn only_run(dir: &Path) -> PathBuf {
-    let exp = dir.join("results/rt");
-    // hidden `.creating-*` staging directories are a crash's leftovers, not runs
-    let mut runs: Vec<PathBuf> = std::fs::read_dir(&exp)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
-        .collect();
-    assert_eq!(runs.len(), 1, "{runs:?}");
-    runs.pop().unwrap()
-}
-
-type CallKey = (String, u32, bool, String, String, String);
-
-fn call_key(r: &Record) -> CallKey {
-    (
-        r.cell_id.clone(),
-        r.rep,
-        r.warmup,
-        r.phase.as_str().to_string(),
-        r.agent.clone(),
-        r.stage.as_str().to_string(),
-    )
-}
-
-/// Every planned call, each exactly once.
-fn assert_complete(spec_path: &Path, records: &[Record]) {
-    let spec = Spec::load(spec_path).unwrap();
-    let plan = Plan::build(&spec, None);
-    assert_eq!(records.len(), plan.total_calls());
-    let mut seen: BTreeMap<CallKey, usize> = BTreeMap::new();
-    for r in records {
-        *seen.entry(call_key(r)).or_default() += 1;
-    }
-    let dups: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(dups.is_empty(), "duplicates: {dups:?}");
-    assert_eq!(seen.len(), plan.total_calls());
-}
-
 #[test]
 fn full_run_stores_every_call_reports_and_manifest() {
     let server = quiet_server(6, 2, FaultPlan::None);
@@ -132,7 +68,7 @@ fn full_run_stores_every_call_reports_and_manifest() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("no failures"), "{err}");
-    let run = only_run(tmp.path());
+    let run = only_run(tmp.path(), "rt");
     let m = Manifest::read(&run).unwrap();
     assert!(m.finished_at.is_some());
     assert_eq!(m.backend.version.as_deref(), Some("0.6.5"));
@@ -304,7 +240,7 @@ fn failing_calls_never_stop_the_sweep_and_are_recorded() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("http_5xx"), "{err}");
-    let recs = read_records(&only_run(tmp.path()).join("records.jsonl"))
+    let recs = read_records(&only_run(tmp.path(), "rt").join("records.jsonl"))
         .unwrap()
         .records;
     assert_complete(&spec, &recs);
@@ -396,7 +332,7 @@ fn kill_9_at_random_moments_then_resume_stores_every_call_exactly_once() {
         kills >= 3,
         "the schedule should interrupt the run several times ({kills})"
     );
-    let run = only_run(tmp.path());
+    let run = only_run(tmp.path(), "rt");
     let recs = read_records(&run.join("records.jsonl")).unwrap();
     assert!(recs.torn_tail.is_none());
     assert_complete(&spec, &recs.records);
@@ -428,7 +364,7 @@ fn sigint_stops_cleanly_and_prints_how_to_resume() {
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
-    let run = only_run(&elsewhere);
+    let run = only_run(&elsewhere, "rt");
     let id = run.file_name().unwrap().to_string_lossy().into_owned();
     let resume = format!("--resume {id} --results-dir {}", results.display());
     assert!(err.contains(&resume), "{err}");

@@ -1,0 +1,77 @@
+//! Helpers shared by the end-to-end tests that drive the real `sweep` binary against the
+//! Ollama protocol peer (`tests/runner.rs`, `tests/hardening.rs`).
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use sweep::plan::Plan;
+use sweep::record::Record;
+use sweep::spec::Spec;
+use sweep::testkit::{FaultPlan, MockConfig, MockServer, ServerDurations};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// An Ollama peer answering `tokens` tokens `gap_ms` apart, with no model-load time (so no
+/// call is taken as cold), and the given faults.
+pub fn quiet_server(tokens: usize, gap_ms: u64, faults: FaultPlan) -> MockServer {
+    MockServer::start(MockConfig {
+        tokens,
+        inter_token_delay: Duration::from_millis(gap_ms),
+        first_token_delay: Duration::from_millis(gap_ms),
+        durations: ServerDurations {
+            load_ns: 0,
+            ..Default::default()
+        },
+        faults,
+        ..Default::default()
+    })
+    .expect("mock server")
+}
+
+/// The binary under test, with no stdin.
+pub fn sweep() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sweep"));
+    c.stdin(Stdio::null());
+    c
+}
+
+/// The one run of `experiment` under `dir/results` (hidden `.creating-*` staging directories
+/// are a crash's leftovers, not runs).
+pub fn only_run(dir: &Path, experiment: &str) -> PathBuf {
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(dir.join("results").join(experiment))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs.pop().unwrap()
+}
+
+pub fn run_id(run: &Path) -> String {
+    run.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// Every planned call, each exactly once.
+pub fn assert_complete(spec_path: &Path, records: &[Record]) {
+    let plan = Plan::build(&Spec::load(spec_path).unwrap(), None);
+    assert_eq!(records.len(), plan.total_calls());
+    let mut seen: BTreeMap<(String, u32, bool, String, String, String), usize> = BTreeMap::new();
+    for r in records {
+        let key = (
+            r.cell_id.clone(),
+            r.rep,
+            r.warmup,
+            r.phase.as_str().to_string(),
+            r.agent.clone(),
+            r.stage.as_str().to_string(),
+        );
+        *seen.entry(key).or_default() += 1;
+    }
+    let dups: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dups.is_empty(), "duplicates: {dups:?}");
+    assert_eq!(seen.len(), plan.total_calls());
+}
