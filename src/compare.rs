@@ -727,30 +727,45 @@ pub fn compare_history(
     })
 }
 
+impl Row {
+    /// A row with the medians and the change filled in and no test yet (inconclusive).
+    /// `baseline` is (n, median) of the baseline side.
+    fn untested(
+        cell: &str,
+        metric: Metric,
+        s: &Settings,
+        baseline: (usize, Option<f64>),
+        current: &[f64],
+    ) -> Row {
+        let (n_baseline, baseline_median) = baseline;
+        let current_median = median(current);
+        Row {
+            cell: cell.to_string(),
+            metric,
+            threshold: s.thresholds.get(metric.name()).copied(),
+            n_baseline,
+            n_current: current.len(),
+            baseline_median,
+            current_median,
+            change: baseline_median
+                .zip(current_median)
+                .map(|(b, c)| c / b - 1.0),
+            ci_lower: None,
+            ci_upper: None,
+            p: None,
+            p_holm: None,
+            p_mwu: None,
+            verdict: Verdict::Inconclusive,
+            note: None,
+        }
+    }
+}
+
 fn history_row(cell: &str, metric: Metric, meds: &[f64], xc: &[f64], s: &Settings) -> Row {
     let logs: Vec<f64> = meds.iter().map(|v| v.ln()).collect();
     let k = logs.len();
     let m = logs.iter().sum::<f64>() / k.max(1) as f64;
-    let mut row = Row {
-        cell: cell.to_string(),
-        metric,
-        threshold: s.thresholds.get(metric.name()).copied(),
-        n_baseline: k,
-        n_current: xc.len(),
-        baseline_median: (k > 0).then(|| m.exp()),
-        current_median: median(xc),
-        change: None,
-        ci_lower: None,
-        ci_upper: None,
-        p: None,
-        p_holm: None,
-        p_mwu: None,
-        verdict: Verdict::Inconclusive,
-        note: None,
-    };
-    if let (Some(b), Some(c)) = (row.baseline_median, row.current_median) {
-        row.change = Some(c / b - 1.0);
-    }
+    let mut row = Row::untested(cell, metric, s, (k, (k > 0).then(|| m.exp())), xc);
     if k < MIN_HISTORY || xc.len() < MIN_REPS {
         row.note = Some(format!(
             "need ≥ {MIN_HISTORY} earlier runs and ≥ {MIN_REPS} current reps, have {k} / {}",
@@ -780,26 +795,7 @@ fn history_row(cell: &str, metric: Metric, meds: &[f64], xc: &[f64], s: &Setting
 
 /// Test statistics of one (cell, metric); the verdict is set after Holm.
 fn test_row(cell: &str, metric: Metric, xb: &[f64], xc: &[f64], s: &Settings) -> Row {
-    let mut row = Row {
-        cell: cell.to_string(),
-        metric,
-        threshold: s.thresholds.get(metric.name()).copied(),
-        n_baseline: xb.len(),
-        n_current: xc.len(),
-        baseline_median: median(xb),
-        current_median: median(xc),
-        change: None,
-        ci_lower: None,
-        ci_upper: None,
-        p: None,
-        p_holm: None,
-        p_mwu: None,
-        verdict: Verdict::Inconclusive,
-        note: None,
-    };
-    if let (Some(mb), Some(mc)) = (row.baseline_median, row.current_median) {
-        row.change = Some(mc / mb - 1.0);
-    }
+    let mut row = Row::untested(cell, metric, s, (xb.len(), median(xb)), xc);
     if xb.len() < MIN_REPS || xc.len() < MIN_REPS {
         row.note = Some(format!(
             "need ≥ {MIN_REPS} reps per side, have {} / {}",
