@@ -11,7 +11,7 @@ use sweep::store::{read_records, Manifest, RECORDS_JSONL};
 use sweep::testkit::{Fault, FaultPlan, MockConfig, MockServer};
 
 mod common;
-use common::{assert_complete, only_run, quiet_server as server, root, run_id, sweep};
+use common::{assert_complete, only_run, quiet_server as server, root, run_id, run_sweep, sweep};
 
 /// Every `error_kind` a record can carry: the backend's kinds plus the executor's own.
 const KNOWN_KINDS: &[&str] = &[
@@ -147,11 +147,7 @@ fn seeded_faults_over_500_calls_are_all_accounted_for() {
         "timeout_s = 1\nfirst_token_timeout_s = 0.5\nretry = { attempts = 3, backoff_ms = 1 }";
     st.concurrency = 4;
     let spec = st.write(tmp.path());
-    let out = sweep()
-        .args(["run", "--progress", "plain"])
-        .arg(&spec)
-        .output()
-        .unwrap();
+    let out = run_sweep(&["run", "--progress", "plain"], &spec);
     let (_, err) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -276,11 +272,7 @@ fn disk_full_stops_resumably_and_resume_stores_every_call_once() {
     assert!(std::fs::metadata(&log).unwrap().len() <= 48 * 512);
     assert!(Manifest::read(&run).unwrap().finished_at.is_none());
 
-    let out = sweep()
-        .args(["run", "-q", "--resume", &id])
-        .arg(&spec)
-        .output()
-        .unwrap();
+    let out = run_sweep(&["run", "-q", "--resume", &id], &spec);
     let (_, err) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     let after = read_records(&log).unwrap();
@@ -296,11 +288,7 @@ fn torn_last_line_is_cut_on_resume_with_a_warning_and_never_duplicated() {
     let tmp = tempfile::tempdir().unwrap();
     let url = srv.url();
     let spec = SpecText::new(&url, 6).write(tmp.path());
-    let out = sweep()
-        .args(["run", "-q", "--max-phases", "3"])
-        .arg(&spec)
-        .output()
-        .unwrap();
+    let out = run_sweep(&["run", "-q", "--max-phases", "3"], &spec);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
     let run = only_run(tmp.path(), "hz");
     let log = run.join(RECORDS_JSONL);
@@ -321,11 +309,7 @@ fn torn_last_line_is_cut_on_resume_with_a_warning_and_never_duplicated() {
         Some((7, good_len as u64))
     );
 
-    let out = sweep()
-        .args(["run", "-q", "--resume", &run_id(&run)])
-        .arg(&spec)
-        .output()
-        .unwrap();
+    let out = run_sweep(&["run", "-q", "--resume", &run_id(&run)], &spec);
     let (_, err) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("warning") && err.contains("torn"), "{err}");
@@ -454,11 +438,7 @@ fn corpus_symlink_out_of_root_and_oversize_file_are_skipped_with_warnings() {
     st.corpus = corpus.clone();
     st.corpus_extra = "max_file_bytes = 1000";
     let spec = st.write(tmp.path());
-    let out = sweep()
-        .args(["run", "--progress", "plain"])
-        .arg(&spec)
-        .output()
-        .unwrap();
+    let out = run_sweep(&["run", "--progress", "plain"], &spec);
     let (_, err) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(

@@ -9,7 +9,7 @@ use sweep::store::{read_records, Manifest};
 use sweep::testkit::{Fault, FaultPlan};
 
 mod common;
-use common::{assert_complete, only_run, quiet_server, root, sweep};
+use common::{assert_complete, only_run, quiet_server, root, run_sweep, sweep};
 
 /// An experiment: baseline + a 2-point grid + a pair arm, against `url`.
 fn write_spec(dir: &Path, url: &str, reps: u32, extra_backend: &str) -> PathBuf {
@@ -60,11 +60,7 @@ fn full_run_stores_every_call_reports_and_manifest() {
     let server = quiet_server(6, 2, FaultPlan::None);
     let tmp = tempfile::tempdir().unwrap();
     let spec = write_spec(tmp.path(), &server.url(), 2, "");
-    let out = sweep()
-        .args(["run", "--progress", "plain"])
-        .arg(&spec)
-        .output()
-        .unwrap();
+    let out = run_sweep(&["run", "--progress", "plain"], &spec);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("no failures"), "{err}");
@@ -226,17 +222,9 @@ fn failing_calls_never_stop_the_sweep_and_are_recorded() {
     }));
     let server = quiet_server(4, 1, plan);
     let tmp = tempfile::tempdir().unwrap();
-    let spec = write_spec(
-        tmp.path(),
-        &server.url(),
-        1,
-        "retry = { attempts = 1, backoff_ms = 0 }",
-    );
-    let out = sweep()
-        .args(["run", "--progress", "plain"])
-        .arg(&spec)
-        .output()
-        .unwrap();
+    let no_retry = "retry = { attempts = 1, backoff_ms = 0 }";
+    let spec = write_spec(tmp.path(), &server.url(), 1, no_retry);
+    let out = run_sweep(&["run", "--progress", "plain"], &spec);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("http_5xx"), "{err}");
@@ -257,17 +245,8 @@ fn failing_calls_never_stop_the_sweep_and_are_recorded() {
 
     // --fail-fast stops at the first failure with exit 1, resumable
     let tmp2 = tempfile::tempdir().unwrap();
-    let spec2 = write_spec(
-        tmp2.path(),
-        &server.url(),
-        1,
-        "retry = { attempts = 1, backoff_ms = 0 }",
-    );
-    let out = sweep()
-        .args(["run", "-q", "--fail-fast"])
-        .arg(&spec2)
-        .output()
-        .unwrap();
+    let spec2 = write_spec(tmp2.path(), &server.url(), 1, no_retry);
+    let out = run_sweep(&["run", "-q", "--fail-fast"], &spec2);
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -385,11 +364,7 @@ fn shards_run_separately_and_merge_into_the_whole() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = write_spec(tmp.path(), &server.url(), 1, "");
     for s in ["0/2", "1/2"] {
-        let out = sweep()
-            .args(["run", "-q", "--shard", s])
-            .arg(&spec)
-            .output()
-            .unwrap();
+        let out = run_sweep(&["run", "-q", "--shard", s], &spec);
         assert_eq!(
             out.status.code(),
             Some(0),

@@ -235,6 +235,18 @@ pub struct PhaseRun {
     pub started_at: Instant,
 }
 
+impl PhaseRun {
+    /// The phase that began at `started_at` and ended now, with the two agents' runs.
+    fn ended_now(started_at: Instant, a: AgentRun, b: AgentRun) -> Self {
+        PhaseRun {
+            a,
+            b,
+            wall_ms: ms_between(started_at, Instant::now()),
+            started_at,
+        }
+    }
+}
+
 /// A pair measured both ways.
 #[derive(Debug, Clone)]
 pub struct PairRun {
@@ -248,7 +260,7 @@ pub struct PairRun {
 
 /// Starts A and B together (`tokio::join!`); each uses its own options and endpoint.
 /// Both futures are polled by the calling task, so a backend must not block the thread
-/// while generating (an in-process engine runs its decode loop on `spawn_blocking`).
+/// while generating (the embedded engine decodes on its own thread).
 pub async fn run_pair(
     backend: &dyn Backend,
     a: &AgentContext<'_>,
@@ -256,12 +268,7 @@ pub async fn run_pair(
 ) -> PhaseRun {
     let started_at = Instant::now();
     let (ra, rb) = tokio::join!(run_agent(backend, a), run_agent(backend, b));
-    PhaseRun {
-        a: ra,
-        b: rb,
-        wall_ms: ms_between(started_at, Instant::now()),
-        started_at,
-    }
+    PhaseRun::ended_now(started_at, ra, rb)
 }
 
 /// A then B, back to back: the measured sequential baseline.
@@ -273,12 +280,7 @@ pub async fn run_sequential(
     let started_at = Instant::now();
     let ra = run_agent(backend, a).await;
     let rb = run_agent(backend, b).await;
-    PhaseRun {
-        a: ra,
-        b: rb,
-        wall_ms: ms_between(started_at, Instant::now()),
-        started_at,
-    }
+    PhaseRun::ended_now(started_at, ra, rb)
 }
 
 /// The concurrent phase, then the sequential one, with speedup and efficiency. Nonces get

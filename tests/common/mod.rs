@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 use sweep::plan::Plan;
 use sweep::record::Record;
@@ -37,6 +37,11 @@ pub fn sweep() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sweep"));
     c.stdin(Stdio::null());
     c
+}
+
+/// `sweep ARGS… SPEC`, run to completion.
+pub fn run_sweep(args: &[&str], spec: &Path) -> Output {
+    sweep().args(args).arg(spec).output().unwrap()
 }
 
 /// The one run of `experiment` under `dir/results` (hidden `.creating-*` staging directories
