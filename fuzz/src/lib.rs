@@ -18,3 +18,30 @@ pub mod record;
 pub mod spec;
 #[path = "../../src/store.rs"]
 pub mod store;
+
+/// The body of both stream targets: the first byte picks the network chunk size (a chunk may
+/// split a line or a UTF-8 sequence anywhere), the rest is the body; every outcome must be a
+/// typed error or a generation, never a panic.
+pub fn fuzz_line_stream<P: backend::LineParser>(data: &[u8]) {
+    let Some((&step, body)) = data.split_first() else {
+        return;
+    };
+    let step = usize::from(step).max(1);
+    let mut s = backend::LineStream::<P>::new(backend::ClientTimer::start());
+    for piece in body.chunks(step) {
+        match s.feed(piece) {
+            Ok(true) => {
+                let _ = s.finish();
+                return;
+            }
+            Ok(false) => {}
+            Err(_) => return,
+        }
+    }
+    if s.end_of_body().is_ok() {
+        let g = s
+            .finish()
+            .expect("end_of_body succeeded, so finish must too");
+        assert!(g.timing.e2e_ms >= 0.0);
+    }
+}
