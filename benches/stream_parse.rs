@@ -6,7 +6,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use sweep::backend::{self, ClientTimer, GenRequest, OllamaStream, SseStream};
 use sweep::spec::{BackendConfig, BackendKind, ModelOptions, OllamaApi, RetryPolicy, Timeouts};
-use sweep::testkit::{MockConfig, MockServer};
+use sweep_testkit::{MockConfig, MockServer};
 
 const TOKENS: usize = 256;
 

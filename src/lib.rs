@@ -18,4 +18,3 @@ pub mod runner;
 pub mod spec;
 pub mod stats;
 pub mod store;
-pub mod testkit;

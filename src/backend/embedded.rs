@@ -563,6 +563,7 @@ impl<'m> Session<'m> {
             total_ms: Some(ms_since(began)),
             prompt_tokens: Some(tokens.len() as u64),
             output_tokens: Some(output_tokens),
+            tokens_source: Some("usage".to_string()),
         };
         Ok(Generation {
             text,

@@ -45,6 +45,10 @@ pub struct ServerMetrics {
     pub total_ms: Option<f64>,
     pub prompt_tokens: Option<u64>,
     pub output_tokens: Option<u64>,
+    /// Where the counts came from (`usage`, `tokenize`, `chunks`); `None` = the server's own
+    /// counts when there are any.
+    #[serde(default)]
+    pub tokens_source: Option<String>,
 }
 
 /// A finished call: the text, the client's clock, the server's figures.
@@ -63,6 +67,32 @@ pub struct BackendInfo {
     /// Model digest (Ollama) or file sha256 (embedded) for provenance.
     pub model_digest: Option<String>,
     pub endpoints: Vec<String>,
+}
+
+/// A model the server says it has loaded (Ollama `GET /api/ps`): what the runner checks
+/// before a phase to see an eviction coming, and records after a reload (the offload that
+/// `num_gpu` really produced).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadedModel {
+    pub name: String,
+    /// Bytes the loaded model takes in all.
+    pub size: Option<u64>,
+    /// Of which in GPU memory.
+    pub size_vram: Option<u64>,
+    /// The context length the server loaded it with (newer Ollama versions report it).
+    pub context_length: Option<u64>,
+    /// When the server will unload it (keep_alive).
+    pub expires_at: Option<String>,
+}
+
+impl LoadedModel {
+    /// Share of the model in GPU memory (`size_vram / size`).
+    pub fn offload_fraction(&self) -> Option<f64> {
+        match (self.size, self.size_vram) {
+            (Some(s), Some(v)) if s > 0 => Some(v as f64 / s as f64),
+            _ => None,
+        }
+    }
 }
 
 /// Which timeout fired.
@@ -153,6 +183,12 @@ pub trait Backend: Send + Sync {
 
     /// Checks the backend is reachable and the model exists; returns provenance.
     fn preflight<'a>(&'a self, model: &'a str) -> BoxFuture<'a, Result<BackendInfo, BackendError>>;
+
+    /// The models the server has loaded, when it can say (Ollama `GET /api/ps`); `None` for
+    /// servers that cannot (or when asking failed: never an error, it only informs).
+    fn loaded<'a>(&'a self, _endpoint: Option<&'a str>) -> BoxFuture<'a, Option<Vec<LoadedModel>>> {
+        Box::pin(async { None })
+    }
 }
 
 /// Builds the backend the experiment file asks for.

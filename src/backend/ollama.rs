@@ -336,6 +336,7 @@ impl LineParser for NdjsonLines {
                 total_ms: line.total_duration.map(http::ns_to_ms),
                 prompt_tokens: line.prompt_eval_count,
                 output_tokens: line.eval_count,
+                tokens_source: line.eval_count.map(|_| "usage".to_string()),
             };
             return Ok(true);
         }

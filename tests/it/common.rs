@@ -9,7 +9,7 @@ use std::time::Duration;
 use sweep::plan::Plan;
 use sweep::record::Record;
 use sweep::spec::Spec;
-use sweep::testkit::{FaultPlan, MockConfig, MockServer, ServerDurations};
+use sweep_testkit::{FaultPlan, MockConfig, MockServer, ServerDurations};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

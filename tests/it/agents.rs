@@ -296,6 +296,7 @@ impl StubLlm {
                 total_ms: Some(55.0),
                 prompt_tokens: Some(300),
                 output_tokens: Some(20),
+                ..Default::default()
             },
         }
     }

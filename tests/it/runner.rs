@@ -6,10 +6,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use sweep::record::Record;
 use sweep::store::{read_records, Manifest};
-use sweep::testkit::{Fault, FaultPlan};
+use sweep_testkit::{Fault, FaultPlan};
 
-mod common;
-use common::{assert_complete, only_run, quiet_server, root, run_sweep, sweep};
+use crate::common::{assert_complete, only_run, quiet_server, root, run_sweep, sweep};
 
 /// An experiment: baseline + a 2-point grid + a pair arm, against `url`.
 fn write_spec(dir: &Path, url: &str, reps: u32, extra_backend: &str) -> PathBuf {
@@ -252,7 +251,7 @@ fn failing_calls_never_stop_the_sweep_and_are_recorded() {
 
 #[test]
 fn unreachable_backend_is_a_clear_setup_error() {
-    let url = sweep::testkit::refused_url().unwrap();
+    let url = sweep_testkit::refused_url().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let spec = write_spec(tmp.path(), &url, 1, "");
     let out = sweep().args(["run", "-q"]).arg(&spec).output().unwrap();

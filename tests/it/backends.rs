@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 use sweep::backend::{self, Backend, BackendError, GenRequest, OllamaBackend, OpenAiBackend};
 use sweep::spec::{BackendConfig, BackendKind, ModelOptions, OllamaApi, RetryPolicy, Timeouts};
-use sweep::testkit::{refused_url, Fault, FaultPlan, MockConfig, MockServer};
+use sweep_testkit::{refused_url, Fault, FaultPlan, MockConfig, MockServer};
 
 fn cfg(kind: BackendKind, url: &str) -> BackendConfig {
     BackendConfig {

@@ -8,10 +8,11 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use sweep::record::Record;
 use sweep::store::{read_records, Manifest, RECORDS_JSONL};
-use sweep::testkit::{Fault, FaultPlan, MockConfig, MockServer};
+use sweep_testkit::{Fault, FaultPlan, MockConfig, MockServer};
 
-mod common;
-use common::{assert_complete, only_run, quiet_server as server, root, run_id, run_sweep, sweep};
+use crate::common::{
+    assert_complete, only_run, quiet_server as server, root, run_id, run_sweep, sweep,
+};
 
 /// Every `error_kind` a record can carry: the backend's kinds plus the executor's own.
 const KNOWN_KINDS: &[&str] = &[

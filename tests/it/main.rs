@@ -1,0 +1,13 @@
+//! sweep's integration tests: one binary (one link of polars and llama.cpp instead of nine),
+//! one module per area, in the way ripgrep's `tests/tests.rs` does it.
+
+mod agents;
+mod analysis;
+mod backends;
+mod common;
+mod compare;
+mod embedded;
+mod hardening;
+mod real_server;
+mod runner;
+mod spec_and_plan;
