@@ -58,7 +58,8 @@ impl HostInfo {
     }
 }
 
-fn hostname() -> String {
+/// This machine's host name (empty when it cannot be read).
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .or_else(|_| std::env::var("HOSTNAME"))

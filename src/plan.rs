@@ -2,8 +2,11 @@
 //!
 //! Cell ids are derived from the arm and the options alone, so they are stable across runs
 //! and machines (that is what `sweep compare` matches on). Ordering is seeded and
-//! reproducible; reload groups keep model reloads (num_ctx/num_gpu/model changes) rare.
+//! reproducible. The default order is randomized blocks (see [`Order::Blocks`]); the
+//! reload-minimizing order stays available and `plan` warns that it confounds factor levels
+//! with time.
 
+use crate::record::Phase;
 use crate::spec::{AgentKind, ModelOptions, Order, Persona, Slot, Spec};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -66,6 +69,23 @@ pub struct Cell {
 }
 
 impl Cell {
+    /// The phases of a unit of this cell, in the order they run.
+    pub fn phases(&self) -> &'static [Phase] {
+        match self.agent {
+            AgentKind::Single => &[Phase::Single],
+            AgentKind::Pair => &[Phase::Concurrent, Phase::Sequential],
+        }
+    }
+
+    /// LLM calls in one phase of a unit of this cell.
+    pub fn calls_in_phase(&self, phase: Phase) -> usize {
+        match phase {
+            Phase::Single => CALLS_PER_AGENT_RUN,
+            Phase::Reload => self.members.len(),
+            _ => self.members.len() * CALLS_PER_AGENT_RUN,
+        }
+    }
+
     /// LLM calls in one unit of this cell. A pair runs concurrently, then back to back
     /// (the measured sequential time that makes speedup real).
     pub fn calls_per_unit(&self) -> usize {
@@ -113,6 +133,10 @@ pub struct Unit {
     pub warmup: bool,
     /// Position in the run order.
     pub order: usize,
+    /// The reload key changes before this unit (one endpoint, in run order): the runner
+    /// sends a reload probe first.
+    #[serde(default)]
+    pub reload: bool,
 }
 
 /// Cells sharing a reload key.
@@ -179,6 +203,21 @@ impl Plan {
         }
     }
 
+    /// [`Plan::build`], refusing a shard with no cells.
+    pub fn checked(spec: &Spec, shard: Option<Shard>) -> Result<Plan, String> {
+        let plan = Plan::build(spec, shard);
+        if plan.units.is_empty() {
+            return Err(match shard {
+                Some(s) => format!(
+                    "shard {}/{} has no cells (the experiment has fewer cells than shards)",
+                    s.index, s.count
+                ),
+                None => "the plan is empty".into(),
+            });
+        }
+        Ok(plan)
+    }
+
     pub fn total_calls(&self) -> usize {
         self.units
             .iter()
@@ -190,18 +229,24 @@ impl Plan {
         self.units.iter().filter(|u| !u.warmup).count()
     }
 
-    /// Number of times the run order moves to a different reload key (model reloads).
+    /// Number of times the run order moves to a different reload key (model reloads, each
+    /// followed by a reload probe).
     pub fn reloads(&self) -> usize {
-        let mut n = 0;
-        let mut last: Option<&str> = None;
-        for u in &self.units {
-            let k = self.cells[u.cell].reload_key.as_str();
-            if last != Some(k) {
-                n += 1;
-                last = Some(k);
-            }
-        }
-        n
+        self.units.iter().filter(|u| u.reload).count()
+    }
+
+    /// LLM calls of the reload probes (one per member of the cell after a reload).
+    pub fn probe_calls(&self) -> usize {
+        self.units
+            .iter()
+            .filter(|u| u.reload)
+            .map(|u| self.cells[u.cell].members.len())
+            .sum()
+    }
+
+    /// True when the order runs each reload group as one block of time.
+    pub fn confounds_time(order: Order) -> bool {
+        matches!(order, Order::Interleaved | Order::Sequential)
     }
 
     pub fn cell(&self, id: &str) -> Option<&Cell> {
@@ -294,6 +339,11 @@ fn shuffle<T>(v: &mut [T], rng: &mut ChaCha8Rng) {
 }
 
 fn order_units(spec: &Spec, cells: &[Cell], groups: &[ReloadGroup]) -> Vec<Unit> {
+    order_units_as(spec, spec.experiment.order, cells, groups)
+}
+
+/// The units in `order` (seeded by the experiment's seed), with their reload flags.
+fn order_units_as(spec: &Spec, order: Order, cells: &[Cell], groups: &[ReloadGroup]) -> Vec<Unit> {
     let e = &spec.experiment;
     let rounds: Vec<(bool, u32)> = (0..e.warmup)
         .map(|r| (true, r))
@@ -301,7 +351,18 @@ fn order_units(spec: &Spec, cells: &[Cell], groups: &[ReloadGroup]) -> Vec<Unit>
         .collect();
     let mut rng = ChaCha8Rng::seed_from_u64(e.seed);
     let mut out: Vec<(usize, u32, bool)> = Vec::new();
-    match e.order {
+    match order {
+        Order::Blocks => {
+            for &(w, r) in &rounds {
+                let mut gorder: Vec<usize> = (0..groups.len()).collect();
+                shuffle(&mut gorder, &mut rng);
+                for g in gorder {
+                    let mut idx = groups[g].cells.clone();
+                    shuffle(&mut idx, &mut rng);
+                    out.extend(idx.into_iter().map(|c| (c, r, w)));
+                }
+            }
+        }
         Order::Sequential => {
             for c in 0..cells.len() {
                 for &(w, r) in &rounds {
@@ -328,13 +389,165 @@ fn order_units(spec: &Spec, cells: &[Cell], groups: &[ReloadGroup]) -> Vec<Unit>
             }
         }
     }
+    let mut last: Option<&str> = None;
     out.into_iter()
         .enumerate()
-        .map(|(order, (cell, rep, warmup))| Unit {
-            cell,
-            rep,
-            warmup,
-            order,
+        .map(|(order, (cell, rep, warmup))| {
+            let key = cells[cell].reload_key.as_str();
+            let reload = last != Some(key);
+            last = Some(key);
+            Unit {
+                cell,
+                rep,
+                warmup,
+                order,
+                reload,
+            }
         })
         .collect()
+}
+
+impl Plan {
+    /// The reloads the same cells would take in another order (for `plan`'s comparison).
+    pub fn reloads_in(&self, spec: &Spec, order: Order) -> usize {
+        order_units_as(spec, order, &self.cells, &self.groups)
+            .iter()
+            .filter(|u| u.reload)
+            .count()
+    }
+}
+
+/// The human-readable plan: one row per cell, then totals.
+pub fn render(spec: &Spec, plan: &Plan) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let e = &spec.experiment;
+    let _ = writeln!(
+        s,
+        "experiment {}  (backend {}, model {}, order {:?}, seed {}, reference {})",
+        e.name,
+        spec.backend.kind.as_str(),
+        spec.backend.model,
+        e.order,
+        e.seed,
+        e.reference
+    );
+    if let Some(sh) = plan.shard {
+        let _ = writeln!(s, "shard {}/{}", sh.index, sh.count);
+    }
+    let _ = writeln!(s);
+    let id_w = plan
+        .cells
+        .iter()
+        .map(|c| c.id.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let arm_w = plan
+        .cells
+        .iter()
+        .map(|c| c.arm.len())
+        .max()
+        .unwrap_or(3)
+        .max(3);
+    let _ = writeln!(
+        s,
+        "{:>3}  {:<id_w$}  {:<arm_w$}  {:<6}  {:>5}  {:>5}  options",
+        "#", "cell", "arm", "agent", "group", "calls"
+    );
+    for (i, c) in plan.cells.iter().enumerate() {
+        let group = plan
+            .groups
+            .iter()
+            .position(|g| g.cells.contains(&i))
+            .map(|g| g + 1)
+            .unwrap_or(0);
+        let calls: usize = plan
+            .units
+            .iter()
+            .filter(|u| u.cell == i)
+            .map(|_| c.calls_per_unit())
+            .sum();
+        let agent = match c.agent {
+            AgentKind::Single => "single",
+            AgentKind::Pair => "pair",
+        };
+        let _ = writeln!(
+            s,
+            "{:>3}  {:<id_w$}  {:<arm_w$}  {:<6}  {:>5}  {:>5}  {}",
+            i + 1,
+            c.id,
+            c.arm,
+            agent,
+            group,
+            calls,
+            c.label()
+        );
+    }
+    let warm = plan.units.len() - plan.measured_units();
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "cells: {}  (arms: {})",
+        plan.cells.len(),
+        spec.arms.len()
+    );
+    let _ = writeln!(
+        s,
+        "units: {}  ({} measured = {} cells × {} repetitions, {} warm-up)",
+        plan.units.len(),
+        plan.measured_units(),
+        plan.cells.len(),
+        e.repetitions,
+        warm
+    );
+    let _ = writeln!(
+        s,
+        "LLM calls: {}  (2 per agent run; a pair unit runs concurrently and then back to back: 8 calls)",
+        plan.total_calls()
+    );
+    let _ = writeln!(
+        s,
+        "reload groups: {}  (model, num_ctx, num_gpu); reloads in run order: {} (each followed \
+         by a reload probe: {} one-token calls, stored as warm-up)",
+        plan.groups.len(),
+        plan.reloads(),
+        plan.probe_calls()
+    );
+    let blocks = plan.reloads_in(spec, Order::Blocks);
+    let grouped = plan.reloads_in(spec, Order::Interleaved);
+    let _ = writeln!(
+        s,
+        "order {:?}: reloads by order: blocks {blocks}, interleaved (fewest reloads) {grouped}",
+        e.order
+    );
+    for w in warnings(spec, plan) {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    s
+}
+
+/// What `validate` and `plan` warn about: an order that confounds factor levels with time,
+/// fewer reps than a regression verdict needs.
+pub fn warnings(spec: &Spec, plan: &Plan) -> Vec<String> {
+    let mut out = Vec::new();
+    let e = &spec.experiment;
+    if Plan::confounds_time(e.order) && plan.groups.len() > 1 {
+        out.push(format!(
+            "order = {:?} runs each reload group (num_ctx, num_gpu, model) as one block of time: \
+             any drift over the run (heat, other load, server state) reads as an effect of those \
+             factors; order = \"blocks\" (the default) randomizes the groups in every round",
+            e.order
+        ));
+    }
+    let need = crate::stats::engine::MIN_REPS as u32;
+    if spec.compare.declared && e.repetitions < need {
+        out.push(format!(
+            "repetitions = {} but a regression verdict needs ≥ {need} reps per side: every \
+             comparison of this experiment would be inconclusive (exit 3); `sweep power RUN` \
+             says how many reps detect the [compare] thresholds",
+            e.repetitions
+        ));
+    }
+    out
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use std::io::{IsTerminal, Write};
 
 /// How progress is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProgressMode {
     /// Bar when stderr is a terminal, plain lines otherwise.
     Auto,

@@ -19,6 +19,10 @@ pub enum Phase {
     Concurrent,
     /// The same pair run back to back (the measured sequential baseline for speedup).
     Sequential,
+    /// A one-token call the runner makes after it changes the reload key (model, num_ctx,
+    /// num_gpu): it takes the model load, so the calls that follow are warm. Stored as
+    /// warm-up; for these records `rep` is the run-order position of the unit they precede.
+    Reload,
 }
 
 impl Phase {
@@ -27,6 +31,7 @@ impl Phase {
             Phase::Single => "single",
             Phase::Concurrent => "concurrent",
             Phase::Sequential => "sequential",
+            Phase::Reload => "reload",
         }
     }
 }
@@ -108,8 +113,14 @@ pub struct Record {
     pub decode_tps: Option<f64>,
     /// output_tokens / (e2e − ttft) (client clock), tok/s.
     pub e2e_tps: Option<f64>,
-    /// Model (re)load suspected: load_ms > 1 ms, or first call after a reload-key change.
+    /// A model (re)load is in this call: excluded from statistics by rule (see
+    /// [`ColdReason`] for when, and `cold_reason` for why).
     pub cold: bool,
+    /// Why the call is cold: `reload` (the runner changed the reload key), `unexpected_reload`
+    /// (the server reloaded on its own: evicted by keep_alive, another client), `load_ms`
+    /// (the server reported a load above the experiment's threshold, cause unknown).
+    #[serde(default)]
+    pub cold_reason: Option<ColdReason>,
     /// True when the prompt carried a unique nonce / the server cache was switched off.
     pub cache_defeated: bool,
 
@@ -121,12 +132,59 @@ pub struct Record {
     pub agent_wall_ms: f64,
     pub ingest_ms: f64,
 
+    /// Where the token counts came from: `usage` (the server's counts), `tokenize` (the
+    /// server's tokenize endpoint on the prompt and output text), `chunks` (counted content
+    /// chunks: an approximation). `None` when there are no counts.
+    #[serde(default)]
+    pub tokens_source: Option<String>,
+    /// What the server said it had loaded right after a reload probe (Ollama `/api/ps`):
+    /// the offload `num_gpu` produced, the context length, keep_alive expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded: Option<crate::backend::LoadedModel>,
+
     // integrity
     /// How many records the call's phase group has, written on each of them by the store, so
     /// that resume can tell a complete phase from one cut short by a crash mid-write (0 in
     /// logs from before this field: taken as complete).
     #[serde(default)]
     pub phase_records: u32,
+    /// Which attempt of the phase this is: 0 for the first, k for the k-th
+    /// `sweep run --retry-failed` re-run. The latest attempt of a phase is the one that counts.
+    #[serde(default)]
+    pub retry: u32,
+    /// Set by the records reader (never stored in the log): a later attempt replaced this one.
+    #[serde(skip)]
+    pub superseded: bool,
+}
+
+/// Why a call counts as cold (a model load is in its timings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColdReason {
+    /// The first call after the runner changed the reload key (model, num_ctx, num_gpu).
+    Reload,
+    /// The server reloaded the model without the runner changing anything (keep_alive
+    /// eviction, another client): seen in the server's loaded-model list, or as a load above
+    /// the threshold right after the model was found unloaded.
+    UnexpectedReload,
+    /// The server reported `load_ms` above the experiment's cold threshold.
+    LoadMs,
+}
+
+impl ColdReason {
+    pub const ALL: [ColdReason; 3] = [
+        ColdReason::Reload,
+        ColdReason::UnexpectedReload,
+        ColdReason::LoadMs,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColdReason::Reload => "reload",
+            ColdReason::UnexpectedReload => "unexpected_reload",
+            ColdReason::LoadMs => "load_ms",
+        }
+    }
 }
 
 impl Record {
@@ -165,9 +223,16 @@ impl Record {
             }
             _ => None,
         };
-        if s.load_ms.is_some_and(|l| l > 1.0) {
-            self.cold = true;
-        }
+        self.tokens_source = s
+            .tokens_source
+            .clone()
+            .or_else(|| s.output_tokens.map(|_| "usage".to_string()));
+    }
+
+    /// Marks the call cold for `reason`, keeping the first reason given.
+    pub fn mark_cold(&mut self, reason: ColdReason) {
+        self.cold = true;
+        self.cold_reason.get_or_insert(reason);
     }
 
     /// Marks the record failed with a typed backend error.

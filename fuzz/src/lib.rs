@@ -10,13 +10,17 @@
 pub mod backend;
 #[path = "../../src/env.rs"]
 pub mod env;
+#[path = "../../src/metrics.rs"]
+pub mod metrics;
 #[path = "../../src/plan.rs"]
 pub mod plan;
 #[path = "../../src/record.rs"]
 pub mod record;
 #[path = "../../src/spec/mod.rs"]
 pub mod spec;
-#[path = "../../src/store.rs"]
+#[path = "../../src/stats/mod.rs"]
+pub mod stats;
+#[path = "../../src/store/mod.rs"]
 pub mod store;
 
 /// The body of both stream targets: the first byte picks the network chunk size (a chunk may

@@ -1,29 +1,30 @@
-//! Analysis of a stored run: polars aggregates the records (per cell, per repetition,
-//! per call); `stats` turns the per-rep values into summaries, intervals, comparisons
-//! against the reference arm, pair speedups and axis tests. The result is written as
-//! `analysis/summary.json` and a tidy CSV (one row per cell × metric × statistic).
+//! Analysis of a stored run: [`samples`] turns the records (read through the store) into
+//! per-rep values; the statistics engine ([`crate::stats::engine`]) turns them into
+//! summaries, intervals and comparisons against the reference arm; pair speedups and axis
+//! tests follow. The result is written as `analysis/summary.json` and a tidy CSV (one row
+//! per cell × metric × statistic).
 //!
-//! Rules: warm-up calls are always excluded; cold calls and failed calls are excluded and
-//! counted; the repetition is the unit of every test (request-level distributions are
-//! reported alongside, never tested).
+//! Rules: warm-up calls are always excluded; cold, failed and superseded calls are excluded
+//! and counted by reason; the repetition is the unit of every test (request-level
+//! distributions are reported alongside, never tested); a cell that ran but has no measured
+//! call left is an error that names it, never an empty table.
 
-mod aggregate;
-mod compare;
-mod load;
-mod metrics;
+mod pairs;
+mod reference;
+pub mod samples;
 mod tidy;
 
-pub use aggregate::{distributions, measured, Distributions, PERCENTILES};
-pub use compare::{Comparison, PairAnalysis, Verdict};
-pub use load::{
-    load, read_jsonl, records_to_frame, scan_parquet, write_frame, write_parquet, Loaded, Source,
-    RECORDS_JSONL, RECORDS_PARQUET,
-};
-pub use metrics::Metric;
+pub use crate::metrics::Metric;
+pub use crate::stats::engine::Decision;
+pub use crate::store::columnar::Source;
+pub use pairs::PairAnalysis;
+pub use reference::Comparison;
+pub use samples::{measured, Counts, GroupSample, Grouping, MetricSample, Samples, PERCENTILES};
 pub use tidy::{csv_field, tidy_csv, write_tidy_csv, TidyRow};
 
+use crate::stats::engine::{self, Params, Sample};
 use crate::stats::{self, Interval, StatsError, Summary, TukeyFences};
-use polars::prelude::*;
+use crate::store::{self, Manifest, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,28 +33,35 @@ use thiserror::Error;
 /// Why a run could not be analysed.
 #[derive(Debug, Error)]
 pub enum AnalysisError {
-    #[error("no records.parquet or records.jsonl in {0}")]
-    NoRecords(PathBuf),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("{0}: the run has no records")]
     Empty(PathBuf),
-    #[error("{path}:{line}: not a record: {message}")]
-    BadRecord {
-        path: PathBuf,
-        line: usize,
-        message: String,
+    /// Cells ran but every one of their calls was excluded: nothing to measure there.
+    #[error("nothing measured in {} of {total} cells: {}", cells.len(), describe_empty(cells))]
+    NothingMeasured {
+        /// (cell, why its calls were excluded).
+        cells: Vec<(String, String)>,
+        total: usize,
     },
+    #[error("{} is {what}; analyse it anyway with --allow-partial", dir.display())]
+    Partial { dir: PathBuf, what: String },
     #[error("{0}: {1}")]
     Io(PathBuf, #[source] std::io::Error),
-    #[error("path is not valid UTF-8: {0}")]
-    Path(PathBuf),
-    #[error("{0}: manifest is not JSON: {1}")]
-    Manifest(PathBuf, String),
     #[error("reference arm `{0}` has no records in this run")]
     UnknownReference(String),
     #[error("polars: {0}")]
-    Polars(#[from] PolarsError),
+    Polars(#[from] polars::prelude::PolarsError),
     #[error("writing JSON: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+fn describe_empty(cells: &[(String, String)]) -> String {
+    cells
+        .iter()
+        .map(|(c, why)| format!("{c} ({why})"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Knobs of the analysis (the CLI fills them; defaults are the paper's settings).
@@ -68,6 +76,9 @@ pub struct AnalysisOptions {
     pub bootstrap_resamples: usize,
     pub seed: u64,
     pub metrics: Vec<Metric>,
+    /// Analyse a partial merge or an unfinished run instead of refusing it.
+    #[serde(default)]
+    pub allow_partial: bool,
 }
 
 impl Default for AnalysisOptions {
@@ -76,9 +87,21 @@ impl Default for AnalysisOptions {
             reference: None,
             alpha: 0.05,
             level: 0.95,
-            bootstrap_resamples: 2000,
+            bootstrap_resamples: engine::DEFAULT_RESAMPLES,
             seed: 42,
             metrics: Metric::ALL.to_vec(),
+            allow_partial: false,
+        }
+    }
+}
+
+impl AnalysisOptions {
+    /// The statistics engine's parameters for this analysis.
+    pub fn params(&self) -> Params {
+        Params {
+            level: self.level,
+            resamples: self.bootstrap_resamples,
+            ..Params::analysis(self.seed)
         }
     }
 }
@@ -118,17 +141,6 @@ impl<T> From<Result<T, StatsError>> for Avail<T> {
     }
 }
 
-/// How many calls a cell had and how many each rule excluded.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Counts {
-    pub calls: u32,
-    pub warmup: u32,
-    pub cold: u32,
-    pub failed: u32,
-    pub measured: u32,
-    pub reps: u32,
-}
-
 /// Distribution of a metric over a set of per-rep values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RepStats {
@@ -153,13 +165,24 @@ impl RepStats {
     }
 }
 
-/// One metric of one cell: across-rep statistics and the request-level distribution.
+/// One metric of one cell: its value with an interval, the across-rep statistics and the
+/// request-level distribution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellMetric {
     pub metric: Metric,
+    /// The metric's value: the median of the rep values, or the pooled quantile.
+    pub estimate: Option<f64>,
+    /// Its interval: order-statistic for a median (with exact coverage), cluster bootstrap
+    /// for a pooled quantile.
+    pub estimate_ci: Avail<Interval>,
+    /// Reps that count for this metric (complete reps).
+    pub n_reps: usize,
+    /// Reps left out because one of their calls was excluded or lacked the metric.
+    pub incomplete_reps: u32,
     #[serde(flatten)]
     pub stats: RepStats,
-    /// Per-call distribution (n, mean, sd, median, p5…p99, min, max) computed by polars.
+    /// Per-call distribution over the calls of complete reps (n, mean, sd, median, p5…p99,
+    /// min, max).
     pub request: BTreeMap<String, Option<f64>>,
 }
 
@@ -213,16 +236,25 @@ pub struct Analysis {
     pub run_id: String,
     pub source: Source,
     pub torn_lines: usize,
+    /// Records of a last phase cut short by a crash (left out).
+    #[serde(default)]
+    pub incomplete_records: usize,
     pub reference_arm: String,
     /// How the reference arm and cells were chosen, for the table footer.
     pub reference_rule: String,
     pub options: AnalysisOptions,
+    /// The statistics engine's parameters (interval level and sidedness, resamples).
+    pub params: Params,
     pub cells: Vec<CellAnalysis>,
     pub comparisons: Vec<Comparison>,
     pub pairs: Vec<PairAnalysis>,
     pub axis_tests: Vec<AxisTest>,
-    /// `manifest.json` when present (environment footer).
-    pub manifest: Option<serde_json::Value>,
+    /// `manifest.json` (environment footer, reference arm, backend).
+    pub manifest: Option<Manifest>,
+    /// Warnings a reader of the tables must see (the parquet not used, impossible pair
+    /// results, a busy machine).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 impl Analysis {
@@ -240,74 +272,120 @@ impl Analysis {
     pub fn tidy(&self) -> Vec<TidyRow> {
         tidy::rows(self)
     }
-}
 
-/// Reads `manifest.json` if present.
-pub fn read_manifest(run_dir: &Path) -> Result<Option<serde_json::Value>, AnalysisError> {
-    let p = run_dir.join("manifest.json");
-    if !p.is_file() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(&p).map_err(|e| AnalysisError::Io(p.clone(), e))?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| AnalysisError::Manifest(p, e.to_string()))
-}
-
-/// The manifest's reference arm, wherever the lead's layout puts it.
-fn manifest_reference(m: &serde_json::Value) -> Option<String> {
-    for ptr in [
-        "/spec/experiment/reference",
-        "/experiment/reference",
-        "/reference",
-    ] {
-        if let Some(s) = m.pointer(ptr).and_then(|v| v.as_str()) {
-            return Some(s.to_string());
+    /// `Err(NothingMeasured)` naming every cell that ran but has no measured call.
+    pub fn check_measured(&self) -> Result<(), AnalysisError> {
+        let cells = nothing_measured(self);
+        if cells.is_empty() {
+            Ok(())
+        } else {
+            Err(AnalysisError::NothingMeasured {
+                cells,
+                total: self.cells.len(),
+            })
         }
     }
-    // The store keeps the experiment file's text under `spec`; parsing it applies the
-    // file's own default (its first arm) when `reference` is not written.
-    let text = m.pointer("/spec").and_then(|v| v.as_str())?;
-    crate::spec::Spec::parse(Path::new("manifest.json#spec"), text)
-        .ok()
-        .map(|s| s.experiment.reference)
+
+    /// Calls excluded over the whole run, by rule.
+    pub fn total_counts(&self) -> Counts {
+        let mut t = Counts::default();
+        for c in &self.cells {
+            t.calls += c.counts.calls;
+            t.warmup += c.counts.warmup;
+            t.cold += c.counts.cold;
+            for (k, v) in &c.counts.cold_by_reason {
+                *t.cold_by_reason.entry(k.clone()).or_default() += v;
+            }
+            t.failed += c.counts.failed;
+            t.superseded += c.counts.superseded;
+            t.measured += c.counts.measured;
+            t.reps += c.counts.reps;
+        }
+        t
+    }
+}
+
+/// The manifest's reference arm (the experiment file's `reference`, or its first arm).
+fn manifest_reference(m: &Manifest) -> Option<String> {
+    m.spec().map(|s| s.experiment.reference)
+}
+
+/// Refuses a partial merge or an unfinished run unless `allow_partial`.
+fn check_complete(dir: &Path, m: &Manifest, allow_partial: bool) -> Result<(), AnalysisError> {
+    if allow_partial {
+        return Ok(());
+    }
+    if m.partial {
+        return Err(AnalysisError::Partial {
+            dir: dir.to_path_buf(),
+            what: "a partial merge (some planned cells are missing)".into(),
+        });
+    }
+    if !m.is_finished() {
+        return Err(AnalysisError::Partial {
+            dir: dir.to_path_buf(),
+            what: "unfinished (interrupted or still running: resume it with `sweep run FILE \
+                   --resume <run-id>`)"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// Analyses the run in `run_dir` and writes `analysis/summary.json` and
-/// `analysis/tidy.csv` there.
+/// `analysis/tidy.csv` there. A cell with no measured call is not an error here (the files
+/// say why, by reason); callers that must not pass silently call
+/// [`Analysis::check_measured`].
 pub fn analyze(run_dir: &Path, opts: &AnalysisOptions) -> Result<Analysis, AnalysisError> {
-    let loaded = load(run_dir)?;
-    let manifest = read_manifest(run_dir)?;
-    let analysis = analyze_frame(
+    let manifest = Manifest::read(run_dir)?;
+    check_complete(run_dir, &manifest, opts.allow_partial)?;
+    let loaded = store::columnar::load(run_dir, &manifest)?;
+    let mut analysis = analyze_frame(
         loaded.frame,
         loaded.source,
         loaded.torn_lines,
-        manifest,
+        Some(manifest),
         opts,
     )
     .map_err(|e| match e {
         AnalysisError::Empty(_) => AnalysisError::Empty(run_dir.to_path_buf()),
         e => e,
     })?;
+    analysis.incomplete_records = loaded.incomplete_records;
+    analysis.notes.splice(0..0, loaded.notes);
     let dir = run_dir.join("analysis");
-    std::fs::create_dir_all(&dir).map_err(|e| AnalysisError::Io(dir.clone(), e))?;
     let summary = dir.join("summary.json");
     let text = serde_json::to_string_pretty(&analysis)?;
-    std::fs::write(&summary, text).map_err(|e| AnalysisError::Io(summary, e))?;
-    let csv = dir.join("tidy.csv");
-    write_tidy_csv(&csv, &analysis.tidy())?;
+    store::atomic::write_atomic(&summary, text.as_bytes())?;
+    write_tidy_csv(&dir.join("tidy.csv"), &analysis.tidy())?;
     Ok(analysis)
+}
+
+/// Cells that ran but have no measured call, with why.
+pub fn nothing_measured(a: &Analysis) -> Vec<(String, String)> {
+    a.cells
+        .iter()
+        .filter(|c| c.counts.calls > c.counts.warmup && c.counts.measured == 0)
+        .map(|c| {
+            (
+                c.cell_id.clone(),
+                format!("excluded: {}", c.counts.exclusions()),
+            )
+        })
+        .collect()
 }
 
 /// The analysis of a records frame (no files written): what `analyze` and the benchmark
 /// call.
 pub fn analyze_frame(
-    lf: LazyFrame,
+    lf: polars::prelude::LazyFrame,
     source: Source,
     torn_lines: usize,
-    manifest: Option<serde_json::Value>,
+    manifest: Option<Manifest>,
     opts: &AnalysisOptions,
 ) -> Result<Analysis, AnalysisError> {
+    use polars::prelude::*;
+    let lf = samples::with_defaults(lf)?;
     // The run's identity from its first row (a `first()` over the whole frame decoded both
     // string columns in full).
     let ident = lf
@@ -318,81 +396,68 @@ pub fn analyze_frame(
     if ident.height() == 0 {
         return Err(AnalysisError::Empty(PathBuf::new()));
     }
-    let experiment = aggregate::str_col(&ident, "experiment")?.remove(0);
-    let run_id = aggregate::str_col(&ident, "run_id")?.remove(0);
+    let experiment = samples::str_col(&ident, "experiment")?.remove(0);
+    let run_id = samples::str_col(&ident, "run_id")?.remove(0);
 
-    let counts = aggregate::cell_counts(lf.clone())?;
-    let options = aggregate::cell_options(lf.clone())?;
-    let aggregate::Distributions {
-        per_rep: reps,
-        request,
-    } = aggregate::distributions(lf.clone(), &opts.metrics)?;
-
-    let mut cells = build_cells(&counts, &options, &reps, &request, opts)?;
+    let options = cell_options(lf.clone())?;
+    let s = samples::samples(lf.clone(), &opts.metrics, Grouping::Cells)?;
+    let params = opts.params();
+    let mut cells = build_cells(&s, options, &params);
 
     let (reference_arm, how) = match (
         &opts.reference,
         manifest.as_ref().and_then(manifest_reference),
     ) {
         (Some(r), _) => (r.clone(), "given"),
-        (None, Some(r)) => (r, "manifest experiment.reference"),
+        (None, Some(r)) => (r, "the experiment file's reference"),
         (None, None) => (
             cells.first().map(|c| c.arm.clone()).unwrap_or_default(),
             "none given: arm of the first cell in run order",
         ),
     };
-    compare::assign_references(&mut cells, &reference_arm)?;
+    reference::assign_references(&mut cells, &reference_arm)?;
     let reference_rule = format!(
         "reference arm `{reference_arm}` ({how}); each cell is compared with the reference cell \
          with the same factor values, else the reference arm's first cell in run order"
     );
-    let comparisons = compare::compare_all(&cells, opts);
-    let pairs = compare::pairs(lf, opts)?;
-    let axis_tests = compare::axis_tests(&cells, opts);
+    let comparisons = reference::compare_all(&cells, &s, opts, &params);
+    let pairs = pairs::pairs(lf, opts)?;
+    let axis_tests = reference::axis_tests(&cells, opts, &params);
+    let mut notes = Vec::new();
+    notes.extend(pairs::impossible(&pairs, manifest.as_ref()));
     Ok(Analysis {
         experiment,
         run_id,
         source,
         torn_lines,
+        incomplete_records: 0,
         reference_arm,
         reference_rule,
         options: opts.clone(),
+        params,
         cells,
         comparisons,
         pairs,
         axis_tests,
         manifest,
+        notes,
     })
 }
 
-fn build_cells(
-    counts: &DataFrame,
-    options: &DataFrame,
-    reps: &DataFrame,
-    request: &DataFrame,
-    opts: &AnalysisOptions,
-) -> Result<Vec<CellAnalysis>, AnalysisError> {
-    let ids = aggregate::str_col(counts, "cell_id")?;
-    let arms = aggregate::str_col(counts, "arm")?;
-    let num = |name: &str| -> Result<Vec<u32>, AnalysisError> {
-        Ok(aggregate::f64_col(counts, name)?
-            .into_iter()
-            .map(|v| v.unwrap_or(0.0) as u32)
-            .collect())
-    };
-    let (calls, warmup, cold, failed, measured) = (
-        num("calls")?,
-        num("warmup")?,
-        num("cold")?,
-        num("failed")?,
-        num("measured")?,
-    );
-
-    // Factors: single cells use the option names; pair members are prefixed `A.`/`B.`.
+/// (cell, agent) → that agent's options (JSON text): the factor values.
+fn cell_options(
+    lf: polars::prelude::LazyFrame,
+) -> Result<BTreeMap<String, BTreeMap<String, String>>, AnalysisError> {
+    use polars::prelude::*;
+    let df = samples::collect_streaming(
+        lf.group_by([col("cell_id"), col("agent")])
+            .agg([col("options").first().alias("options")])
+            .sort(["cell_id", "agent"], SortMultipleOptions::default()),
+    )?;
+    let o_cells = samples::str_col(&df, "cell_id")?;
+    let o_agents = samples::str_col(&df, "agent")?;
+    let o_json = samples::str_col(&df, "options")?;
     let mut factors: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let o_cells = aggregate::str_col(options, "cell_id")?;
-    let o_agents = aggregate::str_col(options, "agent")?;
-    let o_json = aggregate::str_col(options, "options")?;
     for ((cell, agent), json) in o_cells.iter().zip(&o_agents).zip(&o_json) {
         let map: BTreeMap<String, serde_json::Value> =
             serde_json::from_str(json).unwrap_or_default();
@@ -410,69 +475,61 @@ fn build_cells(
             entry.insert(key, v);
         }
     }
+    Ok(factors)
+}
 
-    // Per-rep values by cell.
-    let r_cells = aggregate::str_col(reps, "cell_id")?;
-    let mut rep_vals: BTreeMap<Metric, Vec<Option<f64>>> = BTreeMap::new();
-    for &m in &opts.metrics {
-        rep_vals.insert(m, aggregate::f64_col(reps, m.name())?);
-    }
-    let q_cells = aggregate::str_col(request, "cell_id")?;
-    let mut req_cols: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
-    for &m in &opts.metrics {
-        for stat in request_stats() {
-            let name = aggregate::req_col(m, stat);
-            req_cols.insert(name.clone(), aggregate::f64_col(request, &name)?);
-        }
-    }
+/// The cell's value of a metric with its one-sample interval.
+fn estimate(m: &MetricSample, params: &Params, level: f64) -> (Option<f64>, Avail<Interval>) {
+    let value = engine::point_estimate(m.metric, m.sample());
+    let ci = match m.sample() {
+        Sample::Reps(r) => stats::median_ci(r, level).into(),
+        Sample::Clusters(c) => engine::cluster_quantile_ci(m.metric, c, params).into(),
+    };
+    (value, ci)
+}
 
-    let mut out = Vec::with_capacity(ids.len());
-    for (i, id) in ids.iter().enumerate() {
-        let mut metrics = Vec::new();
-        for &m in &opts.metrics {
-            let vals: Vec<f64> = r_cells
+fn build_cells(
+    s: &Samples,
+    mut factors: BTreeMap<String, BTreeMap<String, String>>,
+    params: &Params,
+) -> Vec<CellAnalysis> {
+    s.groups
+        .iter()
+        .map(|g| {
+            let metrics = g
+                .metrics
                 .iter()
-                .zip(&rep_vals[&m])
-                .filter(|(c, _)| *c == id)
-                .filter_map(|(_, v)| v.filter(|x| x.is_finite()))
-                .collect();
-            let q_row = q_cells.iter().position(|c| c == id);
-            let request = request_stats()
-                .iter()
-                .map(|s| {
-                    let v = q_row.and_then(|r| req_cols[&aggregate::req_col(m, s)][r]);
-                    (s.to_string(), v)
+                .map(|m| {
+                    let (estimate, estimate_ci) = estimate(m, params, params.level);
+                    CellMetric {
+                        metric: m.metric,
+                        estimate,
+                        estimate_ci,
+                        n_reps: m.n(),
+                        incomplete_reps: m.incomplete_reps,
+                        stats: RepStats::new(m.reps.clone(), params.level),
+                        request: samples::REQUEST_STATS
+                            .iter()
+                            .zip(&m.request)
+                            .map(|(k, v)| (k.to_string(), *v))
+                            .collect(),
+                    }
                 })
                 .collect();
-            metrics.push(CellMetric {
-                metric: m,
-                stats: RepStats::new(vals, opts.level),
-                request,
-            });
-        }
-        out.push(CellAnalysis {
-            cell_id: id.clone(),
-            arm: arms[i].clone(),
-            factors: factors.remove(id).unwrap_or_default(),
-            reference_cell: String::new(),
-            is_reference: false,
-            counts: Counts {
-                calls: calls[i],
-                warmup: warmup[i],
-                cold: cold[i],
-                failed: failed[i],
-                measured: measured[i],
-                reps: r_cells.iter().filter(|c| *c == id).count() as u32,
-            },
-            metrics,
-        });
-    }
-    Ok(out)
+            CellAnalysis {
+                cell_id: g.cell_id.clone(),
+                arm: g.arm.clone(),
+                factors: factors.remove(&g.cell_id).unwrap_or_default(),
+                reference_cell: String::new(),
+                is_reference: false,
+                counts: g.counts.clone(),
+                metrics,
+            }
+        })
+        .collect()
 }
 
 /// Names of the request-level statistics.
 pub fn request_stats() -> &'static [&'static str] {
-    &[
-        "n", "mean", "sd", "median", "p5", "p25", "p75", "p95", "p99", "min", "max",
-    ]
+    &samples::REQUEST_STATS
 }

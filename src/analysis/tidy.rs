@@ -103,19 +103,40 @@ pub fn rows(a: &Analysis) -> Vec<TidyRow> {
             ("warmup", k.warmup),
             ("cold", k.cold),
             ("failed", k.failed),
+            ("superseded", k.superseded),
             ("measured", k.measured),
             ("reps", k.reps),
         ] {
             s.push("calls", stat, Some(v as f64), "");
         }
+        for (reason, v) in &k.cold_by_reason {
+            s.push("calls", &format!("cold_{reason}"), Some(f64::from(*v)), "");
+        }
         for m in &c.metrics {
             let name = m.metric.name();
-            s.rep_stats(name, &m.stats);
+            s.push(name, "estimate", m.estimate, "");
+            let (lo, why) = opt(&m.estimate_ci, |i| i.lower);
+            s.push(name, "estimate_ci_lo", lo, &why);
+            let (hi, why) = opt(&m.estimate_ci, |i| i.upper);
+            s.push(name, "estimate_ci_hi", hi, &why);
+            let (cov, why) = opt(&m.estimate_ci, |i| i.coverage);
+            s.push(name, "estimate_ci_coverage", cov, &why);
+            s.push(name, "complete_reps", Some(m.n_reps as f64), "");
+            s.push(
+                name,
+                "incomplete_reps",
+                Some(f64::from(m.incomplete_reps)),
+                "reps left out: a call excluded or without this metric",
+            );
+            if !m.metric.is_pooled() {
+                s.rep_stats(name, &m.stats);
+            }
             for (stat, v) in &m.request {
                 s.push(name, &format!("req_{stat}"), *v, "");
             }
             if let Some(cmp) = a.comparison(&c.cell_id, m.metric) {
-                let note = cmp.ratio.reason().unwrap_or("").to_string();
+                let r = &cmp.result;
+                let note = r.note.clone().unwrap_or_default();
                 match cmp.delta_pct() {
                     Some((d, lo, hi)) => {
                         s.push(name, "delta_pct", Some(d), "");
@@ -124,19 +145,20 @@ pub fn rows(a: &Analysis) -> Vec<TidyRow> {
                     }
                     None => s.push(name, "delta_pct", None, &note),
                 }
-                let (p, why) = opt(&cmp.mann_whitney, |t| t.p);
-                s.push(name, "p_mwu", p, &why);
-                let (p, why) = opt(&cmp.welch, |t| t.p);
-                s.push(name, "p_welch", p, &why);
+                let test = r.test.as_ref();
+                s.push(
+                    name,
+                    "p",
+                    test.map(|t| t.p),
+                    test.map(|t| t.name.as_str()).unwrap_or(&note),
+                );
+                s.push(name, "p_mwu", r.p_mann_whitney, "");
                 s.push(name, "p_holm", cmp.p_holm, "");
                 s.push(name, "p_bh", cmp.p_bh, "");
-                let (v, why) = opt(&cmp.cliffs_delta, |v| *v);
-                s.push(name, "cliffs_delta", v, &why);
-                let (v, why) = opt(&cmp.hodges_lehmann, |v| *v);
-                s.push(name, "hl_shift", v, &why);
-                let (v, why) = opt(&cmp.cohens_d, |v| *v);
-                s.push(name, "cohens_d", v, &why);
-                s.push(name, "verdict", None, cmp.verdict.symbol());
+                s.push(name, "cliffs_delta", r.cliffs_delta, "");
+                s.push(name, "hl_shift", r.hodges_lehmann, "");
+                s.push(name, "cohens_d", r.cohens_d, "");
+                s.push(name, "verdict", None, super::reference::symbol(cmp.verdict));
             } else if c.is_reference {
                 s.push(name, "verdict", None, "(ref)");
             }
@@ -182,7 +204,8 @@ pub fn tidy_csv(rows: &[TidyRow]) -> String {
     out
 }
 
-/// Writes the tidy rows as CSV.
+/// Writes the tidy rows as CSV (atomically).
 pub fn write_tidy_csv(path: &Path, rows: &[TidyRow]) -> Result<(), AnalysisError> {
-    std::fs::write(path, tidy_csv(rows)).map_err(|e| AnalysisError::Io(path.to_path_buf(), e))
+    crate::store::atomic::write_atomic(path, tidy_csv(rows).as_bytes())?;
+    Ok(())
 }

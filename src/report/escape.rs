@@ -26,6 +26,24 @@ pub fn latex(s: &str) -> String {
     out
 }
 
+/// XML attribute or text: the five entities; control characters other than tab, newline
+/// and carriage return are dropped (XML 1.0 cannot carry them).
+pub fn xml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' && c != '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,5 +55,6 @@ mod tests {
             latex(r"\ & % $ # _ { } ~ ^"),
             r"\textbackslash{} \& \% \$ \# \_ \{ \} \textasciitilde{} \textasciicircum{}"
         );
+        assert_eq!(xml("a<b&\"c\"\u{1}"), "a&lt;b&amp;&quot;c&quot;");
     }
 }

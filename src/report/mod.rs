@@ -3,8 +3,11 @@
 //! builds [`ReportOptions`] and calls [`render`].
 
 pub mod escape;
+pub mod export;
 pub mod plots;
 pub mod tables;
+
+pub use export::{Exporter, Format};
 
 use crate::analysis::{self, AnalysisError, AnalysisOptions, Metric};
 use polars::prelude::*;
@@ -30,29 +33,6 @@ pub enum ReportError {
     Json(#[from] serde_json::Error),
 }
 
-/// Table formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Markdown,
-    Latex,
-    Csv,
-    Json,
-}
-
-impl Format {
-    pub const ALL: [Format; 4] = [Format::Markdown, Format::Latex, Format::Csv, Format::Json];
-
-    pub fn ext(self) -> &'static str {
-        match self {
-            Format::Markdown => "md",
-            Format::Latex => "tex",
-            Format::Csv => "csv",
-            Format::Json => "json",
-        }
-    }
-}
-
 /// What to render.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportOptions {
@@ -68,24 +48,27 @@ pub struct ReportOptions {
     /// Reference arm override (else the manifest's).
     pub reference: Option<String>,
     pub plots: bool,
+    /// Report a partial merge or an unfinished run.
+    pub allow_partial: bool,
 }
 
 impl Default for ReportOptions {
     fn default() -> Self {
         Self {
-            formats: Format::ALL.to_vec(),
+            formats: Format::TABLES.to_vec(),
             group_by: Vec::new(),
             columns: None,
             metrics: vec![Metric::TtftMs, Metric::E2eMs, Metric::DecodeTps],
             alpha: 0.05,
             reference: None,
             plots: true,
+            allow_partial: false,
         }
     }
 }
 
 fn write(path: PathBuf, text: &str, out: &mut Vec<PathBuf>) -> Result<(), ReportError> {
-    std::fs::write(&path, text).map_err(|e| ReportError::Io(path.clone(), e))?;
+    crate::store::atomic::write_atomic(&path, text.as_bytes()).map_err(AnalysisError::from)?;
     out.push(path);
     Ok(())
 }
@@ -93,12 +76,31 @@ fn write(path: PathBuf, text: &str, out: &mut Vec<PathBuf>) -> Result<(), Report
 /// Analyses the run (refreshing `analysis/`) and writes tables and plots into it.
 /// Returns every file written.
 pub fn render(run_dir: &Path, opts: &ReportOptions) -> Result<Vec<PathBuf>, ReportError> {
+    render_run(run_dir, opts).map(|(paths, _)| paths)
+}
+
+/// [`render`], also returning the analysis the tables were made from.
+pub fn render_run(
+    run_dir: &Path,
+    opts: &ReportOptions,
+) -> Result<(Vec<PathBuf>, analysis::Analysis), ReportError> {
     let aopts = AnalysisOptions {
         reference: opts.reference.clone(),
         alpha: opts.alpha,
+        allow_partial: opts.allow_partial,
         ..AnalysisOptions::default()
     };
     let a = analysis::analyze(run_dir, &aopts)?;
+    let paths = render_analysis(run_dir, &a, opts)?;
+    Ok((paths, a))
+}
+
+/// Writes the tables and plots of an analysis already made.
+pub fn render_analysis(
+    run_dir: &Path,
+    a: &analysis::Analysis,
+    opts: &ReportOptions,
+) -> Result<Vec<PathBuf>, ReportError> {
     let known = tables::factor_names(&a);
     for g in opts.group_by.iter().chain(&opts.columns) {
         if g != "arm" && !known.contains(g) {
@@ -134,7 +136,7 @@ pub fn render(run_dir: &Path, opts: &ReportOptions) -> Result<Vec<PathBuf>, Repo
     if opts.formats.contains(&Format::Latex) {
         write(
             tdir.join("all.tex"),
-            &tables::latex_document(&all),
+            &export::latex::latex_document(&all),
             &mut out,
         )?;
     }
@@ -198,21 +200,9 @@ fn write_tables(
     out: &mut Vec<PathBuf>,
 ) -> Result<(), ReportError> {
     for &f in formats {
-        let text = match f {
-            Format::Markdown => ts
-                .iter()
-                .map(tables::to_markdown)
-                .collect::<Vec<_>>()
-                .join("\n"),
-            Format::Latex => ts
-                .iter()
-                .map(tables::to_latex)
-                .collect::<Vec<_>>()
-                .join("\n"),
-            Format::Csv => ts.iter().map(tables::to_csv).collect::<Vec<_>>().join("\n"),
-            Format::Json => serde_json::to_string_pretty(ts)?,
-        };
-        write(dir.join(format!("{stem}.{}", f.ext())), &text, out)?;
+        if let Some(text) = f.exporter().tables(ts) {
+            write(dir.join(format!("{stem}.{}", f.ext())), &text, out)?;
+        }
     }
     Ok(())
 }
@@ -224,9 +214,9 @@ struct Calls {
 }
 
 fn measured_calls(run_dir: &Path) -> Result<Calls, ReportError> {
-    let loaded = analysis::load(run_dir)?;
-    let df = loaded
-        .frame
+    let manifest = crate::store::Manifest::read(run_dir).map_err(AnalysisError::from)?;
+    let loaded = crate::store::columnar::load(run_dir, &manifest).map_err(AnalysisError::from)?;
+    let df = analysis::samples::with_defaults(loaded.frame)?
         .filter(analysis::measured())
         .select([
             col("arm"),

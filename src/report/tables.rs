@@ -3,8 +3,7 @@
 //! significant, `(ref)` on the reference), a geomean row and a footer. One `Table`
 //! renders to Markdown, LaTeX (booktabs), CSV and JSON.
 
-use super::escape;
-use crate::analysis::{csv_field, Analysis, CellAnalysis, Metric, TidyRow};
+use crate::analysis::{Analysis, CellAnalysis, Metric, TidyRow};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -140,17 +139,26 @@ fn group_cells<'a>(
     groups
 }
 
-/// `median [lo, hi]` of a cell's metric, or the reason there is no interval.
+/// `value [lo, hi]` of a cell's metric, or the reason there is no interval.
 fn median_with_ci(tidy: &Tidy, id: &str, name: &str) -> Option<(f64, String)> {
     let ci = match (
-        tidy.v(id, name, "median_ci_lo"),
-        tidy.v(id, name, "median_ci_hi"),
+        tidy.v(id, name, "estimate_ci_lo"),
+        tidy.v(id, name, "estimate_ci_hi"),
     ) {
         (Some(lo), Some(hi)) => format!("[{}, {}]", num(lo), num(hi)),
-        _ => format!("[{}]", short_reason(tidy.note(id, name, "median_ci_lo"))),
+        _ => format!("[{}]", short_reason(tidy.note(id, name, "estimate_ci_lo"))),
     };
-    tidy.v(id, name, "median")
+    tidy.v(id, name, "estimate")
         .map(|md| (md, format!("{} {ci}", num(md))))
+}
+
+/// What a metric's value column is called: `median` or `p95`.
+fn value_name(m: Metric) -> &'static str {
+    if m.is_pooled() {
+        "p95"
+    } else {
+        "median"
+    }
 }
 
 /// A table title with its `group_by` section: `TTFT (ms) — arm=chimera`.
@@ -187,7 +195,7 @@ pub fn metric_tables(a: &Analysis, metrics: &[Metric], group_by: &[String]) -> V
             let lvl = (a.options.level * 100.0).round();
             headers.extend([
                 "n".to_string(),
-                format!("median [{lvl}% CI]"),
+                format!("{} [{lvl}% CI]", value_name(m)),
                 "mean ± sd".to_string(),
                 format!("Δ% [{lvl}% CI]"),
                 "p (Holm)".to_string(),
@@ -207,7 +215,7 @@ pub fn metric_tables(a: &Analysis, metrics: &[Metric], group_by: &[String]) -> V
                         c.factors.get(f).cloned().unwrap_or_else(|| "–".into()),
                     ));
                 }
-                let n = tidy.v(id, name, "n").unwrap_or(0.0);
+                let n = tidy.v(id, name, "complete_reps").unwrap_or(0.0);
                 row.push(TableCell::plain(format!("{n:.0}")));
                 let median = median_with_ci(&tidy, id, name);
                 if let Some((md, _)) = median.as_ref().filter(|(v, _)| *v > 0.0) {
@@ -252,7 +260,7 @@ pub fn metric_tables(a: &Analysis, metrics: &[Metric], group_by: &[String]) -> V
                         text: tidy
                             .v(id, name, "p_holm")
                             .map(pval)
-                            .unwrap_or_else(|| short_reason(tidy.note(id, name, "p_mwu"))),
+                            .unwrap_or_else(|| short_reason(tidy.note(id, name, "p"))),
                         bold: significant,
                     });
                     row.push(TableCell {
@@ -476,37 +484,90 @@ pub fn pair_table(a: &Analysis) -> Option<Table> {
 }
 
 fn footer(a: &Analysis, m: Metric, cells: &[&CellAnalysis]) -> Vec<String> {
-    let o = &a.options;
-    let ns: Vec<u32> = cells.iter().map(|c| c.counts.reps).collect();
+    let ns: Vec<usize> = cells
+        .iter()
+        .filter_map(|c| c.metric(m).map(|x| x.n_reps))
+        .collect();
     let (lo, hi) = (
         ns.iter().min().copied().unwrap_or(0),
         ns.iter().max().copied().unwrap_or(0),
     );
     let sum = |f: fn(&CellAnalysis) -> u32| cells.iter().map(|c| f(c)).sum::<u32>();
+    let incomplete: u32 = cells
+        .iter()
+        .filter_map(|c| c.metric(m).map(|x| x.incomplete_reps))
+        .sum();
     let direction = match m.higher_is_better() {
         Some(true) => "higher is better",
         Some(false) => "lower is better",
-        None => "no better side (verdict always ~)",
+        None => "no better side",
     };
+    let test = a
+        .comparisons
+        .iter()
+        .find(|c| c.metric == m)
+        .and_then(|c| c.result.test.as_ref().map(|t| t.name.clone()))
+        .unwrap_or_else(|| {
+            if m.is_pooled() {
+                "cluster bootstrap".into()
+            } else {
+                "Welch t on ln(rep values)".into()
+            }
+        });
+    let coverage: Vec<f64> = cells
+        .iter()
+        .filter_map(|c| c.metric(m)?.estimate_ci.value().map(|i| i.coverage))
+        .collect();
+    let cov = match (
+        coverage.iter().copied().reduce(f64::min),
+        coverage.iter().copied().reduce(f64::max),
+    ) {
+        (Some(a), Some(b)) if (a - b).abs() < 1e-9 => format!("{:.1}%", a * 100.0),
+        (Some(a), Some(b)) => format!("{:.1}–{:.1}%", a * 100.0, b * 100.0),
+        _ => "n/a".into(),
+    };
+    let ci_method = if m.is_pooled() {
+        format!(
+            "value CI: cluster bootstrap percentile interval, reps resampled ({}, {} resamples)",
+            a.params.interval_label(),
+            a.params.resamples
+        )
+    } else {
+        format!(
+            "value CI: distribution-free order-statistic interval for the median, nominal {:.0}%, exact coverage {cov}",
+            a.params.level * 100.0
+        )
+    };
+    let total = a.total_counts();
     let mut f = vec![
         format!(
-            "Unit: the repetition (n = reps per cell, {lo}–{hi}); rep value = {}; {direction}.",
-            if matches!(m, Metric::DecodeTps | Metric::E2eTps) {
-                "Σ tokens / Σ seconds over the rep's calls"
-            } else {
-                "median of the rep's calls"
-            }
+            "Unit: the repetition (complete reps per cell {lo}–{hi}); {}; {direction}.",
+            m.estimand()
         ),
         format!(
-            "Test: two-sided Mann–Whitney U vs the reference cell, Holm-adjusted across cells \
-             (BH in the tidy CSV); α = {}; `~` = not significant. Δ% of medians with a \
-             percentile bootstrap CI ({} resamples, seed {}); median CI by order statistics.",
-            o.alpha, o.bootstrap_resamples, o.seed
+            "Test: {test} vs the reference cell, Holm-adjusted across cells (BH in the tidy CSV); \
+             α = {}; `~` = not significant. Δ% = ratio of the values − 1, {} percentile bootstrap \
+             interval ({} resamples, seed {}); {ci_method}.",
+            a.options.alpha,
+            a.params.interval_label(),
+            a.params.resamples,
+            a.options.seed
         ),
         format!(
-            "Excluded by rule and counted: {} warm-up, {} cold, {} failed calls.",
+            "Excluded by rule and counted: {} warm-up, {} cold ({}), {} failed calls; {incomplete} \
+             incomplete reps (a stage missing) left out of this metric.",
             sum(|c| c.counts.warmup),
             sum(|c| c.counts.cold),
+            if total.cold_by_reason.is_empty() {
+                "none".to_string()
+            } else {
+                total
+                    .cold_by_reason
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
             sum(|c| c.counts.failed)
         ),
         format!("Reference: {}.", a.reference_rule),
@@ -514,140 +575,53 @@ fn footer(a: &Analysis, m: Metric, cells: &[&CellAnalysis]) -> Vec<String> {
     if let Some(env) = environment(a) {
         f.push(format!("Environment: {env}."));
     }
+    for n in &a.notes {
+        f.push(format!("Warning: {n}."));
+    }
     f
 }
 
-/// A one-line environment summary from the manifest, if any.
+/// A one-line environment summary from the run's manifest: host, CPU, GPUs and driver,
+/// backend and its version, model digest, commit, sweep version.
 pub fn environment(a: &Analysis) -> Option<String> {
     let m = a.manifest.as_ref()?;
-    fn find<'v>(v: &'v serde_json::Value, key: &str) -> Option<&'v serde_json::Value> {
-        match v {
-            serde_json::Value::Object(o) => o
-                .get(key)
-                .filter(|x| !x.is_object() && !x.is_array() && !x.is_null())
-                .or_else(|| o.values().find_map(|x| find(x, key))),
-            _ => None,
-        }
+    let h = &m.host;
+    let mut parts = Vec::new();
+    if !h.hostname.is_empty() {
+        parts.push(format!("host {}", h.hostname));
     }
-    let parts: Vec<String> = [
-        "host",
-        "cpu",
-        "gpu",
-        "driver",
-        "backend_version",
-        "model",
-        "model_digest",
-        "git_commit",
-        "sweep_version",
-    ]
-    .iter()
-    .filter_map(|k| {
-        find(m, k).map(|v| match v {
-            serde_json::Value::String(s) => format!("{k}={s}"),
-            other => format!("{k}={other}"),
-        })
-    })
-    .collect();
-    (!parts.is_empty()).then(|| parts.join(", "))
-}
-
-/// GitHub-flavoured Markdown.
-pub fn to_markdown(t: &Table) -> String {
-    let mut s = format!("### {}\n\n", escape::markdown(&t.title));
-    let head: Vec<String> = t.headers.iter().map(|h| escape::markdown(h)).collect();
-    let _ = writeln!(s, "| {} |", head.join(" | "));
-    let _ = writeln!(s, "|{}", "---|".repeat(t.headers.len()));
-    for r in &t.rows {
-        let cells: Vec<String> = r
-            .iter()
-            .map(|c| {
-                let e = escape::markdown(&c.text);
-                if c.bold && !e.is_empty() {
-                    format!("**{e}**")
-                } else {
-                    e
-                }
-            })
-            .collect();
-        let _ = writeln!(s, "| {} |", cells.join(" | "));
+    if !h.cpu_model.is_empty() {
+        parts.push(format!("CPU {} ({} threads)", h.cpu_model, h.cpu_threads));
     }
-    s.push('\n');
-    for f in &t.footer {
-        let _ = writeln!(s, "> {}  ", escape::markdown(f));
-    }
-    s
-}
-
-/// A LaTeX cell: escaped text, `±` as `$\pm$`, `Δ` as `$\Delta$`, bold when significant.
-fn latex_cell(text: &str, bold: bool) -> String {
-    if text == "~" {
-        return "$\\sim$".into();
-    }
-    let e = escape::latex(text)
-        .replace('±', "$\\pm$")
-        .replace('Δ', "$\\Delta$")
-        .replace('≥', "$\\geq$")
-        .replace('–', "--")
-        .replace('—', "---")
-        .replace('α', "$\\alpha$")
-        .replace('Σ', "$\\Sigma$");
-    if bold && !e.is_empty() {
-        format!("\\textbf{{{e}}}")
+    if h.gpus.is_empty() {
+        parts.push("no GPU".into());
     } else {
-        e
+        let g: Vec<String> = h
+            .gpus
+            .iter()
+            .map(|g| format!("{} (driver {})", g.name, g.driver))
+            .collect();
+        parts.push(format!("GPU {}", g.join(", ")));
     }
-}
-
-/// A booktabs `table` environment (needs `\usepackage{booktabs}`).
-pub fn to_latex(t: &Table) -> String {
-    let mut s = String::from("\\begin{table}[htbp]\n\\centering\n\\footnotesize\n");
-    let _ = writeln!(s, "\\caption{{{}}}", latex_cell(&t.title, false));
-    let _ = writeln!(s, "\\begin{{tabular}}{{{}}}", "l".repeat(t.headers.len()));
-    s.push_str("\\toprule\n");
-    let head: Vec<String> = t.headers.iter().map(|h| latex_cell(h, false)).collect();
-    let _ = writeln!(s, "{} \\\\", head.join(" & "));
-    s.push_str("\\midrule\n");
-    for (i, r) in t.rows.iter().enumerate() {
-        if i + 1 == t.rows.len() && r.first().is_some_and(|c| c.text == "geomean") {
-            s.push_str("\\midrule\n");
-        }
-        let cells: Vec<String> = r.iter().map(|c| latex_cell(&c.text, c.bold)).collect();
-        let _ = writeln!(s, "{} \\\\", cells.join(" & "));
+    let b = &m.backend;
+    if !b.kind.is_empty() {
+        parts.push(format!(
+            "backend {}{}",
+            b.kind,
+            b.version
+                .as_ref()
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default()
+        ));
     }
-    s.push_str("\\bottomrule\n\\end{tabular}\n");
-    for f in &t.footer {
-        let _ = writeln!(
-            s,
-            "\\par\\smallskip\\parbox{{\\linewidth}}{{\\scriptsize {}}}",
-            latex_cell(f, false)
-        );
+    if let Some(d) = &b.model_digest {
+        parts.push(format!("model digest {}", d.get(..19).unwrap_or(d)));
     }
-    s.push_str("\\end{table}\n");
-    s
-}
-
-/// A standalone document with every table (compiles with pdflatex).
-pub fn latex_document(tables: &[Table]) -> String {
-    let mut s = String::from(
-        "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage[utf8]{inputenc}\n\
-         \\usepackage{booktabs}\n\\usepackage[margin=1.5cm,landscape]{geometry}\n\
-         \\begin{document}\n",
-    );
-    for t in tables {
-        s.push_str(&to_latex(t));
+    if let Some(c) = &m.git_commit {
+        parts.push(format!("commit {}", c.get(..12).unwrap_or(c)));
     }
-    s.push_str("\\end{document}\n");
-    s
-}
-
-/// CSV: header row, body rows, no footer (the footer is in the JSON and Markdown).
-pub fn to_csv(t: &Table) -> String {
-    let mut s = String::new();
-    let head: Vec<String> = t.headers.iter().map(|h| csv_field(h)).collect();
-    let _ = writeln!(s, "{}", head.join(","));
-    for r in &t.rows {
-        let cells: Vec<String> = r.iter().map(|c| csv_field(&c.text)).collect();
-        let _ = writeln!(s, "{}", cells.join(","));
+    if !m.sweep_version.is_empty() {
+        parts.push(format!("sweep {}", m.sweep_version));
     }
-    s
+    (!parts.is_empty()).then(|| parts.join(", "))
 }

@@ -1,13 +1,19 @@
 //! The agent executor: runs a phase's agents over a backend and turns every call (ok,
 //! failed, or skipped after a failed analysis) into exactly one record.
+//!
+//! Cold calls: when the runner changed the reload key before this phase, or the server says
+//! the model is no longer loaded (evicted by keep_alive, another client), the executor first
+//! sends a one-token reload probe per agent (stored as warm-up, phase `reload`, with the
+//! reason) so that the measured calls are warm. A measured call whose server-reported load
+//! time still exceeds `[analysis] cold_load_ms` is marked cold (`load_ms`).
 
 use super::{PhaseExecutor, PhaseJob, PhaseOutput};
 use crate::agent::{self, AgentContext, AgentRun, CallResult};
-use crate::backend::{Backend, BoxFuture};
+use crate::backend::{Backend, BoxFuture, GenRequest};
 use crate::corpus::Corpus;
 use crate::plan::Member;
-use crate::record::{Phase, Record, Stage};
-use crate::spec::{CorpusConfig, RetryPolicy};
+use crate::record::{ColdReason, Phase, Record, Stage};
+use crate::spec::{CorpusConfig, ModelOptions, RetryPolicy};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,6 +26,8 @@ pub struct AgentExecutor {
     pub retry: RetryPolicy,
     /// Recorded in every record (false only if a user turns nonces off).
     pub defeat_cache: bool,
+    /// `[analysis] cold_load_ms`: a measured call reporting a longer load is cold.
+    pub cold_load_ms: f64,
 }
 
 impl AgentExecutor {
@@ -81,13 +89,82 @@ impl AgentExecutor {
                 let p = agent::run_pair(backend, &ctxs[0], &ctxs[1]).await;
                 vec![p.a, p.b]
             }
-            Phase::Sequential => {
+            Phase::Sequential | Phase::Reload => {
+                // (Reload probes are sent by `probes`, never planned as a phase.)
                 let p = agent::run_sequential(backend, &ctxs[0], &ctxs[1]).await;
                 vec![p.a, p.b]
             }
         };
         let wall = started.elapsed().as_secs_f64() * 1000.0;
         Ok((runs, started, wall))
+    }
+
+    /// Why this phase needs a reload probe first: the runner changed the reload key, or the
+    /// server says a member's model is not loaded (or loaded with another context length).
+    async fn probe_reason(&self, job: &PhaseJob, members: &[Member]) -> Option<ColdReason> {
+        if job.cold_start {
+            return Some(ColdReason::Reload);
+        }
+        for m in members {
+            let Some(loaded) = self.backend.loaded(m.endpoint.as_deref()).await else {
+                continue;
+            };
+            let here = loaded.iter().find(|l| same_model(&l.name, &m.model));
+            let ctx_differs = match (here.and_then(|l| l.context_length), m.options.num_ctx) {
+                (Some(have), Some(want)) => have != u64::from(want),
+                _ => false,
+            };
+            if here.is_none() || ctx_differs {
+                return Some(ColdReason::UnexpectedReload);
+            }
+        }
+        None
+    }
+
+    /// One-token calls that take the model load (one per agent), stored as warm-up records
+    /// of phase `reload`, with what the server says it loaded.
+    async fn probes(&self, job: &PhaseJob, members: &[Member], reason: ColdReason) -> Vec<Record> {
+        let mut out = Vec::new();
+        for m in members {
+            let options = ModelOptions {
+                num_predict: Some(1),
+                ..m.options.clone()
+            };
+            let req = GenRequest {
+                model: m.model.clone(),
+                system: None,
+                prompt: format!(
+                    "{}/reload-{}-{}\nReply with one word: ready.",
+                    self.nonce(job, m),
+                    job.unit.order,
+                    chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+                ),
+                options,
+                endpoint: m.endpoint.clone(),
+            };
+            let wall = chrono::Utc::now();
+            let started = Instant::now();
+            let result = self.backend.generate(&req).await;
+            let mut r = self.base_record(job, m, Stage::Analysis);
+            r.phase = Phase::Reload;
+            r.warmup = true;
+            r.rep = job.unit.order as u32;
+            r.timestamp = wall.to_rfc3339();
+            r.attempts = 1;
+            r.cache_defeated = self.defeat_cache;
+            r.phase_wall_ms = started.elapsed().as_secs_f64() * 1000.0;
+            r.end_offset_ms = r.phase_wall_ms;
+            match &result {
+                Ok(g) => r.set_generation(g),
+                Err(e) => r.set_error(e),
+            }
+            r.mark_cold(reason);
+            if let Some(loaded) = self.backend.loaded(m.endpoint.as_deref()).await {
+                r.loaded = loaded.into_iter().find(|l| same_model(&l.name, &m.model));
+            }
+            out.push(r);
+        }
+        out
     }
 
     fn base_record(&self, job: &PhaseJob, m: &Member, stage: Stage) -> Record {
@@ -127,6 +204,9 @@ impl AgentExecutor {
     ) -> Record {
         let mut r = self.base_record(job, m, call.stage);
         let (s, e) = call.offsets_ms(epoch);
+        // The call's start on the wall clock (the record is written after the phase ends).
+        r.timestamp =
+            (job_wall(epoch) + chrono::Duration::microseconds((s * 1000.0) as i64)).to_rfc3339();
         r.start_offset_ms = s;
         r.end_offset_ms = e;
         r.phase_wall_ms = wall;
@@ -135,11 +215,34 @@ impl AgentExecutor {
         r.attempts = call.attempts;
         r.cache_defeated = call.cache_defeated;
         match &call.result {
-            Ok(g) => r.set_generation(g),
+            Ok(g) => {
+                r.set_generation(g);
+                if r.load_ms.is_some_and(|l| l > self.cold_load_ms) {
+                    r.mark_cold(ColdReason::LoadMs);
+                }
+            }
             Err(err) => r.set_error(err),
         }
         r
     }
+}
+
+/// The wall-clock time of a monotonic instant (now minus the time elapsed since it).
+fn job_wall(epoch: Instant) -> chrono::DateTime<chrono::Utc> {
+    let ago = chrono::Duration::from_std(epoch.elapsed()).unwrap_or_default();
+    chrono::Utc::now() - ago
+}
+
+/// `gemma3` names the same model as `gemma3:latest`.
+fn same_model(a: &str, b: &str) -> bool {
+    let norm = |s: &str| {
+        if s.contains(':') {
+            s.to_string()
+        } else {
+            format!("{s}:latest")
+        }
+    };
+    norm(a) == norm(b)
 }
 
 impl PhaseExecutor for AgentExecutor {
@@ -147,6 +250,16 @@ impl PhaseExecutor for AgentExecutor {
         Box::pin(async move {
             let mut out = PhaseOutput::default();
             let members = &job.cell.members;
+            let with_endpoints: Vec<Member> = members
+                .iter()
+                .map(|m| Member {
+                    endpoint: m.endpoint.clone().or_else(|| job.endpoint.clone()),
+                    ..m.clone()
+                })
+                .collect();
+            if let Some(reason) = self.probe_reason(job, &with_endpoints).await {
+                out.probes = self.probes(job, &with_endpoints, reason).await;
+            }
             let (runs, epoch, wall) = match self.run_members(job).await {
                 Ok(x) => x,
                 Err(msg) => {
@@ -162,12 +275,15 @@ impl PhaseExecutor for AgentExecutor {
                     return out;
                 }
             };
+            // A reload the probe did not take (it failed, or there was none) lands in the
+            // first measured call.
+            let probe_took_it = !out.probes.is_empty() && out.probes.iter().all(|r| r.ok);
             let mut first_call = true;
             for (m, run) in members.iter().zip(&runs) {
                 for call in &run.calls {
                     let mut r = self.call_record(job, m, run, call, epoch, wall);
-                    if first_call && job.cold_start {
-                        r.cold = true;
+                    if first_call && job.cold_start && !probe_took_it {
+                        r.mark_cold(ColdReason::Reload);
                     }
                     first_call = false;
                     out.records.push(r);

@@ -9,7 +9,7 @@ use crate::backend::BoxFuture;
 use crate::plan::{Cell, Plan, Shard, Unit};
 use crate::progress::{Event, Progress, ProgressMode};
 use crate::record::{Phase, PhaseKey, Record};
-use crate::spec::{AgentKind, Spec};
+use crate::spec::Spec;
 use crate::store::{self, Manifest, RunStore, StoreError};
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap};
@@ -21,6 +21,8 @@ use std::time::Instant;
 /// and the agents' report files.
 #[derive(Debug, Default)]
 pub struct PhaseOutput {
+    /// Reload probes sent before the phase (stored first, as their own warm-up group).
+    pub probes: Vec<Record>,
     pub records: Vec<Record>,
     /// (file stem, markdown)
     pub reports: Vec<(String, String)>,
@@ -82,6 +84,15 @@ impl Default for RunOptions {
     }
 }
 
+/// The signal that stopped a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM (what Slurm, Kubernetes and systemd send).
+    Terminate,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct RunSummary {
     pub run_id: String,
@@ -89,12 +100,26 @@ pub struct RunSummary {
     pub ok_calls: usize,
     pub failed_calls: usize,
     pub failures_by_kind: BTreeMap<String, usize>,
+    /// Calls that count for statistics (ok, not warm-up, not cold).
+    pub measured_calls: usize,
+    pub warmup_calls: usize,
+    /// Cold calls (and reload probes) by reason.
+    pub cold_by_reason: BTreeMap<String, usize>,
+    /// Cells that ran measured units but have no measured call (every call excluded).
+    pub empty_cells: Vec<String>,
     pub skipped_phases: usize,
     pub phases_run: usize,
-    pub interrupted: bool,
+    /// Set when a signal stopped the run (it stays resumable).
+    pub stopped_by: Option<StopSignal>,
     pub stopped_on_failure: bool,
     pub resumed: bool,
     pub complete: bool,
+}
+
+impl RunSummary {
+    pub fn interrupted(&self) -> bool {
+        self.stopped_by.is_some()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +134,9 @@ pub enum RunError {
     },
     #[error("{0}")]
     Setup(String),
+    /// The backend could not be reached or set up (preflight).
+    #[error("{0}")]
+    Backend(String),
     /// Storing failed mid-run (disk full, file size limit, I/O error): the phases stored
     /// before it are kept, the failed one is not, so the run can be resumed.
     #[error("{source}\nthe run stopped; every phase stored before this error is kept and the run is resumable; resume with: {resume}")]
@@ -117,15 +145,6 @@ pub enum RunError {
         source: StoreError,
         resume: String,
     },
-}
-
-/// The directory of a run.
-pub fn run_dir(spec: &Spec, opts: &RunOptions, run_id: &str) -> PathBuf {
-    opts.results_dir
-        .clone()
-        .unwrap_or_else(|| spec.run.results_dir.clone())
-        .join(&spec.experiment.name)
-        .join(run_id)
 }
 
 /// Opens (resume) or creates the store. Returns the store, run id and whether it resumed.
@@ -187,42 +206,13 @@ pub fn open_store(
                 current: spec.hash.clone(),
             });
         }
-        let (store, info) = RunStore::open(&dir)?;
-        if let Some(line) = info.torn_line {
-            eprintln!(
-                "warning: {}: line {line} was torn by a crash mid-write; cut off, its phase runs again",
-                dir.join(store::RECORDS_JSONL).display()
-            );
-        }
-        if info.incomplete_records > 0 {
-            eprintln!(
-                "warning: {}: the last phase had only {} of its records (a crash mid-write); \
-                 cut off, that phase runs again",
-                dir.join(store::RECORDS_JSONL).display(),
-                info.incomplete_records
-            );
-        }
+        let (store, _info) = RunStore::open(&dir)?;
         return Ok((store, id, true));
     }
     let id = opts.run_id.clone().unwrap_or_else(store::new_run_id);
     let dir = exp_dir.join(&id);
     let store = RunStore::create(&dir, &manifest(&id))?;
     Ok((store, id, false))
-}
-
-/// The phases of a unit, in the order they run.
-pub fn phases_of(cell: &Cell) -> &'static [Phase] {
-    match cell.agent {
-        AgentKind::Single => &[Phase::Single],
-        AgentKind::Pair => &[Phase::Concurrent, Phase::Sequential],
-    }
-}
-
-fn calls_in_phase(cell: &Cell, phase: Phase) -> usize {
-    match phase {
-        Phase::Single => crate::plan::CALLS_PER_AGENT_RUN,
-        _ => cell.members.len() * crate::plan::CALLS_PER_AGENT_RUN,
-    }
 }
 
 /// Executes every phase of the plan not yet stored.
@@ -249,10 +239,10 @@ pub async fn execute(
     let mut stored_calls = 0;
     for (i, unit) in plan.units.iter().enumerate() {
         let cell = &plan.cells[unit.cell];
-        for &phase in phases_of(cell) {
+        for &phase in cell.phases() {
             if store.is_phase_done(&cell.id, unit.rep, unit.warmup, phase) {
                 summary.skipped_phases += 1;
-                stored_calls += calls_in_phase(cell, phase);
+                stored_calls += cell.calls_in_phase(phase);
             } else {
                 pending.push((i, phase));
             }
@@ -310,22 +300,28 @@ pub async fn execute(
     let mut done_calls = stored_calls;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    let mut term = terminate_signal();
+    let mut measured_by_cell: BTreeMap<String, usize> = BTreeMap::new();
     loop {
         let next = tokio::select! {
             n = stream.next() => n,
             _ = &mut ctrl_c => {
-                summary.interrupted = true;
+                summary.stopped_by = Some(StopSignal::Interrupt);
+                None
+            }
+            _ = term.recv() => {
+                summary.stopped_by = Some(StopSignal::Terminate);
                 None
             }
         };
         let Some((job, out)) = next else { break };
-        let stored = out
-            .reports
-            .iter()
-            .try_for_each(|(stem, md)| {
-                store
-                    .write_report(&job.cell.id, job.unit.rep, job.unit.warmup, stem, md)
-                    .map(drop)
+        let stored = store_probes(store, &out.probes)
+            .and_then(|()| {
+                out.reports.iter().try_for_each(|(stem, md)| {
+                    store
+                        .write_report(&job.cell.id, job.unit.rep, job.unit.warmup, stem, md)
+                        .map(drop)
+                })
             })
             .and_then(|()| store.append(&out.records));
         if let Err(source) = stored {
@@ -340,6 +336,22 @@ pub async fn execute(
         summary.ok_calls += ok;
         summary.failed_calls += failed;
         done_calls += out.records.len();
+        for r in out.probes.iter().chain(&out.records) {
+            if let Some(c) = r.cold_reason.filter(|_| r.cold) {
+                *summary
+                    .cold_by_reason
+                    .entry(c.as_str().to_string())
+                    .or_default() += 1;
+            }
+            if r.warmup {
+                summary.warmup_calls += 1;
+            }
+        }
+        if !job.unit.warmup && job.phase != Phase::Sequential {
+            let measured = out.records.iter().filter(|r| r.ok && !r.cold).count();
+            summary.measured_calls += measured;
+            *measured_by_cell.entry(job.cell.id.clone()).or_default() += measured;
+        }
         for r in out.records.iter().filter(|r| !r.ok) {
             let kind = r.error_kind.clone().unwrap_or_else(|| "unknown".into());
             *summary.failures_by_kind.entry(kind.clone()).or_default() += 1;
@@ -368,11 +380,16 @@ pub async fn execute(
         }
     }
     drop(stream);
-    summary.complete = !summary.interrupted
+    summary.empty_cells = measured_by_cell
+        .into_iter()
+        .filter(|(_, n)| *n == 0)
+        .map(|(c, _)| c)
+        .collect();
+    summary.complete = !summary.interrupted()
         && !summary.stopped_on_failure
         && summary.phases_run == n_jobs
         && !truncated;
-    if summary.interrupted {
+    if summary.interrupted() {
         progress.emit(&Event::Interrupted {
             run_id: run_id.to_string(),
             resume: resume_command(spec, plan, store.dir()),
@@ -387,6 +404,62 @@ pub async fn execute(
         });
     }
     Ok(summary)
+}
+
+/// Stores a phase's reload probes as their own warm-up group (a further attempt when a
+/// resumed run probes a unit again).
+fn store_probes(store: &mut RunStore, probes: &[Record]) -> Result<(), StoreError> {
+    let Some(first) = probes.first() else {
+        return Ok(());
+    };
+    match store.latest_attempt(&first.phase_key()) {
+        None => store.append(probes),
+        Some(l) => {
+            let again: Vec<Record> = probes
+                .iter()
+                .map(|r| Record {
+                    retry: l + 1,
+                    ..r.clone()
+                })
+                .collect();
+            store.append_attempt(&again)
+        }
+    }
+}
+
+/// SIGTERM as a stream (Slurm, Kubernetes and systemd stop jobs with it): handled like
+/// Ctrl-C. Where it cannot be installed, a stream that never fires.
+fn terminate_signal() -> TermSignal {
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => TermSignal(Some(s)),
+            Err(e) => {
+                tracing::warn!("cannot handle SIGTERM ({e}); it will stop the run uncleanly");
+                TermSignal(None)
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        TermSignal(None)
+    }
+}
+
+struct TermSignal(
+    #[cfg(unix)] Option<tokio::signal::unix::Signal>,
+    #[cfg(not(unix))] Option<()>,
+);
+
+impl TermSignal {
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = self.0.as_mut() {
+            s.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await
+    }
 }
 
 /// The command line that continues this run (stored in `run_dir`), with `--results-dir`
@@ -422,7 +495,7 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
     let corpus = crate::corpus::Corpus::load(&spec.corpus)
         .map_err(|e| RunError::Setup(format!("corpus: {e}")))?;
     for w in &corpus.warnings {
-        eprintln!("warning: corpus: {w}");
+        tracing::warn!("corpus: {w}");
     }
     let backend = crate::backend::build(&spec.backend)
         .map_err(|e| RunError::Setup(format!("backend: {e}")))?;
@@ -435,10 +508,9 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
     models.dedup();
     let mut info = crate::backend::BackendInfo::default();
     for model in models {
-        info = backend
-            .preflight(model)
-            .await
-            .map_err(|e| RunError::Setup(format!("backend preflight for model {model:?}: {e}")))?;
+        info = backend.preflight(model).await.map_err(|e| {
+            RunError::Backend(format!("backend preflight for model {model:?}: {e}"))
+        })?;
     }
     let manifest = |id: &str| Manifest {
         experiment: spec.experiment.name.clone(),
@@ -459,6 +531,8 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
         planned_calls: plan.total_calls(),
         started_at: chrono::Utc::now().to_rfc3339(),
         finished_at: None,
+        partial: false,
+        records: None,
         cache_policy: format!(
             "unique nonce line per call; server prompt cache {}",
             if spec.backend.cache_prompt {
@@ -481,59 +555,71 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
         corpus: spec.corpus.clone(),
         retry: spec.backend.retry.clone(),
         defeat_cache: true,
+        cold_load_ms: spec.analysis.cold_load_ms,
     });
     let summary = execute(spec, &plan, &mut store, &run_id, resumed, executor, opts).await?;
     if summary.complete {
         let dir = store.dir().to_path_buf();
-        // The columnar copy for analysis; the JSONL log stays the source of truth.
-        let parquet = dir.join(store::RECORDS_PARQUET);
-        let written = store::read_records(&dir.join(store::RECORDS_JSONL))
-            .map_err(|e| e.to_string())
-            .and_then(|r| {
-                crate::analysis::write_parquet(&parquet, &r.records).map_err(|e| e.to_string())
-            });
-        if let Err(e) = written {
-            eprintln!(
-                "warning: could not write {}: {e} (records.jsonl is complete; `sweep analyze` reads it)",
-                parquet.display()
-            );
-        }
-        Manifest::read(&dir)
-            .and_then(|mut m| {
-                m.finished_at = Some(chrono::Utc::now().to_rfc3339());
-                m.write(&dir)
-            })
-            .map_err(|source| RunError::StoreFailed {
-                source,
-                resume: resume_command(spec, &plan, &dir),
-            })?;
+        store::columnar::finish(&dir, &run_id).map_err(|source| RunError::StoreFailed {
+            source,
+            resume: resume_command(spec, &plan, &dir),
+        })?;
     }
     Ok(summary)
 }
 
-/// The end-of-run failure summary, by kind.
+/// The end-of-run summary: what was measured, what each rule excluded, failures by kind.
 pub fn failure_summary(s: &RunSummary) -> String {
-    if s.failures_by_kind.is_empty() {
-        return format!("{} calls ok, no failures", s.ok_calls);
-    }
-    let kinds: Vec<String> = s
-        .failures_by_kind
+    let cold: usize = s.cold_by_reason.values().sum();
+    let reasons: Vec<String> = s
+        .cold_by_reason
         .iter()
-        .map(|(k, n)| format!("{k}: {n}"))
+        .map(|(k, n)| format!("{k} {n}"))
         .collect();
-    format!(
-        "{} calls ok, {} failed ({})",
+    let mut line = format!(
+        "{} calls ok, {} measured; excluded: {} warm-up (reload probes included), {} cold{}",
         s.ok_calls,
-        s.failed_calls,
-        kinds.join(", ")
-    )
+        s.measured_calls,
+        s.warmup_calls,
+        cold,
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join(", "))
+        }
+    );
+    if s.failures_by_kind.is_empty() {
+        line.push_str(", no failures");
+    } else {
+        let kinds: Vec<String> = s
+            .failures_by_kind
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
+        line.push_str(&format!(
+            ", {} failed ({})",
+            s.failed_calls,
+            kinds.join(", ")
+        ));
+    }
+    if !s.empty_cells.is_empty() {
+        line.push_str(&format!(
+            "\nnothing measured in {} cell(s) (every call excluded): {}",
+            s.empty_cells.len(),
+            s.empty_cells.join(", ")
+        ));
+    }
+    line
 }
 
 /// Estimated wall time of a plan from an earlier run's phase wall times: per (cell, phase)
 /// where the cell was measured, else the mean of that phase kind, else the mean per call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Eta {
+    /// The plan's phases, without reload probes.
     pub seconds: f64,
+    /// One reload probe (mean of the stored probes; 0 when there were none).
+    pub probe_seconds: f64,
     pub from_run: String,
     pub cells_known: usize,
     pub cells_total: usize,
@@ -566,7 +652,13 @@ pub fn estimate(spec: &Spec, plan: &Plan, results_dir: Option<&std::path::Path>)
 fn estimate_from(plan: &Plan, records: &[Record], run: &std::path::Path) -> Eta {
     // one wall time per stored phase
     let mut per_phase: BTreeMap<PhaseKey, f64> = BTreeMap::new();
+    let (mut probe_ms, mut probes) = (0.0, 0usize);
     for r in records {
+        if r.phase == Phase::Reload {
+            probe_ms += r.phase_wall_ms;
+            probes += 1;
+            continue;
+        }
         per_phase.insert(r.phase_key(), r.phase_wall_ms);
     }
     let mut by_cell: BTreeMap<(String, Phase), (f64, usize)> = BTreeMap::new();
@@ -589,7 +681,7 @@ fn estimate_from(plan: &Plan, records: &[Record], run: &std::path::Path) -> Eta 
     for (i, cell) in plan.cells.iter().enumerate() {
         let units = plan.units.iter().filter(|u| u.cell == i).count() as f64;
         let mut cell_known = true;
-        for &ph in phases_of(cell) {
+        for &ph in cell.phases() {
             let w = match by_cell.get(&(cell.id.clone(), ph)) {
                 Some(&v) => mean(v),
                 None => {
@@ -597,7 +689,7 @@ fn estimate_from(plan: &Plan, records: &[Record], run: &std::path::Path) -> Eta 
                     by_kind
                         .get(&ph)
                         .map(|&v| mean(v))
-                        .unwrap_or(per_call * calls_in_phase(cell, ph) as f64)
+                        .unwrap_or(per_call * cell.calls_in_phase(ph) as f64)
                 }
             };
             ms += w * units;
@@ -608,6 +700,11 @@ fn estimate_from(plan: &Plan, records: &[Record], run: &std::path::Path) -> Eta 
     }
     Eta {
         seconds: ms / 1000.0,
+        probe_seconds: if probes > 0 {
+            probe_ms / probes as f64 / 1000.0
+        } else {
+            0.0
+        },
         from_run: run
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

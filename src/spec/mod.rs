@@ -10,6 +10,7 @@ mod raw;
 pub use diag::{Diagnostic, SourceMap};
 pub use options::{ModelOptions, OptionValue, OPTION_NAMES};
 
+use crate::metrics::Metric;
 use raw::{GridTable, OptTable, RawArm, RawSpec};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -51,7 +52,13 @@ impl SpecError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Order {
-    /// Reload groups in seeded order; inside a group, each repetition round shuffles its cells.
+    /// Randomized blocks (the default): every round (one rep of every cell) visits the
+    /// reload groups in a fresh seeded order, cells shuffled inside each group, a reload
+    /// probe after each reload. No factor level is one block of time, so drift over the run
+    /// (heat, other load, server state) cannot read as a num_ctx or num_gpu effect.
+    Blocks,
+    /// Reload-minimizing: each reload group once, all its rounds inside (cells shuffled per
+    /// round). Fewest reloads, but a factor level is one block of time: `plan` warns.
     Interleaved,
     /// Every repetition round shuffles all cells, ignoring reload groups (more reloads).
     Random,
@@ -194,32 +201,46 @@ pub struct Arm {
     pub points: Vec<ModelOptions>,
 }
 
+/// `[compare]`: what the regression gate checks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompareConfig {
     pub alpha: f64,
-    /// Metric name → relative threshold (0.05 = 5%).
-    pub thresholds: BTreeMap<String, f64>,
+    /// Metric → relative threshold (0.05 = 5%); defaults from [`crate::metrics::METRICS`].
+    pub thresholds: BTreeMap<Metric, f64>,
+    /// Above this share of failed calls on either side the comparison is inconclusive.
+    pub max_failed_share: f64,
+    /// True when the file has a `[compare]` table (the nightly is meant to gate on it).
+    pub declared: bool,
 }
-
-/// Metrics the regression thresholds can name.
-pub const COMPARE_METRICS: &[&str] = &[
-    "ttft_p50",
-    "ttft_p95",
-    "decode_tps",
-    "e2e_p50",
-    "e2e_tps",
-    "itl_p50",
-];
 
 impl Default for CompareConfig {
     fn default() -> Self {
-        let thresholds = [("ttft_p50", 0.05), ("ttft_p95", 0.10), ("decode_tps", 0.03)]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
+        let thresholds = crate::metrics::METRICS
+            .iter()
+            .filter_map(|d| d.default_threshold.map(|t| (d.metric, t)))
             .collect();
         Self {
             alpha: 0.05,
             thresholds,
+            max_failed_share: 0.10,
+            declared: false,
+        }
+    }
+}
+
+/// `[analysis]`: the rules that decide what is measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisConfig {
+    /// A call whose server-reported load time exceeds this is cold even when the runner did
+    /// not change the reload key. Ollama reports a few ms (varying per call) on a loaded
+    /// model and hundreds of ms to seconds on a reload.
+    pub cold_load_ms: f64,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        Self {
+            cold_load_ms: 250.0,
         }
     }
 }
@@ -241,6 +262,21 @@ pub struct RunConfig {
     /// Units in flight at once (1 = strictly one after another).
     pub concurrency: u32,
     pub results_dir: PathBuf,
+    /// Refuse a plan of more LLM calls than this (checked before the grid is expanded).
+    pub max_calls: u64,
+}
+
+/// Default `[run] max_calls`: a million calls is weeks of GPU time.
+pub const DEFAULT_MAX_CALLS: u64 = 1_000_000;
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 1,
+            results_dir: PathBuf::from("results"),
+            max_calls: DEFAULT_MAX_CALLS,
+        }
+    }
 }
 
 /// A validated experiment.
@@ -257,6 +293,7 @@ pub struct Spec {
     pub corpus: CorpusConfig,
     pub arms: Vec<Arm>,
     pub compare: CompareConfig,
+    pub analysis: AnalysisConfig,
     pub run: RunConfig,
 }
 
@@ -283,6 +320,7 @@ impl Spec {
         let mut v = Validator {
             map: &map,
             diags: Vec::new(),
+            limits: (1, DEFAULT_MAX_CALLS),
         };
         let spec = v.spec(file, text, raw);
         if v.diags.is_empty() {
@@ -314,6 +352,8 @@ fn humanize_toml_message(m: &str) -> String {
 struct Validator<'a> {
     map: &'a SourceMap<'a>,
     diags: Vec<Diagnostic>,
+    /// (units per cell = repetitions + warm-up, `[run] max_calls`) for the grid bound.
+    limits: (u32, u64),
 }
 
 fn span_of<T>(s: &Spanned<T>) -> Option<Range<usize>> {
@@ -378,16 +418,17 @@ impl Validator<'_> {
             .map(|r| self.int_in(r, "seed", 0, i64::MAX))
             .unwrap_or(42) as u64;
         let order = match e.order.as_ref().map(|o| o.get_ref().as_str()) {
-            None | Some("interleaved") => Order::Interleaved,
+            None | Some("blocks") => Order::Blocks,
+            Some("interleaved") | Some("grouped") => Order::Interleaved,
             Some("random") => Order::Random,
             Some("sequential") => Order::Sequential,
             Some(other) => {
                 let span = e.order.as_ref().and_then(span_of);
                 self.err(
                     span,
-                    format!("order must be \"interleaved\", \"random\" or \"sequential\", found {other:?}"),
+                    format!("order must be \"blocks\" (randomized blocks, the default), \"interleaved\" (fewest reloads), \"random\" or \"sequential\", found {other:?}"),
                 );
-                Order::Interleaved
+                Order::Blocks
             }
         };
 
@@ -408,6 +449,29 @@ impl Validator<'_> {
             }
         };
 
+        let run = match raw.run {
+            None => RunConfig::default(),
+            Some(r) => {
+                let r = r.into_inner();
+                RunConfig {
+                    concurrency: r
+                        .concurrency
+                        .as_ref()
+                        .map(|c| self.int_in(c, "concurrency", 1, 1024))
+                        .unwrap_or(1) as u32,
+                    results_dir: r
+                        .results_dir
+                        .map(|d| PathBuf::from(d.into_inner()))
+                        .unwrap_or_else(|| PathBuf::from("results")),
+                    max_calls: r
+                        .max_calls
+                        .as_ref()
+                        .map(|c| self.int_in(c, "max_calls", 1, i64::MAX))
+                        .unwrap_or(DEFAULT_MAX_CALLS as i64) as u64,
+                }
+            }
+        };
+        self.limits = (repetitions + warmup, run.max_calls);
         let mut arms = Vec::new();
         let mut seen: BTreeMap<String, Range<usize>> = BTreeMap::new();
         match &raw.arms {
@@ -461,26 +525,7 @@ impl Validator<'_> {
         };
 
         let compare = self.compare(raw.compare);
-        let run = match raw.run {
-            None => RunConfig {
-                concurrency: 1,
-                results_dir: PathBuf::from("results"),
-            },
-            Some(r) => {
-                let r = r.into_inner();
-                RunConfig {
-                    concurrency: r
-                        .concurrency
-                        .as_ref()
-                        .map(|c| self.int_in(c, "concurrency", 1, 1024))
-                        .unwrap_or(1) as u32,
-                    results_dir: r
-                        .results_dir
-                        .map(|d| PathBuf::from(d.into_inner()))
-                        .unwrap_or_else(|| PathBuf::from("results")),
-                }
-            }
-        };
+        let analysis = self.analysis(raw.analysis);
 
         Spec {
             file: file.to_path_buf(),
@@ -499,6 +544,7 @@ impl Validator<'_> {
             corpus,
             arms,
             compare,
+            analysis,
             run,
         }
     }
@@ -670,10 +716,42 @@ impl Validator<'_> {
         }
     }
 
+    fn analysis(&mut self, a: Option<Spanned<raw::RawAnalysis>>) -> AnalysisConfig {
+        let mut cfg = AnalysisConfig::default();
+        let Some(a) = a else { return cfg };
+        let a = a.into_inner();
+        if let Some(v) = &a.cold_load_ms {
+            let x = *v.get_ref();
+            if x.is_finite() && x > 0.0 && x <= 3_600_000.0 {
+                cfg.cold_load_ms = x;
+            } else {
+                self.err(
+                    span_of(v),
+                    format!("cold_load_ms must be a positive number of milliseconds (e.g. 250), found {x}"),
+                );
+            }
+        }
+        cfg
+    }
+
     fn compare(&mut self, c: Option<Spanned<raw::RawCompare>>) -> CompareConfig {
         let mut cfg = CompareConfig::default();
         let Some(c) = c else { return cfg };
+        cfg.declared = true;
         let c = c.into_inner();
+        if let Some(v) = &c.max_failed_share {
+            let x = *v.get_ref();
+            if (0.0..=1.0).contains(&x) {
+                cfg.max_failed_share = x;
+            } else {
+                self.err(
+                    span_of(v),
+                    format!(
+                        "max_failed_share must be a share between 0 and 1 (0.1 = 10%), found {x}"
+                    ),
+                );
+            }
+        }
         if let Some(a) = &c.alpha {
             let x = *a.get_ref();
             if !(x > 0.0 && x < 1.0) {
@@ -686,17 +764,17 @@ impl Validator<'_> {
             }
         }
         for (k, v) in c.thresholds.unwrap_or_default() {
-            if !COMPARE_METRICS.contains(&k.get_ref().as_str()) {
+            let Some(metric) = Metric::parse(k.get_ref()) else {
                 self.err(
                     span_of(&k),
                     format!(
                         "unknown threshold metric {:?}; expected one of: {}",
                         k.get_ref(),
-                        COMPARE_METRICS.join(", ")
+                        Metric::all_names().join(", ")
                     ),
                 );
                 continue;
-            }
+            };
             let x = *v.get_ref();
             if !(x.is_finite() && x >= 0.0) {
                 self.err(
@@ -705,7 +783,7 @@ impl Validator<'_> {
                 );
                 continue;
             }
-            cfg.thresholds.insert(k.into_inner(), x);
+            cfg.thresholds.insert(metric, x);
         }
         cfg
     }
@@ -851,7 +929,17 @@ impl Validator<'_> {
             }
         };
 
-        let points = self.points(&arm.grid, &arm.include, &arm.exclude, &name);
+        let calls_per_point = match agent {
+            AgentKind::Single => 2u64,
+            AgentKind::Pair => 8u64,
+        };
+        let points = self.points(
+            &arm.grid,
+            &arm.include,
+            &arm.exclude,
+            &name,
+            calls_per_point,
+        );
         if self.diags.len() > before {
             return None;
         }
@@ -870,9 +958,29 @@ impl Validator<'_> {
         include: &Option<Spanned<Vec<Spanned<OptTable>>>>,
         exclude: &Option<Spanned<Vec<Spanned<OptTable>>>>,
         arm: &str,
+        calls_per_point: u64,
     ) -> Vec<ModelOptions> {
         let mut points = vec![ModelOptions::default()];
         if let Some(g) = grid {
+            // Size the grid before expanding it: a cartesian product can outgrow memory.
+            let size = g.get_ref().values().fold(1u128, |n, v| {
+                n.saturating_mul(v.get_ref().len().max(1) as u128)
+            });
+            let (units, max_calls) = self.limits;
+            let calls = size
+                .saturating_mul(u128::from(units))
+                .saturating_mul(u128::from(calls_per_point));
+            if calls > u128::from(max_calls) {
+                self.err(
+                    span_of(g),
+                    format!(
+                        "arm {arm:?}: this grid expands to {size} points × {units} units × \
+                         {calls_per_point} calls = {calls} LLM calls, above [run] max_calls = \
+                         {max_calls}; shrink the grid or raise max_calls"
+                    ),
+                );
+                return Vec::new();
+            }
             if g.get_ref().is_empty() {
                 self.err(
                     span_of(g),

@@ -21,6 +21,8 @@ pub struct RawSpec {
     #[serde(default)]
     pub compare: Option<Spanned<RawCompare>>,
     #[serde(default)]
+    pub analysis: Option<Spanned<RawAnalysis>>,
+    #[serde(default)]
     pub run: Option<Spanned<RawRun>>,
 }
 
@@ -128,6 +130,15 @@ pub struct RawCompare {
     pub alpha: Option<Spanned<f64>>,
     #[serde(default)]
     pub thresholds: Option<BTreeMap<Spanned<String>, Spanned<f64>>>,
+    #[serde(default)]
+    pub max_failed_share: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnalysis {
+    #[serde(default)]
+    pub cold_load_ms: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,6 +146,8 @@ pub struct RawCompare {
 pub struct RawRun {
     #[serde(default)]
     pub concurrency: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub max_calls: Option<Spanned<i64>>,
     #[serde(default)]
     pub results_dir: Option<Spanned<String>>,
 }

@@ -189,6 +189,31 @@ pub struct BootstrapCi {
     pub level: f64,
     pub resamples: usize,
     pub seed: u64,
+    /// Monte Carlo standard error of each end (see [`percentile_ends`]).
+    #[serde(default)]
+    pub mc_error_lower: f64,
+    #[serde(default)]
+    pub mc_error_upper: f64,
+}
+
+/// The ends of a two-sided percentile interval at `level` over bootstrap replicates, and the
+/// Monte Carlo standard error of each end: half the spread of the replicates' order
+/// statistics one binomial standard deviation (√(B·a·(1 − a)) places) either side of the end.
+/// `reps` is reordered.
+pub fn percentile_ends(reps: &mut [f64], level: f64) -> (f64, f64, f64, f64) {
+    let b = reps.len() as f64;
+    let a = (1.0 - level) / 2.0;
+    let s = (a * (1.0 - a) / b).sqrt();
+    let probs = [
+        a,
+        1.0 - a,
+        (a - s).max(0.0),
+        (a + s).min(1.0),
+        (1.0 - a - s).max(0.0),
+        (1.0 - a + s).min(1.0),
+    ];
+    let q = super::describe::select_quantiles(reps, &probs).unwrap_or_else(|| vec![f64::NAN; 6]);
+    (q[0], q[1], (q[3] - q[2]) / 2.0, (q[5] - q[4]) / 2.0)
 }
 
 /// Percentile bootstrap of `stat(x) / stat(y)`, resampling each group independently with
@@ -234,15 +259,16 @@ pub fn bootstrap_ratio_ci(
         }
     }
     need(WHAT, resamples / 2, ratios.len())?;
-    let a = (1.0 - level) / 2.0;
-    let bounds = super::describe::select_quantiles(&mut ratios, &[a, 1.0 - a]).unwrap_or_default();
+    let (lower, upper, mc_error_lower, mc_error_upper) = percentile_ends(&mut ratios, level);
     Ok(BootstrapCi {
         estimate,
-        lower: bounds[0],
-        upper: bounds[1],
+        lower,
+        upper,
         level,
         resamples,
         seed,
+        mc_error_lower,
+        mc_error_upper,
     })
 }
 

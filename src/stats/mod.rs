@@ -10,12 +10,14 @@ mod adjust;
 mod ci;
 mod describe;
 mod effect;
+pub mod engine;
 mod ksample;
 mod twosample;
 
 pub use adjust::{benjamini_hochberg, holm};
 pub use ci::{
-    bootstrap_ratio_ci, mean_ci_t, median_ci, median_ci_min_n, BootstrapCi, Interval, Statistic,
+    bootstrap_ratio_ci, mean_ci_t, median_ci, median_ci_min_n, percentile_ends, BootstrapCi,
+    Interval, Statistic,
 };
 pub use describe::{
     percentile, select_quantiles, summarize, tukey_fences, OutlierLabel, Summary, TukeyFences,

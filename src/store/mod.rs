@@ -1,16 +1,32 @@
-//! The run store: `results/<experiment>/<run-id>/` with `manifest.json`, the crash-safe
-//! `records.jsonl` log, agent reports, and (at the end) `records.parquet`.
+//! The run store owns the run format: `results/<experiment>/<run-id>/` with
+//! `manifest.json` ([`Manifest`]), the crash-safe `records.jsonl` log (one reader:
+//! [`read_records`]), agent reports, `records.parquet` written when the run finishes
+//! ([`columnar`]), the run lock ([`RunLock`]), atomic file writes ([`atomic`]) and merging
+//! shard runs ([`merge()`]).
 //!
 //! Crash safety: each atomic group of records (one phase of a unit) is written with one
 //! `write` and made durable with `fsync` before the runner moves on. A crash mid-write can
 //! only leave a torn last line; resume detects it, warns, and cuts it off before appending,
 //! so no record is ever written twice or glued to a torn one.
 
+pub mod atomic;
+#[cfg(not(fuzzing))]
+pub mod columnar;
+pub mod lock;
+mod manifest;
+mod merge;
+mod records;
+
+pub use lock::{LockHolder, RunLock};
+pub use manifest::{Manifest, RecordsDigest};
+pub use merge::{merge, MergeError, Merged};
+pub use records::{read_records, ReadOutcome};
+
 use crate::record::{Phase, PhaseKey, Record};
-use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use records::truncate;
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const MANIFEST: &str = "manifest.json";
@@ -38,169 +54,37 @@ pub enum StoreError {
     },
     #[error("refusing to store {0:?} twice")]
     Duplicate(PhaseKey),
+    #[error("{}: the run is in use by another sweep ({}); wait for it to finish or stop it first", dir.display(), holder.as_ref().map(|h| h.to_string()).unwrap_or_else(|| "holder unknown".into()))]
+    Locked {
+        dir: PathBuf,
+        holder: Option<LockHolder>,
+    },
+    #[error("no records.parquet or records.jsonl in {}", .0.display())]
+    NoRecords(PathBuf),
+    #[error("{}: {message}", path.display())]
+    Columnar { path: PathBuf, message: String },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+impl StoreError {
+    /// True when the error comes from the machine (disk full, permissions, I/O) rather than
+    /// from what the user pointed sweep at.
+    pub fn is_io(&self) -> bool {
+        matches!(self, StoreError::Io { .. })
+    }
+}
+
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),
         source,
     }
 }
 
-/// Provenance of a run, written when it starts and completed when it ends.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub experiment: String,
-    pub run_id: String,
-    pub sweep_version: String,
-    pub spec_file: String,
-    pub spec_hash: String,
-    /// The experiment file's full text.
-    pub spec: String,
-    pub corpus_path: String,
-    pub corpus_hash: Option<String>,
-    pub corpus_files: Option<usize>,
-    pub git_commit: Option<String>,
-    pub host: crate::env::HostInfo,
-    pub backend: crate::backend::BackendInfo,
-    pub shard: Option<crate::plan::Shard>,
-    pub planned_cells: usize,
-    pub planned_units: usize,
-    pub planned_calls: usize,
-    pub started_at: String,
-    pub finished_at: Option<String>,
-    /// How prompt caches were defeated (unique nonce per call; server cache off).
-    pub cache_policy: String,
-    /// Run ids merged into this one (`sweep merge`).
-    #[serde(default)]
-    pub merged_from: Vec<String>,
-}
-
-impl Manifest {
-    pub fn read(dir: &Path) -> Result<Manifest, StoreError> {
-        let path = dir.join(MANIFEST);
-        if !path.exists() {
-            return Err(StoreError::NotARun(dir.to_path_buf()));
-        }
-        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        serde_json::from_str(&text).map_err(|e| StoreError::BadManifest {
-            path,
-            message: e.to_string(),
-        })
-    }
-
-    /// Writes atomically (temp file + rename) so a crash never leaves half a manifest.
-    pub fn write(&self, dir: &Path) -> Result<(), StoreError> {
-        let path = dir.join(MANIFEST);
-        let tmp = dir.join(format!("{MANIFEST}.tmp"));
-        let text = serde_json::to_string_pretty(self).map_err(|e| StoreError::BadManifest {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        {
-            let mut f = File::create(&tmp).map_err(io(&tmp))?;
-            f.write_all(text.as_bytes()).map_err(io(&tmp))?;
-            f.sync_all().map_err(io(&tmp))?;
-        }
-        std::fs::rename(&tmp, &path).map_err(io(&path))?;
-        Ok(())
-    }
-}
-
-/// What reading a records log found.
-#[derive(Debug, Default)]
-pub struct ReadOutcome {
-    pub records: Vec<Record>,
-    /// A torn (unterminated or unparseable) last line: its 1-based number and byte offset.
-    pub torn_tail: Option<(usize, u64)>,
-    /// Whole lines of a last phase that a crash cut short (fewer records than their
-    /// `phase_records`): how many, and the byte offset where that phase starts. They are
-    /// not in `records`.
-    pub incomplete_tail: Option<(usize, u64)>,
-}
-
-/// Reads `records.jsonl`. A bad line in the middle is an error (the log is corrupt); a bad or
-/// unterminated *last* line is a torn write from a crash and is reported, not returned.
-pub fn read_records(path: &Path) -> Result<ReadOutcome, StoreError> {
-    let file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ReadOutcome::default()),
-        Err(e) => return Err(io(path)(e)),
-    };
-    let mut reader = BufReader::new(file);
-    let mut out = ReadOutcome::default();
-    let mut buf = Vec::new();
-    let mut offset: u64 = 0;
-    let mut line_no = 0;
-    let mut pending: Option<(usize, u64, String)> = None;
-    let mut starts: Vec<u64> = Vec::new(); // byte offset of each record's line
-    loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(io(path))?;
-        if n == 0 {
-            break;
-        }
-        line_no += 1;
-        if let Some((l, _, msg)) = pending.take() {
-            // The bad line was not the last one: real corruption.
-            return Err(StoreError::BadRecord {
-                path: path.to_path_buf(),
-                line: l,
-                message: msg,
-            });
-        }
-        let terminated = buf.last() == Some(&b'\n');
-        let body = if terminated { &buf[..n - 1] } else { &buf[..] };
-        let trimmed = body.trim_ascii();
-        if trimmed.is_empty() && terminated {
-            offset += n as u64;
-            continue;
-        }
-        match serde_json::from_slice::<Record>(trimmed) {
-            Ok(r) if terminated => {
-                out.records.push(r);
-                starts.push(offset);
-            }
-            Ok(_) => pending = Some((line_no, offset, "unterminated last line".into())),
-            Err(e) => pending = Some((line_no, offset, e.to_string())),
-        }
-        offset += n as u64;
-    }
-    if let Some((l, off, _)) = pending {
-        out.torn_tail = Some((l, off));
-    }
-    // The last phase group: complete only if all the records it was written with are there.
-    if let Some(last) = out.records.last() {
-        let key = last.phase_key();
-        let expected = last.phase_records as usize;
-        let group = out
-            .records
-            .iter()
-            .rev()
-            .take_while(|r| r.phase_key() == key)
-            .count();
-        if expected > 0 && group < expected {
-            let first = out.records.len() - group;
-            out.incomplete_tail = Some((group, starts[first]));
-            out.records.truncate(first);
-        }
-    }
-    Ok(out)
-}
-
-/// Cuts the log back to `len` bytes, durably.
-fn truncate(path: &Path, len: u64) -> Result<(), StoreError> {
-    let f = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(io(path))?;
-    f.set_len(len).map_err(io(path))?;
-    f.sync_all().map_err(io(path))
-}
-
 /// An open run directory that records are appended to.
 #[derive(Debug)]
 pub struct RunStore {
+    /// Held for the store's life: no second writer can open this run.
+    _lock: RunLock,
     dir: PathBuf,
     log: File,
     done: DoneSet,
@@ -211,24 +95,29 @@ pub struct RunStore {
 /// costs a few bytes per phase rather than a copy of the cell id each.
 #[derive(Debug, Default)]
 struct DoneSet {
-    by_cell: HashMap<String, HashSet<(u32, bool, Phase)>>,
+    /// Cell → (rep, warm-up, phase) → the latest stored attempt (`Record::retry`).
+    by_cell: HashMap<String, HashMap<(u32, bool, Phase), u32>>,
     len: usize,
 }
 
 impl DoneSet {
-    fn contains(&self, cell_id: &str, rep: u32, warmup: bool, phase: Phase) -> bool {
+    fn latest(&self, cell_id: &str, rep: u32, warmup: bool, phase: Phase) -> Option<u32> {
         self.by_cell
             .get(cell_id)
-            .is_some_and(|s| s.contains(&(rep, warmup, phase)))
+            .and_then(|s| s.get(&(rep, warmup, phase)).copied())
     }
 
-    fn insert(&mut self, key: &PhaseKey) {
+    fn insert(&mut self, key: &PhaseKey, retry: u32) {
         let set = match self.by_cell.get_mut(key.cell_id.as_str()) {
             Some(s) => s,
             None => self.by_cell.entry(key.cell_id.clone()).or_default(),
         };
-        if set.insert((key.rep, key.warmup, key.phase)) {
-            self.len += 1;
+        match set.get_mut(&(key.rep, key.warmup, key.phase)) {
+            Some(r) => *r = (*r).max(retry),
+            None => {
+                set.insert((key.rep, key.warmup, key.phase), retry);
+                self.len += 1;
+            }
         }
     }
 }
@@ -264,12 +153,14 @@ impl RunStore {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "run".into());
-        let staging = parent.join(format!(".creating-{name}"));
+        let staging = parent.join(format!(".creating-{name}-{}", std::process::id()));
         std::fs::create_dir_all(parent).map_err(io(parent))?;
+        clean_leftovers(parent);
         if staging.exists() {
             std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
         }
         std::fs::create_dir_all(&staging).map_err(io(&staging))?;
+        let lock = RunLock::acquire(&staging)?;
         manifest.write(&staging)?;
         File::create(staging.join(RECORDS_JSONL)).map_err(io(&staging))?;
         if dir.exists() {
@@ -287,6 +178,7 @@ impl RunStore {
             .open(&path)
             .map_err(io(&path))?;
         Ok(RunStore {
+            _lock: lock,
             dir: dir.to_path_buf(),
             log,
             done: DoneSet::default(),
@@ -297,6 +189,9 @@ impl RunStore {
     /// Opens an existing run for resuming: reads what is stored, cuts off a torn tail.
     pub fn open(dir: &Path) -> Result<(RunStore, ResumeInfo), StoreError> {
         Manifest::read(dir)?;
+        // Before anything is read or cut: a second writer would append to a log that this
+        // one is about to truncate.
+        let lock = RunLock::acquire(dir)?;
         let path = dir.join(RECORDS_JSONL);
         let read = read_records(&path)?;
         let mut info = ResumeInfo {
@@ -322,7 +217,7 @@ impl RunStore {
         }
         let mut done = DoneSet::default();
         for r in &read.records {
-            done.insert(&r.phase_key());
+            done.insert(&r.phase_key(), r.retry);
         }
         info.phases_done = done.len;
         let log = OpenOptions::new()
@@ -332,6 +227,7 @@ impl RunStore {
             .map_err(io(&path))?;
         Ok((
             RunStore {
+                _lock: lock,
                 dir: dir.to_path_buf(),
                 log,
                 done,
@@ -351,7 +247,26 @@ impl RunStore {
 
     /// [`RunStore::is_done`] without building a key.
     pub fn is_phase_done(&self, cell_id: &str, rep: u32, warmup: bool, phase: Phase) -> bool {
-        self.done.contains(cell_id, rep, warmup, phase)
+        self.done.latest(cell_id, rep, warmup, phase).is_some()
+    }
+
+    /// The latest stored attempt of a phase (`None` when it was never stored).
+    pub fn latest_attempt(&self, key: &PhaseKey) -> Option<u32> {
+        self.done
+            .latest(&key.cell_id, key.rep, key.warmup, key.phase)
+    }
+
+    /// Appends a further attempt of a phase (`sweep run --retry-failed`, `sweep merge`): its
+    /// records' `retry` must be above every attempt already stored for that phase.
+    pub fn append_attempt(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        let Some(first) = records.first() else {
+            return Ok(());
+        };
+        let key = first.phase_key();
+        if self.latest_attempt(&key).is_some_and(|l| l >= first.retry) {
+            return Err(StoreError::Duplicate(key));
+        }
+        self.write_group(records)
     }
 
     pub fn stored(&self) -> usize {
@@ -367,6 +282,16 @@ impl RunStore {
         if self.is_done(&key) {
             return Err(StoreError::Duplicate(key));
         }
+        self.write_group(records)
+    }
+
+    /// One write + fsync of a phase group; on a short write the log is cut back.
+    fn write_group(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        let Some(first) = records.first() else {
+            return Ok(());
+        };
+        let key = first.phase_key();
+        let retry = first.retry;
         let mut buf = Vec::with_capacity(records.len() * 1024);
         let group = u32::try_from(records.len()).unwrap_or(u32::MAX);
         for r in records {
@@ -392,7 +317,7 @@ impl RunStore {
             }
             return Err(io(&path)(e));
         }
-        self.done.insert(&key);
+        self.done.insert(&key, retry);
         self.stored += records.len();
         Ok(())
     }
@@ -430,6 +355,26 @@ pub fn new_run_id() -> String {
         now.format("%Y%m%d-%H%M%S"),
         (nanos ^ pid.rotate_left(16)) & 0xffff
     )
+}
+
+/// Removes what a process killed while creating a run or a merge left behind: hidden
+/// `.creating-<run>-<pid>` / `.merging-<run>-<pid>` directories whose process is gone.
+pub fn clean_leftovers(exp_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(exp_dir) else {
+        return;
+    };
+    for e in entries.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with(".creating-") || name.starts_with(".merging-")) {
+            continue;
+        }
+        let pid = name.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            tracing::debug!("removing a start-up leftover: {}", e.path().display());
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Unfinished runs of an experiment with the same spec hash, newest first.
@@ -630,7 +575,9 @@ mod tests {
             .unwrap();
         sb.write_report("c2", 0, false, "x", "# r").unwrap();
         let out = tmp.path().join("merged");
-        let m = merge(&[a.clone(), b.clone()], &out).unwrap();
+        let m = merge(&[a.clone(), b.clone()], &out, false)
+            .unwrap()
+            .manifest;
         assert_eq!(m.merged_from.len(), 2);
         let read = read_records(&out.join(RECORDS_JSONL)).unwrap();
         assert_eq!(read.records.len(), 3);
@@ -638,13 +585,13 @@ mod tests {
         assert!(out.join("reports/c2/run_1/x_report.md").exists());
         // the same shard twice: a phase stored twice
         let again = tmp.path().join("again");
-        assert!(merge(&[a.clone(), a.clone()], &again).is_err());
+        assert!(merge(&[a.clone(), a.clone()], &again, false).is_err());
         // a different spec
         let c = tmp.path().join("c");
         let mut other = manifest();
         other.spec_hash = "other".into();
         RunStore::create(&c, &other).unwrap();
-        let err = merge(&[a, c], &tmp.path().join("bad")).unwrap_err();
+        let err = merge(&[a, c], &tmp.path().join("bad"), false).unwrap_err();
         assert!(
             err.to_string().contains("different experiment files"),
             "{err}"
@@ -656,98 +603,4 @@ mod tests {
         let a = new_run_id();
         assert_eq!(a.len(), "20261123-101500-abcd".len());
     }
-}
-
-/// Joins shard stores of one experiment into a new run at `out`. Refuses stores made from
-/// different experiment files (spec hash) and any phase stored twice across shards.
-pub fn merge(runs: &[PathBuf], out: &Path) -> Result<Manifest, MergeError> {
-    let mut manifests = Vec::new();
-    for r in runs {
-        manifests.push(Manifest::read(r)?);
-    }
-    let Some(first) = manifests.first() else {
-        return Err(MergeError::NoRuns);
-    };
-    for (m, r) in manifests.iter().zip(runs) {
-        if m.spec_hash != first.spec_hash {
-            return Err(MergeError::DifferentSpecs {
-                a: runs[0].clone(),
-                b: r.clone(),
-            });
-        }
-    }
-    let mut merged = first.clone();
-    merged.run_id = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(new_run_id);
-    merged.shard = None;
-    merged.merged_from = manifests.iter().map(|m| m.run_id.clone()).collect();
-    merged.planned_cells = manifests.iter().map(|m| m.planned_cells).sum();
-    merged.planned_units = manifests.iter().map(|m| m.planned_units).sum();
-    merged.planned_calls = manifests.iter().map(|m| m.planned_calls).sum();
-    merged.started_at = manifests
-        .iter()
-        .map(|m| m.started_at.clone())
-        .min()
-        .unwrap_or_default();
-    merged.finished_at = if manifests.iter().all(|m| m.finished_at.is_some()) {
-        manifests.iter().filter_map(|m| m.finished_at.clone()).max()
-    } else {
-        None
-    };
-    let mut store = RunStore::create(out, &merged)?;
-    for r in runs {
-        let read = read_records(&r.join(RECORDS_JSONL))?;
-        if let Some((line, _)) = read.torn_tail {
-            tracing::warn!(
-                "{}:{line}: torn last line ignored while merging",
-                r.join(RECORDS_JSONL).display()
-            );
-        }
-        // Group consecutive records of one phase so each group stays atomic.
-        let mut group: Vec<Record> = Vec::new();
-        for mut rec in read.records {
-            if group
-                .first()
-                .is_some_and(|g| g.phase_key() != rec.phase_key())
-            {
-                store.append(&group)?;
-                group.clear();
-            }
-            rec.run_id = merged.run_id.clone();
-            group.push(rec);
-        }
-        store.append(&group)?;
-        let reports = r.join(REPORTS_DIR);
-        if reports.is_dir() {
-            copy_dir(&reports, &out.join(REPORTS_DIR))?;
-        }
-    }
-    Ok(merged)
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum MergeError {
-    #[error("nothing to merge: name at least one run directory")]
-    NoRuns,
-    #[error("{} and {} come from different experiment files (spec hash differs); refusing to merge", a.display(), b.display())]
-    DifferentSpecs { a: PathBuf, b: PathBuf },
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<(), StoreError> {
-    std::fs::create_dir_all(to).map_err(io(to))?;
-    for e in std::fs::read_dir(from).map_err(io(from))? {
-        let e = e.map_err(io(from))?;
-        let ty = e.file_type().map_err(io(&e.path()))?;
-        let dest = to.join(e.file_name());
-        if ty.is_dir() {
-            copy_dir(&e.path(), &dest)?;
-        } else if ty.is_file() {
-            std::fs::copy(e.path(), &dest).map_err(io(&dest))?;
-        }
-    }
-    Ok(())
 }

@@ -1,0 +1,686 @@
+//! From records to samples: the per-rep values (and, for pooled tails, the per-rep clusters
+//! of call values) of every metric of every cell, with the counts of what each rule
+//! excluded. Both `sweep analyze` and `sweep compare` build their samples here, so a rep
+//! value means the same thing in a table and in a verdict.
+//!
+//! Polars filters and projects; the statistics run on contiguous slices. One pass assigns
+//! every row its (group, rep); then, one metric per task, the values of measured calls are
+//! scattered group after group into one buffer, a rep is complete when every one of its
+//! calls contributed (see [`crate::metrics`]), and each complete rep's value is selected in
+//! place. Measured on the 10M-record bench: polars' grouped median/quantile gathered the
+//! values once per statistic; the per-metric buffers avoid that and the rechunk of the
+//! collected frame.
+
+use super::AnalysisError;
+use crate::metrics::{Estimator, Metric, RateClock};
+use crate::record::ColdReason;
+use crate::stats::engine::Sample;
+use crate::stats::select_quantiles;
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Probabilities of the reported request-level percentiles (type 7 = polars `Linear`).
+pub const PERCENTILES: [(&str, f64); 5] = [
+    ("p5", 0.05),
+    ("p25", 0.25),
+    ("p75", 0.75),
+    ("p95", 0.95),
+    ("p99", 0.99),
+];
+
+/// Names of the request-level statistics, in the order of [`MetricSample::request`].
+pub const REQUEST_STATS: [&str; 11] = [
+    "n", "mean", "sd", "median", "p5", "p25", "p75", "p95", "p99", "min", "max",
+];
+
+/// What a sample is grouped by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grouping {
+    /// One group per cell (analysis). A pair cell is its concurrent phase: the sequential
+    /// phase exists only to measure speedup and is left out of the cell's metrics.
+    Cells,
+    /// One group per cell and phase (the gate): a pair's concurrent and sequential phases
+    /// are different workloads, compared separately as `<cell> [concurrent]` and
+    /// `<cell> [sequential]`.
+    CellPhases,
+}
+
+/// How many calls a group had and how many each rule excluded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    pub calls: u32,
+    pub warmup: u32,
+    pub cold: u32,
+    /// Cold calls by reason (`reload`, `unexpected_reload`, `load_ms`).
+    #[serde(default)]
+    pub cold_by_reason: BTreeMap<String, u32>,
+    pub failed: u32,
+    /// Calls of attempts replaced by `--retry-failed` (not counted anywhere else).
+    #[serde(default)]
+    pub superseded: u32,
+    /// Calls that count (not warm-up, succeeded, not cold, current attempt).
+    pub measured: u32,
+    /// Reps with at least one call (warm-up excluded).
+    pub reps: u32,
+}
+
+impl Counts {
+    /// "2 warm-up, 3 cold (reload 3), 1 failed", or "none".
+    pub fn exclusions(&self) -> String {
+        let mut parts = Vec::new();
+        if self.warmup > 0 {
+            parts.push(format!("{} warm-up", self.warmup));
+        }
+        if self.cold > 0 {
+            let why: Vec<String> = self
+                .cold_by_reason
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            parts.push(format!("{} cold ({})", self.cold, why.join(", ")));
+        }
+        if self.failed > 0 {
+            parts.push(format!("{} failed", self.failed));
+        }
+        if self.superseded > 0 {
+            parts.push(format!("{} superseded by retries", self.superseded));
+        }
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+
+    fn add(&mut self, o: &Counts) {
+        self.calls += o.calls;
+        self.warmup += o.warmup;
+        self.cold += o.cold;
+        for (k, v) in &o.cold_by_reason {
+            *self.cold_by_reason.entry(k.clone()).or_default() += v;
+        }
+        self.failed += o.failed;
+        self.superseded += o.superseded;
+        self.measured += o.measured;
+        self.reps = self.reps.max(o.reps);
+    }
+}
+
+/// One metric of one group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSample {
+    pub metric: Metric,
+    /// Rep metrics: one value per complete rep, in rep order (empty for pooled metrics).
+    pub reps: Vec<f64>,
+    /// The rep index of each value of `reps` (or of each cluster).
+    pub rep_ids: Vec<u32>,
+    /// Pooled metrics: the calls' values of each complete rep (empty otherwise).
+    pub clusters: Vec<Vec<f64>>,
+    /// Reps left out of this metric because a call was excluded or lacked the metric.
+    pub incomplete_reps: u32,
+    /// Request-level statistics over the calls of complete reps, in [`REQUEST_STATS`] order.
+    pub request: Vec<Option<f64>>,
+}
+
+impl MetricSample {
+    /// The sample the statistics engine takes.
+    pub fn sample(&self) -> Sample<'_> {
+        if self.metric.is_pooled() {
+            Sample::Clusters(&self.clusters)
+        } else {
+            Sample::Reps(&self.reps)
+        }
+    }
+
+    /// Complete reps.
+    pub fn n(&self) -> usize {
+        self.sample().reps()
+    }
+}
+
+/// One group (a cell, or a cell's phase) with every requested metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupSample {
+    /// The cell id, or `<cell> [<phase>]` for a pair phase under [`Grouping::CellPhases`].
+    pub key: String,
+    pub cell_id: String,
+    pub arm: String,
+    /// Position of the group's first call in the run order.
+    pub first_order: u64,
+    pub counts: Counts,
+    pub metrics: Vec<MetricSample>,
+}
+
+impl GroupSample {
+    pub fn metric(&self, m: Metric) -> Option<&MetricSample> {
+        self.metrics.iter().find(|x| x.metric == m)
+    }
+}
+
+/// Every group of a run, in run order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Samples {
+    pub groups: Vec<GroupSample>,
+}
+
+impl Samples {
+    pub fn group(&self, key: &str) -> Option<&GroupSample> {
+        self.groups.iter().find(|g| g.key == key)
+    }
+
+    /// Groups that ran (have non-warm-up calls) but have no measured call left.
+    pub fn empty_groups(&self) -> Vec<&GroupSample> {
+        self.groups
+            .iter()
+            .filter(|g| g.counts.calls > g.counts.warmup && g.counts.measured == 0)
+            .collect()
+    }
+
+    /// Counts over every group (reps summed).
+    pub fn total(&self) -> Counts {
+        let mut t = Counts::default();
+        for g in &self.groups {
+            let reps = t.reps + g.counts.reps;
+            t.add(&g.counts);
+            t.reps = reps;
+        }
+        t
+    }
+}
+
+/// A call counts when it is not warm-up, succeeded, is not cold and is the current attempt.
+pub fn measured() -> Expr {
+    col("warmup")
+        .not()
+        .and(col("ok"))
+        .and(col("cold").not())
+        .and(col("superseded").not())
+}
+
+/// Runs a query on polars' streaming engine (lower peak memory: columns only the filter
+/// needs are never held whole).
+pub(crate) fn collect_streaming(lf: LazyFrame) -> Result<DataFrame, AnalysisError> {
+    Ok(lf.collect_with_engine(Engine::Streaming)?.unwrap_single())
+}
+
+fn count_true(e: Expr) -> Expr {
+    e.cast(DataType::UInt32).sum()
+}
+
+/// Older logs lack some columns: add them with their defaults so one query fits all.
+pub(crate) fn with_defaults(lf: LazyFrame) -> Result<LazyFrame, AnalysisError> {
+    let mut lf = lf;
+    let schema = lf.collect_schema()?;
+    let mut add = Vec::new();
+    if !schema.contains("superseded") {
+        add.push(lit(false).alias("superseded"));
+    }
+    if !schema.contains("cold_reason") {
+        add.push(lit(NULL).cast(DataType::String).alias("cold_reason"));
+    }
+    Ok(if add.is_empty() {
+        lf
+    } else {
+        lf.with_columns(add)
+    })
+}
+
+/// Builds the samples of `metrics` from a records frame.
+pub fn samples(
+    lf: LazyFrame,
+    metrics: &[Metric],
+    grouping: Grouping,
+) -> Result<Samples, AnalysisError> {
+    let lf = with_defaults(lf)?;
+    let counts = group_counts(lf.clone(), grouping)?;
+    let mut base = lf.filter(col("warmup").not().and(col("superseded").not()));
+    if grouping == Grouping::Cells {
+        base = base.filter(col("phase").neq(lit("sequential")));
+    }
+    let mut columns: Vec<&str> = metrics
+        .iter()
+        .flat_map(|m| m.columns().iter().copied())
+        .collect();
+    columns.sort_unstable();
+    columns.dedup();
+    let rows = collect_streaming(
+        base.select(
+            [
+                col("cell_id"),
+                col("phase"),
+                col("rep").cast(DataType::UInt32),
+                col("ok").and(col("cold").not()).alias("counts"),
+            ]
+            .into_iter()
+            .chain(columns.iter().map(|c| col(*c).cast(DataType::Float64)))
+            .collect::<Vec<_>>(),
+        ),
+    )?;
+    let groups = RepGroups::of(
+        rows.column("cell_id")?.str()?,
+        rows.column("phase")?.str()?,
+        rows.column("rep")?.u32()?,
+        grouping,
+    );
+    let counts_col: Vec<bool> = rows
+        .column("counts")?
+        .bool()?
+        .iter()
+        .map(|b| b.unwrap_or(false))
+        .collect();
+    let mut cols: BTreeMap<&str, Vec<Option<f64>>> = BTreeMap::new();
+    for c in &columns {
+        cols.insert(c, finite_col(rows.column(c)?.f64()?));
+    }
+
+    use rayon::prelude::*;
+    let per_metric: Vec<Vec<KeyResult>> = metrics
+        .par_iter()
+        .map(|&m| metric_by_key(&groups, &counts_col, &cols, m))
+        .collect();
+
+    let mut out = Vec::with_capacity(groups.keys.len());
+    for (k, key) in groups.keys.iter().enumerate() {
+        let Some(c) = counts.get(key.as_str()) else {
+            continue;
+        };
+        let metrics_out = metrics
+            .iter()
+            .zip(&per_metric)
+            .map(|(&m, by_key)| {
+                let (reps, clusters, incomplete, request) = by_key[k].clone();
+                MetricSample {
+                    metric: m,
+                    rep_ids: if m.is_pooled() {
+                        clusters.iter().map(|(r, _)| *r).collect()
+                    } else {
+                        reps.iter().map(|(r, _)| *r).collect()
+                    },
+                    reps: reps.into_iter().map(|(_, v)| v).collect(),
+                    clusters: clusters.into_iter().map(|(_, v)| v).collect(),
+                    incomplete_reps: incomplete,
+                    request,
+                }
+            })
+            .collect();
+        out.push(GroupSample {
+            key: key.clone(),
+            cell_id: c.cell_id.clone(),
+            arm: c.arm.clone(),
+            first_order: c.first_order,
+            counts: c.counts.clone(),
+            metrics: metrics_out,
+        });
+    }
+    // Groups with no non-warm-up call at all still get a row (all their calls were warm-up).
+    for (key, c) in &counts {
+        if !groups.keys.iter().any(|k| k == key) {
+            out.push(GroupSample {
+                key: key.clone(),
+                cell_id: c.cell_id.clone(),
+                arm: c.arm.clone(),
+                first_order: c.first_order,
+                counts: c.counts.clone(),
+                metrics: metrics
+                    .iter()
+                    .map(|&m| MetricSample {
+                        metric: m,
+                        reps: Vec::new(),
+                        rep_ids: Vec::new(),
+                        clusters: Vec::new(),
+                        incomplete_reps: 0,
+                        request: request_stats_of(&mut []),
+                    })
+                    .collect(),
+            });
+        }
+    }
+    out.sort_by(|a, b| (a.first_order, &a.key).cmp(&(b.first_order, &b.key)));
+    Ok(Samples { groups: out })
+}
+
+/// The counts of one group, from the polars query.
+struct GroupCounts {
+    cell_id: String,
+    arm: String,
+    first_order: u64,
+    counts: Counts,
+}
+
+fn group_key(cell: &str, phase: &str, grouping: Grouping) -> String {
+    match grouping {
+        Grouping::CellPhases if phase != "single" => format!("{cell} [{phase}]"),
+        _ => cell.to_string(),
+    }
+}
+
+/// Per (cell, phase), how many calls each rule excluded; folded into the grouping's keys.
+fn group_counts(
+    lf: LazyFrame,
+    grouping: Grouping,
+) -> Result<BTreeMap<String, GroupCounts>, AnalysisError> {
+    let live = col("warmup").not().and(col("superseded").not());
+    let mut aggs = vec![
+        col("arm").first().alias("arm"),
+        col("order")
+            .min()
+            .cast(DataType::UInt64)
+            .alias("first_order"),
+        col("ok").len().cast(DataType::UInt32).alias("calls"),
+        count_true(col("warmup")).alias("warmup"),
+        count_true(col("superseded").and(col("warmup").not())).alias("superseded"),
+        count_true(live.clone().and(col("ok").not())).alias("failed"),
+        count_true(live.clone().and(col("ok")).and(col("cold"))).alias("cold"),
+        count_true(measured()).alias("measured"),
+        col("rep")
+            .filter(col("warmup").not())
+            .n_unique()
+            .cast(DataType::UInt32)
+            .alias("reps"),
+    ];
+    for r in ColdReason::ALL {
+        aggs.push(
+            count_true(
+                live.clone()
+                    .and(col("ok"))
+                    .and(col("cold"))
+                    .and(col("cold_reason").eq(lit(r.as_str())).fill_null(lit(false))),
+            )
+            .alias(format!("cold_{}", r.as_str())),
+        );
+    }
+    let df = collect_streaming(lf.group_by([col("cell_id"), col("phase")]).agg(aggs))?;
+    let cells = str_col(&df, "cell_id")?;
+    let phases = str_col(&df, "phase")?;
+    let arms = str_col(&df, "arm")?;
+    let num = |name: &str| -> Result<Vec<u32>, AnalysisError> {
+        Ok(f64_col(&df, name)?
+            .into_iter()
+            .map(|v| v.unwrap_or(0.0) as u32)
+            .collect())
+    };
+    let first_order = num("first_order")?;
+    let (calls, warmup, superseded, failed, cold, measured, reps) = (
+        num("calls")?,
+        num("warmup")?,
+        num("superseded")?,
+        num("failed")?,
+        num("cold")?,
+        num("measured")?,
+        num("reps")?,
+    );
+    let by_reason: Vec<(ColdReason, Vec<u32>)> = ColdReason::ALL
+        .iter()
+        .map(|r| Ok((*r, num(&format!("cold_{}", r.as_str()))?)))
+        .collect::<Result<_, AnalysisError>>()?;
+    let mut out: BTreeMap<String, GroupCounts> = BTreeMap::new();
+    for i in 0..cells.len() {
+        let key = group_key(&cells[i], &phases[i], grouping);
+        let is_seq = phases[i] == "sequential";
+        let mut c = Counts {
+            calls: calls[i],
+            warmup: warmup[i],
+            cold: cold[i],
+            cold_by_reason: by_reason
+                .iter()
+                .filter(|(_, v)| v[i] > 0)
+                .map(|(r, v)| (r.as_str().to_string(), v[i]))
+                .collect(),
+            failed: failed[i],
+            superseded: superseded[i],
+            // The analysis leaves the sequential phase out of a cell's measured calls.
+            measured: if grouping == Grouping::Cells && is_seq {
+                0
+            } else {
+                measured[i]
+            },
+            reps: reps[i],
+        };
+        if grouping == Grouping::Cells && is_seq {
+            c.reps = 0;
+        }
+        let e = out.entry(key).or_insert_with(|| GroupCounts {
+            cell_id: cells[i].clone(),
+            arm: arms[i].clone(),
+            first_order: u64::from(first_order[i]),
+            counts: Counts::default(),
+        });
+        e.first_order = e.first_order.min(u64::from(first_order[i]));
+        e.counts.add(&c);
+    }
+    Ok(out)
+}
+
+/// A float column's values, non-finite as missing.
+fn finite_col(ca: &Float64Chunked) -> Vec<Option<f64>> {
+    ca.iter().map(|v| v.filter(|x| x.is_finite())).collect()
+}
+
+/// Per group key: (rep values, clusters, incomplete reps, request stats) of one metric.
+type KeyResult = (Vec<(u32, f64)>, Vec<(u32, Vec<f64>)>, u32, Vec<Option<f64>>);
+
+fn metric_by_key(
+    groups: &RepGroups,
+    counts: &[bool],
+    cols: &BTreeMap<&str, Vec<Option<f64>>>,
+    m: Metric,
+) -> Vec<KeyResult> {
+    let n_groups = groups.reps.len();
+    // Each row's value (or numerator/denominator) when the call counts and has it.
+    let value: Vec<Option<(f64, f64)>> = match m.def().estimator {
+        Estimator::RepMedian { column } | Estimator::PooledQuantile { column, .. } => cols[column]
+            .iter()
+            .zip(counts)
+            .map(|(v, &ok)| v.filter(|_| ok).map(|x| (x, 0.0)))
+            .collect(),
+        Estimator::RepRate { clock } => {
+            let tokens = &cols["output_tokens"];
+            let secs: Vec<Option<f64>> = match clock {
+                RateClock::ServerEval => cols["eval_ms"]
+                    .iter()
+                    .map(|e| e.map(|ms| ms / 1000.0))
+                    .collect(),
+                RateClock::ClientDecode => cols["e2e_ms"]
+                    .iter()
+                    .zip(&cols["ttft_ms"])
+                    .map(|(e, t)| Some((e.as_ref()? - t.as_ref()?) / 1000.0))
+                    .collect(),
+            };
+            tokens
+                .iter()
+                .zip(&secs)
+                .zip(counts)
+                .map(|((t, s), &ok)| match (t, s) {
+                    (Some(t), Some(s)) if ok && *s > 0.0 => Some((*t, *s)),
+                    _ => None,
+                })
+                .collect()
+        }
+    };
+    // Scatter the present values group after group.
+    let mut rows_in = vec![0u32; n_groups];
+    let mut offsets = vec![0usize; n_groups + 1];
+    for (row, v) in value.iter().enumerate() {
+        let g = groups.group_of_row[row] as usize;
+        rows_in[g] += 1;
+        if v.is_some() {
+            offsets[g + 1] += 1;
+        }
+    }
+    for g in 0..n_groups {
+        offsets[g + 1] += offsets[g];
+    }
+    let mut buf = vec![(0.0, 0.0); offsets[n_groups]];
+    let mut next = offsets.clone();
+    for (row, v) in value.iter().enumerate() {
+        if let Some(x) = v {
+            let g = groups.group_of_row[row] as usize;
+            buf[next[g]] = *x;
+            next[g] += 1;
+        }
+    }
+    let complete = |g: usize| (offsets[g + 1] - offsets[g]) as u32 == rows_in[g] && rows_in[g] > 0;
+    let pooled = m.is_pooled();
+    let rate = matches!(m.def().estimator, Estimator::RepRate { .. });
+    let mut out = Vec::with_capacity(groups.keys.len());
+    for &(s, e) in &groups.key_ranges {
+        let mut reps = Vec::new();
+        let mut clusters = Vec::new();
+        let mut incomplete = 0u32;
+        let mut pool: Vec<f64> = Vec::new();
+        for g in s..e {
+            if !complete(g) {
+                incomplete += 1;
+                continue;
+            }
+            let slice = &mut buf[offsets[g]..offsets[g + 1]];
+            let rep = groups.reps[g];
+            if rate {
+                let (t, sec) = slice
+                    .iter()
+                    .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+                let r = t / sec;
+                reps.push((rep, r));
+                pool.extend(slice.iter().map(|(x, y)| x / y));
+                continue;
+            }
+            let mut vals: Vec<f64> = slice.iter().map(|(x, _)| *x).collect();
+            pool.extend_from_slice(&vals);
+            if pooled {
+                clusters.push((rep, vals));
+            } else if let Some(q) = select_quantiles(&mut vals, &[0.5]) {
+                reps.push((rep, q[0]));
+            }
+        }
+        out.push((reps, clusters, incomplete, request_stats_of(&mut pool)));
+    }
+    out
+}
+
+/// The rows grouped by (group key, rep), groups sorted by key then rep. Rows arrive in run
+/// order, so consecutive rows mostly share a key and rep: a hash lookup happens only where
+/// they change.
+struct RepGroups {
+    /// The group keys, sorted.
+    keys: Vec<String>,
+    /// Each key's groups: [start, end) into `reps`.
+    key_ranges: Vec<(usize, usize)>,
+    /// The rep of each group.
+    reps: Vec<u32>,
+    /// The group of each row.
+    group_of_row: Vec<u32>,
+}
+
+impl RepGroups {
+    fn of(
+        cells: &StringChunked,
+        phases: &StringChunked,
+        reps: &UInt32Chunked,
+        grouping: Grouping,
+    ) -> Self {
+        use std::collections::HashMap;
+        let mut index: HashMap<(String, u32), u32> = HashMap::new();
+        let mut keys: Vec<(String, u32)> = Vec::new();
+        let mut group_of_row: Vec<u32> = Vec::with_capacity(cells.len());
+        let mut prev: Option<(&str, &str, u32, u32)> = None;
+        for ((cell, phase), rep) in cells.iter().zip(phases.iter()).zip(reps.iter()) {
+            let (cell, phase, rep) = (cell.unwrap_or(""), phase.unwrap_or(""), rep.unwrap_or(0));
+            let g = match prev {
+                Some((c, p, r, g)) if c == cell && p == phase && r == rep => g,
+                _ => {
+                    let key = (group_key(cell, phase, grouping), rep);
+                    let g = match index.get(&key) {
+                        Some(&g) => g,
+                        None => {
+                            keys.push(key.clone());
+                            let g = (keys.len() - 1) as u32;
+                            index.insert(key, g);
+                            g
+                        }
+                    };
+                    prev = Some((cell, phase, rep, g));
+                    g
+                }
+            };
+            group_of_row.push(g);
+        }
+        // Number the groups in (key, rep) order.
+        let mut order: Vec<u32> = (0..keys.len() as u32).collect();
+        order.sort_by(|&a, &b| keys[a as usize].cmp(&keys[b as usize]));
+        let mut rank = vec![0u32; keys.len()];
+        for (r, &g) in order.iter().enumerate() {
+            rank[g as usize] = r as u32;
+        }
+        for g in &mut group_of_row {
+            *g = rank[*g as usize];
+        }
+        let sorted: Vec<&(String, u32)> = order.iter().map(|&g| &keys[g as usize]).collect();
+        let mut names: Vec<String> = Vec::new();
+        let mut key_ranges: Vec<(usize, usize)> = Vec::new();
+        for (g, (k, _)) in sorted.iter().enumerate() {
+            match names.last() {
+                Some(last) if last == k => {
+                    if let Some(r) = key_ranges.last_mut() {
+                        r.1 = g + 1;
+                    }
+                }
+                _ => {
+                    names.push(k.clone());
+                    key_ranges.push((g, g + 1));
+                }
+            }
+        }
+        Self {
+            keys: names,
+            key_ranges,
+            reps: sorted.iter().map(|(_, r)| *r).collect(),
+            group_of_row,
+        }
+    }
+}
+
+/// n, mean, sd (n − 1), median, p5, p25, p75, p95, p99, min, max of `v` (reordered).
+pub(crate) fn request_stats_of(v: &mut [f64]) -> Vec<Option<f64>> {
+    let n = v.len();
+    if n == 0 {
+        let mut out = vec![None; REQUEST_STATS.len()];
+        out[0] = Some(0.0);
+        return out;
+    }
+    let (mut sum, mut min, mut max) = (0.0, f64::INFINITY, f64::NEG_INFINITY);
+    for &x in v.iter() {
+        sum += x;
+        min = min.min(x);
+        max = max.max(x);
+    }
+    let mean = sum / n as f64;
+    let sd = (n > 1).then(|| {
+        let ss: f64 = v.iter().map(|x| (x - mean) * (x - mean)).sum();
+        (ss / (n - 1) as f64).sqrt()
+    });
+    let probs: Vec<f64> = std::iter::once(0.5)
+        .chain(PERCENTILES.iter().map(|&(_, p)| p))
+        .collect();
+    let q = select_quantiles(v, &probs).unwrap_or_default();
+    let mut out = vec![Some(n as f64), Some(mean), sd];
+    out.extend(q.into_iter().map(Some));
+    out.extend([Some(min), Some(max)]);
+    out
+}
+
+/// Values of a numeric column as `Option<f64>` (nulls kept).
+pub fn f64_col(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>, AnalysisError> {
+    let c = df.column(name)?.cast(&DataType::Float64)?;
+    Ok(c.f64()?.iter().collect())
+}
+
+/// Values of a string column.
+pub fn str_col(df: &DataFrame, name: &str) -> Result<Vec<String>, AnalysisError> {
+    Ok(df
+        .column(name)?
+        .str()?
+        .iter()
+        .map(|s| s.unwrap_or_default().to_string())
+        .collect())
+}

@@ -1,0 +1,669 @@
+//! Command-line interface: clap parses every flag, each subcommand is one call into the
+//! library returning a typed result, and [`exit`] maps every error to an exit code and a
+//! message in one place. The library warns through `tracing` (a subscriber is installed
+//! here: human-readable on stderr, or `--log-format json`; `RUST_LOG` is honoured).
+
+pub mod exit;
+
+use crate::analysis::{self, AnalysisOptions, Metric};
+use crate::gate::{self, Against, CompareRequest};
+use crate::plan::{Plan, Shard};
+use crate::progress::ProgressMode;
+use crate::report::{self, Format, ReportOptions};
+use crate::runner::RunOptions;
+use crate::spec::Spec;
+use clap::{Parser, Subcommand, ValueEnum};
+use exit::{CliError, Status};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sweep",
+    version,
+    about = "Parameter-sweep experiment harness for benchmarking LLM agents",
+    long_about = "sweep runs a declarative grid of agents × model options × repetitions against a real \
+LLM backend (Ollama, an OpenAI-compatible server, or an embedded llama.cpp engine), records \
+every call crash-safely, and turns the records into statistics, paper tables, plots and \
+regression verdicts.\n\nTypical session:\n  sweep validate experiments/gemma3.toml   # check the file\n  \
+sweep plan experiments/gemma3.toml       # cells, calls, reloads, ETA\n  \
+sweep run experiments/gemma3.toml        # execute, store under results/<experiment>/<run-id>/\n  \
+sweep analyze results/gemma3/<run-id>    # statistics\n  \
+sweep report results/gemma3/<run-id>     # tables and plots\n  \
+sweep compare baselines/gemma3 results/gemma3/<run-id>   # nightly verdict\n\n\
+Exit codes: 0 done; 1 regression; 2 bad input; 3 nothing decided (inconclusive, not \
+comparable, nothing measured, partial run); 4 run finished with failed calls; 5 machine or \
+backend failure; 130/143 run stopped by SIGINT/SIGTERM (resumable)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format on stderr (warnings and diagnostics; RUST_LOG sets the level).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// How `tracing` output is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check an experiment file; every problem is reported with file:line:column.
+    Validate {
+        /// The experiment file (TOML).
+        file: PathBuf,
+    },
+    /// Show the cells, LLM calls, reload groups and reloads by order, and an ETA.
+    Plan {
+        file: PathBuf,
+        /// Print the plan as JSON (cells, ordered units, groups).
+        #[arg(long)]
+        json: bool,
+        /// Only the cells of shard i of N (0-based), as `sweep run --shard` would run.
+        #[arg(long, value_name = "i/N")]
+        shard: Option<Shard>,
+    },
+    /// Execute every cell of the plan and store the records under
+    /// results/<experiment>/<run-id>/. An unfinished run of the same file is resumed
+    /// automatically (use --new to start afresh); Ctrl-C or SIGTERM stops cleanly and prints
+    /// how to resume.
+    Run {
+        file: PathBuf,
+        /// Continue this run, skipping every phase already stored.
+        #[arg(long, value_name = "RUN_ID", conflicts_with = "new")]
+        resume: Option<String>,
+        /// Start a new run even if an unfinished one of the same file exists.
+        #[arg(long)]
+        new: bool,
+        /// Name the new run (default: UTC time + random suffix).
+        #[arg(long, value_name = "NAME")]
+        run_id: Option<String>,
+        /// Run only shard i of N (0-based) of the cells: for Slurm arrays, indexed Jobs, CI matrices.
+        #[arg(long, value_name = "i/N")]
+        shard: Option<Shard>,
+        /// Units in flight at once, 1–1024 (default: [run] concurrency, else 1).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+        concurrency: Option<u32>,
+        /// Where runs are stored (default: [run] results_dir, else results/).
+        #[arg(long, value_name = "DIR")]
+        results_dir: Option<PathBuf>,
+        /// Stop at the first failed call (default: a failing cell never stops the sweep).
+        #[arg(long)]
+        fail_fast: bool,
+        /// Progress display.
+        #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+        progress: ProgressMode,
+        /// No progress output (same as --progress quiet).
+        #[arg(long, short)]
+        quiet: bool,
+        /// JSON events on stdout, one per line (same as --progress json).
+        #[arg(long)]
+        json: bool,
+        /// Stop after N phases (smoke tests); the run stays resumable.
+        #[arg(long, value_name = "N", hide = true)]
+        max_phases: Option<usize>,
+    },
+    /// Join shard runs of one experiment into one run (refuses runs of different files, and
+    /// a union that lacks planned cells unless --allow-partial).
+    Merge {
+        /// Run directories to merge.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// The merged run directory to create.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Keep a merge that lacks planned phases, marked partial.
+        #[arg(long)]
+        allow_partial: bool,
+    },
+    /// Aggregate a stored run into statistics (exit 3 when a cell has no measured call).
+    Analyze {
+        /// A run directory (results/<experiment>/<run-id>).
+        run: PathBuf,
+        /// Reference arm (default: the experiment's `reference`).
+        #[arg(long, value_name = "ARM")]
+        reference: Option<String>,
+        /// Significance level.
+        #[arg(long, default_value_t = 0.05, value_name = "A", value_parser = parse_alpha)]
+        alpha: f64,
+        /// Metrics to print (default: ttft_ms, e2e_ms, decode_tps); all are analysed.
+        #[arg(long = "metric", value_name = "METRIC")]
+        metrics: Vec<Metric>,
+        /// Analyse a partial merge or an unfinished run.
+        #[arg(long)]
+        allow_partial: bool,
+    },
+    /// Render paper tables (Markdown, LaTeX, CSV, JSON) and SVG plots of a stored run into
+    /// <run>/tables and <run>/plots.
+    Report {
+        run: PathBuf,
+        /// Split tables into sections by these axes (`arm` or a factor such as num_ctx).
+        #[arg(long = "group-by", value_name = "AXIS")]
+        group_by: Vec<String>,
+        /// Also write the paper layout: this axis' values as columns (e.g. `--columns
+        /// num_gpu`), the other factors down the rows, `median [CI]` per entry; written to
+        /// tables/<metric>_by_<AXIS>.*
+        #[arg(long, value_name = "AXIS")]
+        columns: Option<String>,
+        /// Metrics to tabulate (default: ttft_ms, e2e_ms, decode_tps).
+        #[arg(long = "metric", value_name = "METRIC")]
+        metrics: Vec<Metric>,
+        /// Only these formats (default: md, tex, csv, json).
+        #[arg(long = "format", value_name = "FMT", value_enum)]
+        formats: Vec<Format>,
+        #[arg(long, value_name = "ARM")]
+        reference: Option<String>,
+        #[arg(long, default_value_t = 0.05, value_name = "A", value_parser = parse_alpha)]
+        alpha: f64,
+        /// Skip the SVG plots.
+        #[arg(long)]
+        no_plots: bool,
+        /// Report a partial merge or an unfinished run.
+        #[arg(long)]
+        allow_partial: bool,
+    },
+    /// Compare a run with a baseline and give a verdict: exit 0 pass, 1 regression,
+    /// 3 inconclusive or not comparable (too few reps, nothing measured, too many failed
+    /// calls, environments differ), 2 bad input.
+    Compare {
+        /// The baseline: a run directory, or a baseline directory (`sweep baseline save`);
+        /// with `--history`, leave it out and give only the current run.
+        #[arg(value_name = "BASELINE")]
+        baseline: PathBuf,
+        /// The current run directory.
+        #[arg(value_name = "CURRENT")]
+        current: Option<PathBuf>,
+        /// Compare against the last K runs under DIR instead of one baseline.
+        #[arg(long, value_name = "DIR")]
+        history: Option<PathBuf>,
+        /// How many earlier runs `--history` uses.
+        #[arg(long, value_name = "K", default_value_t = 7, requires = "history")]
+        last: usize,
+        /// Significance level (default: the spec's [compare] alpha, else 0.05).
+        #[arg(long, value_parser = parse_alpha)]
+        alpha: Option<f64>,
+        /// Per-metric relative threshold, e.g. ttft_p50=0.05 or decode_tps=3% (repeatable).
+        #[arg(long = "threshold", value_name = "METRIC=REL", value_parser = gate::parse_threshold)]
+        thresholds: Vec<(Metric, f64)>,
+        /// Compare even when model digest, GPU, CPU or spec differ (shown as a warning).
+        #[arg(long)]
+        allow_env_change: bool,
+        /// Exit 0 instead of 3 when the gate could not decide.
+        #[arg(long)]
+        allow_inconclusive: bool,
+        /// Compare a partial merge or an unfinished run.
+        #[arg(long)]
+        allow_partial: bool,
+        /// Also write the Markdown summary to FILE (e.g. $GITHUB_STEP_SUMMARY).
+        #[arg(long, value_name = "FILE")]
+        markdown: Option<PathBuf>,
+        /// Write the full comparison as JSON (Monte Carlo error of each interval end included).
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Write JUnit XML (one testcase per gating cell × metric).
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Do not print the Markdown summary to stdout.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Manage regression baselines (a history of promoted runs and a `current` pointer).
+    Baseline {
+        #[command(subcommand)]
+        action: BaselineCommand,
+    },
+    /// How many reps the nightly needs: from a stored run's per-rep spread, the smallest
+    /// change each metric can detect and the reps needed to detect the [compare] thresholds
+    /// (α, 80% power, Holm over the gating family).
+    Power {
+        /// A run directory or a baseline directory.
+        run: PathBuf,
+        /// Reps per side to compute detectable changes for (default: the file's repetitions).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=10000))]
+        reps: Option<u32>,
+        /// Power wanted.
+        #[arg(long, default_value_t = 0.8, value_parser = parse_alpha)]
+        power: f64,
+        #[arg(long, value_parser = parse_alpha)]
+        alpha: Option<f64>,
+        #[arg(long = "threshold", value_name = "METRIC=REL", value_parser = gate::parse_threshold)]
+        thresholds: Vec<(Metric, f64)>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BaselineCommand {
+    /// Promote a run to the current baseline. Refuses a run whose `sweep compare` was not a
+    /// clean pass (or that was never compared) unless --force.
+    Save {
+        /// The run directory to keep.
+        run: PathBuf,
+        /// Baseline directory (default: baselines/<experiment>).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Keep it even without a clean pass (the first baseline of an experiment).
+        #[arg(long)]
+        force: bool,
+    },
+    /// List a baseline directory's entries, the current one marked.
+    List { dir: PathBuf },
+    /// Point the baseline directory's `current` at an earlier entry (a rollback).
+    Use { dir: PathBuf, entry: String },
+}
+
+fn parse_alpha(s: &str) -> Result<f64, String> {
+    let x: f64 = s
+        .parse()
+        .map_err(|_| format!("expected a number strictly between 0 and 1, found {s:?}"))?;
+    if x > 0.0 && x < 1.0 {
+        Ok(x)
+    } else {
+        Err(format!("must be strictly between 0 and 1, found {x}"))
+    }
+}
+
+/// Parses arguments, runs the command, returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => exit::BAD_INPUT,
+            };
+        }
+    };
+    init_tracing(cli.log_format);
+    let name = command_name(&cli.command);
+    match run(cli.command) {
+        Ok(status) => status.code(),
+        Err(e) => exit::report(name, &e),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.without_time().try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Validate { .. } => "validate",
+        Command::Plan { .. } => "plan",
+        Command::Run { .. } => "run",
+        Command::Merge { .. } => "merge",
+        Command::Analyze { .. } => "analyze",
+        Command::Report { .. } => "report",
+        Command::Compare { .. } => "compare",
+        Command::Baseline { .. } => "baseline",
+        Command::Power { .. } => "power",
+    }
+}
+
+/// Runs one command.
+pub fn run(command: Command) -> Result<Status, CliError> {
+    match command {
+        Command::Validate { file } => validate(&file),
+        Command::Plan { file, json, shard } => plan(&file, json, shard),
+        Command::Run {
+            file,
+            resume,
+            new,
+            run_id,
+            shard,
+            concurrency,
+            results_dir,
+            fail_fast,
+            progress,
+            quiet,
+            json,
+            max_phases,
+        } => {
+            let spec = Spec::load(&file)?;
+            let progress = if quiet {
+                ProgressMode::Quiet
+            } else if json {
+                ProgressMode::Json
+            } else {
+                progress
+            };
+            let opts = RunOptions {
+                resume,
+                new_run: new,
+                run_id,
+                shard,
+                progress,
+                fail_fast,
+                concurrency,
+                results_dir,
+                max_phases,
+            };
+            run_command(&spec, opts)
+        }
+        Command::Merge {
+            runs,
+            out,
+            allow_partial,
+        } => {
+            let m = crate::store::merge(&runs, &out, allow_partial)?;
+            println!(
+                "merged {} runs into {} ({} cells planned{})",
+                m.manifest.merged_from.len(),
+                out.display(),
+                m.manifest.planned_cells,
+                if m.missing_phases > 0 {
+                    format!(
+                        "; PARTIAL: {} planned phases missing, analysis needs --allow-partial",
+                        m.missing_phases
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            Ok(if m.missing_phases > 0 {
+                Status::Undecided
+            } else {
+                Status::Ok
+            })
+        }
+        Command::Analyze {
+            run,
+            reference,
+            alpha,
+            metrics,
+            allow_partial,
+        } => analyze(&run, reference, alpha, &metrics, allow_partial),
+        Command::Report {
+            run,
+            group_by,
+            columns,
+            metrics,
+            formats,
+            reference,
+            alpha,
+            no_plots,
+            allow_partial,
+        } => {
+            let defaults = ReportOptions::default();
+            let opts = ReportOptions {
+                formats: if formats.is_empty() {
+                    defaults.formats
+                } else {
+                    formats
+                },
+                group_by,
+                columns,
+                metrics: if metrics.is_empty() {
+                    defaults.metrics
+                } else {
+                    metrics
+                },
+                alpha,
+                reference,
+                plots: !no_plots,
+                allow_partial,
+            };
+            let (paths, a) = report::render_run(&run, &opts)?;
+            for p in paths {
+                println!("{}", p.display());
+            }
+            a.check_measured()?;
+            Ok(Status::Ok)
+        }
+        Command::Compare {
+            baseline,
+            current,
+            history,
+            last,
+            alpha,
+            thresholds,
+            allow_env_change,
+            allow_inconclusive,
+            allow_partial,
+            markdown,
+            json,
+            junit,
+            quiet,
+        } => {
+            // With --history the one positional is the current run.
+            let (against, current) = match (history, current) {
+                (None, Some(current)) => (Against::Run(baseline), current),
+                (Some(dir), None) => (Against::History { dir, last }, baseline),
+                (None, None) => {
+                    return Err(CliError::Usage(
+                        "give BASELINE and CURRENT (or --history DIR CURRENT)".into(),
+                    ))
+                }
+                (Some(_), Some(_)) => {
+                    return Err(CliError::Usage(
+                        "with --history give only the CURRENT run".into(),
+                    ))
+                }
+            };
+            let req = CompareRequest {
+                against,
+                current,
+                alpha,
+                thresholds,
+                allow_env_change,
+                allow_partial,
+            };
+            let (cmp, warnings) = gate::run(&req)?;
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            for (path, f) in [
+                (markdown, Format::Markdown),
+                (json, Format::Json),
+                (junit, Format::Junit),
+            ] {
+                if let (Some(p), Some(text)) = (path, f.exporter().gate(&cmp)) {
+                    crate::store::atomic::write_atomic(&p, text.as_bytes())?;
+                }
+            }
+            if !quiet {
+                if let Some(md) = Format::Markdown.exporter().gate(&cmp) {
+                    print!("{md}");
+                }
+            }
+            Ok(match cmp.outcome.exit_code(allow_inconclusive) {
+                gate::EXIT_REGRESSION => Status::Regression,
+                gate::EXIT_INCONCLUSIVE => Status::Undecided,
+                _ => Status::Ok,
+            })
+        }
+        Command::Baseline { action } => baseline(action),
+        Command::Power {
+            run,
+            reps,
+            power,
+            alpha,
+            thresholds,
+            json,
+        } => power_command(&run, reps, power, alpha, &thresholds, json),
+    }
+}
+
+fn validate(file: &Path) -> Result<Status, CliError> {
+    let spec = Spec::load(file)?;
+    let plan = Plan::checked(&spec, None).map_err(CliError::Usage)?;
+    println!(
+        "{}: ok ({} arms, {} cells, {} LLM calls)",
+        file.display(),
+        spec.arms.len(),
+        plan.cells.len(),
+        plan.total_calls()
+    );
+    for w in crate::plan::warnings(&spec, &plan) {
+        tracing::warn!("{w}");
+    }
+    Ok(Status::Ok)
+}
+
+fn plan(file: &Path, json: bool, shard: Option<Shard>) -> Result<Status, CliError> {
+    let spec = Spec::load(file)?;
+    let plan = Plan::checked(&spec, shard).map_err(CliError::Usage)?;
+    if json {
+        let text = serde_json::to_string_pretty(&plan)
+            .map_err(|e| CliError::Environment(e.to_string()))?;
+        println!("{text}");
+        return Ok(Status::Ok);
+    }
+    print!("{}", crate::plan::render(&spec, &plan));
+    match crate::runner::estimate(&spec, &plan, None) {
+        Some(eta) => {
+            use crate::spec::Order;
+            let probe = |order| plan.reloads_in(&spec, order) as f64 * eta.probe_seconds;
+            println!(
+                "ETA: {} in this order (blocks {}, interleaved {}), from phase timings of run {} \
+                 ({} of {} cells measured there, the rest estimated)",
+                crate::runner::human_duration(eta.seconds + probe(spec.experiment.order)),
+                crate::runner::human_duration(eta.seconds + probe(Order::Blocks)),
+                crate::runner::human_duration(eta.seconds + probe(Order::Interleaved)),
+                eta.from_run,
+                eta.cells_known,
+                eta.cells_total
+            );
+        }
+        None => println!("ETA: unknown until a first run of this experiment has stored timings"),
+    }
+    Ok(Status::Ok)
+}
+
+fn analyze(
+    run: &Path,
+    reference: Option<String>,
+    alpha: f64,
+    shown: &[Metric],
+    allow_partial: bool,
+) -> Result<Status, CliError> {
+    let shown = if shown.is_empty() {
+        ReportOptions::default().metrics
+    } else {
+        shown.to_vec()
+    };
+    let opts = AnalysisOptions {
+        reference,
+        alpha,
+        allow_partial,
+        ..Default::default()
+    };
+    let a = analysis::analyze(run, &opts)?;
+    let md = Format::Markdown.exporter();
+    let mut tables = report::tables::metric_tables(&a, &shown, &[]);
+    tables.extend(report::tables::pair_table(&a));
+    if let Some(text) = md.tables(&tables) {
+        println!("{text}");
+    }
+    eprintln!(
+        "wrote {} and {}",
+        run.join("analysis/summary.json").display(),
+        run.join("analysis/tidy.csv").display()
+    );
+    a.check_measured()?;
+    Ok(Status::Ok)
+}
+
+fn baseline(action: BaselineCommand) -> Result<Status, CliError> {
+    match action {
+        BaselineCommand::Save { run, dir, force } => {
+            let saved = gate::baseline::save(&run, dir.as_deref(), force)?;
+            if let Some(why) = &saved.forced_over {
+                tracing::warn!("kept with --force although: {why}");
+            }
+            println!(
+                "baseline saved: {} → {} (now current)",
+                run.display(),
+                saved.entry.display()
+            );
+        }
+        BaselineCommand::List { dir } => {
+            let current = gate::baseline::current_entry(&dir)?;
+            for e in gate::baseline::entries(&dir)? {
+                let mark = current
+                    .as_ref()
+                    .is_some_and(|c| c.file_name().is_some_and(|n| n.to_string_lossy() == e));
+                println!("{} {e}", if mark { "*" } else { " " });
+            }
+        }
+        BaselineCommand::Use { dir, entry } => {
+            gate::baseline::point_at(&dir, &entry)?;
+            println!("{}: current baseline is now {entry}", dir.display());
+        }
+    }
+    Ok(Status::Ok)
+}
+
+fn power_command(
+    run: &Path,
+    reps: Option<u32>,
+    power: f64,
+    alpha: Option<f64>,
+    thresholds: &[(Metric, f64)],
+    json: bool,
+) -> Result<Status, CliError> {
+    let dir = gate::resolve(run)?;
+    let manifest = crate::store::Manifest::read(&dir)?;
+    let (mut settings, warning) = gate::Settings::from_manifest(&manifest);
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
+    settings.apply_flags(alpha, thresholds)?;
+    let loaded = gate::load_run(&dir, &settings.metrics(), true)?;
+    let reps = reps
+        .map(|r| r as usize)
+        .or_else(|| manifest.spec().map(|s| s.experiment.repetitions as usize))
+        .unwrap_or(crate::stats::engine::MIN_REPS);
+    let p = gate::power::analyze(&loaded, &settings, reps, power);
+    if json {
+        let text =
+            serde_json::to_string_pretty(&p).map_err(|e| CliError::Environment(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", report::export::markdown::power(&p));
+    }
+    Ok(Status::Ok)
+}
+
+/// `sweep run`: executes the plan on a multi-threaded runtime, prints what the run measured
+/// and excluded, and says by its status whether every call succeeded.
+fn run_command(spec: &Spec, opts: RunOptions) -> Result<Status, CliError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Environment(format!("cannot start the async runtime: {e}")))?;
+    let quiet = opts.progress == ProgressMode::Quiet;
+    let s = rt.block_on(crate::runner::run_experiment(spec, &opts))?;
+    if !quiet {
+        eprintln!("{}", crate::runner::failure_summary(&s));
+    }
+    Ok(match s.stopped_by {
+        Some(crate::runner::StopSignal::Interrupt) => Status::Interrupted,
+        Some(crate::runner::StopSignal::Terminate) => Status::Terminated,
+        None if s.stopped_on_failure || s.failed_calls > 0 => Status::FinishedWithFailures,
+        None if !s.empty_cells.is_empty() => {
+            tracing::warn!(
+                "nothing measured in {} cell(s): {}",
+                s.empty_cells.len(),
+                s.empty_cells.join("; ")
+            );
+            Status::Undecided
+        }
+        None => Status::Ok,
+    })
+}

@@ -1,0 +1,372 @@
+//! The one table of metrics: each metric's name (and the names it is also known by), unit,
+//! direction, how one repetition's calls become a value (or how a cell's calls are pooled),
+//! and which calls it reads. Spec validation, analysis, tables, plots and the regression
+//! gate all look metrics up here.
+//!
+//! Which calls: every metric reads all the calls of one agent run (or, for a pair phase, of
+//! both agents' runs): the analysis call and the report call. The two stages are different
+//! workloads (the report prompt carries the analysis), so a repetition counts for a metric
+//! only when every one of its calls was measured (succeeded, not warm-up, not cold) and
+//! carries the metric's inputs: a rep missing a stage is left out of that metric and
+//! counted as incomplete, never silently replaced by the other stage's value.
+
+use serde::{Deserialize, Serialize};
+
+/// A metric of the analysis and the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Median TTFT of a rep's calls (also `ttft_p50`).
+    TtftMs,
+    /// 95th percentile of TTFT over a cell's pooled calls (also `ttft_p95`).
+    TtftP95Ms,
+    /// Median end-to-end latency of a rep's calls (also `e2e_p50`).
+    E2eMs,
+    /// Median of the calls' median inter-token gaps (also `itl_p50`).
+    ItlP50Ms,
+    /// Σ output tokens / Σ server eval seconds over a rep's calls.
+    DecodeTps,
+    /// Σ output tokens / Σ (e2e − TTFT) client seconds over a rep's calls.
+    E2eTps,
+    PromptEvalMs,
+    EvalMs,
+    LoadMs,
+    OutputTokens,
+}
+
+/// Which way is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    LowerIsBetter,
+    HigherIsBetter,
+    /// No better side (token counts): shown, never judged better or worse.
+    Neither,
+}
+
+/// The seconds a rate divides by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateClock {
+    /// The server's `eval_ms`.
+    ServerEval,
+    /// The client's e2e − TTFT.
+    ClientDecode,
+}
+
+/// How a metric's value is formed from the calls.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Estimator {
+    /// Per rep: the median of its calls' `column`. The rep is the statistical unit.
+    RepMedian { column: &'static str },
+    /// Per rep: Σ output tokens / Σ seconds over its calls (weighted by call length, not a
+    /// mean of per-call rates).
+    RepRate { clock: RateClock },
+    /// Per cell: the type-7 `q` quantile of `column` over the calls of its complete reps,
+    /// pooled (a tail needs more values than one rep has); the rep stays the unit of
+    /// resampling (cluster bootstrap).
+    PooledQuantile { column: &'static str, q: f64 },
+}
+
+/// Everything there is to know about one metric.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct MetricDef {
+    pub metric: Metric,
+    /// The name used everywhere (files, tables, JSON, flags).
+    pub name: &'static str,
+    /// Other names accepted in experiment files and flags.
+    pub aliases: &'static [&'static str],
+    pub unit: &'static str,
+    /// Label with unit, for tables and plot axes.
+    pub label: &'static str,
+    pub direction: Direction,
+    pub estimator: Estimator,
+    /// Multiplicative noise: tests run on ln values (timings and rates).
+    pub log_scale: bool,
+    /// Compared by `sweep compare` even without a threshold.
+    pub gate_default: bool,
+    /// Default regression threshold (relative change) in `[compare]`.
+    pub default_threshold: Option<f64>,
+}
+
+const fn median(
+    metric: Metric,
+    name: &'static str,
+    aliases: &'static [&'static str],
+    unit: &'static str,
+    label: &'static str,
+) -> MetricDef {
+    MetricDef {
+        metric,
+        name,
+        aliases,
+        unit,
+        label,
+        direction: Direction::LowerIsBetter,
+        estimator: Estimator::RepMedian { column: name },
+        log_scale: true,
+        gate_default: false,
+        default_threshold: None,
+    }
+}
+
+/// The table, in display order.
+pub const METRICS: [MetricDef; 10] = [
+    MetricDef {
+        gate_default: true,
+        default_threshold: Some(0.05),
+        ..median(Metric::TtftMs, "ttft_ms", &["ttft_p50"], "ms", "TTFT (ms)")
+    },
+    MetricDef {
+        estimator: Estimator::PooledQuantile {
+            column: "ttft_ms",
+            q: 0.95,
+        },
+        gate_default: true,
+        default_threshold: Some(0.10),
+        ..median(
+            Metric::TtftP95Ms,
+            "ttft_p95_ms",
+            &["ttft_p95"],
+            "ms",
+            "TTFT p95 over calls (ms)",
+        )
+    },
+    MetricDef {
+        gate_default: true,
+        ..median(
+            Metric::E2eMs,
+            "e2e_ms",
+            &["e2e_p50"],
+            "ms",
+            "end-to-end latency (ms)",
+        )
+    },
+    median(
+        Metric::ItlP50Ms,
+        "itl_p50_ms",
+        &["itl_p50"],
+        "ms",
+        "median inter-token latency (ms)",
+    ),
+    MetricDef {
+        direction: Direction::HigherIsBetter,
+        estimator: Estimator::RepRate {
+            clock: RateClock::ServerEval,
+        },
+        gate_default: true,
+        default_threshold: Some(0.03),
+        ..median(
+            Metric::DecodeTps,
+            "decode_tps",
+            &[],
+            "tok/s",
+            "decode throughput (tok/s)",
+        )
+    },
+    MetricDef {
+        direction: Direction::HigherIsBetter,
+        estimator: Estimator::RepRate {
+            clock: RateClock::ClientDecode,
+        },
+        ..median(
+            Metric::E2eTps,
+            "e2e_tps",
+            &[],
+            "tok/s",
+            "client throughput (tok/s)",
+        )
+    },
+    median(
+        Metric::PromptEvalMs,
+        "prompt_eval_ms",
+        &[],
+        "ms",
+        "prompt eval (ms)",
+    ),
+    median(Metric::EvalMs, "eval_ms", &[], "ms", "eval (ms)"),
+    median(Metric::LoadMs, "load_ms", &[], "ms", "load (ms)"),
+    MetricDef {
+        direction: Direction::Neither,
+        log_scale: false,
+        ..median(
+            Metric::OutputTokens,
+            "output_tokens",
+            &[],
+            "tokens",
+            "output tokens",
+        )
+    },
+];
+
+impl Metric {
+    /// Every metric, in display order.
+    pub const ALL: [Metric; 10] = [
+        Metric::TtftMs,
+        Metric::TtftP95Ms,
+        Metric::E2eMs,
+        Metric::ItlP50Ms,
+        Metric::DecodeTps,
+        Metric::E2eTps,
+        Metric::PromptEvalMs,
+        Metric::EvalMs,
+        Metric::LoadMs,
+        Metric::OutputTokens,
+    ];
+
+    /// The metric's row of [`METRICS`].
+    pub fn def(self) -> &'static MetricDef {
+        // METRICS is in the order of ALL (checked by a test).
+        &METRICS[self as usize]
+    }
+
+    pub fn name(self) -> &'static str {
+        self.def().name
+    }
+
+    pub fn label(self) -> &'static str {
+        self.def().label
+    }
+
+    pub fn unit(self) -> &'static str {
+        self.def().unit
+    }
+
+    pub fn direction(self) -> Direction {
+        self.def().direction
+    }
+
+    /// `Some(true)` when higher is better, `None` when neither side is.
+    pub fn higher_is_better(self) -> Option<bool> {
+        match self.direction() {
+            Direction::HigherIsBetter => Some(true),
+            Direction::LowerIsBetter => Some(false),
+            Direction::Neither => None,
+        }
+    }
+
+    pub fn log_scale(self) -> bool {
+        self.def().log_scale
+    }
+
+    /// A name or one of its aliases (`ttft_p50` is `ttft_ms`).
+    pub fn parse(s: &str) -> Option<Metric> {
+        METRICS
+            .iter()
+            .find(|d| d.name == s || d.aliases.contains(&s))
+            .map(|d| d.metric)
+    }
+
+    /// Every accepted name, for error messages.
+    pub fn all_names() -> Vec<&'static str> {
+        METRICS
+            .iter()
+            .flat_map(|d| std::iter::once(d.name).chain(d.aliases.iter().copied()))
+            .collect()
+    }
+
+    /// The records columns this metric reads.
+    pub fn columns(self) -> &'static [&'static str] {
+        match self.def().estimator {
+            Estimator::RepMedian { column } | Estimator::PooledQuantile { column, .. } => {
+                match column {
+                    "ttft_ms" => &["ttft_ms"],
+                    "e2e_ms" => &["e2e_ms"],
+                    "itl_p50_ms" => &["itl_p50_ms"],
+                    "prompt_eval_ms" => &["prompt_eval_ms"],
+                    "eval_ms" => &["eval_ms"],
+                    "load_ms" => &["load_ms"],
+                    _ => &["output_tokens"],
+                }
+            }
+            Estimator::RepRate {
+                clock: RateClock::ServerEval,
+            } => &["output_tokens", "eval_ms"],
+            Estimator::RepRate {
+                clock: RateClock::ClientDecode,
+            } => &["output_tokens", "e2e_ms", "ttft_ms"],
+        }
+    }
+
+    /// True for a metric whose value pools a cell's calls (a tail quantile).
+    pub fn is_pooled(self) -> bool {
+        matches!(self.def().estimator, Estimator::PooledQuantile { .. })
+    }
+
+    /// The metrics `sweep compare` checks even without a threshold.
+    pub fn gate_defaults() -> Vec<Metric> {
+        Metric::ALL
+            .into_iter()
+            .filter(|m| m.def().gate_default)
+            .collect()
+    }
+
+    /// What one value of the metric is, in words, for table footers.
+    pub fn estimand(self) -> String {
+        match self.def().estimator {
+            Estimator::RepMedian { .. } => format!(
+                "{}: per rep the median over its calls (analysis + report stage)",
+                self.name()
+            ),
+            Estimator::RepRate { clock } => format!(
+                "{}: per rep Σ output tokens / Σ {} over its calls",
+                self.name(),
+                match clock {
+                    RateClock::ServerEval => "server eval seconds",
+                    RateClock::ClientDecode => "client (e2e − TTFT) seconds",
+                }
+            ),
+            Estimator::PooledQuantile { q, .. } => format!(
+                "{}: the p{:.0} over the cell's pooled calls of complete reps (reps resampled as clusters)",
+                self.name(),
+                q * 100.0
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Metric {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Metric::parse(s).ok_or_else(|| {
+            format!(
+                "unknown metric {s:?}; expected one of: {}",
+                Metric::all_names().join(", ")
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_in_enum_order_and_names_are_unique() {
+        for (i, m) in Metric::ALL.iter().enumerate() {
+            assert_eq!(METRICS[i].metric, *m);
+            assert_eq!(*m as usize, i);
+        }
+        let mut names = Metric::all_names();
+        names.sort_unstable();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(names.len(), n, "a name or alias is used twice");
+    }
+
+    #[test]
+    fn aliases_resolve() {
+        assert_eq!(Metric::parse("ttft_p50"), Some(Metric::TtftMs));
+        assert_eq!(Metric::parse("ttft_p95"), Some(Metric::TtftP95Ms));
+        assert_eq!(Metric::parse("e2e_p50"), Some(Metric::E2eMs));
+        assert_eq!(Metric::parse("nope"), None);
+        assert!("nope".parse::<Metric>().unwrap_err().contains("ttft_ms"));
+    }
+}

@@ -1,0 +1,59 @@
+//! Every output format behind one trait, one file per format (in the way hyperfine's
+//! `export/` does it). The analysis' tables and the gate's comparison are data; an exporter
+//! turns them into text. A format that has nothing to say about a kind of data returns
+//! `None` for it.
+
+pub mod csv;
+pub mod json;
+pub mod junit;
+pub mod latex;
+pub mod markdown;
+
+use super::tables::Table;
+use crate::gate::Comparison;
+use serde::{Deserialize, Serialize};
+
+/// An output format.
+pub trait Exporter {
+    /// File extension (without the dot).
+    fn ext(&self) -> &'static str;
+    /// The analysis' tables, all in one file.
+    fn tables(&self, tables: &[Table]) -> Option<String>;
+    /// A gate comparison.
+    fn gate(&self, _c: &Comparison) -> Option<String> {
+        None
+    }
+}
+
+/// The formats `sweep report` and `sweep compare` write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    #[value(name = "md")]
+    Markdown,
+    #[value(name = "tex")]
+    Latex,
+    Csv,
+    Json,
+    #[value(name = "junit")]
+    Junit,
+}
+
+impl Format {
+    /// The table formats (`sweep report` writes these by default).
+    pub const TABLES: [Format; 4] = [Format::Markdown, Format::Latex, Format::Csv, Format::Json];
+
+    pub fn exporter(self) -> &'static dyn Exporter {
+        match self {
+            Format::Markdown => &markdown::Markdown,
+            Format::Latex => &latex::Latex,
+            Format::Csv => &csv::Csv,
+            Format::Json => &json::Json,
+            Format::Junit => &junit::Junit,
+        }
+    }
+
+    pub fn ext(self) -> &'static str {
+        self.exporter().ext()
+    }
+}
