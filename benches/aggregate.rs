@@ -151,7 +151,7 @@ fn generate(path: &Path, rows: usize) -> PolarsResult<()> {
 
 fn run(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
-    let lf = analysis::scan_parquet(path)?;
+    let lf = sweep::store::columnar::scan_parquet(path)?;
     let a = analysis::analyze_frame(lf, Source::Parquet, 0, None, &AnalysisOptions::default())?;
     let total = t.elapsed().as_secs_f64();
     let measured: u32 = a.cells.iter().map(|c| c.counts.measured).sum();

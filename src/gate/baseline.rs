@@ -103,7 +103,12 @@ pub fn save(run: &Path, dir: Option<&Path>, force: bool) -> Result<Saved, GateEr
         .map(|d| d.replace('-', ""))
         .filter(|d| d.len() == 8 && d.chars().all(|c| c.is_ascii_digit()))
         .unwrap_or_else(|| chrono::Utc::now().format("%Y%m%d").to_string());
-    let name = format!("{date}-{}", manifest.run_id);
+    // Named after the run's directory (a run id could hold characters a name cannot).
+    let run_name = std::fs::canonicalize(run)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| manifest.run_id.replace(['/', '\\'], "_"));
+    let name = format!("{date}-{run_name}");
     let entry = dest.join(&name);
     atomic::copy_atomic(&src_records, &entry.join(RECORDS_JSONL))?;
     for f in [RECORDS_PARQUET, VERDICT_FILE] {

@@ -85,6 +85,12 @@ pub struct LoadedRun {
 /// The directory a baseline path stands for: a run directory itself, or a baseline
 /// directory's current entry (see [`baseline`]).
 pub fn resolve(dir: &Path) -> Result<PathBuf, GateError> {
+    if dir.is_file() && dir.extension().is_some_and(|e| e == "parquet") {
+        return Err(GateError::ParquetInput(dir.to_path_buf()));
+    }
+    if !dir.is_dir() {
+        return Err(StoreError::NotARun(dir.to_path_buf()).into());
+    }
     if dir.join(store::MANIFEST).is_file() {
         return Ok(dir.to_path_buf());
     }

@@ -101,7 +101,7 @@ pub fn render_analysis(
     a: &analysis::Analysis,
     opts: &ReportOptions,
 ) -> Result<Vec<PathBuf>, ReportError> {
-    let known = tables::factor_names(&a);
+    let known = tables::factor_names(a);
     for g in opts.group_by.iter().chain(&opts.columns) {
         if g != "arm" && !known.contains(g) {
             return Err(ReportError::UnknownAxis(g.clone(), known.join(", ")));
@@ -113,17 +113,17 @@ pub fn render_analysis(
 
     let mut all = Vec::new();
     for &m in &opts.metrics {
-        let ts = tables::metric_tables(&a, &[m], &opts.group_by);
+        let ts = tables::metric_tables(a, &[m], &opts.group_by);
         write_tables(&tdir, m.name(), &ts, &opts.formats, &mut out)?;
         all.extend(ts);
         if let Some(axis) = &opts.columns {
-            let ts = tables::pivot_tables(&a, &[m], axis, &opts.group_by);
+            let ts = tables::pivot_tables(a, &[m], axis, &opts.group_by);
             let stem = format!("{}_by_{axis}", m.name());
             write_tables(&tdir, &stem, &ts, &opts.formats, &mut out)?;
             all.extend(ts);
         }
     }
-    if let Some(t) = tables::pair_table(&a) {
+    if let Some(t) = tables::pair_table(a) {
         write_tables(
             &tdir,
             "pairs",
@@ -184,7 +184,7 @@ pub fn render_analysis(
         out.push(p);
         for m in [Metric::TtftMs, Metric::DecodeTps] {
             let p = pdir.join(format!("{}_vs_num_ctx.svg", m.name()));
-            if plots::metric_vs_ctx(&p, &a, m)? {
+            if plots::metric_vs_ctx(&p, a, m)? {
                 out.push(p);
             }
         }

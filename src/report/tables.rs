@@ -95,11 +95,15 @@ impl<'a> Tidy<'a> {
 /// Short form of an "unavailable" reason for a table cell: "need ≥ 6".
 fn short_reason(note: &str) -> String {
     match note.find("need ≥") {
-        Some(i) => note[i..]
-            .split(" values")
-            .next()
-            .unwrap_or("n/a")
-            .to_string(),
+        Some(i) => {
+            let rest = &note[i + "need ≥".len()..];
+            let n: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect();
+            format!("need ≥ {n}")
+        }
         None if note.is_empty() => "n/a".into(),
         None => note.to_string(),
     }

@@ -239,9 +239,10 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
-use sweep::analysis::{self, AnalysisOptions, Avail, Metric, Source, Verdict};
-use sweep::record::{Phase, Record, Stage};
+use sweep::analysis::{self, AnalysisOptions, Avail, Decision, Metric, Source};
+use sweep::record::{ColdReason, Phase, Record, Stage};
 use sweep::spec::OptionValue;
+use sweep::store::{self, Manifest};
 
 /// A call with plausible figures: TTFT around `ttft`, decode around `tps`.
 fn call(cell: &str, arm: &str, rep: u32, ttft: f64, tps: f64, rng: &mut ChaCha8Rng) -> Record {
@@ -297,11 +298,13 @@ fn call(cell: &str, arm: &str, rep: u32, ttft: f64, tps: f64, rng: &mut ChaCha8R
         agent_wall_ms: e2e + 5.0,
         ingest_ms: 5.0,
         phase_records: 0,
+        ..Default::default()
     }
 }
 
 /// Baseline (700 ms, 40 tok/s), a slower cell (1.3× TTFT, 0.8× decode), an equal cell,
-/// and a 3-rep cell; each with a warm-up, a cold call and a failed call; 8 reps.
+/// and a 4-rep cell (2 complete); each with a warm-up, 4 calls per rep, a cold call in rep 0 and a failed
+/// call in rep 1 (each stored inside its rep's phase, as the store writes them).
 fn synthetic(reps: u32) -> Vec<Record> {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut out = Vec::new();
@@ -309,7 +312,7 @@ fn synthetic(reps: u32) -> Vec<Record> {
         ("baseline-00000001", "baseline", 700.0, 40.0, reps),
         ("chimera-ctx256", "chimera", 910.0, 32.0, reps),
         ("chimera-ctx512", "chimera", 700.0, 40.0, reps),
-        ("chimera-ctx1024", "chimera", 700.0, 40.0, 3),
+        ("chimera-ctx1024", "chimera", 700.0, 40.0, 4),
     ];
     let mut order = 0;
     for (cell, arm, ttft, tps, n) in cells {
@@ -324,24 +327,51 @@ fn synthetic(reps: u32) -> Vec<Record> {
                 r.order = order;
                 out.push(r);
             }
+            if rep == 0 {
+                let mut c = call(cell, arm, 0, ttft * 4.0, tps, &mut rng);
+                c.mark_cold(ColdReason::Reload);
+                c.load_ms = Some(500.0);
+                c.order = order;
+                out.push(c);
+            }
+            if rep == 1 {
+                let mut f = call(cell, arm, 1, ttft, tps, &mut rng);
+                f.ok = false;
+                f.error_kind = Some("timeout".into());
+                f.ttft_ms = None;
+                f.order = order;
+                out.push(f);
+            }
             order += 1;
         }
-        let mut c = call(cell, arm, 0, ttft * 4.0, tps, &mut rng);
-        c.cold = true;
-        c.load_ms = Some(500.0);
-        c.order = order;
-        out.push(c);
-        let mut f = call(cell, arm, 1, ttft, tps, &mut rng);
-        f.ok = false;
-        f.error_kind = Some("timeout".into());
-        f.ttft_ms = None;
-        f.order = order;
-        out.push(f);
     }
     out
 }
 
+/// A finished run's manifest (no records digest: the loader reads the JSONL).
+fn manifest(reference: Option<&str>) -> Manifest {
+    let spec = reference
+        .map(|r| {
+            format!(
+                "[experiment]\nname = \"synthetic\"\nreference = \"{r}\"\n[backend]\nkind = \"ollama\"\nmodel = \"gemma3:270m\"\n\
+                 [corpus]\npath = \"experiments/corpus\"\n[[arm]]\nname = \"{r}\"\n[[arm]]\nname = \"chimera\"\n[[arm]]\nname = \"pair\"\n"
+            )
+        })
+        .unwrap_or_default();
+    Manifest {
+        experiment: "synthetic".into(),
+        run_id: "run-1".into(),
+        spec_file: "synthetic.toml".into(),
+        spec,
+        started_at: "2026-11-23T10:00:00Z".into(),
+        finished_at: Some("2026-11-23T11:00:00Z".into()),
+        ..Default::default()
+    }
+}
+
 fn write_jsonl(dir: &Path, records: &[Record], torn: bool) {
+    let m = Manifest::read(dir).unwrap_or_else(|_| manifest(None));
+    m.write(dir).unwrap();
     let mut f = std::fs::File::create(dir.join("records.jsonl")).unwrap();
     for r in records {
         writeln!(f, "{}", serde_json::to_string(r).unwrap()).unwrap();
@@ -350,6 +380,24 @@ fn write_jsonl(dir: &Path, records: &[Record], torn: bool) {
         let line = serde_json::to_string(&records[0]).unwrap();
         f.write_all(&line.as_bytes()[..line.len() / 2]).unwrap();
     }
+}
+
+/// The reps of `cell` in which every call was measured (the analysis' complete reps).
+fn complete_reps(records: &[Record], cell: &str) -> Vec<u32> {
+    let mut reps: Vec<u32> = records
+        .iter()
+        .filter(|r| r.cell_id == cell && !r.warmup)
+        .map(|r| r.rep)
+        .collect();
+    reps.sort_unstable();
+    reps.dedup();
+    reps.retain(|&rep| {
+        records
+            .iter()
+            .filter(|r| r.cell_id == cell && !r.warmup && r.rep == rep)
+            .all(|r| r.ok && !r.cold)
+    });
+    reps
 }
 
 #[test]
@@ -370,33 +418,39 @@ fn analysis_of_a_jsonl_run_counts_exclusions_and_compares() {
     let k = &base.counts;
     assert_eq!((k.calls, k.warmup, k.cold, k.failed), (8 * 4 + 3, 1, 1, 1));
     assert_eq!((k.measured, k.reps), (32, 8));
+    assert_eq!(k.cold_by_reason["reload"], 1);
 
-    // Per-rep TTFT is the median of that rep's measured calls.
+    // A rep counts only when every one of its calls was measured: rep 0 (a cold call) and
+    // rep 1 (a failed call) are left out, never replaced by their other calls.
+    let complete = complete_reps(&records, &base.cell_id);
+    assert_eq!(complete, (2..8).collect::<Vec<u32>>());
+    // Per-rep TTFT is the median of that rep's calls.
     let ttft = base.metric(Metric::TtftMs).unwrap();
-    for rep in 0..8u32 {
+    assert_eq!(ttft.n_reps, 6);
+    assert_eq!(ttft.incomplete_reps, 2);
+    for (i, &rep) in complete.iter().enumerate() {
         let calls: Vec<f64> = records
             .iter()
-            .filter(|r| r.cell_id == base.cell_id && r.rep == rep)
-            .filter(|r| !r.warmup && !r.cold && r.ok)
+            .filter(|r| r.cell_id == base.cell_id && r.rep == rep && !r.warmup)
             .filter_map(|r| r.ttft_ms)
             .collect();
         let want = stats::percentile(&calls, 0.5).unwrap();
-        close(ttft.stats.reps[rep as usize], want, 1e-12, "rep median");
+        close(ttft.stats.reps[i], want, 1e-12, "rep median");
     }
     // Rep decode tok/s is token-weighted: Σ tokens / Σ eval seconds.
     let dec = base.metric(Metric::DecodeTps).unwrap();
     let r0: Vec<&Record> = records
         .iter()
-        .filter(|r| r.cell_id == base.cell_id && r.rep == 0 && !r.warmup && !r.cold && r.ok)
+        .filter(|r| r.cell_id == base.cell_id && r.rep == complete[0] && !r.warmup)
         .collect();
     let toks: f64 = r0.iter().map(|r| r.output_tokens.unwrap() as f64).sum();
     let secs: f64 = r0.iter().map(|r| r.eval_ms.unwrap() / 1000.0).sum();
     close(dec.stats.reps[0], toks / secs, 1e-12, "rep decode tps");
 
-    // Request-level quantiles from polars are type 7, like ours.
+    // Request-level quantiles (over the calls of complete reps) are type 7, like ours.
     let all: Vec<f64> = records
         .iter()
-        .filter(|r| r.cell_id == base.cell_id && !r.warmup && !r.cold && r.ok)
+        .filter(|r| r.cell_id == base.cell_id && !r.warmup && complete.contains(&r.rep))
         .filter_map(|r| r.ttft_ms)
         .collect();
     for (name, p) in analysis::PERCENTILES {
@@ -406,7 +460,12 @@ fn analysis_of_a_jsonl_run_counts_exclusions_and_compares() {
 
     // The slower cell is worse on TTFT and decode; the equal cell is `~`.
     let slow = a.comparison("chimera-ctx256", Metric::TtftMs).unwrap();
-    assert_eq!(slow.verdict, Verdict::Worse);
+    assert_eq!(slow.verdict, Decision::Worse);
+    assert_eq!(
+        slow.result.test.as_ref().unwrap().name,
+        "Welch t on ln(rep values)",
+        "one test for analyze and compare"
+    );
     let (d, lo, hi) = slow.delta_pct().unwrap();
     assert!(
         lo < d && d < hi && lo > 15.0 && hi < 45.0,
@@ -416,13 +475,13 @@ fn analysis_of_a_jsonl_run_counts_exclusions_and_compares() {
         a.comparison("chimera-ctx256", Metric::DecodeTps)
             .unwrap()
             .verdict,
-        Verdict::Worse
+        Decision::Worse
     );
     assert_eq!(
         a.comparison("chimera-ctx512", Metric::TtftMs)
             .unwrap()
             .verdict,
-        Verdict::Same
+        Decision::NoChange
     );
     // 3 reps: a median CI needs 6; the answer says so instead of printing an interval.
     let small = a
@@ -450,7 +509,17 @@ fn parquet_round_trip_gives_the_same_analysis() {
     let records = synthetic(6);
     write_jsonl(dir.path(), &records, false);
     let from_jsonl = analysis::analyze(dir.path(), &AnalysisOptions::default()).unwrap();
-    analysis::write_parquet(&dir.path().join("records.parquet"), &records).unwrap();
+    // A parquet written by hand (no digest of the finished run) is not trusted.
+    store::columnar::write_parquet(&dir.path().join("records.parquet"), &records).unwrap();
+    let a = analysis::analyze(dir.path(), &AnalysisOptions::default()).unwrap();
+    assert_eq!(a.source, Source::Jsonl);
+    assert!(
+        a.notes[0].contains("records.parquet not used"),
+        "{:?}",
+        a.notes
+    );
+    // Finishing the run writes the parquet and its digest: now it is used.
+    store::columnar::finish(dir.path(), "run-1").unwrap();
     let from_parquet = analysis::analyze(dir.path(), &AnalysisOptions::default()).unwrap();
     assert_eq!(from_parquet.source, Source::Parquet);
     // serde_json's default float parser may differ from the written value in the last
@@ -479,6 +548,23 @@ fn parquet_round_trip_gives_the_same_analysis() {
             (&y.cell_id, y.metric, y.verdict)
         );
     }
+
+    // A damaged parquet falls back to the log, and says why.
+    let pq = dir.path().join("records.parquet");
+    let bytes = std::fs::read(&pq).unwrap();
+    std::fs::write(&pq, &bytes[..bytes.len() / 2]).unwrap();
+    let a = analysis::analyze(dir.path(), &AnalysisOptions::default()).unwrap();
+    assert_eq!(a.source, Source::Jsonl);
+    assert!(a.notes[0].contains("sha256 differs"), "{:?}", a.notes);
+    assert_eq!(a.cells.len(), from_parquet.cells.len());
+    // A log changed after the run finished (a line appended, a duplicate) is caught too.
+    store::columnar::finish(dir.path(), "run-1").unwrap();
+    let jl = dir.path().join("records.jsonl");
+    let text = std::fs::read_to_string(&jl).unwrap();
+    let first = text.lines().nth(1).unwrap().to_string();
+    std::fs::write(&jl, format!("{text}{first}\n")).unwrap();
+    let e = analysis::analyze(dir.path(), &AnalysisOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("stored twice"), "{e}");
 }
 
 /// A pair cell: concurrent phase ~2000 ms wall, sequential ~3600 ms; e2e 1900 vs 1500.
@@ -545,12 +631,22 @@ fn corrupt_middle_line_is_an_error_with_its_line_number() {
         text.push('\n');
     }
     std::fs::write(dir.path().join("records.jsonl"), text).unwrap();
+    manifest(None).write(dir.path()).unwrap();
     let e = analysis::analyze(dir.path(), &AnalysisOptions::default()).unwrap_err();
     assert!(e.to_string().contains(":4:"), "{e}");
     let empty = tempfile::tempdir().unwrap();
     assert!(matches!(
         analysis::analyze(empty.path(), &AnalysisOptions::default()),
-        Err(analysis::AnalysisError::NoRecords(_))
+        Err(analysis::AnalysisError::Store(store::StoreError::NotARun(
+            _
+        )))
+    ));
+    manifest(None).write(empty.path()).unwrap();
+    assert!(matches!(
+        analysis::analyze(empty.path(), &AnalysisOptions::default()),
+        Err(analysis::AnalysisError::Store(
+            store::StoreError::NoRecords(_)
+        ))
     ));
 }
 
@@ -594,12 +690,32 @@ fn report_writes_tables_and_plots() {
             .insert("keep_alive".into(), OptionValue::Text("5m|a_b&c%".into()));
     }
     records.extend(pair_records(6));
+    // The environment footer reads the typed manifest: host, CPU, GPU and driver, backend
+    // and version, model digest, commit (it once looked for keys the manifest never had).
+    let mut m = manifest(Some("baseline"));
+    m.host = sweep::env::HostInfo {
+        hostname: "node_1".into(),
+        cpu_model: "Intel Xeon Platinum 8480+".into(),
+        cpu_threads: 112,
+        gpus: vec![sweep::env::GpuInfo {
+            name: "NVIDIA H100 80GB HBM3".into(),
+            driver: "550.54.15".into(),
+            memory_mib: Some(81559),
+        }],
+        ..Default::default()
+    };
+    m.backend = sweep::backend::BackendInfo {
+        kind: "ollama".into(),
+        version: Some("0.6.5".into()),
+        model_digest: Some(
+            "a2af6cc3eb7fa8be8504abaf9b04e88f17a119ec3f04a3addf55f92841195f5a".into(),
+        ),
+        endpoints: vec![],
+    };
+    m.git_commit = Some("0123456789abcdef0123".into());
+    m.sweep_version = "0.1.0".into();
+    m.write(dir.path()).unwrap();
     write_jsonl(dir.path(), &records, false);
-    let manifest = serde_json::json!({
-        "spec": {"experiment": {"reference": "baseline"}},
-        "environment": {"host": "node_1", "cpu": "Xeon", "sweep_version": "0.1.0"}
-    });
-    std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
 
     let files = report::render(dir.path(), &ReportOptions::default()).unwrap();
     // To look at the output: SWEEP_KEEP_REPORT=/some/dir cargo test --test analysis report
@@ -643,7 +759,17 @@ fn report_writes_tables_and_plots() {
     assert!(same.contains("| ~ |"), "{same}");
     let small = md.lines().find(|l| l.contains("| 1024 |")).unwrap();
     assert!(small.contains("[need ≥ 6]"), "3 reps: {small}");
-    assert!(md.contains("host=node_1"), "environment footer: {md}");
+    for want in [
+        "host node_1",
+        "CPU Intel Xeon Platinum 8480+ (112 threads)",
+        "GPU NVIDIA H100 80GB HBM3 (driver 550.54.15)",
+        "backend ollama 0.6.5",
+        "model digest a2af6cc3eb7fa8be850",
+        "commit 0123456789ab",
+        "sweep 0.1.0",
+    ] {
+        assert!(md.contains(want), "environment footer lacks {want:?}: {md}");
+    }
     assert!(md.contains("α = 0.05"), "{md}");
 
     let tex = std::fs::read_to_string(dir.path().join("tables/ttft_ms.tex")).unwrap();
@@ -655,7 +781,10 @@ fn report_writes_tables_and_plots() {
     assert_latex_compiles(&dir.path().join("tables"));
 
     let svg = std::fs::read_to_string(dir.path().join("plots/ttft_ecdf.svg")).unwrap();
-    assert!(svg.contains("time to first token (ms)") && svg.contains("baseline (n = 32)"));
+    assert!(
+        svg.contains("time to first token (ms)") && svg.contains("baseline (n = 32)"),
+        "{svg}"
+    );
 
     // Grouping by an axis splits tables; an unknown axis is a typed error.
     let grouped = ReportOptions {

@@ -288,9 +288,28 @@ fn single_agent_run_on_the_real_model_writes_a_report_matching_the_records() {
         .unwrap()
         .unwrap()
         .path();
-    let recs = sweep::store::read_records(&run.join("records.jsonl"))
+    let all = sweep::store::read_records(&run.join("records.jsonl"))
         .unwrap()
         .records;
+    // The runner's reload probe takes the model load (stored as warm-up, reason `reload`),
+    // so the measured calls that follow are warm.
+    let probes: Vec<_> = all
+        .iter()
+        .filter(|r| r.phase == sweep::record::Phase::Reload)
+        .collect();
+    assert_eq!(probes.len(), 1, "{probes:?}");
+    assert!(
+        probes[0].warmup && probes[0].cold && probes[0].ok,
+        "{probes:?}"
+    );
+    assert_eq!(
+        probes[0].cold_reason,
+        Some(sweep::record::ColdReason::Reload)
+    );
+    let recs = all
+        .into_iter()
+        .filter(|r| r.phase != sweep::record::Phase::Reload)
+        .collect::<Vec<_>>();
     assert_eq!(recs.len(), 2);
     assert!(recs.iter().all(|r| r.ok), "{recs:?}");
     for r in &recs {
@@ -300,7 +319,10 @@ fn single_agent_run_on_the_real_model_writes_a_report_matching_the_records() {
         assert!(r.ttft_ms.unwrap() <= r.e2e_ms.unwrap());
         assert!(r.eval_ms.unwrap() > 0.0);
     }
-    assert!(recs[0].cold, "the first call loads the model");
+    assert!(
+        recs.iter().all(|r| !r.cold),
+        "the probe took the load: {recs:?}"
+    );
     let manifest = sweep::store::Manifest::read(&run).unwrap();
     assert_eq!(manifest.backend.kind, "embedded");
     assert!(manifest.backend.model_digest.is_some());

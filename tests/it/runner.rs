@@ -225,7 +225,7 @@ fn failing_calls_never_stop_the_sweep_and_are_recorded() {
     let spec = write_spec(tmp.path(), &server.url(), 1, no_retry);
     let out = run_sweep(&["run", "--progress", "plain"], &spec);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(err.contains("http_5xx"), "{err}");
     let recs = read_records(&only_run(tmp.path(), "rt").join("records.jsonl"))
         .unwrap()
@@ -242,11 +242,11 @@ fn failing_calls_never_stop_the_sweep_and_are_recorded() {
         .filter(|r| !r.ok)
         .all(|r| r.error_kind.is_some() && r.error_message.is_some()));
 
-    // --fail-fast stops at the first failure with exit 1, resumable
+    // --fail-fast stops at the first failure with exit 4 (finished with failures), resumable
     let tmp2 = tempfile::tempdir().unwrap();
     let spec2 = write_spec(tmp2.path(), &server.url(), 1, no_retry);
     let out = run_sweep(&["run", "-q", "--fail-fast"], &spec2);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
 }
 
 #[test]
@@ -255,7 +255,7 @@ fn unreachable_backend_is_a_clear_setup_error() {
     let tmp = tempfile::tempdir().unwrap();
     let spec = write_spec(tmp.path(), &url, 1, "");
     let out = sweep().args(["run", "-q"]).arg(&spec).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(5));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("preflight") && err.contains("refused"),

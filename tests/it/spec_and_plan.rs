@@ -99,7 +99,7 @@ const CATALOGUE: &[(&str, usize, usize, &str)] = &[
         "22_bad_order",
         3,
         9,
-        "order must be \"interleaved\", \"random\" or \"sequential\"",
+        "order must be \"blocks\" (randomized blocks, the default), \"interleaved\" (fewest reloads), \"random\" or \"sequential\"",
     ),
     ("23_pair_missing_b", 11, 1, "needs `b` = { … }"),
     (

@@ -1,0 +1,995 @@
+//! `sweep compare`, `sweep baseline` and `sweep power` on synthetic stores: seeded lognormal
+//! TTFT (~700 ms, CV 5%) and decode rates (~40 tok/s), written with the real `RunStore` and
+//! checked through the real binary, plus seeded simulations at library level: the gate's
+//! false-alarm rate on identical runs, its power at the reps `sweep power` recommends,
+//! verdict stability under another bootstrap seed, a shifted tail, and `analyze` and
+//! `compare` agreeing on a shared fixture.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use sweep::analysis::samples::{self, Grouping};
+use sweep::env::{GpuInfo, HostInfo};
+use sweep::gate::{self, LoadedRun, Outcome, Settings, Verdict};
+use sweep::metrics::Metric;
+use sweep::record::{ColdReason, Phase, Record, Stage};
+use sweep::store::{self, Manifest, RunStore};
+
+/// How a synthetic run is generated.
+#[derive(Clone)]
+struct Gen {
+    cells: usize,
+    reps: u32,
+    /// TTFT multiplier per cell index (1.10 = a 10% regression).
+    ttft_factor: BTreeMap<usize, f64>,
+    /// Per-call TTFT noise (sd of ln).
+    ttft_sd: f64,
+    /// Multiplier of the calls above the 90th percentile of the TTFT distribution.
+    tail_factor: f64,
+    driver: String,
+    digest: String,
+    spec: String,
+    /// The first `failures` measured calls of cell 0 fail (excluded and counted).
+    failures: usize,
+}
+
+impl Default for Gen {
+    fn default() -> Self {
+        Gen {
+            cells: 3,
+            reps: 10,
+            ttft_factor: BTreeMap::new(),
+            ttft_sd: 0.05,
+            tail_factor: 1.0,
+            driver: "550.54.15".into(),
+            digest: "sha256:aaaa".into(),
+            spec: String::new(),
+            failures: 0,
+        }
+    }
+}
+
+/// Standard normal by Box–Muller (rand 0.8 without rand_distr).
+fn normal(rng: &mut ChaCha8Rng) -> f64 {
+    let u1: f64 = 1.0 - rng.gen::<f64>();
+    let u2: f64 = rng.gen::<f64>();
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+fn manifest(g: &Gen, run_id: &str) -> Manifest {
+    Manifest {
+        experiment: "nightly".into(),
+        run_id: run_id.into(),
+        spec_file: "experiments/nightly.toml".into(),
+        spec_hash: "spec-hash-1".into(),
+        spec: g.spec.clone(),
+        started_at: format!("2026-11-2{}T02:00:00Z", run_id.len() % 10),
+        host: HostInfo {
+            cpu_model: "Intel Xeon Test".into(),
+            gpus: vec![GpuInfo {
+                name: "NVIDIA H100".into(),
+                driver: g.driver.clone(),
+                memory_mib: Some(81559),
+            }],
+            ..Default::default()
+        },
+        backend: sweep::backend::BackendInfo {
+            kind: "ollama".into(),
+            model_digest: Some(g.digest.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Records grouped by phase: one warm-up rep (its first call cold), then `reps` measured
+/// reps of two calls each (analysis and report stage), per cell.
+fn records(g: &Gen, run_id: &str, seed: u64) -> Vec<Vec<Record>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut groups = Vec::new();
+    let mut failures = g.failures;
+    // The 90th percentile of the per-call TTFT lognormal: ln q = 1.2816 · sd.
+    let tail_from = (1.2816 * g.ttft_sd).exp();
+    for cell in 0..g.cells {
+        let f = g.ttft_factor.get(&cell).copied().unwrap_or(1.0);
+        for (rep, warmup) in std::iter::once((0, true)).chain((0..g.reps).map(|r| (r, false))) {
+            let mut group = Vec::new();
+            for (k, stage) in [Stage::Analysis, Stage::Report].into_iter().enumerate() {
+                let z = (g.ttft_sd * normal(&mut rng)).exp();
+                let tail = if z > tail_from { g.tail_factor } else { 1.0 };
+                let ttft = f * 700.0 * z * tail;
+                let tps = 40.0 * (0.03 * normal(&mut rng)).exp();
+                let tokens = 128u64;
+                let eval_ms = tokens as f64 / tps * 1000.0;
+                let cold = warmup && k == 0;
+                let fail = !warmup && cell == 0 && failures > 0;
+                failures -= fail as usize;
+                let mut r = Record {
+                    experiment: "nightly".into(),
+                    run_id: run_id.into(),
+                    arm: "chimera".into(),
+                    cell_id: format!("chimera-c{cell}"),
+                    agent: "single".into(),
+                    phase: Phase::Single,
+                    stage,
+                    rep,
+                    warmup,
+                    model: "gemma3:latest".into(),
+                    ok: !fail,
+                    error_kind: fail.then(|| "timeout".to_string()),
+                    attempts: 1,
+                    ttft_ms: Some(ttft + if cold { 500.0 } else { 0.0 }),
+                    e2e_ms: Some(ttft + eval_ms),
+                    load_ms: Some(if cold { 480.0 } else { 4.0 }),
+                    eval_ms: Some(eval_ms),
+                    output_tokens: Some(tokens),
+                    decode_tps: Some(tps),
+                    cache_defeated: true,
+                    ..Default::default()
+                };
+                if cold {
+                    r.mark_cold(ColdReason::Reload);
+                }
+                group.push(r);
+            }
+            groups.push(group);
+        }
+    }
+    groups
+}
+
+/// Writes a finished run with the real store (manifest, fsynced records.jsonl, parquet).
+fn write_run(root: &Path, name: &str, g: &Gen, seed: u64) -> PathBuf {
+    let dir = root.join(name);
+    let mut store = RunStore::create(&dir, &manifest(g, name)).unwrap();
+    for group in records(g, name, seed) {
+        store.append(&group).unwrap();
+    }
+    drop(store);
+    store::columnar::finish(&dir, name).unwrap();
+    dir
+}
+
+/// The same run in memory, for the many-trial loops (no thousands of fsyncs).
+fn mem_run(g: &Gen, name: &str, seed: u64, metrics: &[Metric]) -> LoadedRun {
+    let recs: Vec<Record> = records(g, name, seed).into_iter().flatten().collect();
+    let frame = store::columnar::records_to_frame(&recs).unwrap();
+    LoadedRun {
+        dir: PathBuf::from(name),
+        manifest: manifest(g, name),
+        samples: samples::samples(
+            polars::prelude::IntoLazy::lazy(frame),
+            metrics,
+            Grouping::CellPhases,
+        )
+        .unwrap(),
+        notes: Vec::new(),
+    }
+}
+
+fn sweep(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sweep"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A 10% TTFT slow-down in every cell (as a driver or build change would cause).
+fn regression() -> Gen {
+    Gen {
+        ttft_factor: (0..3).map(|c| (c, 1.10)).collect(),
+        ..Gen::default()
+    }
+}
+
+/// Rough well-formedness: every tag closes in order; returns (tag name, attributes) list.
+fn xml_elements(xml: &str) -> Vec<(String, String)> {
+    let body = xml
+        .strip_prefix("<?xml version=\"1.0\" encoding=\"UTF-8\"?>")
+        .expect("XML declaration");
+    let mut stack: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(i) = rest.find('<') {
+        let text = &rest[..i];
+        assert!(!text.contains('>'), "unescaped '>' in text: {text}");
+        let j = rest[i..].find('>').expect("unterminated tag") + i;
+        let tag = &rest[i + 1..j];
+        assert!(!tag.contains('<'), "'<' inside a tag: {tag}");
+        if let Some(name) = tag.strip_prefix('/') {
+            assert_eq!(stack.pop().as_deref(), Some(name), "mismatched </{name}>");
+        } else {
+            let self_closing = tag.ends_with('/');
+            let tag = tag.trim_end_matches('/');
+            let (name, attrs) = tag.split_once(' ').unwrap_or((tag, ""));
+            assert_eq!(
+                attrs.matches('"').count() % 2,
+                0,
+                "unbalanced quotes: {tag}"
+            );
+            out.push((name.to_string(), attrs.to_string()));
+            if !self_closing {
+                stack.push(name.to_string());
+            }
+        }
+        rest = &rest[j + 1..];
+    }
+    assert!(stack.is_empty(), "unclosed: {stack:?}");
+    assert!(rest.trim().is_empty());
+    out
+}
+
+#[test]
+fn injected_ttft_regression_fails_the_binary_with_all_outputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = write_run(tmp.path(), "base", &Gen::default(), 1);
+    let cur = write_run(
+        tmp.path(),
+        "cur",
+        &Gen {
+            failures: 2,
+            ..regression()
+        },
+        2,
+    );
+    let (md, json, junit) = (
+        tmp.path().join("out/summary.md"),
+        tmp.path().join("out/cmp.json"),
+        tmp.path().join("out/junit.xml"),
+    );
+    let (code, stdout, stderr) = sweep(&[
+        "compare",
+        s(&base),
+        s(&cur),
+        "--markdown",
+        s(&md),
+        "--json",
+        s(&json),
+        "--junit",
+        s(&junit),
+    ]);
+    println!("{stdout}");
+    assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.starts_with("## sweep compare: ❌"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&md).unwrap(), stdout);
+    // The worst regression comes first, and it is a TTFT row.
+    let first_row = stdout.lines().find(|l| l.starts_with("| chimera")).unwrap();
+    assert!(first_row.contains("| ttft_"), "{first_row}");
+    assert!(first_row.contains("❌ regression"), "{first_row}");
+    assert!(stdout.contains("α = 0.05"));
+    assert!(stdout.contains("Welch t on ln"));
+    // The footer says which interval was computed and what the gate's false-alarm rate is.
+    assert!(
+        stdout.contains("one-sided 95% bound at each end (90% two-sided)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("False alarms: Holm runs over the"),
+        "{stdout}"
+    );
+
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3 * 4);
+    let failing: Vec<(&str, &str)> = rows
+        .iter()
+        .filter(|r| r["verdict"] == "regression" && !r["threshold"].is_null())
+        .map(|r| (r["cell"].as_str().unwrap(), r["metric"].as_str().unwrap()))
+        .collect();
+    assert!(!failing.is_empty());
+    assert!(
+        failing.iter().all(|(_, m)| m.starts_with("ttft_")),
+        "{failing:?}"
+    );
+    // Warm-up and cold calls are excluded and counted: 3 cells × 2 warm-up calls.
+    assert_eq!(v["current"]["counts"]["warmup"], 6);
+    // Failed calls too: never in the statistics, always counted.
+    assert_eq!(v["current"]["counts"]["failed"], 2);
+    assert_eq!(v["current"]["counts"]["measured"], 3 * 10 * 2 - 2);
+    assert!(stdout.contains("excluded: 6 warm-up, 2 failed"), "{stdout}");
+    for r in rows.iter().filter(|r| r["metric"] == "ttft_ms") {
+        let change = r["change"].as_f64().unwrap();
+        assert!((0.04..0.16).contains(&change), "{change}");
+        assert!(r["p_holm"].as_f64().unwrap() < 0.05, "{r}");
+        assert!(r["p_mann_whitney"].as_f64().unwrap() < 0.05, "{r}");
+        // Monte Carlo error of each interval end is reported.
+        assert!(r["ci"]["mc_error_lower"].as_f64().unwrap() >= 0.0, "{r}");
+        if r["verdict"] == "regression" {
+            assert!(r["ci"]["lower"].as_f64().unwrap() > 0.0, "{r}");
+            assert!(r["ci"]["upper"].as_f64().unwrap() >= 0.05, "{r}");
+        }
+    }
+    assert_eq!(v["outcome"]["outcome"], "regression");
+
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let els = xml_elements(&xml);
+    let cases = els.iter().filter(|(n, _)| n == "testcase").count();
+    let failures = els.iter().filter(|(n, _)| n == "failure").count();
+    let gating = rows.iter().filter(|r| !r["threshold"].is_null()).count();
+    assert_eq!(cases, gating);
+    assert_eq!(failures, failing.len());
+    assert!(els[0]
+        .1
+        .contains(&format!("failures=\"{}\"", failing.len())));
+    // The verdict is kept in the current run for `baseline save`.
+    assert!(cur.join(gate::VERDICT_FILE).is_file());
+}
+
+/// A gate with one gating metric, fewer resamples: the many-trial loops.
+fn ttft_gate(threshold: f64) -> Settings {
+    Settings {
+        thresholds: [(Metric::TtftMs, threshold)].into_iter().collect(),
+        resamples: 4000,
+        ..Settings::default()
+    }
+}
+
+#[test]
+fn identical_runs_fail_the_gate_in_at_most_alpha_of_nights() {
+    let settings = Settings {
+        resamples: 2000,
+        ..Settings::default()
+    };
+    let metrics = settings.metrics();
+    let g = Gen::default();
+    let nights = 200;
+    let mut failed = 0;
+    let mut significant = 0;
+    for t in 0..nights {
+        let b = mem_run(&g, "base", 1000 + 2 * t, &metrics);
+        let c = mem_run(&g, "cur", 1001 + 2 * t, &metrics);
+        let cmp = gate::compare(&b, &c, &settings).unwrap();
+        assert!(
+            cmp.rows
+                .iter()
+                .filter(|r| r.gates())
+                .all(|r| r.verdict != Verdict::Inconclusive),
+            "{:?}",
+            cmp.outcome
+        );
+        assert!(!matches!(cmp.outcome, Outcome::Inconclusive { .. }));
+        if cmp.outcome.exit_code(false) != 0 {
+            failed += 1;
+        }
+        if cmp
+            .rows
+            .iter()
+            .any(|r| r.gates() && r.p_holm.is_some_and(|p| p < settings.alpha))
+        {
+            significant += 1;
+        }
+    }
+    println!(
+        "identical runs: the gate failed {failed}/{nights} nights (any Holm-significant gating row: {significant}/{nights})"
+    );
+    assert!(
+        failed as f64 <= settings.alpha * nights as f64,
+        "{failed} false alarms in {nights} nights"
+    );
+    assert!(
+        significant as f64 <= settings.alpha * nights as f64,
+        "{significant}"
+    );
+}
+
+/// `sweep power` on a stored baseline recommends reps; at those reps a change equal to the
+/// threshold is flagged in ≥ 80% of simulated nights, and identical nights in ≤ α.
+#[test]
+fn at_the_recommended_reps_a_threshold_change_is_caught() {
+    let settings = ttft_gate(0.05);
+    let metrics = settings.metrics();
+    // A noisier server than the default generator, so that the reps needed are > 6.
+    let noisy = Gen {
+        ttft_sd: 0.10,
+        ..Gen::default()
+    };
+    let stored = mem_run(&noisy, "stored", 77, &metrics);
+    let p = gate::power::analyze(&stored, &settings, 10, 0.8);
+    let n = p.recommended_reps.expect("a recommendation") as u32;
+    println!(
+        "power: sd of ln {:?}, recommended reps {n} (family {})",
+        p.rows
+            .iter()
+            .filter(|r| r.threshold.is_some())
+            .map(|r| r.sd_log)
+            .collect::<Vec<_>>(),
+        p.family
+    );
+    assert!((7..=60).contains(&n), "{n}");
+    let at = |factor: f64| Gen {
+        reps: n,
+        ttft_factor: (0..3).map(|c| (c, factor)).collect(),
+        ..noisy.clone()
+    };
+    let nights = 200u64;
+    let (mut caught, mut rows, mut false_nights) = (0, 0, 0);
+    for t in 0..nights {
+        let b = mem_run(&at(1.0), "b", 5000 + 2 * t, &metrics);
+        let c = mem_run(&at(1.05), "c", 5001 + 2 * t, &metrics);
+        let cmp = gate::compare(&b, &c, &settings).unwrap();
+        for r in cmp.rows.iter().filter(|r| r.gates()) {
+            rows += 1;
+            caught += usize::from(r.fails());
+        }
+        let c0 = mem_run(&at(1.0), "c", 7001 + 2 * t, &metrics);
+        let null = gate::compare(&b, &c0, &settings).unwrap();
+        false_nights += usize::from(null.regressions() > 0);
+    }
+    let rate = caught as f64 / rows as f64;
+    println!(
+        "at {n} reps: a 5% TTFT change flagged in {caught}/{rows} cell-nights ({:.1}%); identical nights failed: {false_nights}/{nights}",
+        rate * 100.0
+    );
+    assert!(rate >= 0.80, "power {rate}");
+    assert!(
+        false_nights as f64 <= 0.05 * nights as f64,
+        "{false_nights}"
+    );
+}
+
+/// Another bootstrap seed flips no verdict (the resamples are enough).
+#[test]
+fn verdicts_do_not_depend_on_the_bootstrap_seed() {
+    let metrics = Settings::default().metrics();
+    let mut flips = 0;
+    let mut compared = 0;
+    for t in 0..40u64 {
+        let b = mem_run(&Gen::default(), "base", 300 + 2 * t, &metrics);
+        let c = mem_run(
+            &Gen {
+                ttft_factor: (0..3).map(|c| (c, 1.0 + 0.02 * (t % 5) as f64)).collect(),
+                ..Gen::default()
+            },
+            "cur",
+            301 + 2 * t,
+            &metrics,
+        );
+        let one = gate::compare(&b, &c, &Settings::default()).unwrap();
+        let two = gate::compare(
+            &b,
+            &c,
+            &Settings {
+                seed: 0xdead_beef,
+                ..Settings::default()
+            },
+        )
+        .unwrap();
+        for r in &one.rows {
+            let other = two
+                .rows
+                .iter()
+                .find(|x| x.cell == r.cell && x.metric == r.metric)
+                .unwrap();
+            compared += 1;
+            if r.verdict != other.verdict {
+                flips += 1;
+                println!(
+                    "flip: {} {} {:?} vs {:?}",
+                    r.cell, r.metric, r.result.ci, other.result.ci
+                );
+            }
+        }
+    }
+    println!("{flips} verdict flips in {compared} rows under another seed");
+    assert_eq!(flips, 0);
+}
+
+/// A +50% shift of the upper 10% of TTFT calls is flagged by the pooled p95 at the reps
+/// README states (60 per side, 2 calls each: a tail needs many calls), and identical nights
+/// are not.
+#[test]
+fn a_heavier_tail_is_caught_by_the_pooled_p95() {
+    let settings = Settings {
+        thresholds: [(Metric::TtftP95Ms, 0.10)].into_iter().collect(),
+        resamples: 2000,
+        ..Settings::default()
+    };
+    let metrics = vec![Metric::TtftMs, Metric::TtftP95Ms];
+    let g = |tail: f64| Gen {
+        reps: 60,
+        tail_factor: tail,
+        ..Gen::default()
+    };
+    let nights = 50u64;
+    let (mut caught, mut rows, mut null_nights) = (0, 0, 0);
+    let mut p50_flagged = 0;
+    for t in 0..nights {
+        let b = mem_run(&g(1.0), "b", 9000 + 3 * t, &metrics);
+        let c = mem_run(&g(1.5), "c", 9001 + 3 * t, &metrics);
+        let c0 = mem_run(&g(1.0), "c", 9002 + 3 * t, &metrics);
+        let cmp = gate::compare(&b, &c, &settings).unwrap();
+        null_nights += usize::from(gate::compare(&b, &c0, &settings).unwrap().regressions() > 0);
+        for r in &cmp.rows {
+            if r.metric == Metric::TtftP95Ms {
+                rows += 1;
+                caught += usize::from(r.fails());
+            }
+            if r.metric == Metric::TtftMs && r.verdict == Verdict::Regression {
+                p50_flagged += 1;
+            }
+        }
+    }
+    let rate = caught as f64 / rows as f64;
+    println!(
+        "upper 10% of TTFT +50%: p95 regression in {caught}/{rows} ({:.0}%); the median flagged it in {p50_flagged}; identical nights failed: {null_nights}/{nights}",
+        rate * 100.0
+    );
+    assert!(rate >= 0.8, "{rate}");
+    assert!(null_nights as f64 <= 0.05 * nights as f64, "{null_nights}");
+}
+
+#[test]
+fn verdicts_are_reproducible() {
+    let metrics = Settings::default().metrics();
+    let b = mem_run(&Gen::default(), "base", 7, &metrics);
+    let c = mem_run(&regression(), "cur", 8, &metrics);
+    let s = Settings::default();
+    let one = gate::compare(&b, &c, &s).unwrap();
+    let two = gate::compare(&b, &c, &s).unwrap();
+    assert_eq!(one, two);
+}
+
+#[test]
+fn environment_mismatch_is_not_comparable_unless_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = write_run(tmp.path(), "base", &Gen::default(), 11);
+    let other_driver = Gen {
+        driver: "560.28.03".into(),
+        ..Gen::default()
+    };
+    let cur = write_run(tmp.path(), "cur", &other_driver, 12);
+    let md = tmp.path().join("summary.md");
+    let (code, stdout, stderr) = sweep(&["compare", s(&base), s(&cur), "--markdown", s(&md)]);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("not comparable") && stdout.contains("GPU"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("550.54.15") && stdout.contains("560.28.03"),
+        "{stdout}"
+    );
+    assert!(std::fs::read_to_string(&md)
+        .unwrap()
+        .contains("not comparable"));
+
+    let (code, stdout, stderr) = sweep(&["compare", s(&base), s(&cur), "--allow-env-change"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("## sweep compare: ✅ no regression"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("environment changed") && stdout.contains("560.28.03"));
+
+    // A different model digest, at library level.
+    let metrics = Settings::default().metrics();
+    let b = mem_run(&Gen::default(), "base", 13, &metrics);
+    let c = mem_run(
+        &Gen {
+            digest: "sha256:bbbb".into(),
+            ..Gen::default()
+        },
+        "cur",
+        14,
+        &metrics,
+    );
+    match gate::compare(&b, &c, &Settings::default()).unwrap().outcome {
+        Outcome::NotComparable { differences } => {
+            assert_eq!(differences.len(), 1);
+            assert_eq!(differences[0].what, "model digest");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Five reps (what experiments/gemma3.toml once had) cannot give a verdict: the gate says
+/// so with exit 3, even for a real +15% regression, and `--allow-inconclusive` makes it 0.
+#[test]
+fn too_few_reps_are_inconclusive_never_a_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let five = |f: f64| Gen {
+        reps: 5,
+        ttft_factor: (0..3).map(|c| (c, f)).collect(),
+        ..Gen::default()
+    };
+    let base = write_run(tmp.path(), "base", &five(1.0), 21);
+    let cur = write_run(tmp.path(), "cur", &five(1.15), 22);
+    let json = tmp.path().join("c.json");
+    let junit = tmp.path().join("j.xml");
+    let (code, stdout, stderr) = sweep(&[
+        "compare",
+        s(&base),
+        s(&cur),
+        "--json",
+        s(&json),
+        "--junit",
+        s(&junit),
+    ]);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(stdout.contains("inconclusive"), "{stdout}");
+    assert!(
+        stdout.contains("need ≥ 6 reps per side, have 5 / 5"),
+        "{stdout}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for r in v["rows"].as_array().unwrap() {
+        assert_eq!(r["verdict"], "inconclusive");
+        assert!(r["p_holm"].is_null() && r["ci"].is_null(), "{r}");
+    }
+    // JUnit says the same: an error testcase, so no CI shows it green.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("<error message=") && xml.contains("errors=\"1\""),
+        "{xml}"
+    );
+    let (code, _, _) = sweep(&[
+        "compare",
+        s(&base),
+        s(&cur),
+        "--allow-inconclusive",
+        "--quiet",
+    ]);
+    assert_eq!(code, 0);
+}
+
+/// Most calls failing is not a pass either.
+#[test]
+fn a_night_of_failed_calls_is_inconclusive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = write_run(tmp.path(), "base", &Gen::default(), 25);
+    let cur = write_run(
+        tmp.path(),
+        "cur",
+        &Gen {
+            failures: 14,
+            ..Gen::default()
+        },
+        26,
+    );
+    let (code, stdout, stderr) = sweep(&["compare", s(&base), s(&cur)]);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("of the calls of run cur failed"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn baseline_promotion_only_from_a_clean_pass_with_history_and_rollback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("baselines/nightly");
+    let r1 = write_run(tmp.path(), "results/nightly/r1", &Gen::default(), 31);
+    // Never compared: refused, unless forced (the first baseline).
+    let (code, _, stderr) = sweep(&["baseline", "save", s(&r1), "--dir", s(&dir)]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("never compared"), "{stderr}");
+    let (code, stdout, stderr) = sweep(&["baseline", "save", s(&r1), "--dir", s(&dir), "--force"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let first = std::fs::read_to_string(dir.join("current")).unwrap();
+    assert!(first.trim().ends_with("-r1"), "{first}");
+    for f in ["manifest.json", "records.jsonl", "records.parquet"] {
+        assert_eq!(
+            std::fs::read(dir.join(first.trim()).join(f)).unwrap(),
+            std::fs::read(r1.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    // A regressed night is refused.
+    let bad = write_run(tmp.path(), "results/nightly/r2", &regression(), 32);
+    let (code, _, _) = sweep(&["compare", s(&dir), s(&bad), "--quiet"]);
+    assert_eq!(code, 1);
+    let (code, _, stderr) = sweep(&["baseline", "save", s(&bad), "--dir", s(&dir)]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("ended regression"), "{stderr}");
+    // An inconclusive night too.
+    let few = write_run(
+        tmp.path(),
+        "results/nightly/r3",
+        &Gen {
+            reps: 4,
+            ..Gen::default()
+        },
+        33,
+    );
+    let (code, _, _) = sweep(&["compare", s(&dir), s(&few), "--quiet"]);
+    assert_eq!(code, 3);
+    let (code, _, stderr) = sweep(&["baseline", "save", s(&few), "--dir", s(&dir)]);
+    assert_eq!(code, 2, "{stderr}");
+    // A clean pass is promoted, and the history keeps both entries.
+    let good = write_run(tmp.path(), "results/nightly/r4", &Gen::default(), 34);
+    let (code, stdout, stderr) = sweep(&["compare", s(&dir), s(&good), "--quiet"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, _, stderr) = sweep(&["baseline", "save", s(&good), "--dir", s(&dir)]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, list, _) = sweep(&["baseline", "list", s(&dir)]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("* ") && l.ends_with("-r4")),
+        "{list}"
+    );
+    // Rollback: point current at the first entry again.
+    let (code, _, stderr) = sweep(&["baseline", "use", s(&dir), first.trim()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(std::fs::read_to_string(dir.join("current")).unwrap(), first);
+    // History mode reads the entries.
+    let (code, stdout, _) = sweep(&["compare", "--history", s(&dir), s(&good), "--quiet"]);
+    assert_eq!(
+        code, 3,
+        "two earlier runs are too few for a prediction interval: {stdout}"
+    );
+    // Not a run: exit 2 with a message.
+    let (code, _, stderr) = sweep(&["baseline", "save", s(tmp.path()), "--dir", s(&dir)]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("not a run directory"), "{stderr}");
+}
+
+#[test]
+fn spec_table_and_flags_set_alpha_and_thresholds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/quickstart.toml"),
+    )
+    .unwrap();
+    let loose = format!("{spec}\n[compare]\nthresholds = {{ ttft_p50 = 0.25 }}\n");
+    let base = write_run(
+        tmp.path(),
+        "base",
+        &Gen {
+            spec: loose.clone(),
+            ..Gen::default()
+        },
+        41,
+    );
+    let cur = write_run(
+        tmp.path(),
+        "cur",
+        &Gen {
+            spec: loose,
+            ..regression()
+        },
+        42,
+    );
+    // The current manifest's [compare] table allows 25%: a 10% shift whose interval rules
+    // out 25% is not a regression.
+    let (code, stdout, stderr) = sweep(&["compare", s(&base), s(&cur)]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("ttft_ms 25%"), "{stdout}");
+    assert!(stdout.contains("within noise"), "{stdout}");
+    // A flag overrides the file.
+    let (code, stdout, _) = sweep(&["compare", s(&base), s(&cur), "--threshold", "ttft_p50=0.05"]);
+    assert_eq!(code, 1, "{stdout}");
+    // Bad flags and bad inputs are errors (exit 2), not verdicts.
+    for bad in [
+        vec!["--threshold", "ttft=0.05"],
+        vec!["--threshold", "ttft_p50=-1"],
+        vec!["--alpha", "1.5"],
+    ] {
+        let mut args = vec!["compare", s(&base), s(&cur)];
+        args.extend(bad.iter().copied());
+        let (code, _, stderr) = sweep(&args);
+        assert_eq!(code, 2, "{bad:?}: {stderr}");
+    }
+    let parquet = tmp.path().join("records.parquet");
+    std::fs::write(&parquet, b"PAR1").unwrap();
+    let (code, _, stderr) = sweep(&["compare", s(&base), s(&parquet)]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("records.parquet"), "{stderr}");
+}
+
+#[test]
+fn history_mode_against_the_last_k_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("results/nightly");
+    for i in 0..6u64 {
+        write_run(&dir, &format!("h{i}"), &Gen::default(), 60 + i);
+    }
+    // An earlier run on another driver is left out, not compared.
+    let other = Gen {
+        driver: "999.0".into(),
+        ..Gen::default()
+    };
+    write_run(&dir, "h9", &other, 69);
+    let same = write_run(&dir, "now-ok", &Gen::default(), 70);
+    let json = tmp.path().join("h.json");
+    let args = |cur: &Path, last: &'static str| {
+        vec![
+            "compare".to_string(),
+            "--history".into(),
+            dir.to_str().unwrap().into(),
+            "--last".into(),
+            last.into(),
+            cur.to_str().unwrap().into(),
+            "--json".into(),
+            json.to_str().unwrap().into(),
+        ]
+    };
+    let run = |a: Vec<String>| sweep(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let (code, stdout, stderr) = run(args(&same, "5"));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("History mode: against the last"),
+        "{stdout}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let runs = v["method"]["runs"].as_array().unwrap();
+    // The newest 5 by start time are h2..h5 and h9; h9 differs in driver and is left out.
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    assert!(!runs.iter().any(|r| r == "h9" || r == "now-ok"));
+    assert!(v["notes"].to_string().contains("h9"));
+    assert!(v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["n_reference"] == 4 && r["verdict"] != "inconclusive"));
+
+    // A 20% TTFT slow-down everywhere is outside the runs' spread.
+    let slow = Gen {
+        ttft_factor: (0..3).map(|c| (c, 1.20)).collect(),
+        ..Gen::default()
+    };
+    let cur = write_run(tmp.path(), "slow", &slow, 71);
+    let (code, stdout, stderr) = run(args(&cur, "6"));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for r in v["rows"].as_array().unwrap() {
+        if r["verdict"] == "regression" && !r["threshold"].is_null() {
+            assert!(r["metric"].as_str().unwrap().starts_with("ttft_"), "{r}");
+        }
+    }
+
+    // Too little history: inconclusive (exit 3), never a pass.
+    let (code, stdout, _) = run(args(&cur, "2"));
+    assert_eq!(code, 3, "{stdout}");
+    assert!(stdout.contains("need ≥ 3 earlier runs"), "{stdout}");
+}
+
+/// `sweep power` on a stored run prints detectable changes and the reps needed.
+#[test]
+fn power_command_sizes_the_nightly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = write_run(tmp.path(), "stored", &Gen::default(), 90);
+    let (code, stdout, stderr) = sweep(&["power", s(&run), "--reps", "8"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("detectable at reps"), "{stdout}");
+    assert!(stdout.contains("Recommended: repetitions ="), "{stdout}");
+    let (code, json, _) = sweep(&["power", s(&run), "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(v["recommended_reps"].as_u64().unwrap() >= 6, "{v}");
+}
+
+/// `analyze` (an arm against the reference arm) and `compare` (a run against a baseline)
+/// are two callers of one engine: on the same samples and parameters they agree on every
+/// cell (estimates, change, p, interval), and their verdicts follow the same rule.
+#[test]
+fn analyze_and_compare_agree_on_a_shared_fixture() {
+    use sweep::analysis::{self, AnalysisOptions};
+    use sweep::stats::engine::{self, Params};
+    let metrics = vec![Metric::TtftMs, Metric::DecodeTps];
+    let b = mem_run(&Gen::default(), "base", 500, &metrics);
+    let c = mem_run(&regression(), "cur", 501, &metrics);
+    // One run holding both: the baseline's cells as the reference arm, the current run's as
+    // a second arm with the same factors.
+    let mut recs: Vec<Record> = Vec::new();
+    for (arm, g, seed) in [
+        ("baseline", Gen::default(), 500u64),
+        ("current", regression(), 501),
+    ] {
+        for mut r in records(&g, "shared", seed).into_iter().flatten() {
+            r.arm = arm.into();
+            r.cell_id = format!("{arm}-{}", r.cell_id);
+            r.options = [(
+                "num_ctx".to_string(),
+                sweep::spec::OptionValue::Int(r.cell_id.chars().last().unwrap() as i64),
+            )]
+            .into_iter()
+            .collect();
+            recs.push(r);
+        }
+    }
+    let frame = store::columnar::records_to_frame(&recs).unwrap();
+    let opts = AnalysisOptions {
+        reference: Some("baseline".into()),
+        metrics: metrics.clone(),
+        ..Default::default()
+    };
+    let a = analysis::analyze_frame(
+        polars::prelude::IntoLazy::lazy(frame),
+        analysis::Source::Jsonl,
+        0,
+        None,
+        &opts,
+    )
+    .unwrap();
+    for cell in 0..3 {
+        for &m in &metrics {
+            let key = format!("chimera-c{cell}");
+            let cmp = a
+                .comparison(&format!("current-{key}"), m)
+                .expect("analysis comparison");
+            assert_eq!(cmp.reference_cell, format!("baseline-{key}"));
+            // The same engine call with the analysis' parameters on the gate's samples.
+            let x = c.samples.group(&key).unwrap().metric(m).unwrap();
+            let y = b.samples.group(&key).unwrap().metric(m).unwrap();
+            let p = Params {
+                seed: opts.params().seed ^ engine::fnv(&format!("current-{key}")),
+                ..opts.params()
+            };
+            let direct = engine::two_sample(m, x.sample(), y.sample(), &p);
+            assert_eq!(cmp.result, direct, "{key} {m}");
+            // And the gate, on the same samples, computes the same test and change.
+            let g = gate::compare(&b, &c, &Settings::default()).unwrap();
+            let row = g
+                .rows
+                .iter()
+                .find(|r| r.cell == key && r.metric == m)
+                .unwrap();
+            assert_eq!(
+                row.result.test.as_ref().unwrap().p,
+                direct.test.as_ref().unwrap().p
+            );
+            assert_eq!(row.result.change, direct.change);
+            assert_eq!(
+                row.result.test.as_ref().unwrap().name,
+                direct.test.as_ref().unwrap().name
+            );
+            // Same decision rule: significant and worse in both, by the same test.
+            if direct.test.as_ref().unwrap().p < 0.001 {
+                assert_eq!(cmp.verdict, engine::Decision::Worse, "{key} {m}");
+            }
+        }
+    }
+}
+
+/// Not a check: detection of a +50% upper-10% TTFT shift by the pooled p95, by reps.
+/// `cargo test --test it tail_power_curve -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn tail_power_curve() {
+    let settings = Settings {
+        thresholds: [(Metric::TtftP95Ms, 0.10)].into_iter().collect(),
+        resamples: 2000,
+        ..Settings::default()
+    };
+    let metrics = vec![Metric::TtftP95Ms];
+    for reps in [10u32, 20, 30, 40, 60] {
+        let g = |tail: f64| Gen {
+            reps,
+            tail_factor: tail,
+            ..Gen::default()
+        };
+        let (mut caught, mut null, mut rows) = (0, 0, 0);
+        for t in 0..40u64 {
+            let b = mem_run(&g(1.0), "b", 9000 + 3 * t, &metrics);
+            let c = mem_run(&g(1.5), "c", 9001 + 3 * t, &metrics);
+            let c0 = mem_run(&g(1.0), "c", 9002 + 3 * t, &metrics);
+            let cmp = gate::compare(&b, &c, &settings).unwrap();
+            let cmp0 = gate::compare(&b, &c0, &settings).unwrap();
+            for r in cmp.rows.iter().filter(|r| r.metric == Metric::TtftP95Ms) {
+                rows += 1;
+                caught += usize::from(r.fails());
+            }
+            null += cmp0.rows.iter().filter(|r| r.fails()).count();
+        }
+        println!("reps {reps}: caught {caught}/{rows}, false {null}/{rows}");
+    }
+}
