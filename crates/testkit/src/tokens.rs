@@ -2,11 +2,15 @@
 //! that every count the peer reports (Ollama `prompt_eval_count`, llama.cpp `usage` and
 //! `timings`, the tokenize endpoints) comes from one function a test can call too.
 //!
-//! It is not Gemma's SentencePiece model: words split into pieces of at most
-//! [`MAX_PIECE_CHARS`] characters, a single space is glued to the word after it (as
-//! SentencePiece's `▁` does), every other character is a piece of its own. What matters for
-//! the tests is the shape real servers have: a count from tokenizing text differs from the
-//! number of streamed chunks, and the chat template adds tokens of its own.
+//! It is not Gemma's SentencePiece model, but it has its shape, checked against the real
+//! llama-server's `POST /tokenize` with the Gemma 3 270M GGUF: words split into pieces of at
+//! most [`MAX_PIECE_CHARS`] characters, a single space is glued to the word after it (as
+//! SentencePiece's `▁` does), a run of newlines or of spaces is one token (Gemma: `"\n"` 107,
+//! `"\n\n"` 108, `"\n\n\n"` 109, `"  "` 138), every other character is a piece of its own.
+//! "tok tok tok " is 4 tokens here as in Gemma, "Summarise the benchmark data." 5 (Gemma: 6,
+//! it splits "Summar|ise"), and the template adds 9 as Gemma's does. What matters for the tests is the shape real servers have: a count from
+//! tokenizing text differs from the number of streamed chunks, and the chat template adds
+//! tokens of its own.
 
 /// Gemma's `<bos>` id (`tokenizer.ggml.bos_token_id = 2` in the Gemma 3 GGUFs).
 pub const BOS: u32 = 2;
@@ -17,8 +21,9 @@ pub const END_OF_TURN: u32 = 106;
 pub const NEWLINE: u32 = 107;
 /// Gemma 3's vocabulary size (262144 entries, llama.cpp `n_vocab` for gemma3 GGUFs).
 pub const N_VOCAB: u32 = 262_144;
-/// Longest run of word characters one token covers.
-pub const MAX_PIECE_CHARS: usize = 6;
+/// Longest run of word characters one token covers (Gemma's 262k vocabulary holds most
+/// common words whole).
+pub const MAX_PIECE_CHARS: usize = 10;
 
 /// Token ids of `text`, without BOS (llama.cpp `POST /tokenize` with its default
 /// `add_special: false`).
@@ -41,8 +46,16 @@ pub fn pieces(text: &str) -> Vec<String> {
             None
         };
         let Some(ws) = word_start else {
-            out.push(c.to_string());
-            i += 1;
+            // A run of newlines, or of two or more spaces, is one token (and the word after
+            // such a run gets no space of its own).
+            let mut end = i + 1;
+            if c == '\n' || c == ' ' {
+                while end < chars.len() && chars[end] == c {
+                    end += 1;
+                }
+            }
+            out.push(chars[i..end].iter().collect());
+            i = end;
             continue;
         };
         let mut end = ws;
@@ -67,8 +80,9 @@ pub fn count(text: &str) -> usize {
 }
 
 fn piece_id(piece: &str) -> u32 {
-    if piece == "\n" {
-        return NEWLINE;
+    // Gemma numbers runs of newlines from 107 ("\n") up.
+    if !piece.is_empty() && piece.len() <= 31 && piece.bytes().all(|b| b == b'\n') {
+        return NEWLINE + piece.len() as u32 - 1;
     }
     // FNV-1a over the piece, folded into the vocabulary above the special ids.
     let mut h: u32 = 0x811c_9dc5;
@@ -111,19 +125,42 @@ mod tests {
 
     #[test]
     fn words_spaces_and_punctuation() {
+        // Each as llama-server's /tokenize splits it with the Gemma 3 270M GGUF, except where
+        // a comment says otherwise.
         assert_eq!(count(""), 0);
         assert_eq!(count("tok"), 1);
         // "tok", " tok", " tok", then the trailing space on its own
         assert_eq!(count("tok tok tok "), 4);
         assert_eq!(tokenize("tok tok")[1], tokenize(" tok")[0]);
         assert_ne!(tokenize("tok")[0], tokenize(" tok")[0]);
-        // a long word is several pieces
-        assert_eq!(count("internationalization"), 4);
-        assert_eq!(count("Hello, world!\n"), 5);
-        assert_eq!(tokenize("\n"), vec![NEWLINE]);
+        assert_eq!(
+            pieces("Hello, world!\n"),
+            ["Hello", ",", " world", "!", "\n"]
+        );
+        // Gemma: 6 ("Summar", "ise", " the", " benchmark", " data", ".")
+        assert_eq!(count("Summarise the benchmark data."), 5);
+        assert_eq!(
+            pieces("Be brief.\n\nSummarise\n\n\nx  y"),
+            [
+                "Be",
+                " brief",
+                ".",
+                "\n\n",
+                "Summarise",
+                "\n\n\n",
+                "x",
+                "  ",
+                "y"
+            ]
+        );
+        assert_eq!(tokenize("\n\n\n"), vec![NEWLINE + 2]);
+        // a long word is several pieces (not Gemma's)
+        assert_eq!(
+            pieces(" internationalization"),
+            [" internatio", "nalization"]
+        );
         assert!(tokenize("Ünïcödé ✓ 数据").iter().all(|&t| t < N_VOCAB));
         assert_eq!(pieces("Hi there, friend"), ["Hi", " there", ",", " friend"]);
-        assert_eq!(pieces(" abcdefgh"), [" abcdef", "gh"]);
     }
 
     #[test]
@@ -133,6 +170,12 @@ mod tests {
         assert_eq!(p.len(), 9 + count("Summarise the data."));
         let s = chat_prompt_tokens(Some("You are terse."), "Go.");
         assert_eq!(s.len(), 9 + count("You are terse.\n\nGo."));
+        // llama-server's prompt_n for this chat with Gemma 3 270M: 19 = 9 + 4 + 6; here one
+        // less, for "Summarise".
+        assert_eq!(
+            chat_prompt_tokens(Some("Be brief."), "Summarise the benchmark data.").len(),
+            18
+        );
         assert_eq!(p[0], BOS);
     }
 }

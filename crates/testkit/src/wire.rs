@@ -123,21 +123,28 @@ enum Family {
     OpenAi,
 }
 
-/// llama-server's one slot (`-np 1`, the default): what `GET /slots` shows and the prompt
-/// cache (`cache_prompt`) reuses.
+/// The slot llama-server gives the peer's requests (one at a time): what `GET /slots` shows
+/// and the prompt cache (`cache_prompt`) reuses.
 #[derive(Debug, Default)]
 pub(crate) struct Slot {
     /// Tokens of the last prompt the slot evaluated.
     prompt: Vec<u32>,
     /// Id of the last task; `None` before the first.
     id_task: Option<u64>,
+    n_prompt_tokens: u64,
+    n_prompt_tokens_cache: u64,
     n_decoded: u64,
     processing: bool,
 }
 
 /// llama-server's default `--ctx-size` (ggml-org/llama.cpp `tools/server/README.md`:
-/// "default: 4096, 0 = loaded from model").
+/// "default: 4096, 0 = loaded from model"); with the unified KV cache every slot sees all of
+/// it.
 const LLAMA_SERVER_N_CTX: u64 = 4096;
+/// llama-server's slots: `-np` defaults to -1 = auto, which is 4 (the llama-server built by
+/// scripts/llama-server.sh logs `n_slots = 4, kv_unified = 'true'` and `/props` says
+/// `total_slots: 4`).
+const LLAMA_SERVER_SLOTS: u64 = 4;
 
 /// Answers one request; false when the connection must not be reused.
 async fn respond(sock: &mut TcpStream, sh: &Shared, req: &RecordedRequest) -> bool {
@@ -361,7 +368,8 @@ fn llama_params() -> Value {
     })
 }
 
-/// llama-server `GET /props` (tools/server/server-context.cpp `get_res_props`).
+/// llama-server `GET /props` (tools/server/server-context.cpp `get_res_props`; the fields and
+/// values the llama-server of scripts/llama-server.sh answers with `--chat-template gemma`).
 fn props(cfg: &MockConfig) -> Value {
     let alias = cfg
         .models
@@ -370,35 +378,52 @@ fn props(cfg: &MockConfig) -> Value {
         .unwrap_or_default();
     json!({
         "default_generation_settings": {"params": llama_params(), "n_ctx": LLAMA_SERVER_N_CTX},
-        "total_slots": 1,
+        "total_slots": LLAMA_SERVER_SLOTS,
         "model_alias": alias,
+        "model_ftype": "Q4_K - Medium",
         "model_path": format!("models/{alias}.gguf"),
         "modalities": {"vision": false, "video": false, "audio": false},
+        "media_marker": "<__media_q2iFq5HG4DgMyxCQkxCq6IzLLYN7HfPd__>",
         "endpoint_slots": true, "endpoint_props": false, "endpoint_metrics": false,
+        "ui": true, "ui_settings": {},
         "chat_template": "gemma",
+        "chat_template_caps": {"supports_object_arguments": false,
+                               "supports_parallel_tool_calls": false,
+                               "supports_preserve_reasoning": false,
+                               "supports_reasoning_effort": false,
+                               "supports_string_content": true, "supports_system_role": false,
+                               "supports_tool_calls": false, "supports_tools": false,
+                               "supports_typed_content": false},
         "bos_token": "<bos>", "eos_token": "<eos>",
         "build_info": BUILD_INFO,
-        "is_sleeping": false
+        "is_sleeping": false,
+        "cors_proxy_enabled": false
     })
 }
 
-/// llama-server `GET /slots` (tools/server/README.md): one slot with its last task.
+/// llama-server `GET /slots`, as the llama-server of scripts/llama-server.sh answers: every
+/// slot with `id`, `n_ctx`, `speculative`, `is_processing`; a slot that has run a task also
+/// its last task's figures, `params`, and `next_token` as a one-element array (the README's
+/// example shows an object: older servers).
 fn slots(sh: &Shared) -> Value {
-    let (id_task, n_decoded, processing) = sh
-        .slot
-        .lock()
-        .map(|s| (s.id_task, s.n_decoded, s.processing))
-        .unwrap_or((None, 0, false));
-    json!([{
-        "id": 0,
-        "id_task": id_task.map_or(-1, |t| t as i64),
-        "n_ctx": LLAMA_SERVER_N_CTX,
-        "speculative": false,
-        "is_processing": processing,
-        "params": llama_params(),
-        "next_token": {"has_next_token": processing, "has_new_line": false,
-                       "n_remain": -1, "n_decoded": n_decoded}
-    }])
+    let s = sh.slot.lock().ok();
+    let mut out = Vec::new();
+    for id in 0..LLAMA_SERVER_SLOTS {
+        let mut v = json!({"id": id, "n_ctx": LLAMA_SERVER_N_CTX, "speculative": false,
+                           "is_processing": false});
+        if let Some(s) = s.as_ref().filter(|s| id == 0 && s.id_task.is_some()) {
+            v["is_processing"] = json!(s.processing);
+            v["id_task"] = json!(s.id_task);
+            v["n_prompt_tokens"] = json!(s.n_prompt_tokens);
+            v["n_prompt_tokens_processed"] = json!(s.n_prompt_tokens - s.n_prompt_tokens_cache);
+            v["n_prompt_tokens_cache"] = json!(s.n_prompt_tokens_cache);
+            v["params"] = llama_params();
+            v["next_token"] = json!([{"has_next_token": s.processing, "has_new_line": false,
+                                      "n_remain": -1, "n_decoded": s.n_decoded}]);
+        }
+        out.push(v);
+    }
+    Value::Array(out)
 }
 
 /// llama-server's `system_fingerprint` / `build_info` (`b<build>-<commit>`).
@@ -706,6 +731,8 @@ async fn generation_at(
                 cache_n = common.min(prompt_tokens.len().saturating_sub(1));
             }
             s.prompt = prompt_tokens.clone();
+            s.n_prompt_tokens = prompt_tokens.len() as u64;
+            s.n_prompt_tokens_cache = cache_n as u64;
             s.id_task = Some(s.id_task.map_or(0, |t| t + 1));
             s.processing = true;
             s.n_decoded = 0;
