@@ -186,6 +186,62 @@ async fn llamacpp_fixture_parsed_exactly() {
     assert_eq!(g.server.total_ms, None);
 }
 
+/// Recorded from the real llama-server (scripts/llama-server.sh, Gemma 3 270M): with
+/// `include_usage` the counts come in a last chunk with empty `choices`, which also carries
+/// the `timings`.
+#[tokio::test]
+async fn llama_server_recorded_stream_parsed_exactly() {
+    let server = MockServer::start(
+        MockConfig::default()
+            .replay_file(&fixture("llama_server_chat_usage.sse"))
+            .unwrap(),
+    )
+    .unwrap();
+    let b = OpenAiBackend::new(&cfg(BackendKind::Openai, &server.url())).unwrap();
+    let g = b.generate(&req(ModelOptions::default())).await.unwrap();
+    assert_eq!(g.text, "Name a colour.");
+    assert_eq!(g.timing.chunks, 4);
+    assert_eq!(g.server.prompt_tokens, Some(13));
+    assert_eq!(g.server.output_tokens, Some(4));
+    assert_eq!(g.server.prompt_eval_ms, Some(159.325));
+    assert_eq!(g.server.eval_ms, Some(113.793));
+    assert_eq!(g.server.tokens_source.as_deref(), Some("usage"));
+    // The server's 13 = Gemma's template (9) + "Name a colour." (4): the peer's tokenizer
+    // and template agree on this prompt.
+    assert_eq!(tokens::chat_prompt_tokens(None, "Name a colour.").len(), 13);
+    assert_eq!(hits(&server, "/tokenize"), 0);
+}
+
+/// Recorded from llama-cpp-python 0.3.36's server: asked for usage, it sends none, and no
+/// timings; chunks written by Python's json.dumps. The counts come from its tokenize
+/// endpoint (here the peer's, in the llama-cpp-python flavour).
+#[tokio::test]
+async fn llama_cpp_python_recorded_stream_parsed_exactly() {
+    let server = MockServer::start(
+        MockConfig::llama_cpp_python()
+            .replay_file(&fixture("llama_cpp_python_chat.sse"))
+            .unwrap(),
+    )
+    .unwrap();
+    let b = OpenAiBackend::new(&cfg(BackendKind::Openai, &server.url())).unwrap();
+    let r = req(ModelOptions::default());
+    let g = b.generate(&r).await.unwrap();
+    assert_eq!(g.text, "Name a colour.");
+    assert_eq!(g.timing.chunks, 4, "the role chunk is not a token");
+    assert_eq!((g.server.prompt_eval_ms, g.server.eval_ms), (None, None));
+    assert_eq!(g.server.tokens_source.as_deref(), Some("tokenize"));
+    assert_eq!(g.server.output_tokens, Some(4));
+    assert_eq!(
+        g.server.prompt_tokens,
+        Some(tokens::count(&r.prompt) as u64)
+    );
+    assert_eq!(
+        hits(&server, "/extras/tokenize"),
+        3,
+        "probe, prompt, output"
+    );
+}
+
 /// Fixed figures (`MockConfig::durations`) come through both protocols exactly.
 #[tokio::test]
 async fn fixed_server_durations_round_trip() {

@@ -299,10 +299,12 @@ pub enum OpenAiServer {
     /// true) reported as `cache_n`.
     #[default]
     LlamaServer,
-    /// llama-cpp-python's server (abetlen/llama-cpp-python `llama_cpp/server/app.py`): no
-    /// `usage` (it ignores `stream_options`) and no `timings` when streaming, events framed
-    /// with CRLF (sse-starlette), the role chunk sent with the first token,
-    /// `POST /extras/tokenize` (`{"input": ...}`, BOS included) instead of `/tokenize`.
+    /// llama-cpp-python's server (abetlen/llama-cpp-python `llama_cpp/server/app.py`, as
+    /// 0.3.36 answers: recorded in tests/fixtures/wire/llama_cpp_python_chat.sse): no
+    /// `usage` (it ignores `stream_options`) and no `timings` when streaming, chunks written
+    /// by Python's `json.dumps` (`", "`/`": "` separators, `\uXXXX` escapes), the role chunk
+    /// sent with the first token, `POST /extras/tokenize` (`{"input": ...}`, BOS included)
+    /// instead of `/tokenize`.
     LlamaCppPython,
 }
 

@@ -324,7 +324,7 @@ async fn llama_server_tokenize(sock: &mut TcpStream, req: &RecordedRequest) -> b
 /// llama-cpp-python `POST /extras/tokenize` and `/extras/tokenize/count`
 /// (llama_cpp/server/app.py, types.py `TokenizeInputRequest`): `{"input": ..., "model": ...}`
 /// tokenized with `Llama.tokenize`'s default `add_bos=True`, so BOS is counted; a body
-/// without `input` is FastAPI's 422.
+/// without `input` is a 500.
 async fn extras_tokenize(sock: &mut TcpStream, req: &RecordedRequest, count: bool) -> bool {
     let input = req
         .json
@@ -332,11 +332,18 @@ async fn extras_tokenize(sock: &mut TcpStream, req: &RecordedRequest, count: boo
         .and_then(|j| j.get("input"))
         .and_then(Value::as_str);
     let Some(input) = input else {
+        // Its exception handler turns the validation error into a 500 (observed on
+        // llama-cpp-python 0.3.36).
+        let msg = format!(
+            "1 validation error:\n  {{'type': 'missing', 'loc': ('body', 'input'), 'msg': \
+             'Field required', 'input': {}}}\n\n    POST /extras/tokenize",
+            req.json.as_ref().map(Value::to_string).unwrap_or_default()
+        );
         return json_response(
             sock,
-            422,
-            &json!({"detail": [{"type": "missing", "loc": ["body", "input"],
-                                "msg": "Field required", "input": req.json}]}),
+            500,
+            &json!({"error": {"message": msg, "type": "internal_server_error",
+                              "param": null, "code": null}}),
         )
         .await;
     };
@@ -742,7 +749,10 @@ async fn generation_at(
 
     let n_tokens = cfg.tokens.min(token_limit(j, family).unwrap_or(usize::MAX));
     let limited = n_tokens < cfg.tokens;
-    let id = completion_id(&mut rng);
+    let id = match flavour {
+        OpenAiServer::LlamaServer => completion_id(&mut rng),
+        OpenAiServer::LlamaCppPython => python_completion_id(&mut rng),
+    };
     let created = unix_now();
     let ready = t0 + load.sleep;
     let first_due = ready + cfg.first_token_delay;
@@ -769,10 +779,7 @@ async fn generation_at(
     for i in 0..n_tokens.min(limit) {
         sleep_until_precise(first_due + cfg.inter_token_delay * i as u32).await;
         if i == 0 && family == Family::OpenAi && flavour == OpenAiServer::LlamaCppPython {
-            chunk(
-                &mut out,
-                &sse(&python_role_chunk(model, &id, created), flavour),
-            );
+            chunk(&mut out, &python_role_chunk(model, &id, created));
         }
         chunk(
             &mut out,
@@ -944,6 +951,21 @@ fn completion_id(rng: &mut impl Rng) -> String {
     format!("chatcmpl-{s}")
 }
 
+/// `chat` + `cmpl-<uuid4>` (llama-cpp-python: `"cmpl-" + str(uuid.uuid4())`, prefixed by the
+/// chat conversion).
+fn python_completion_id(rng: &mut impl Rng) -> String {
+    let b: [u8; 16] = rng.gen();
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "chatcmpl-{}-{}-4{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[13..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
 /// One token chunk in the server's exact format.
 fn token_piece(
     family: Family,
@@ -973,16 +995,41 @@ fn token_piece(
             }),
             flavour,
         ),
-        // llama_cpp/llama_chat_format.py `_convert_text_completion_chunks_to_chat`
-        (Family::OpenAi, OpenAiServer::LlamaCppPython) => sse(
-            &json!({
-                "id": id, "model": model, "created": created, "object": "chat.completion.chunk",
-                "choices": [{"index": 0, "delta": {"content": text}, "logprobs": null,
-                             "finish_reason": null}]
-            }),
-            flavour,
-        ),
+        (Family::OpenAi, OpenAiServer::LlamaCppPython) => {
+            let delta = format!("{{\"content\": {}}}", py_str(text));
+            python_chunk(model, id, created, &delta, "null")
+        }
     }
+}
+
+/// One llama-cpp-python chunk (llama_cpp/llama_chat_format.py
+/// `_convert_text_completion_chunks_to_chat`), as `json.dumps` writes it: `", "` and `": "`
+/// separators, non-ASCII escaped, keys in the order of the source.
+fn python_chunk(model: &str, id: &str, created: u64, delta: &str, finish: &str) -> Vec<u8> {
+    format!(
+        "data: {{\"id\": {}, \"model\": {}, \"created\": {created}, \"object\": \
+         \"chat.completion.chunk\", \"choices\": [{{\"index\": 0, \"delta\": {delta}, \
+         \"logprobs\": null, \"finish_reason\": {finish}}}]}}\n\n",
+        py_str(id),
+        py_str(model)
+    )
+    .into_bytes()
+}
+
+/// A string as Python's `json.dumps` (`ensure_ascii=True`) writes it.
+fn py_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    for c in Value::from(s).to_string().chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut buf = [0u16; 2];
+            for u in c.encode_utf16(&mut buf) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
 }
 
 /// What the server reports about one generation.
@@ -1102,15 +1149,7 @@ fn final_pieces(
             vec![ndjson(&fin)]
         }
         Family::OpenAi if flavour == OpenAiServer::LlamaCppPython => vec![
-            sse(
-                &json!({
-                    "id": id, "model": model, "created": created,
-                    "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": {}, "logprobs": null,
-                                 "finish_reason": finish}]
-                }),
-                flavour,
-            ),
+            python_chunk(model, id, created, "{}", &py_str(finish)),
             sse_done(flavour),
         ],
         Family::OpenAi => {
@@ -1179,12 +1218,8 @@ fn role_chunk(model: &str, id: &str, created: u64) -> Value {
     })
 }
 
-fn python_role_chunk(model: &str, id: &str, created: u64) -> Value {
-    json!({
-        "id": id, "model": model, "created": created, "object": "chat.completion.chunk",
-        "choices": [{"index": 0, "delta": {"role": "assistant"}, "logprobs": null,
-                     "finish_reason": null}]
-    })
+fn python_role_chunk(model: &str, id: &str, created: u64) -> Vec<u8> {
+    python_chunk(model, id, created, "{\"role\": \"assistant\"}", "null")
 }
 
 fn ndjson(v: &Value) -> Vec<u8> {
@@ -1193,20 +1228,14 @@ fn ndjson(v: &Value) -> Vec<u8> {
     s
 }
 
-/// One event: llama-server ends it with `\n\n`, sse-starlette (llama-cpp-python) with
-/// `\r\n\r\n`.
-fn sse(v: &Value, flavour: OpenAiServer) -> Vec<u8> {
-    match flavour {
-        OpenAiServer::LlamaServer => format!("data: {v}\n\n").into_bytes(),
-        OpenAiServer::LlamaCppPython => format!("data: {v}\r\n\r\n").into_bytes(),
-    }
+/// One event, ended by a blank line (LF, for llama-server and for the sse-starlette 3.7.0
+/// under llama-cpp-python 0.3.36 alike: recorded in tests/fixtures/wire).
+fn sse(v: &Value, _flavour: OpenAiServer) -> Vec<u8> {
+    format!("data: {v}\n\n").into_bytes()
 }
 
-fn sse_done(flavour: OpenAiServer) -> Vec<u8> {
-    match flavour {
-        OpenAiServer::LlamaServer => b"data: [DONE]\n\n".to_vec(),
-        OpenAiServer::LlamaCppPython => b"data: [DONE]\r\n\r\n".to_vec(),
-    }
+fn sse_done(_flavour: OpenAiServer) -> Vec<u8> {
+    b"data: [DONE]\n\n".to_vec()
 }
 
 async fn error_status(sock: &mut TcpStream, family: Family, code: u16) -> bool {

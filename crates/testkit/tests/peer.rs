@@ -237,7 +237,11 @@ fn llama_server_tokenize_props_slots_health() {
 
 #[test]
 fn llama_cpp_python_flavour() {
-    let server = MockServer::start(MockConfig::llama_cpp_python()).unwrap();
+    let server = MockServer::start(MockConfig {
+        token_text: "é ".into(),
+        ..MockConfig::llama_cpp_python()
+    })
+    .unwrap();
     let r = call(
         &server,
         "POST",
@@ -245,17 +249,23 @@ fn llama_cpp_python_flavour() {
         Some(chat(json!({"stream_options": {"include_usage": true}}))),
     );
     let text = r.text();
-    // sse-starlette frames events with CRLF.
-    assert!(text.starts_with("data: {"), "{text}");
-    assert!(text.contains("}\r\n\r\ndata: "), "{text}");
-    assert!(text.ends_with("data: [DONE]\r\n\r\n"));
+    // Written by Python's json.dumps, as tests/fixtures/wire/llama_cpp_python_chat.sse.
+    assert!(text.starts_with("data: {\"id\": \"chatcmpl-"), "{text}");
+    assert!(
+        text.contains("\"delta\": {\"content\": \"\\u00e9 \"}"),
+        "{text}"
+    );
+    assert!(!text.contains('\r'));
+    assert!(text.ends_with("data: [DONE]\n\n"));
     let ev = events(&text);
     assert!(ev
         .iter()
         .all(|e| e.get("usage").is_none() && e.get("timings").is_none()));
     assert_eq!(ev[0]["choices"][0]["delta"], json!({"role": "assistant"}));
+    assert_eq!(ev[1]["choices"][0]["delta"]["content"], "é ");
     assert_eq!(ev.len(), 1 + 8 + 1);
     assert_eq!(ev[9]["choices"][0]["finish_reason"], "stop");
+    assert_eq!(ev[9]["choices"][0]["delta"], json!({}));
 
     let r = call(
         &server,
@@ -279,7 +289,11 @@ fn llama_cpp_python_flavour() {
         "/extras/tokenize",
         Some(json!({"text": "x"})),
     );
-    assert_eq!(r.status, 422);
+    assert_eq!(r.status, 500);
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Field required"));
     let r = call(&server, "POST", "/tokenize", Some(json!({"content": "x"})));
     assert_eq!((r.status, r.json()), (404, json!({"detail": "Not Found"})));
     let m = call(&server, "GET", "/v1/models", None).json();
