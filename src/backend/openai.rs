@@ -211,7 +211,12 @@ impl OpenAiBackend {
                 return;
             }
         }
-        super::stream::count_chunks(g);
+        if g.server.output_tokens.is_none() {
+            super::stream::count_chunks(g);
+        } else {
+            // The server's own output count, without a prompt count.
+            g.server.tokens_source = Some(TOKENS_FROM_USAGE.to_string());
+        }
     }
 
     /// The tokenize endpoint of `base`, asked once per base URL: a definite answer (found, or

@@ -259,8 +259,9 @@ impl Scheduler {
                 // Still loading for an earlier request: wait for it, and report the wait
                 // (Ollama's load_duration spans the request's wait for a ready runner).
                 let pending = l.ready_at.saturating_duration_since(now_i);
-                let reported_pending = if load.cold_sleep_scale > 0.0 && !pending.is_zero() {
-                    pending.div_f64(load.cold_sleep_scale)
+                let reported_pending = if load.cold_sleep_scale > 0.0 {
+                    Duration::try_from_secs_f64(pending.as_secs_f64() / load.cold_sleep_scale)
+                        .unwrap_or(pending)
                 } else {
                     pending
                 };
@@ -273,7 +274,12 @@ impl Scheduler {
             self.loaded.remove(p);
         }
         let reported = draw(&load.cold, rng);
-        let sleep = reported.mul_f64(load.cold_sleep_scale.clamp(0.0, 1.0));
+        let scale = if load.cold_sleep_scale.is_finite() {
+            load.cold_sleep_scale.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        let sleep = reported.mul_f64(scale);
         self.loaded.push(Loaded {
             model: model.clone(),
             opts,
