@@ -51,6 +51,16 @@ pub struct ServerMetrics {
     pub tokens_source: Option<String>,
 }
 
+/// [`ServerMetrics::tokens_source`]: the server's own counts from the stream (Ollama's
+/// `prompt_eval_count`/`eval_count`, OpenAI `usage`, llama.cpp `timings`).
+pub const TOKENS_FROM_USAGE: &str = "usage";
+/// [`ServerMetrics::tokens_source`]: the server's tokenize endpoint applied to the prompt and
+/// output text after the stream (the prompt count excludes the chat template's own tokens).
+pub const TOKENS_FROM_TOKENIZE: &str = "tokenize";
+/// [`ServerMetrics::tokens_source`]: output counted as non-empty content chunks; no prompt
+/// count.
+pub const TOKENS_FROM_CHUNKS: &str = "chunks";
+
 /// A finished call: the text, the client's clock, the server's figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Generation {

@@ -1,12 +1,13 @@
 //! Ollama's native API: `POST /api/generate` or `/api/chat` streamed as NDJSON, one JSON
 //! object per token chunk and a final object (`done: true`) with the server's durations.
-//! Preflight uses `GET /api/version`, `GET /api/tags` and `POST /api/show`.
+//! Preflight uses `GET /api/version`, `GET /api/tags` and `POST /api/show`; `GET /api/ps`
+//! says which models are loaded ([`Backend::loaded`]).
 
 use super::http::{self, Deadlines};
 use super::stream::{LineParser, LineStream, StreamState};
 use super::{
     Backend, BackendError, BackendInfo, BoxFuture, ClientTimer, GenRequest, Generation,
-    ServerMetrics,
+    LoadedModel, ServerMetrics, TOKENS_FROM_USAGE,
 };
 use crate::spec::{BackendConfig, ModelOptions, OllamaApi, Timeouts};
 use serde::{Deserialize, Serialize};
@@ -48,7 +49,33 @@ impl OllamaBackend {
         let timer = ClientTimer::start();
         let mut deadlines = Deadlines::start(&self.timeouts)?;
         let resp = http::send(rb, &base, &mut deadlines, &req.model, pull_hint).await?;
-        OllamaStream::new(timer).read(resp, &mut deadlines).await
+        let mut g = OllamaStream::new(timer).read(resp, &mut deadlines).await?;
+        // Ollama always sends eval_count; a compatible server that does not gets the
+        // chunk count (Ollama has no tokenize endpoint to ask).
+        if g.server.output_tokens.is_none() {
+            super::stream::count_chunks(&mut g);
+        }
+        Ok(g)
+    }
+
+    /// `GET {base}/api/ps`: the loaded models, as the server reports them.
+    async fn ps(&self, endpoint: Option<&str>) -> Result<Vec<LoadedModel>, BackendError> {
+        let base = match endpoint {
+            Some(e) => http::base_url(e)?,
+            None => self.urls[0].clone(),
+        };
+        let mut d = Deadlines::metadata(&self.timeouts)?;
+        let no_hint: fn(&str) -> String = |_| String::new();
+        let resp = http::send(
+            self.client.get(format!("{base}/api/ps")),
+            &base,
+            &mut d,
+            "",
+            no_hint,
+        )
+        .await?;
+        let ps: Ps = http::read_json(resp, &mut d).await?;
+        Ok(ps.models.iter().filter_map(loaded_model).collect())
     }
 
     async fn preflight_one(&self, base: &str, model: &str) -> Result<Preflight, BackendError> {
@@ -141,6 +168,42 @@ impl Backend for OllamaBackend {
             Ok(info)
         })
     }
+
+    fn loaded<'a>(&'a self, endpoint: Option<&'a str>) -> BoxFuture<'a, Option<Vec<LoadedModel>>> {
+        Box::pin(async move {
+            match self.ps(endpoint).await {
+                Ok(models) => Some(models),
+                Err(e) => {
+                    tracing::debug!(endpoint = ?endpoint, error = %e, "GET /api/ps failed");
+                    None
+                }
+            }
+        })
+    }
+}
+
+/// `GET /api/ps` (ollama/ollama `api/types.go` `ProcessResponse`). Entries are read field by
+/// field, leniently: a field of an unexpected type is left out, not an error.
+#[derive(Deserialize)]
+struct Ps {
+    #[serde(default)]
+    models: Vec<serde_json::Value>,
+}
+
+/// One `ProcessModelResponse`: `name`/`model`, `size`, `size_vram`, `expires_at`, and
+/// `context_length` (reported since Ollama 0.9.6; 0 or absent: unknown). An entry without
+/// a name is skipped.
+fn loaded_model(v: &serde_json::Value) -> Option<LoadedModel> {
+    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).filter(|s| !s.is_empty());
+    let name = text("name").or_else(|| text("model"))?.to_string();
+    let num = |k: &str| v.get(k).and_then(|x| x.as_u64());
+    Some(LoadedModel {
+        name,
+        size: num("size"),
+        size_vram: num("size_vram"),
+        context_length: num("context_length").filter(|&n| n > 0),
+        expires_at: text("expires_at").map(str::to_string),
+    })
 }
 
 #[derive(Deserialize)]
@@ -237,9 +300,33 @@ struct Body<'a> {
     messages: Option<Vec<ChatMessage<'a>>>,
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    keep_alive: Option<&'a str>,
+    keep_alive: Option<KeepAlive<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     options: Option<Options>,
+}
+
+/// `keep_alive` on the wire. Ollama reads a JSON string with Go's `time.ParseDuration`, which
+/// rejects a bare number ("-1", "300": HTTP 400 `time: missing unit in duration "-1"`, as
+/// open-webui/open-webui#753 and valentinfrlch/ha-llmvision#625 ran into), and a JSON number
+/// as seconds, negative meaning forever (ollama/ollama `api/types.go`
+/// `Duration.UnmarshalJSON`). So a bare number goes as a number, anything else as the string.
+struct KeepAlive<'a>(&'a str);
+
+impl Serialize for KeepAlive<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let t = self.0.trim();
+        if let Ok(i) = t.parse::<i64>() {
+            return s.serialize_i64(i);
+        }
+        match t.parse::<f64>() {
+            Ok(f)
+                if f.is_finite() && t.chars().all(|c| c.is_ascii_digit() || "+-.".contains(c)) =>
+            {
+                s.serialize_f64(f)
+            }
+            _ => s.serialize_str(self.0),
+        }
+    }
 }
 
 /// Path and JSON body of a streamed generation for the chosen API.
@@ -250,7 +337,7 @@ fn request_body(api: OllamaApi, req: &GenRequest) -> (&'static str, Body<'_>) {
         system: None,
         messages: None,
         stream: true,
-        keep_alive: req.options.keep_alive.as_deref(),
+        keep_alive: req.options.keep_alive.as_deref().map(KeepAlive),
         options: Options::from(&req.options),
     };
     match api {
@@ -336,7 +423,7 @@ impl LineParser for NdjsonLines {
                 total_ms: line.total_duration.map(http::ns_to_ms),
                 prompt_tokens: line.prompt_eval_count,
                 output_tokens: line.eval_count,
-                tokens_source: line.eval_count.map(|_| "usage".to_string()),
+                tokens_source: line.eval_count.map(|_| TOKENS_FROM_USAGE.to_string()),
             };
             return Ok(true);
         }
@@ -391,6 +478,27 @@ mod tests {
     }
 
     #[test]
+    fn bare_number_keep_alive_is_sent_as_a_number() {
+        let sent = |k: &str| {
+            let o = ModelOptions {
+                keep_alive: Some(k.into()),
+                ..Default::default()
+            };
+            let r = req(o, None);
+            serde_json::to_value(request_body(OllamaApi::Generate, &r).1).unwrap()["keep_alive"]
+                .clone()
+        };
+        assert_eq!(sent("-1"), serde_json::json!(-1));
+        assert_eq!(sent("300"), serde_json::json!(300));
+        assert_eq!(sent("0"), serde_json::json!(0));
+        assert_eq!(sent("1.5"), serde_json::json!(1.5));
+        assert_eq!(sent("5m"), serde_json::json!("5m"));
+        assert_eq!(sent("-1m"), serde_json::json!("-1m"));
+        assert_eq!(sent("inf"), serde_json::json!("inf"));
+        assert_eq!(sent("NaN"), serde_json::json!("NaN"));
+    }
+
+    #[test]
     fn keep_alive_alone_sends_no_options_object() {
         let o = ModelOptions {
             keep_alive: Some("0".into()),
@@ -439,6 +547,30 @@ mod tests {
         let mut s = OllamaStream::new(ClientTimer::start());
         let e = s.feed(b"{\"error\":\"out of memory\"}\n").unwrap_err();
         assert_eq!(e, BackendError::Engine("out of memory".into()));
+    }
+
+    #[test]
+    fn ps_entries_are_read_leniently() {
+        let v = serde_json::json!({
+            "name": "gemma3:latest", "model": "gemma3:latest", "size": 6_000_000_000u64,
+            "size_vram": 3_000_000_000u64, "expires_at": "2026-01-15T10:29:31.5Z",
+            "context_length": 8192, "details": {"family": "gemma3"}
+        });
+        let m = loaded_model(&v).unwrap();
+        assert_eq!(m.name, "gemma3:latest");
+        assert_eq!(m.offload_fraction(), Some(0.5));
+        assert_eq!(m.context_length, Some(8192));
+        assert_eq!(m.expires_at.as_deref(), Some("2026-01-15T10:29:31.5Z"));
+        // Older servers: no context_length; still loading: 0. A size of the wrong type is
+        // left out; an entry without a name is skipped.
+        let old = serde_json::json!({"model": "m:1b", "size": "big", "context_length": 0});
+        let m = loaded_model(&old).unwrap();
+        assert_eq!(
+            (m.name.as_str(), m.size, m.context_length),
+            ("m:1b", None, None)
+        );
+        assert!(loaded_model(&serde_json::json!({"size": 1})).is_none());
+        assert!(loaded_model(&serde_json::json!([1, 2])).is_none());
     }
 
     #[test]

@@ -1,16 +1,30 @@
-//! OpenAI-compatible servers (llama.cpp `llama-server`, vLLM, …): `POST /v1/chat/completions`
-//! streamed as server-sent events (`data: {...}` lines, then `data: [DONE]`), with usage and,
-//! from llama.cpp, a `timings` object. Preflight uses `GET /v1/models`.
+//! OpenAI-compatible servers (llama.cpp `llama-server`, llama-cpp-python, vLLM, …):
+//! `POST /v1/chat/completions` streamed as server-sent events (`data: {...}` lines, then
+//! `data: [DONE]`), with usage and, from llama.cpp, a `timings` object. Preflight uses
+//! `GET /v1/models`.
+//!
+//! Token counts come from every server, in this order: the stream's own (`usage`, or
+//! llama.cpp's `timings`); else the server's tokenize endpoint applied to the prompt and the
+//! output text after the stream (llama.cpp `POST /tokenize`, llama-cpp-python
+//! `POST /extras/tokenize`: llama-cpp-python's server ignores `stream_options.include_usage`
+//! and sends no timings); else the number of non-empty content chunks.
+//! [`ServerMetrics::tokens_source`](super::ServerMetrics::tokens_source) says which.
 
 use super::http::{self, Deadlines};
 use super::stream::{LineParser, LineStream, StreamState};
-use super::{Backend, BackendError, BackendInfo, BoxFuture, ClientTimer, GenRequest, Generation};
+use super::{
+    Backend, BackendError, BackendInfo, BoxFuture, ClientTimer, GenRequest, Generation,
+    TOKENS_FROM_TOKENIZE, TOKENS_FROM_USAGE,
+};
 use crate::spec::{BackendConfig, Timeouts};
 use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use tokio::sync::OnceCell;
 
 /// A client for one or more OpenAI-compatible servers.
 #[derive(Clone)]
@@ -22,6 +36,32 @@ pub struct OpenAiBackend {
     api_key: Option<String>,
     cache_prompt: bool,
     extra: Map<String, Value>,
+    /// Which tokenize endpoint each base URL has, found out once (shared by clones).
+    tokenizers: Arc<Mutex<HashMap<String, Arc<OnceCell<TokenizeApi>>>>>,
+}
+
+/// A server's tokenize endpoint, with the tokens it adds to any text (BOS): what it answers
+/// for the empty string, subtracted from every count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenizeApi {
+    /// llama.cpp `llama-server`: `POST /tokenize` `{"content": text}` → `{"tokens": [...]}`
+    /// (ggml-org/llama.cpp `tools/server/README.md`; `add_special` defaults to false, no BOS).
+    LlamaCpp { overhead: u64 },
+    /// llama-cpp-python: `POST /extras/tokenize` `{"input": text, "model": id}` →
+    /// `{"tokens": [...]}` (abetlen/llama-cpp-python `llama_cpp/server/app.py`,
+    /// `types.py` `TokenizeInputRequest`; `Llama.tokenize` adds BOS by default). The model
+    /// is sent because a multi-model llama-cpp-python server swaps in the model it names.
+    Extras { overhead: u64 },
+    /// Neither answered: count chunks.
+    None,
+}
+
+/// Why a tokenize request gave no count.
+enum TokenizeFailure {
+    /// The server says it has no such endpoint (a 4xx, or an answer of another shape).
+    Absent,
+    /// The server or the network failed (5xx, 429, reset, timeout): worth asking again.
+    Transient,
 }
 
 impl std::fmt::Debug for OpenAiBackend {
@@ -60,6 +100,7 @@ impl OpenAiBackend {
             api_key,
             cache_prompt: cfg.cache_prompt,
             extra: cfg.extra.clone(),
+            tokenizers: Arc::default(),
         })
         .and_then(|b: Self| {
             if b.urls.is_empty() {
@@ -130,7 +171,133 @@ impl OpenAiBackend {
         let timer = ClientTimer::start();
         let mut deadlines = Deadlines::start(&self.timeouts)?;
         let resp = http::send(rb, &base, &mut deadlines, &req.model, models_hint).await?;
-        SseStream::new(timer).read(resp, &mut deadlines).await
+        let mut g = SseStream::new(timer).read(resp, &mut deadlines).await?;
+        // The call's client timings are final: counting happens after them.
+        self.complete_counts(&base, req, &mut g).await;
+        Ok(g)
+    }
+
+    /// Fills the token counts the stream did not carry: the tokenize endpoint's counts of the
+    /// prompt (system and user text) and of the output text, else the output's chunk count.
+    ///
+    /// A prompt count from tokenize excludes the chat template's own tokens (role markers,
+    /// turn separators) and BOS, so it is lower than the server's own prompt count; an
+    /// output count is of the text re-tokenized, which can differ from the tokens generated
+    /// by a token or two.
+    async fn complete_counts(&self, base: &str, req: &GenRequest, g: &mut Generation) {
+        if g.server.prompt_tokens.is_some() && g.server.output_tokens.is_some() {
+            g.server.tokens_source = Some(TOKENS_FROM_USAGE.to_string());
+            return;
+        }
+        let api = self.tokenize_api(base, &req.model).await;
+        if api != TokenizeApi::None {
+            let system = req.system.as_deref().unwrap_or("");
+            let (p, s, o) = futures_util::future::join3(
+                self.tokenize_count(base, api, &req.model, &req.prompt),
+                async {
+                    if system.is_empty() {
+                        Ok(0)
+                    } else {
+                        self.tokenize_count(base, api, &req.model, system).await
+                    }
+                },
+                self.tokenize_count(base, api, &req.model, &g.text),
+            )
+            .await;
+            if let (Ok(p), Ok(s), Ok(o)) = (p, s, o) {
+                g.server.prompt_tokens.get_or_insert(p + s);
+                g.server.output_tokens.get_or_insert(o);
+                g.server.tokens_source = Some(TOKENS_FROM_TOKENIZE.to_string());
+                return;
+            }
+        }
+        if g.server.output_tokens.is_none() {
+            super::stream::count_chunks(g);
+        } else {
+            // The server's own output count, without a prompt count.
+            g.server.tokens_source = Some(TOKENS_FROM_USAGE.to_string());
+        }
+    }
+
+    /// The tokenize endpoint of `base`, asked once per base URL: a definite answer (found, or
+    /// absent) is kept for the backend's life; a transient failure is not, and that call
+    /// counts chunks.
+    async fn tokenize_api(&self, base: &str, model: &str) -> TokenizeApi {
+        let cell = match self.tokenizers.lock() {
+            Ok(mut m) => m.entry(base.to_string()).or_default().clone(),
+            Err(_) => return TokenizeApi::None,
+        };
+        let found = cell
+            .get_or_try_init(|| async {
+                for probe in [
+                    TokenizeApi::LlamaCpp { overhead: 0 },
+                    TokenizeApi::Extras { overhead: 0 },
+                ] {
+                    match self.tokenize_count(base, probe, model, "").await {
+                        Ok(overhead) => {
+                            let api = match probe {
+                                TokenizeApi::LlamaCpp { .. } => TokenizeApi::LlamaCpp { overhead },
+                                _ => TokenizeApi::Extras { overhead },
+                            };
+                            tracing::debug!(base, ?api, "tokenize endpoint found");
+                            return Ok(api);
+                        }
+                        Err(TokenizeFailure::Absent) => {}
+                        Err(TokenizeFailure::Transient) => return Err(()),
+                    }
+                }
+                tracing::debug!(base, "no tokenize endpoint: counting chunks");
+                Ok(TokenizeApi::None)
+            })
+            .await;
+        found.copied().unwrap_or(TokenizeApi::None)
+    }
+
+    /// Tokens in `text` by the server's tokenizer, less what it adds to any text.
+    async fn tokenize_count(
+        &self,
+        base: &str,
+        api: TokenizeApi,
+        model: &str,
+        text: &str,
+    ) -> Result<u64, TokenizeFailure> {
+        let (path, body, overhead) = match api {
+            TokenizeApi::LlamaCpp { overhead } => (
+                "/tokenize",
+                serde_json::json!({ "content": text }),
+                overhead,
+            ),
+            TokenizeApi::Extras { overhead } => (
+                "/extras/tokenize",
+                serde_json::json!({ "input": text, "model": model }),
+                overhead,
+            ),
+            TokenizeApi::None => return Err(TokenizeFailure::Absent),
+        };
+        let classify = |e: BackendError| {
+            tracing::debug!(base, path, error = %self.redacted(e.clone()), "tokenize failed");
+            match e {
+                BackendError::ModelNotFound { .. } => TokenizeFailure::Absent,
+                BackendError::Http { status, .. }
+                    if (400..500).contains(&status) && status != 429 =>
+                {
+                    TokenizeFailure::Absent
+                }
+                _ => TokenizeFailure::Transient,
+            }
+        };
+        let mut d = Deadlines::metadata(&self.timeouts).map_err(classify)?;
+        let rb = self.authed(self.client.post(format!("{base}{path}")).json(&body));
+        let no_hint: fn(&str) -> String = |_| String::new();
+        let resp = http::send(rb, base, &mut d, model, no_hint)
+            .await
+            .map_err(classify)?;
+        match http::read_json::<TokensAnswer>(resp, &mut d).await {
+            Ok(a) => Ok((a.tokens.len() as u64).saturating_sub(overhead)),
+            // A 200 of another shape is some other endpoint under that path.
+            Err(BackendError::Malformed { .. }) => Err(TokenizeFailure::Absent),
+            Err(e) => Err(classify(e)),
+        }
     }
 
     async fn preflight_one(&self, base: &str, model: &str) -> Result<(), BackendError> {
@@ -222,6 +389,13 @@ impl Backend for OpenAiBackend {
             })
         })
     }
+}
+
+/// A tokenize answer: only the number of tokens matters (ids, or llama.cpp's
+/// `{"id", "piece"}` objects).
+#[derive(Deserialize)]
+struct TokensAnswer {
+    tokens: Vec<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -342,6 +516,7 @@ impl LineParser for SseLines {
         if let Some(u) = chunk.usage {
             server.prompt_tokens = u.prompt_tokens.or(server.prompt_tokens);
             server.output_tokens = u.completion_tokens.or(server.output_tokens);
+            server.tokens_source = Some(TOKENS_FROM_USAGE.to_string());
             if self.finished.is_some() {
                 self.finished = Some(Instant::now());
             }
@@ -349,8 +524,11 @@ impl LineParser for SseLines {
         if let Some(t) = chunk.timings {
             server.prompt_eval_ms = t.prompt_ms;
             server.eval_ms = t.predicted_ms;
+            // Without usage, llama.cpp's own counts; `prompt_n` counts only the prompt
+            // tokens evaluated, not those reused from its prompt cache (`cache_n`).
             server.prompt_tokens = server.prompt_tokens.or(t.prompt_n);
             server.output_tokens = server.output_tokens.or(t.predicted_n);
+            server.tokens_source = Some(TOKENS_FROM_USAGE.to_string());
             if self.finished.is_some() {
                 self.finished = Some(Instant::now());
             }

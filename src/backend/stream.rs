@@ -4,7 +4,7 @@
 //! how a line is read ([`LineParser`]).
 
 use super::http::{self, Deadlines, LineBuf};
-use super::{BackendError, ClientTimer, Generation, ServerMetrics};
+use super::{BackendError, ClientTimer, Generation, ServerMetrics, TOKENS_FROM_CHUNKS};
 use std::time::Instant;
 
 /// What a line parser updates as it reads a body.
@@ -129,4 +129,12 @@ impl<P: LineParser> LineStream<P> {
             server: std::mem::take(&mut self.st.server),
         })
     }
+}
+
+/// The last fallback for a server that reports no output count: one token per non-empty
+/// content chunk (a server may pack several tokens in a chunk, so this can undercount). No
+/// prompt count is made up.
+pub(crate) fn count_chunks(g: &mut Generation) {
+    g.server.output_tokens = Some(g.timing.chunks);
+    g.server.tokens_source = Some(TOKENS_FROM_CHUNKS.to_string());
 }

@@ -9,23 +9,22 @@ use std::time::Duration;
 use sweep::plan::Plan;
 use sweep::record::Record;
 use sweep::spec::Spec;
-use sweep_testkit::{FaultPlan, MockConfig, MockServer, ServerDurations};
+use sweep_testkit::{FaultPlan, MockConfig, MockServer};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// An Ollama peer answering `tokens` tokens `gap_ms` apart, with no model-load time (so no
-/// call is taken as cold), and the given faults.
+/// An Ollama peer answering `tokens` tokens `gap_ms` apart, with the given faults and the
+/// peer's realistic model loads: the first request, and the first after a change of
+/// `num_ctx`/`num_gpu`/model or an unload, reports a cold `load_duration` of 0.5–3 s (a tenth
+/// of it really spent before the first token); every other request a warm one of 1–30 ms,
+/// different on every call (see `sweep_testkit::LoadTimes`).
 pub fn quiet_server(tokens: usize, gap_ms: u64, faults: FaultPlan) -> MockServer {
     MockServer::start(MockConfig {
         tokens,
         inter_token_delay: Duration::from_millis(gap_ms),
         first_token_delay: Duration::from_millis(gap_ms),
-        durations: ServerDurations {
-            load_ns: 0,
-            ..Default::default()
-        },
         faults,
         ..Default::default()
     })

@@ -421,3 +421,164 @@ fn llama_server_counts_are_stored_as_the_server_sent_them() {
     stored.sort_by(by_value);
     assert_eq!(stored, wire, "stored counts differ from the server's usage");
 }
+
+/// The venv's python with llama-cpp-python's server, found by the script that installs it.
+/// Absent: fail loudly, as for llama-server.
+fn llama_cpp_python() -> PathBuf {
+    let out = Command::new("bash")
+        .arg(root().join("scripts/llama-cpp-python.sh"))
+        .arg("--path")
+        .output()
+        .expect("run scripts/llama-cpp-python.sh --path");
+    assert!(
+        out.status.success(),
+        "llama-cpp-python is not installed: run scripts/llama-cpp-python.sh before this \
+         test. Script said: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// One blocking HTTP/1.1 POST of a JSON body with `Connection: close`: (status, body).
+fn http_post_json(port: u16, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let b = body.to_string();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{b}",
+        b.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let r = parse_responses(&raw).pop().expect("one response");
+    let v = serde_json::from_slice(&r.body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&r.body)));
+    (r.status, v)
+}
+
+/// llama-cpp-python's server streams no `usage` (it ignores `stream_options.include_usage`)
+/// and no `timings`: the openai backend counts through its `POST /extras/tokenize`, and the
+/// counts are that endpoint's own for the prompt, the system prompt and the output (less the
+/// BOS it adds to every text), with `tokens_source = "tokenize"`.
+#[test]
+fn llama_cpp_python_counts_come_from_its_tokenize_endpoint() {
+    use sweep::backend::{Backend, GenRequest, OpenAiBackend};
+    use sweep::spec::{BackendConfig, BackendKind, ModelOptions, OllamaApi, RetryPolicy, Timeouts};
+
+    assert!(
+        root().join(MODEL).is_file(),
+        "{MODEL} is missing: run scripts/fetch-model.sh"
+    );
+    let python = llama_cpp_python();
+    let port = free_port();
+    let t0 = Instant::now();
+    let child = Command::new(&python)
+        .current_dir(root())
+        .args([
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            MODEL,
+            "--chat_format",
+            "gemma",
+        ])
+        .args([
+            "--n_threads",
+            "2",
+            "--n_ctx",
+            "2048",
+            "--host",
+            "127.0.0.1",
+            "--port",
+        ])
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start llama-cpp-python's server");
+    let mut guard = ServerGuard(child);
+    // It has no /health; /v1/models answers once the model is loaded.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let model = loop {
+        if let Ok(Some(status)) = guard.0.try_wait() {
+            panic!("llama-cpp-python's server exited during start-up: {status}");
+        }
+        if let Ok((200, body)) = http_get(port, "/v1/models") {
+            let v: serde_json::Value = serde_json::from_slice(&body).expect("models JSON");
+            break v["data"][0]["id"].as_str().expect("data[0].id").to_string();
+        }
+        assert!(Instant::now() < deadline, "server not up after 120 s");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    eprintln!(
+        "llama-cpp-python's server up after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+
+    let cfg = BackendConfig {
+        kind: BackendKind::Openai,
+        urls: vec![format!("http://127.0.0.1:{port}")],
+        model: model.clone(),
+        model_path: None,
+        ollama_api: OllamaApi::Generate,
+        timeouts: Timeouts {
+            connect_s: 5.0,
+            first_token_s: 60.0,
+            total_s: 120.0,
+        },
+        api_key_env: None,
+        retry: RetryPolicy::default(),
+        threads: None,
+        cache_prompt: false,
+        extra: Default::default(),
+    };
+    let backend = OpenAiBackend::new(&cfg).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let count = |text: &str| -> u64 {
+        let (status, v) = http_post_json(
+            port,
+            "/extras/tokenize",
+            &serde_json::json!({"input": text, "model": model}),
+        );
+        assert_eq!(status, 200, "{v}");
+        v["tokens"].as_array().expect("tokens").len() as u64
+    };
+    let bos = count("");
+    assert_eq!(bos, 1, "Llama.tokenize adds BOS to every text");
+    for (i, topic) in ["throughput", "latency"].iter().enumerate() {
+        let req = GenRequest {
+            model: model.clone(),
+            system: Some("You are a terse benchmark analyst.".into()),
+            prompt: format!("Call {i}: summarise the {topic} figures in one sentence."),
+            options: ModelOptions {
+                num_predict: Some(MAX_TOKENS as u32),
+                temperature: Some(0.0),
+                seed: Some(7),
+                ..Default::default()
+            },
+            endpoint: None,
+        };
+        let g = rt.block_on(backend.generate(&req)).expect("generation");
+        eprintln!("llama-cpp-python: {:?} {:?}", g.server, g.timing.chunks);
+        assert_eq!(g.server.tokens_source.as_deref(), Some("tokenize"));
+        assert_eq!(g.server.eval_ms, None, "no timings when streaming");
+        let system = req.system.as_deref().unwrap();
+        let want_prompt = count(&req.prompt) - bos + count(system) - bos;
+        assert_eq!(g.server.prompt_tokens, Some(want_prompt));
+        assert_eq!(g.server.output_tokens, Some(count(&g.text) - bos));
+        // The output re-tokenized is close to what was generated (one chunk per token).
+        let out = g.server.output_tokens.unwrap();
+        assert!(
+            out.abs_diff(g.timing.chunks) <= 2 && (1..=MAX_TOKENS + 2).contains(&out),
+            "{out} tokens vs {} chunks",
+            g.timing.chunks
+        );
+    }
+}

@@ -1,17 +1,39 @@
 //! A protocol peer for tests and benchmarks: a local server on 127.0.0.1 (random port) that
-//! speaks the exact wire format of Ollama and of an OpenAI-compatible server, written on
-//! plain tokio TCP with hand-made HTTP/1.1 and chunked encoding so that every byte and every
-//! delay is under the test's control. It records what it received, and injects faults on a
-//! per-request schedule (fixed, sequenced, seeded or computed).
+//! speaks the exact wire format of Ollama and of OpenAI-compatible servers (llama.cpp's
+//! `llama-server`, llama-cpp-python's server), written on plain tokio TCP with hand-made
+//! HTTP/1.1 and chunked encoding so that every byte and every delay is under the test's
+//! control. It records what it received, and injects faults on a per-request schedule
+//! (fixed, sequenced, seeded or computed).
+//!
+//! By default it behaves like the real servers with their real numbers, not like what the
+//! client under test expects:
+//! - Ollama keeps per-server scheduler state ([`sched`]): the first request, and the first
+//!   after a change of the options that force a reload (model, `num_ctx`, `num_gpu`, … as
+//!   ollama/ollama `server/sched.go` `needsReload` compares them) or after an unload
+//!   (`keep_alive` ran out, `keep_alive: 0`, [`MockConfig::evict_after`],
+//!   [`MockServer::evict`]), is cold: 0.5–3 s of `load_duration`, spent before the first
+//!   token. A warm request reports a few ms, different on every request (ollama/ollama
+//!   `docs/api.md` examples: 1.0–6.7 ms; ollama/ollama issue #12443: it varies per prompt
+//!   even with `keep_alive: -1`). `GET /api/ps` answers from the same state.
+//! - llama-server sends `usage` only when asked (`stream_options.include_usage`), `timings`
+//!   on its last chunk with per-request figures, and serves `POST /tokenize`, `GET /props`,
+//!   `GET /slots`; the llama-cpp-python flavour sends neither usage nor timings and serves
+//!   `POST /extras/tokenize` instead ([`OpenAiServer`]).
+//! - Every count comes from one tokenizer and chat template ([`tokens`]), so a count from a
+//!   tokenize endpoint differs from the streamed chunks and from the server's prompt count
+//!   the way it does on the real servers.
 //!
 //! The server runs on its own thread with its own runtime, so its timing does not depend on
 //! the runtime of the client under test.
 
+pub mod sched;
+pub mod tokens;
 mod wire;
 
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -101,8 +123,9 @@ impl FaultPlan {
     }
 }
 
-/// Durations and counts the server reports in its final object (Ollama, in ns) or in the
-/// llama.cpp `timings` object (converted to ms).
+/// Durations and counts reported verbatim in every final object (Ollama, in ns) or llama.cpp
+/// `timings` object (converted to ms), instead of the per-request figures: for tests that
+/// check exact numbers. The load time really spent still follows [`MockConfig::load`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerDurations {
     pub total_ns: u64,
@@ -115,49 +138,218 @@ pub struct ServerDurations {
 }
 
 impl Default for ServerDurations {
+    /// The numbers of ollama/ollama `docs/api.md`'s streaming `/api/generate` example with a
+    /// warm load (its `load_duration` example of a loaded model, 5025959 ns, in place of the
+    /// cold 6338219291 ns, and `total_duration` reduced by the difference).
     fn default() -> Self {
         Self {
-            total_ns: 1_234_567_891,
-            load_ns: 45_678_912,
+            total_ns: 4_373_624_751,
+            load_ns: 5_025_959,
             prompt_eval_count: 26,
             prompt_eval_ns: 130_079_000,
             eval_count: None,
-            eval_ns: 1_032_710_001,
+            eval_ns: 4_232_710_000,
         }
     }
 }
 
-/// A model the server says it has.
+/// How long the Ollama peer takes to have the model ready for a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadTimes {
+    /// `load_duration` of a request on a model already loaded with the same runner options:
+    /// drawn per request (seeded) from this range and really spent before the first token.
+    /// Default 1–30 ms: ollama/ollama `docs/api.md` shows 1.0–6.7 ms on a loaded model, and
+    /// issue #12443 shows it varying per prompt with `keep_alive: -1`; the range is wider to
+    /// cover slower hosts.
+    pub warm: Range<Duration>,
+    /// `load_duration` of a request that loads the model (first request, changed runner
+    /// options, after an unload). Default 0.5–3 s: the docs' cold examples are 0.53–2.97 s
+    /// (`load_duration` 534986708 … 2969184542 ns; one 6.3 s outlier for a bigger model), and
+    /// design.md measured 0.4–0.6 s for Gemma 3 270M on these machines.
+    pub cold: Range<Duration>,
+    /// Share of a cold load the peer really sleeps before the first token; the reported
+    /// `load_duration` (and `total_duration`) stay unscaled, in the real range. Default 0.1
+    /// (50–300 ms slept) keeps tests fast while a cold request's TTFT stays visibly above a
+    /// warm one's; 1.0 spends the whole reported time, as a real server does.
+    pub cold_sleep_scale: f64,
+}
+
+impl Default for LoadTimes {
+    fn default() -> Self {
+        Self {
+            warm: Duration::from_millis(1)..Duration::from_millis(30),
+            cold: Duration::from_millis(500)..Duration::from_millis(3000),
+            cold_sleep_scale: 0.1,
+        }
+    }
+}
+
+impl LoadTimes {
+    /// No load time at all, reported or spent: for tests that measure something else.
+    pub fn none() -> Self {
+        Self {
+            warm: Duration::ZERO..Duration::ZERO,
+            cold: Duration::ZERO..Duration::ZERO,
+            cold_sleep_scale: 0.0,
+        }
+    }
+
+    /// The default ranges with the whole cold load really spent.
+    pub fn real() -> Self {
+        Self {
+            cold_sleep_scale: 1.0,
+            ..Self::default()
+        }
+    }
+}
+
+/// A model the server says it has, with what `/api/tags`, `/api/show` and `/api/ps` report
+/// about it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MockModel {
     pub name: String,
     pub digest: String,
+    /// Bytes of the weights file (`/api/tags` `size`).
+    pub file_size: u64,
+    /// Transformer blocks (`<arch>.block_count`). Ollama offloads `block_count + 1` layers
+    /// (the output layer too): ollama/ollama `llm/llama_server.go` (`modelLayers:
+    /// f.KV().BlockCount() + 1`).
+    pub block_count: u32,
+    /// KV-cache bytes per token of context (f16 K and V over every layer).
+    pub kv_bytes_per_token: u64,
+    /// Training context (`<arch>.context_length`, `/api/show` `model_info`); `num_ctx` is
+    /// capped there (`effectiveContext` in ollama/ollama `server/sched.go`).
+    pub context_length: u64,
+    /// Multimodal: Ollama raises its `num_ctx` to at least 2048 (`getRunner`).
+    pub vision: bool,
+    pub family: String,
+    pub parameter_size: String,
+    pub quantization_level: String,
 }
 
-/// How a [`MockServer`] behaves.
+impl Default for MockModel {
+    /// `gemma3:latest` = Gemma 3 4B Q4_K_M as the Ollama library ships it: 3338801804 bytes,
+    /// 34 blocks (ggml-org/llama.cpp `src/llama-model.cpp`: gemma3 `n_layer` 34 is the 4B),
+    /// 4 KV heads × head_dim 256 (google/gemma-3-4b config) → 2 × 34 × 4 × 256 × 2 bytes of
+    /// f16 K+V per token, 131072 training context, vision capable.
+    fn default() -> Self {
+        Self {
+            name: "gemma3:latest".into(),
+            digest: "a2af6cc3eb7fa8be8504abaf9b04e88f17a119ec3f04a3addf55f92841195f5a".into(),
+            file_size: 3_338_801_804,
+            block_count: 34,
+            kv_bytes_per_token: 2 * 34 * 4 * 256 * 2,
+            context_length: 131_072,
+            vision: true,
+            family: "gemma3".into(),
+            parameter_size: "4.3B".into(),
+            quantization_level: "Q4_K_M".into(),
+        }
+    }
+}
+
+impl MockModel {
+    /// A model with the default's figures under another name.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Layers Ollama can offload: `block_count + 1`.
+    pub fn layers(&self) -> u32 {
+        self.block_count + 1
+    }
+
+    /// (`size`, `size_vram`) as `/api/ps` reports them for a runner with `opts`: weights +
+    /// KV cache for `num_ctx` + a compute graph, of which the offloaded layers' share is in
+    /// VRAM (`num_gpu` below [`MockModel::layers`]: a partial offload; unset or -1: all).
+    /// A simplification of ollama/ollama's memory estimate, enough to give the offload
+    /// fraction `size_vram / size` its real meaning.
+    pub fn memory(&self, opts: &sched::RunnerOpts) -> (u64, u64) {
+        const GRAPH: u64 = 256 * 1024 * 1024;
+        let size = self.file_size + self.kv_bytes_per_token * opts.num_ctx + GRAPH;
+        let layers = u64::from(self.layers());
+        let on_gpu = if opts.num_gpu < 0 {
+            layers
+        } else {
+            (opts.num_gpu as u64).min(layers)
+        };
+        (
+            size,
+            size / layers * on_gpu + if on_gpu == layers { size % layers } else { 0 },
+        )
+    }
+
+    /// The `details` object of `/api/tags`, `/api/show` and `/api/ps`.
+    pub fn details(&self) -> Value {
+        json!({"parent_model": "", "format": "gguf", "family": self.family,
+               "families": [self.family], "parameter_size": self.parameter_size,
+               "quantization_level": self.quantization_level})
+    }
+}
+
+/// Which OpenAI-compatible server `/v1/chat/completions` and its neighbours imitate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OpenAiServer {
+    /// llama.cpp's `llama-server` (ggml-org/llama.cpp `tools/server`): `usage` when
+    /// `stream_options.include_usage` is set, `timings` on the last chunk, `POST /tokenize`,
+    /// `GET /props`, `GET /slots`, `GET /health`, the prompt cache (`cache_prompt`, default
+    /// true) reported as `cache_n`.
+    #[default]
+    LlamaServer,
+    /// llama-cpp-python's server (abetlen/llama-cpp-python `llama_cpp/server/app.py`, as
+    /// 0.3.36 answers: recorded in tests/fixtures/wire/llama_cpp_python_chat.sse): no
+    /// `usage` (it ignores `stream_options`) and no `timings` when streaming, chunks written
+    /// by Python's `json.dumps` (`", "`/`": "` separators, `\uXXXX` escapes), the role chunk
+    /// sent with the first token, `POST /extras/tokenize` (`{"input": ...}`, BOS included)
+    /// instead of `/tokenize`.
+    LlamaCppPython,
+}
+
+/// How a [`MockServer`] behaves. The default is the realistic behaviour described in the
+/// crate docs.
 #[derive(Debug, Clone)]
 pub struct MockConfig {
     /// Token chunks per generation.
     pub tokens: usize,
     /// Text of every token chunk.
     pub token_text: String,
-    /// From the request fully read to the first token chunk.
+    /// From the model ready (after any load) to the first token chunk.
     pub first_token_delay: Duration,
     /// Between successive token chunks (scheduled on absolute deadlines, so no drift).
     pub inter_token_delay: Duration,
-    pub durations: ServerDurations,
+    /// `None` (default): per-request figures. With both delays zero the peer answers at once
+    /// but reports prompt and decode times at the real servers' rates (seeded ±5%): Ollama
+    /// 200 prompt tok/s and 61 decode tok/s (the `docs/api.md` example: 26 tokens in
+    /// 130.079 ms, 259 in 4.23271 s); llama-server 410 and 39 tok/s (design.md, Gemma 3 270M
+    /// on these machines: 288 prompt tokens in ~0.70 s, 38–40 tok/s). With a delay set it
+    /// reports what it really spent, as a real server does. `Some`: fixed figures.
+    pub durations: Option<ServerDurations>,
+    /// Ollama's model-load times (cold and warm); [`LoadTimes::none`] for none.
+    pub load: LoadTimes,
+    /// Seed of every per-request draw (load times, rates); request `i` draws from stream `i`.
+    pub seed: u64,
+    /// Generation requests (numbered from 0, as for faults) after which the Ollama peer
+    /// unloads every model, as a keep-alive expiry or another client's model would.
+    pub evict_after: Vec<u64>,
     /// Models listed in `/api/tags` and `/v1/models`; generation for any other model is a 404.
     pub models: Vec<MockModel>,
     pub version: String,
     pub faults: FaultPlan,
     /// Serve `/v1/models` (false: 404, like servers without a model list).
     pub openai_models_endpoint: bool,
-    /// Include llama.cpp's `timings` object in the final SSE chunk.
+    pub openai_server: OpenAiServer,
+    /// llama-server: put the `timings` object on the last chunk.
     pub openai_timings: bool,
-    /// Send a usage chunk (as when `stream_options.include_usage` is set).
+    /// llama-server: honour `stream_options.include_usage` (false: never send `usage`, like
+    /// servers that ignore the option).
     pub openai_usage: bool,
+    /// Serve the flavour's tokenize endpoint (false: 404, as on servers without one).
+    pub tokenize_endpoint: bool,
     /// Replay these body pieces (one per token slot, with the configured delays) instead of
-    /// generating a stream; see [`MockConfig::replay_file`].
+    /// generating a stream; see [`MockConfig::replay_file`]. No load state, no load time.
     pub replay: Option<Vec<Vec<u8>>>,
     /// Keep every request for [`MockServer::requests`] (false for long benchmark runs, whose
     /// request log would otherwise grow without bound).
@@ -171,16 +363,18 @@ impl Default for MockConfig {
             token_text: "tok ".into(),
             first_token_delay: Duration::ZERO,
             inter_token_delay: Duration::ZERO,
-            durations: ServerDurations::default(),
-            models: vec![MockModel {
-                name: "gemma3:latest".into(),
-                digest: "a2af6cc3eb7fa8be8504abaf9b04e88f17a119ec3f04a3addf55f92841195f5a".into(),
-            }],
+            durations: None,
+            load: LoadTimes::default(),
+            seed: 0x5eed,
+            evict_after: Vec::new(),
+            models: vec![MockModel::default()],
             version: "0.6.5".into(),
             faults: FaultPlan::None,
             openai_models_endpoint: true,
+            openai_server: OpenAiServer::LlamaServer,
             openai_timings: true,
             openai_usage: true,
+            tokenize_endpoint: true,
             replay: None,
             record_requests: true,
         }
@@ -205,6 +399,23 @@ impl MockConfig {
         };
         self.replay = Some(pieces);
         Ok(self)
+    }
+
+    /// A llama-cpp-python server.
+    pub fn llama_cpp_python() -> Self {
+        Self {
+            openai_server: OpenAiServer::LlamaCppPython,
+            ..Self::default()
+        }
+    }
+}
+
+/// `gemma3` names the same model as `gemma3:latest`.
+pub(crate) fn norm(m: &str) -> String {
+    if m.contains(':') {
+        m.to_string()
+    } else {
+        format!("{m}:latest")
     }
 }
 
@@ -235,6 +446,11 @@ pub(crate) struct Shared {
     pub(crate) cfg: MockConfig,
     pub(crate) requests: Mutex<Vec<RecordedRequest>>,
     pub(crate) generation_index: AtomicU64,
+    /// Ollama's loaded models.
+    pub(crate) sched: Mutex<sched::Scheduler>,
+    /// llama-server's one slot: the last prompt's tokens (its prompt cache) and figures for
+    /// `GET /slots`.
+    pub(crate) slot: Mutex<wire::Slot>,
 }
 
 /// A running mock server. Dropping it (or [`MockServer::shutdown`]) stops it.
@@ -264,6 +480,8 @@ impl MockServer {
             cfg,
             requests: Mutex::new(Vec::new()),
             generation_index: AtomicU64::new(0),
+            sched: Mutex::new(sched::Scheduler::default()),
+            slot: Mutex::new(wire::Slot::default()),
         });
         let (stop, stop_rx) = watch::channel(false);
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -306,6 +524,14 @@ impl MockServer {
         self.shared
             .generation_index
             .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Unloads every model now, as a keep-alive expiry, `ollama stop` or another client's
+    /// model would: the next Ollama request is cold and `/api/ps` lists nothing.
+    pub fn evict(&self) {
+        if let Ok(mut s) = self.shared.sched.lock() {
+            s.unload_all();
+        }
     }
 
     /// Stops accepting, drops every open connection and joins the server thread.
