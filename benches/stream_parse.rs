@@ -94,6 +94,8 @@ fn cfg(kind: BackendKind, url: String) -> BackendConfig {
 fn drive(c: &mut Criterion) {
     let server = MockServer::start(MockConfig {
         tokens: 16,
+        // No model-load sleeps: this measures the client's request rate, not model loads.
+        load: sweep_testkit::LoadTimes::none(),
         ..Default::default()
     })
     .expect("mock server");

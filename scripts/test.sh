@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/fetch-model.sh
-# llama.cpp's llama-server for tests/real_server.rs: built once, cached in ~/.cache/sweep.
+# Real servers for tests/it/real_server.rs, built once and cached in ~/.cache/sweep:
+# llama.cpp's llama-server, and llama-cpp-python's server (no usage in its stream).
 bash scripts/llama-server.sh >/dev/null
+bash scripts/llama-cpp-python.sh >/dev/null
 cargo test --all-targets "$@"

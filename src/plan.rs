@@ -424,11 +424,11 @@ pub fn render(spec: &Spec, plan: &Plan) -> String {
     let e = &spec.experiment;
     let _ = writeln!(
         s,
-        "experiment {}  (backend {}, model {}, order {:?}, seed {}, reference {})",
+        "experiment {}  (backend {}, model {}, order {}, seed {}, reference {})",
         e.name,
         spec.backend.kind.as_str(),
         spec.backend.model,
-        e.order,
+        e.order.as_str(),
         e.seed,
         e.reference
     );
@@ -518,8 +518,8 @@ pub fn render(spec: &Spec, plan: &Plan) -> String {
     let grouped = plan.reloads_in(spec, Order::Interleaved);
     let _ = writeln!(
         s,
-        "order {:?}: reloads by order: blocks {blocks}, interleaved (fewest reloads) {grouped}",
-        e.order
+        "order {}: reloads by order: blocks {blocks}, interleaved (fewest reloads) {grouped}",
+        e.order.as_str()
     );
     for w in warnings(spec, plan) {
         let _ = writeln!(s, "warning: {w}");
@@ -534,10 +534,10 @@ pub fn warnings(spec: &Spec, plan: &Plan) -> Vec<String> {
     let e = &spec.experiment;
     if Plan::confounds_time(e.order) && plan.groups.len() > 1 {
         out.push(format!(
-            "order = {:?} runs each reload group (num_ctx, num_gpu, model) as one block of time: \
-             any drift over the run (heat, other load, server state) reads as an effect of those \
-             factors; order = \"blocks\" (the default) randomizes the groups in every round",
-            e.order
+            "order = \"{}\" runs each reload group (num_ctx, num_gpu, model) as one block of \
+             time: any drift over the run (heat, other load, server state) reads as an effect of \
+             those factors; order = \"blocks\" (the default) randomizes the groups in every round",
+            e.order.as_str()
         ));
     }
     let need = crate::stats::engine::MIN_REPS as u32;

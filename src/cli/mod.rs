@@ -298,9 +298,37 @@ fn init_tracing(format: LogFormat) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = match format {
-        LogFormat::Text => builder.without_time().try_init(),
+        LogFormat::Text => builder.event_format(Human).try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// `warning: message` lines, the way compilers talk to people (the JSON format keeps every
+/// field for machines).
+struct Human;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Human
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            tracing::Level::INFO => "info",
+            tracing::Level::DEBUG => "debug",
+            tracing::Level::TRACE => "trace",
+        };
+        write!(writer, "{level}: ")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 fn command_name(c: &Command) -> &'static str {

@@ -66,6 +66,18 @@ pub enum Order {
     Sequential,
 }
 
+impl Order {
+    /// The word the experiment file uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Order::Blocks => "blocks",
+            Order::Interleaved => "interleaved",
+            Order::Random => "random",
+            Order::Sequential => "sequential",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {

@@ -747,7 +747,7 @@ mod tests {
     fn cluster_bootstrap_sees_a_shifted_tail() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mk = |rng: &mut ChaCha8Rng, tail: f64| -> Vec<Vec<f64>> {
-            (0..20)
+            (0..30)
                 .map(|_| {
                     (0..4)
                         .map(|_| {
