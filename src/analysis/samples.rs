@@ -313,29 +313,8 @@ pub fn samples(
             metrics: metrics_out,
         });
     }
-    // Groups with no non-warm-up call at all still get a row (all their calls were warm-up).
-    for (key, c) in &counts {
-        if !groups.keys.iter().any(|k| k == key) {
-            out.push(GroupSample {
-                key: key.clone(),
-                cell_id: c.cell_id.clone(),
-                arm: c.arm.clone(),
-                first_order: c.first_order,
-                counts: c.counts.clone(),
-                metrics: metrics
-                    .iter()
-                    .map(|&m| MetricSample {
-                        metric: m,
-                        reps: Vec::new(),
-                        rep_ids: Vec::new(),
-                        clusters: Vec::new(),
-                        incomplete_reps: 0,
-                        request: request_stats_of(&mut []),
-                    })
-                    .collect(),
-            });
-        }
-    }
+    // (A group with warm-up calls only, such as reload probes, has no row: nothing of it is
+    // measured or compared; its calls are counted in the group it precedes.)
     out.sort_by(|a, b| (a.first_order, &a.key).cmp(&(b.first_order, &b.key)));
     Ok(Samples { groups: out })
 }
@@ -363,6 +342,7 @@ fn group_counts(
     let live = col("warmup").not().and(col("superseded").not());
     let mut aggs = vec![
         col("arm").first().alias("arm"),
+        col("agent").first().alias("agent"),
         col("order")
             .min()
             .cast(DataType::UInt64)
@@ -394,6 +374,7 @@ fn group_counts(
     let cells = str_col(&df, "cell_id")?;
     let phases = str_col(&df, "phase")?;
     let arms = str_col(&df, "arm")?;
+    let agents = str_col(&df, "agent")?;
     let num = |name: &str| -> Result<Vec<u32>, AnalysisError> {
         Ok(f64_col(&df, name)?
             .into_iter()
@@ -416,7 +397,13 @@ fn group_counts(
         .collect::<Result<_, AnalysisError>>()?;
     let mut out: BTreeMap<String, GroupCounts> = BTreeMap::new();
     for i in 0..cells.len() {
-        let key = group_key(&cells[i], &phases[i], grouping);
+        // A pair cell's reload probes belong to the phase they precede (the concurrent one).
+        let phase = if phases[i] == "reload" && agents[i] != "single" {
+            "concurrent"
+        } else {
+            phases[i].as_str()
+        };
+        let key = group_key(&cells[i], phase, grouping);
         let is_seq = phases[i] == "sequential";
         let mut c = Counts {
             calls: calls[i],

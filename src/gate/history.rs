@@ -153,23 +153,12 @@ pub(crate) fn history_result(
     let k = logs.len();
     let m = logs.iter().sum::<f64>() / k.max(1) as f64;
     let estimate = engine::point_estimate(metric, current);
-    let reference_estimate = (k > 0).then(|| m.exp());
-    let mut t = TwoSample {
+    let mut t = TwoSample::untested(
         metric,
-        n: current.reps(),
-        n_reference: k,
+        (current.reps(), k),
         estimate,
-        reference_estimate,
-        change: estimate.zip(reference_estimate).map(|(c, b)| c / b - 1.0),
-        ci: None,
-        test: None,
-        p_mann_whitney: None,
-        cliffs_delta: None,
-        hodges_lehmann: None,
-        cohens_d: None,
-        status: Status::TooFew,
-        note: None,
-    };
+        (k > 0).then(|| m.exp()),
+    );
     if k < MIN_HISTORY || current.reps() < MIN_REPS {
         t.note = Some(format!(
             "need ≥ {MIN_HISTORY} earlier runs and ≥ {MIN_REPS} current reps, have {k} / {}",

@@ -221,6 +221,37 @@ pub struct TwoSample {
     pub note: Option<String>,
 }
 
+impl TwoSample {
+    /// The estimates and change, nothing tested yet (status `TooFew` until a caller tests).
+    pub fn untested(
+        metric: Metric,
+        (n, n_reference): (usize, usize),
+        estimate: Option<f64>,
+        reference_estimate: Option<f64>,
+    ) -> TwoSample {
+        let change = match (estimate, reference_estimate) {
+            (Some(a), Some(b)) if b != 0.0 => Some(a / b - 1.0),
+            _ => None,
+        };
+        TwoSample {
+            metric,
+            n,
+            n_reference,
+            estimate,
+            reference_estimate,
+            change,
+            ci: None,
+            test: None,
+            p_mann_whitney: None,
+            cliffs_delta: None,
+            hodges_lehmann: None,
+            cohens_d: None,
+            status: Status::TooFew,
+            note: None,
+        }
+    }
+}
+
 /// Relative spread (max − min) / |median| of a set of values (0 for one value).
 fn relative_spread(v: &[f64]) -> f64 {
     if v.len() < 2 {
@@ -254,28 +285,13 @@ pub fn is_constant(v: &[f64], tol: f64) -> bool {
 /// Compares `x` (the cell or current run) with `y` (the reference cell or the baseline).
 pub fn two_sample(metric: Metric, x: Sample<'_>, y: Sample<'_>, p: &Params) -> TwoSample {
     let (nx, ny) = (x.reps(), y.reps());
-    let estimate = point_estimate(metric, x);
-    let reference_estimate = point_estimate(metric, y);
-    let change = match (estimate, reference_estimate) {
-        (Some(a), Some(b)) if b != 0.0 => Some(a / b - 1.0),
-        _ => None,
-    };
-    let mut out = TwoSample {
+    let mut out = TwoSample::untested(
         metric,
-        n: nx,
-        n_reference: ny,
-        estimate,
-        reference_estimate,
-        change,
-        ci: None,
-        test: None,
-        p_mann_whitney: None,
-        cliffs_delta: None,
-        hodges_lehmann: None,
-        cohens_d: None,
-        status: Status::TooFew,
-        note: None,
-    };
+        (nx, ny),
+        point_estimate(metric, x),
+        point_estimate(metric, y),
+    );
+    let change = out.change;
     if nx.min(ny) < p.min_reps {
         out.note = Some(format!(
             "need ≥ {} reps per side, have {nx} / {ny}",

@@ -993,3 +993,65 @@ fn tail_power_curve() {
         println!("reps {reps}: caught {caught}/{rows}, false {null}/{rows}");
     }
 }
+
+/// A pair cell is compared per phase (concurrent and sequential are different workloads);
+/// its reload probes count as warm-up of the concurrent phase and make no row of their own;
+/// constant identical values are "no change", not an error and not a regression.
+#[test]
+fn pair_phases_are_separate_groups_and_probes_make_no_row() {
+    let mut recs = Vec::new();
+    let probe = Record {
+        cell_id: "pair".into(),
+        arm: "pair".into(),
+        agent: "A".into(),
+        phase: Phase::Reload,
+        warmup: true,
+        rep: 0,
+        ok: true,
+        ttft_ms: Some(900.0),
+        ..Default::default()
+    };
+    recs.push(probe);
+    for phase in [Phase::Concurrent, Phase::Sequential] {
+        for rep in 0..6 {
+            for agent in ["A", "B"] {
+                recs.push(Record {
+                    cell_id: "pair".into(),
+                    arm: "pair".into(),
+                    agent: agent.into(),
+                    phase,
+                    rep,
+                    ok: true,
+                    ttft_ms: Some(700.0),
+                    e2e_ms: Some(3900.0),
+                    output_tokens: Some(128),
+                    eval_ms: Some(3200.0),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    let frame = store::columnar::records_to_frame(&recs).unwrap();
+    let run = LoadedRun {
+        dir: PathBuf::from("r"),
+        manifest: Manifest::default(),
+        samples: samples::samples(
+            polars::prelude::IntoLazy::lazy(frame),
+            &Settings::default().metrics(),
+            Grouping::CellPhases,
+        )
+        .unwrap(),
+        notes: Vec::new(),
+    };
+    let keys: Vec<&str> = run.samples.groups.iter().map(|g| g.key.as_str()).collect();
+    assert_eq!(keys, ["pair [concurrent]", "pair [sequential]"]);
+    assert_eq!(run.samples.groups[0].counts.warmup, 1, "the probe");
+    let cmp = gate::compare(&run, &run, &Settings::default()).unwrap();
+    let gating: Vec<&gate::Row> = cmp.rows.iter().filter(|r| r.gates()).collect();
+    assert!(
+        gating.iter().all(|r| r.verdict == Verdict::NoChange),
+        "{:?}",
+        cmp.rows
+    );
+    assert_eq!(cmp.outcome, Outcome::Pass);
+}

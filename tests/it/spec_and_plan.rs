@@ -295,7 +295,7 @@ fn gemma3_plan_matches_hand_count() {
         plan.reloads_in(&spec, sweep::spec::Order::Interleaved),
         plan.groups.len()
     );
-    assert!(plan.reloads() <= 21 * 10 && plan.reloads() >= 21 * 9 + 1);
+    assert!(plan.reloads() <= 21 * 10 && plan.reloads() > 21 * 9);
 
     let out = Command::new(env!("CARGO_BIN_EXE_sweep"))
         .args(["plan", "experiments/gemma3.toml"])
