@@ -9,4 +9,7 @@ bash scripts/fetch-model.sh
 # llama.cpp's llama-server, and llama-cpp-python's server (no usage in its stream).
 bash scripts/llama-server.sh >/dev/null
 bash scripts/llama-cpp-python.sh >/dev/null
+# The house rules first: formatted, no clippy warnings (cheap next to the tests).
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
 cargo test --all-targets "$@"

@@ -20,6 +20,8 @@ pub enum ProgressMode {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     Started {
+        /// An unfinished run is being continued.
+        resumed: bool,
         run_id: String,
         dir: String,
         units: usize,
@@ -152,13 +154,16 @@ fn fmt_opt(v: Option<f64>, unit: &str) -> String {
 pub fn plain(e: &Event) -> String {
     match e {
         Event::Started {
+            resumed,
             run_id,
             dir,
             units,
             calls,
             already_stored,
         } => format!(
-            "run {run_id}: {units} units, {calls} LLM calls ({already_stored} already stored) -> {dir}"
+            "{} {run_id}: {units} units, {calls} LLM calls ({already_stored} already stored) -> {dir}{}",
+            if *resumed { "resuming run" } else { "run" },
+            if *resumed { " (--new starts a fresh run)" } else { "" }
         ),
         Event::Phase {
             done_calls,

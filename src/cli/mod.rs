@@ -261,7 +261,7 @@ fn parse_alpha(s: &str) -> Result<f64, String> {
     let x: f64 = s
         .parse()
         .map_err(|_| format!("expected a number strictly between 0 and 1, found {s:?}"))?;
-    if x > 0.0 && x < 1.0 {
+    if crate::stats::is_open_unit(x) {
         Ok(x)
     } else {
         Err(format!("must be strictly between 0 and 1, found {x}"))

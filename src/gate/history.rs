@@ -57,7 +57,7 @@ pub fn compare_history(
     current: &LoadedRun,
     s: &Settings,
 ) -> Result<Comparison, GateError> {
-    if !(s.alpha > 0.0 && s.alpha < 1.0) {
+    if !crate::stats::is_open_unit(s.alpha) {
         return Err(GateError::BadAlpha(s.alpha));
     }
     let mut notes = current.notes.clone();

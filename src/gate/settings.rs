@@ -59,7 +59,7 @@ impl Settings {
         thresholds: &[(Metric, f64)],
     ) -> Result<(), GateError> {
         if let Some(a) = alpha {
-            if !(a > 0.0 && a < 1.0) {
+            if !crate::stats::is_open_unit(a) {
                 return Err(GateError::BadAlpha(a));
             }
             self.alpha = a;

@@ -280,6 +280,7 @@ pub async fn execute(
     let total_calls = plan.total_calls();
     let mut progress = Progress::new(opts.progress);
     progress.emit(&Event::Started {
+        resumed,
         run_id: run_id.to_string(),
         dir: store.dir().display().to_string(),
         units: plan.units.len(),
@@ -544,12 +545,6 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
         merged_from: Vec::new(),
     };
     let (mut store, run_id, resumed) = open_store(spec, &plan, opts, manifest)?;
-    if resumed && opts.progress != ProgressMode::Quiet {
-        eprintln!(
-            "resuming run {run_id} ({} records stored); --new starts a fresh run",
-            store.stored()
-        );
-    }
     let executor = Arc::new(AgentExecutor {
         backend,
         corpus: spec.corpus.clone(),

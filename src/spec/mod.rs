@@ -653,21 +653,22 @@ impl Validator<'_> {
             .as_ref()
             .map(|t| self.positive_f64(t, "first_token_timeout_s"))
             .unwrap_or(total_s);
+        let defaults = RetryPolicy::default();
         let retry = match &b.retry {
-            None => RetryPolicy::default(),
+            None => defaults.clone(),
             Some(r) => {
                 let r = r.get_ref();
                 RetryPolicy {
                     attempts: r
                         .attempts
                         .as_ref()
-                        .map(|a| self.int_in(a, "retry.attempts", 1, 100))
-                        .unwrap_or(2) as u32,
+                        .map(|a| self.int_in(a, "retry.attempts", 1, 100) as u32)
+                        .unwrap_or(defaults.attempts),
                     backoff_ms: r
                         .backoff_ms
                         .as_ref()
-                        .map(|a| self.int_in(a, "retry.backoff_ms", 0, 600_000))
-                        .unwrap_or(500) as u64,
+                        .map(|a| self.int_in(a, "retry.backoff_ms", 0, 600_000) as u64)
+                        .unwrap_or(defaults.backoff_ms),
                 }
             }
         };
@@ -766,7 +767,7 @@ impl Validator<'_> {
         }
         if let Some(a) = &c.alpha {
             let x = *a.get_ref();
-            if !(x > 0.0 && x < 1.0) {
+            if !crate::stats::is_open_unit(x) {
                 self.err(
                     span_of(a),
                     format!("alpha must be strictly between 0 and 1, found {x}"),

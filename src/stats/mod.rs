@@ -67,8 +67,14 @@ pub(crate) fn need(what: &'static str, need: usize, have: usize) -> Result<(), S
     }
 }
 
+/// True for a probability strictly between 0 and 1: a significance level α, a confidence
+/// level, a power. Every such check in sweep (flags, experiment file, gate) is this one.
+pub fn is_open_unit(x: f64) -> bool {
+    x > 0.0 && x < 1.0
+}
+
 pub(crate) fn check_level(what: &'static str, level: f64) -> Result<(), StatsError> {
-    if level > 0.0 && level < 1.0 {
+    if is_open_unit(level) {
         Ok(())
     } else {
         Err(StatsError::BadParameter {

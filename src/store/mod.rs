@@ -340,7 +340,7 @@ impl RunStore {
         let dir = self.dir.join(REPORTS_DIR).join(cell_id).join(run);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let path = dir.join(format!("{file_stem}_report.md"));
-        std::fs::write(&path, markdown).map_err(io(&path))?;
+        atomic::write_atomic(&path, markdown.as_bytes())?;
         Ok(path)
     }
 }
