@@ -300,6 +300,9 @@ impl Analysis {
             t.superseded += c.counts.superseded;
             t.measured += c.counts.measured;
             t.reps += c.counts.reps;
+            for (k, v) in &c.counts.tokens_by_source {
+                *t.tokens_by_source.entry(k.clone()).or_default() += v;
+            }
         }
         t
     }

@@ -34,6 +34,9 @@ pub const REQUEST_STATS: [&str; 11] = [
     "n", "mean", "sd", "median", "p5", "p25", "p75", "p95", "p99", "min", "max",
 ];
 
+/// Where token counts can come from (see `Record::tokens_source`).
+const TOKEN_SOURCES: [&str; 3] = ["usage", "tokenize", "chunks"];
+
 /// What a sample is grouped by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grouping {
@@ -63,6 +66,9 @@ pub struct Counts {
     pub measured: u32,
     /// Reps with at least one call (warm-up excluded).
     pub reps: u32,
+    /// Measured calls by where their token counts came from (`usage`, `tokenize`, `chunks`).
+    #[serde(default)]
+    pub tokens_by_source: BTreeMap<String, u32>,
 }
 
 impl Counts {
@@ -104,6 +110,9 @@ impl Counts {
         self.superseded += o.superseded;
         self.measured += o.measured;
         self.reps = self.reps.max(o.reps);
+        for (k, v) in &o.tokens_by_source {
+            *self.tokens_by_source.entry(k.clone()).or_default() += v;
+        }
     }
 }
 
@@ -218,6 +227,9 @@ pub(crate) fn with_defaults(lf: LazyFrame) -> Result<LazyFrame, AnalysisError> {
     }
     if !schema.contains("cold_reason") {
         add.push(lit(NULL).cast(DataType::String).alias("cold_reason"));
+    }
+    if !schema.contains("tokens_source") {
+        add.push(lit(NULL).cast(DataType::String).alias("tokens_source"));
     }
     Ok(if add.is_empty() {
         lf
@@ -359,6 +371,12 @@ fn group_counts(
             .cast(DataType::UInt32)
             .alias("reps"),
     ];
+    for src in TOKEN_SOURCES {
+        aggs.push(
+            count_true(measured().and(col("tokens_source").eq(lit(src)).fill_null(lit(false))))
+                .alias(format!("tokens_{src}")),
+        );
+    }
     for r in ColdReason::ALL {
         aggs.push(
             count_true(
@@ -391,6 +409,10 @@ fn group_counts(
         num("measured")?,
         num("reps")?,
     );
+    let by_source: Vec<(&str, Vec<u32>)> = TOKEN_SOURCES
+        .iter()
+        .map(|src| Ok((*src, num(&format!("tokens_{src}"))?)))
+        .collect::<Result<_, AnalysisError>>()?;
     let by_reason: Vec<(ColdReason, Vec<u32>)> = ColdReason::ALL
         .iter()
         .map(|r| Ok((*r, num(&format!("cold_{}", r.as_str()))?)))
@@ -423,6 +445,11 @@ fn group_counts(
                 measured[i]
             },
             reps: reps[i],
+            tokens_by_source: by_source
+                .iter()
+                .filter(|(_, v)| v[i] > 0 && !(grouping == Grouping::Cells && is_seq))
+                .map(|(src, v)| (src.to_string(), v[i]))
+                .collect(),
         };
         if grouping == Grouping::Cells && is_seq {
             c.reps = 0;

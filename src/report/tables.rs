@@ -576,6 +576,26 @@ fn footer(a: &Analysis, m: Metric, cells: &[&CellAnalysis]) -> Vec<String> {
         ),
         format!("Reference: {}.", a.reference_rule),
     ];
+    if m.columns().contains(&"output_tokens") {
+        let src: Vec<String> = total
+            .tokens_by_source
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        f.push(format!(
+            "Token counts of the measured calls from: {}{}.",
+            if src.is_empty() {
+                "none".to_string()
+            } else {
+                src.join(", ")
+            },
+            if total.tokens_by_source.contains_key("chunks") {
+                " (chunks: counted content chunks, an approximation)"
+            } else {
+                ""
+            }
+        ));
+    }
     if let Some(env) = environment(a) {
         f.push(format!("Environment: {env}."));
     }

@@ -8,6 +8,7 @@ mod common;
 mod embedded;
 mod gate;
 mod hardening;
+mod measure;
 mod real_server;
 mod runner;
 mod spec_and_plan;

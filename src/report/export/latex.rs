@@ -16,7 +16,14 @@ fn latex_cell(text: &str, bold: bool) -> String {
         .replace('–', "--")
         .replace('—', "---")
         .replace('α', "$\\alpha$")
-        .replace('Σ', "$\\Sigma$");
+        .replace('Σ', "$\\Sigma$")
+        .replace('−', "$-$")
+        .replace('≤', "$\\leq$")
+        .replace('×', "$\\times$")
+        .replace('·', "$\\cdot$")
+        .replace('δ', "$\\delta$")
+        .replace('√', "$\\surd$")
+        .replace('→', "$\\rightarrow$");
     if bold && !e.is_empty() {
         format!("\\textbf{{{e}}}")
     } else {
