@@ -1055,3 +1055,48 @@ fn pair_phases_are_separate_groups_and_probes_make_no_row() {
     );
     assert_eq!(cmp.outcome, Outcome::Pass);
 }
+
+/// Not a check: verdict flips under another bootstrap seed, by number of resamples (the
+/// figure behind `stats::engine::DEFAULT_RESAMPLES`, recorded in BENCHMARKS.md).
+/// `cargo test --test it resamples_needed -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn resamples_needed() {
+    let metrics = Settings::default().metrics();
+    for resamples in [1000usize, 2000, 5000, 20_000] {
+        let mut flips = 0;
+        let mut compared = 0;
+        for t in 0..60u64 {
+            let b = mem_run(&Gen::default(), "base", 300 + 2 * t, &metrics);
+            let c = mem_run(
+                &Gen {
+                    ttft_factor: (0..3).map(|c| (c, 1.0 + 0.02 * (t % 5) as f64)).collect(),
+                    ..Gen::default()
+                },
+                "cur",
+                301 + 2 * t,
+                &metrics,
+            );
+            let s = |seed| Settings {
+                resamples,
+                seed,
+                ..Settings::default()
+            };
+            let runs: Vec<_> = [1u64, 2, 3]
+                .iter()
+                .map(|&seed| gate::compare(&b, &c, &s(seed)).unwrap())
+                .collect();
+            for r in &runs[0].rows {
+                compared += 1;
+                let differs = runs[1..].iter().any(|o| {
+                    o.rows
+                        .iter()
+                        .find(|x| x.cell == r.cell && x.metric == r.metric)
+                        .is_some_and(|x| x.verdict != r.verdict)
+                });
+                flips += usize::from(differs);
+            }
+        }
+        println!("resamples {resamples}: {flips} of {compared} rows change verdict across 3 seeds");
+    }
+}

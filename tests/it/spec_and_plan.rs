@@ -511,3 +511,34 @@ fn cell_ids_are_stable_across_versions() {
     let expected: Vec<&str> = expected.lines().collect();
     assert_eq!(ids, expected);
 }
+
+/// A file with a [compare] table and fewer reps than a verdict needs: `validate` and `plan`
+/// say so, with how many it needs.
+#[test]
+fn too_few_reps_for_a_verdict_are_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("experiments/gemma3.toml"))
+        .unwrap()
+        .replace("repetitions = 20", "repetitions = 5");
+    let path = tmp.path().join("five.toml");
+    std::fs::write(&path, text).unwrap();
+    for cmd in ["validate", "plan"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sweep"))
+            .arg(cmd)
+            .arg(&path)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            all.contains("repetitions = 5 but a regression verdict needs ≥ 6 reps per side")
+                && all.contains("sweep power"),
+            "{cmd}: {all}"
+        );
+    }
+}
