@@ -82,6 +82,43 @@ impl RunLock {
     }
 }
 
+/// Held while a `sweep run` chooses which run of an experiment to continue or creates a
+/// new one: an OS lock on the experiment directory itself (no file is added to it). Two
+/// starters of one experiment file then choose one after the other, so the second sees the
+/// run the first created and is refused by its [`RunLock`] instead of starting a second run.
+#[derive(Debug)]
+pub struct ExperimentLock {
+    _dir: File,
+}
+
+impl ExperimentLock {
+    /// How long a starter waits for another one to finish choosing (that takes
+    /// milliseconds; a longer wait means the other one is stuck).
+    pub const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+    /// Creates `exp_dir` if needed and locks it, waiting up to [`ExperimentLock::WAIT`].
+    pub fn acquire(exp_dir: &Path) -> Result<ExperimentLock, StoreError> {
+        std::fs::create_dir_all(exp_dir).map_err(super::io(exp_dir))?;
+        let dir = File::open(exp_dir).map_err(super::io(exp_dir))?;
+        let start = std::time::Instant::now();
+        loop {
+            match dir.try_lock() {
+                Ok(()) => return Ok(ExperimentLock { _dir: dir }),
+                Err(TryLockError::WouldBlock) if start.elapsed() < Self::WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(super::io(exp_dir)(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "another sweep has been choosing a run of this experiment for 30 s",
+                    )))
+                }
+                Err(TryLockError::Error(e)) => return Err(super::io(exp_dir)(e)),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +136,31 @@ mod tests {
         }
         drop(first);
         RunLock::acquire(d.path()).expect("released on drop");
+    }
+
+    #[test]
+    fn experiment_lock_serialises_starters() {
+        let d = tempfile::tempdir().unwrap();
+        let exp = d.path().join("exp");
+        let first = ExperimentLock::acquire(&exp).unwrap();
+        assert!(exp.is_dir());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let e2 = exp.clone();
+        let t = std::thread::spawn(move || {
+            let l = ExperimentLock::acquire(&e2).unwrap();
+            tx.send(()).unwrap();
+            drop(l);
+        });
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_err());
+        drop(first);
+        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        t.join().unwrap();
+        assert_eq!(
+            std::fs::read_dir(&exp).unwrap().count(),
+            0,
+            "no lock file added"
+        );
     }
 }
