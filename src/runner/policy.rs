@@ -12,8 +12,11 @@ use crate::spec::{RunConfig, FAILED_SHARE_WINDOW};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// Error kinds that mean the call never reached the server.
-pub const UNREACHABLE_KINDS: &[&str] = &["connection_refused", "connect", "timeout_connect"];
+/// Error kinds that mean the call could not reach the server or lost it: the connection
+/// was refused, could not be made, or was cut (what a call in flight gets when the server
+/// dies; a reset followed by calls that get through is an isolated failure).
+pub const UNREACHABLE_KINDS: &[&str] =
+    &["connection_refused", "connect", "timeout_connect", "reset"];
 
 /// First wait between probes; it doubles up to [`MAX_PROBE_GAP`].
 const FIRST_PROBE_GAP: Duration = Duration::from_millis(250);
@@ -192,7 +195,7 @@ mod tests {
         // a server error is not an outage: the streak starts over
         assert_eq!(w.observe(&[rec(Some("http_5xx"))]), Verdict::Clear);
         assert_eq!(w.observe(std::slice::from_ref(&refused)), Verdict::Suspect);
-        assert_eq!(w.observe(&[rec(Some("connect"))]), Verdict::Suspect);
+        assert_eq!(w.observe(&[rec(Some("reset"))]), Verdict::Suspect);
         assert_eq!(
             w.observe(&[rec(Some("timeout_connect")), skipped]),
             Verdict::Pause(Trigger::Unreachable(3))
@@ -213,11 +216,11 @@ mod tests {
         }
         // each failure now replaces the oldest (failed) call: still 10 of 20
         for _ in 0..10 {
-            assert_eq!(w.observe(&[rec(Some("reset"))]), Verdict::Clear);
+            assert_eq!(w.observe(&[rec(Some("malformed"))]), Verdict::Clear);
         }
         // the 11th failure within the window passes the share
         assert_eq!(
-            w.observe(&[rec(Some("reset"))]),
+            w.observe(&[rec(Some("truncated"))]),
             Verdict::Pause(Trigger::FailedShare {
                 failed: 11,
                 of: FAILED_SHARE_WINDOW
