@@ -541,7 +541,8 @@ pub async fn execute(
         reruns: FuturesUnordered::new(),
         gate,
         executor: executor.clone(),
-        wait: Duration::from_secs_f64(spec.run.outage_wait_s),
+        wait: Duration::try_from_secs_f64(spec.run.outage_wait_s)
+            .unwrap_or(Duration::from_secs_f64(crate::spec::DEFAULT_OUTAGE_WAIT_S)),
         stop: false,
     };
     let store_failed = |source: StoreError, dir: &std::path::Path| RunError::StoreFailed {
@@ -558,7 +559,8 @@ pub async fn execute(
             break;
         }
         if lp.outage.as_ref().is_some_and(|o| o.probed.is_some()) {
-            let in_flight = passed_gate.load(Ordering::SeqCst) - delivered + lp.reruns.len();
+            let in_flight =
+                passed_gate.load(Ordering::SeqCst).saturating_sub(delivered) + lp.reruns.len();
             if in_flight == 0 {
                 if let Err(e) = lp.resolve_outage() {
                     let dir = lp.sink.store.dir().to_path_buf();

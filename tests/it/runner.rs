@@ -739,10 +739,21 @@ fn peer_killed_mid_run_then_retry_failed_completes_the_run() {
     );
     assert_eq!(sum("failed"), 0);
 
-    // nothing left to retry: a second --retry-failed changes nothing
+    // nothing left to retry: a second --retry-failed (naming no run: the newest of this
+    // file) changes nothing
     let before = std::fs::read(run.join("records.jsonl")).unwrap();
-    let out = run_sweep(&["run", "-q", "--retry-failed", &id], &spec);
-    assert_eq!(out.status.code(), Some(0));
+    let out = sweep()
+        .args(["run"])
+        .arg(&spec)
+        .args(["-q", "--retry-failed"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(std::fs::read(run.join("records.jsonl")).unwrap(), before);
 }
 
