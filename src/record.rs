@@ -21,7 +21,8 @@ pub enum Phase {
     Sequential,
     /// A one-token call the runner makes after it changes the reload key (model, num_ctx,
     /// num_gpu): it takes the model load, so the calls that follow are warm. Stored as
-    /// warm-up; for these records `rep` is the run-order position of the unit they precede.
+    /// warm-up; for these records `rep` is 2 × the run-order position of the unit they
+    /// precede, + 1 before a pair's sequential phase (one key per probe).
     Reload,
 }
 

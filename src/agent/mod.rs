@@ -36,7 +36,8 @@ pub struct AgentContext<'a> {
 #[derive(Debug, Clone)]
 pub struct CallResult {
     pub stage: Stage,
-    /// The request as sent (the last attempt's; all attempts send the same).
+    /// The request as sent by the last attempt (each attempt's prompt carries its own
+    /// nonce; otherwise they are the same).
     pub request: GenRequest,
     /// When the first attempt started / the last one ended (monotonic clock).
     pub started_at: Instant,
@@ -99,12 +100,24 @@ pub async fn call_with_retry(
     req: &GenRequest,
     policy: &RetryPolicy,
 ) -> (Result<Generation, BackendError>, u32) {
+    let (result, attempts, _) = call_attempts(backend, |_| req.clone(), policy).await;
+    (result, attempts)
+}
+
+/// [`call_with_retry`] with the request of attempt k (1-based) made by `request(k)`, so that
+/// each attempt can carry its own nonce. Returns the last attempt's request too.
+pub async fn call_attempts(
+    backend: &dyn Backend,
+    request: impl Fn(u32) -> GenRequest,
+    policy: &RetryPolicy,
+) -> (Result<Generation, BackendError>, u32, GenRequest) {
     let max = policy.attempts.max(1);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match backend.generate(req).await {
-            Ok(g) => return (Ok(g), attempt),
+        let req = request(attempt);
+        match backend.generate(&req).await {
+            Ok(g) => return (Ok(g), attempt, req),
             Err(e) if e.retryable() && attempt < max => {
                 let factor = 1u64 << (attempt - 1).min(16);
                 tracing::warn!(
@@ -117,26 +130,38 @@ pub async fn call_with_retry(
                 ))
                 .await;
             }
-            Err(e) => return (Err(e), attempt),
+            Err(e) => return (Err(e), attempt, req),
         }
     }
 }
 
+/// The nonce of attempt k of a call: the agent run's own for the first, with `/attempt<k>`
+/// after it for a retry, so that no prompt cache can serve a retry what it kept from the
+/// failed attempt.
+pub fn attempt_nonce(nonce: &str, attempt: u32) -> String {
+    if nonce.is_empty() || attempt <= 1 {
+        nonce.to_string()
+    } else {
+        format!("{nonce}/attempt{attempt}")
+    }
+}
+
+/// One call of a stage; `prompt(nonce)` builds its prompt with the attempt's nonce.
 async fn stage_call(
     backend: &dyn Backend,
     ctx: &AgentContext<'_>,
     stage: Stage,
-    prompt: String,
+    prompt: impl Fn(&str) -> String,
 ) -> CallResult {
-    let request = GenRequest {
+    let make = |attempt: u32| GenRequest {
         model: ctx.member.model.clone(),
         system: system_prompt(ctx.member.persona).map(str::to_owned),
-        prompt,
+        prompt: prompt(&attempt_nonce(&ctx.nonce, attempt)),
         options: ctx.member.options.clone(),
         endpoint: ctx.member.endpoint.clone(),
     };
     let started_at = Instant::now();
-    let (result, attempts) = call_with_retry(backend, &request, ctx.retry).await;
+    let (result, attempts, request) = call_attempts(backend, make, ctx.retry).await;
     CallResult {
         stage,
         request,
@@ -156,12 +181,9 @@ fn ms_between(a: Instant, b: Instant) -> f64 {
 pub async fn run_agent(backend: &dyn Backend, ctx: &AgentContext<'_>) -> AgentRun {
     let data_summary = ctx.corpus.data_summary();
     let started_at = Instant::now();
-    let analysis_call = stage_call(
-        backend,
-        ctx,
-        Stage::Analysis,
-        prompts::analysis_prompt(&ctx.nonce, &data_summary),
-    )
+    let analysis_call = stage_call(backend, ctx, Stage::Analysis, |nonce| {
+        prompts::analysis_prompt(nonce, &data_summary)
+    })
     .await;
     let analysis_ms = ms_between(analysis_call.started_at, analysis_call.ended_at);
     let mut calls = vec![analysis_call];
@@ -171,12 +193,9 @@ pub async fn run_agent(backend: &dyn Backend, ctx: &AgentContext<'_>) -> AgentRu
     };
     let mut report_ms = None;
     if let Some(a) = &analysis {
-        let call = stage_call(
-            backend,
-            ctx,
-            Stage::Report,
-            prompts::report_prompt(&ctx.nonce, a, ctx.corpus),
-        )
+        let call = stage_call(backend, ctx, Stage::Report, |nonce| {
+            prompts::report_prompt(nonce, a, ctx.corpus)
+        })
         .await;
         report_ms = Some(ms_between(call.started_at, call.ended_at));
         calls.push(call);

@@ -98,12 +98,19 @@ impl Deadlines {
         }
     }
 
-    /// The error for whichever deadline fired.
+    /// The error for whichever deadline fired. Before the first token it is always a
+    /// first-token timeout, even when the total deadline is the one that fired (with only
+    /// `timeout_s` set the two are equal): a server that never started answering is a
+    /// first-token stall, not a slow generation.
     fn expired(&self) -> BackendError {
-        if !self.got_first && self.first_token < self.total {
+        if !self.got_first {
             BackendError::Timeout {
                 phase: TimeoutPhase::FirstToken,
-                after_s: self.first_token_s,
+                after_s: if self.first_token <= self.total {
+                    self.first_token_s
+                } else {
+                    self.total_s
+                },
             }
         } else {
             BackendError::Timeout {

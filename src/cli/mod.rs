@@ -105,6 +105,11 @@ pub enum Command {
         /// Stop after N phases (smoke tests); the run stays resumable.
         #[arg(long, value_name = "N", hide = true)]
         max_phases: Option<usize>,
+        /// Continue RUN_ID (default: the newest run of this file), running again exactly the
+        /// phases whose latest attempt has failed calls (stored as further attempts; analysis
+        /// uses the latest), and any phase not yet run.
+        #[arg(long, value_name = "RUN_ID", num_args = 0..=1, conflicts_with_all = ["new", "resume", "run_id"])]
+        retry_failed: Option<Option<String>>,
     },
     /// Join shard runs of one experiment into one run (refuses runs of different files, and
     /// a union that lacks planned cells unless --allow-partial).
@@ -363,6 +368,7 @@ pub fn run(command: Command) -> Result<Status, CliError> {
             quiet,
             json,
             max_phases,
+            retry_failed,
         } => {
             let spec = Spec::load(&file)?;
             let progress = if quiet {
@@ -382,6 +388,7 @@ pub fn run(command: Command) -> Result<Status, CliError> {
                 concurrency,
                 results_dir,
                 max_phases,
+                retry_failed,
             };
             run_command(&spec, opts)
         }
@@ -681,11 +688,20 @@ fn run_command(spec: &Spec, opts: RunOptions) -> Result<Status, CliError> {
     let s = rt.block_on(crate::runner::run_experiment(spec, &opts))?;
     if !quiet {
         eprintln!("{}", crate::runner::failure_summary(&s));
+    } else if let Some(cmd) = &s.retry_command {
+        // Even a quiet run says how to run its failures again (exit 4 says that there are).
+        eprintln!("failed calls remain; run them again with: {cmd}");
     }
     Ok(match s.stopped_by {
         Some(crate::runner::StopSignal::Interrupt) => Status::Interrupted,
         Some(crate::runner::StopSignal::Terminate) => Status::Terminated,
-        None if s.stopped_on_failure || s.failed_calls > 0 => Status::FinishedWithFailures,
+        None if s.stopped_on_failure
+            || s.failed_calls > 0
+            || s.outage.is_some()
+            || s.remaining_failed_phases > 0 =>
+        {
+            Status::FinishedWithFailures
+        }
         None if !s.empty_cells.is_empty() => {
             tracing::warn!(
                 "nothing measured in {} cell(s): {}",

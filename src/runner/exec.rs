@@ -14,6 +14,7 @@ use crate::corpus::Corpus;
 use crate::plan::Member;
 use crate::record::{ColdReason, Phase, Record, Stage};
 use crate::spec::{CorpusConfig, ModelOptions, RetryPolicy};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,9 +29,32 @@ pub struct AgentExecutor {
     pub defeat_cache: bool,
     /// `[analysis] cold_load_ms`: a measured call reporting a longer load is cold.
     pub cold_load_ms: f64,
+    /// Differs in every process: a phase run again after a crash (or by --retry-failed)
+    /// sends prompts no cache has seen.
+    pub session: String,
+    /// Executions so far in this process: a phase run again after an outage gets a fresh
+    /// nonce too.
+    pub executions: AtomicU64,
 }
 
 impl AgentExecutor {
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        corpus: CorpusConfig,
+        retry: RetryPolicy,
+        cold_load_ms: f64,
+    ) -> Self {
+        AgentExecutor {
+            backend,
+            corpus,
+            retry,
+            defeat_cache: true,
+            cold_load_ms,
+            session: session_id(),
+            executions: AtomicU64::new(0),
+        }
+    }
+
     /// Each agent run ingests the corpus itself, as the seed agents did; the time is its own.
     fn ingest(&self) -> (Result<Corpus, String>, f64) {
         let t = Instant::now();
@@ -38,22 +62,29 @@ impl AgentExecutor {
         (c, t.elapsed().as_secs_f64() * 1000.0)
     }
 
-    fn nonce(&self, job: &PhaseJob, m: &Member) -> String {
+    /// `<run>/<cell>/<r|w><rep>/<agent>/<phase>/<session>.<execution>`: unique to this
+    /// execution of the phase (the agent appends the stage, and the attempt on a retry).
+    fn nonce(&self, job: &PhaseJob, m: &Member, execution: u64) -> String {
         if !self.defeat_cache {
             return String::new();
         }
         format!(
-            "{}/{}/{}{}/{}/{}",
+            "{}/{}/{}{}/{}/{}/{}.{execution}",
             job.run_id,
             job.cell.id,
             if job.unit.warmup { "w" } else { "r" },
             job.unit.rep + 1,
             m.slot.as_str(),
-            job.phase.as_str()
+            job.phase.as_str(),
+            self.session
         )
     }
 
-    async fn run_members(&self, job: &PhaseJob) -> Result<(Vec<AgentRun>, Instant, f64), String> {
+    async fn run_members(
+        &self,
+        job: &PhaseJob,
+        execution: u64,
+    ) -> Result<(Vec<AgentRun>, Instant, f64), String> {
         let members: Vec<Member> = job
             .cell
             .members
@@ -68,7 +99,10 @@ impl AgentExecutor {
             let (c, ms) = self.ingest();
             corpora.push((c?, ms));
         }
-        let nonces: Vec<String> = members.iter().map(|m| self.nonce(job, m)).collect();
+        let nonces: Vec<String> = members
+            .iter()
+            .map(|m| self.nonce(job, m, execution))
+            .collect();
         let ctxs: Vec<AgentContext<'_>> = members
             .iter()
             .zip(&corpora)
@@ -123,7 +157,13 @@ impl AgentExecutor {
 
     /// One-token calls that take the model load (one per agent), stored as warm-up records
     /// of phase `reload`, with what the server says it loaded.
-    async fn probes(&self, job: &PhaseJob, members: &[Member], reason: ColdReason) -> Vec<Record> {
+    async fn probes(
+        &self,
+        job: &PhaseJob,
+        members: &[Member],
+        reason: ColdReason,
+        execution: u64,
+    ) -> Vec<Record> {
         let mut out = Vec::new();
         for m in members {
             let options = ModelOptions {
@@ -135,7 +175,7 @@ impl AgentExecutor {
                 system: None,
                 prompt: format!(
                     "{}/reload-{}-{}\nReply with one word: ready.",
-                    self.nonce(job, m),
+                    self.nonce(job, m, execution),
                     job.unit.order,
                     chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
                 ),
@@ -148,7 +188,8 @@ impl AgentExecutor {
             let mut r = self.base_record(job, m, Stage::Analysis);
             r.phase = Phase::Reload;
             r.warmup = true;
-            r.rep = job.unit.order as u32;
+            // Unique per phase: a pair unit can probe before each of its two phases.
+            r.rep = job.unit.order as u32 * 2 + u32::from(job.phase == Phase::Sequential);
             r.timestamp = wall.to_rfc3339();
             r.attempts = 1;
             r.cache_defeated = self.defeat_cache;
@@ -189,6 +230,7 @@ impl AgentExecutor {
                 .or_else(|| job.endpoint.clone())
                 .unwrap_or_else(|| "embedded".into()),
             attempts: 0,
+            retry: job.retry,
             ..Default::default()
         }
     }
@@ -227,6 +269,16 @@ impl AgentExecutor {
     }
 }
 
+/// Eight hex digits that differ between processes (start time and pid).
+fn session_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let mixed = (nanos as u64) ^ (u64::from(std::process::id()) << 32) ^ (nanos >> 64) as u64;
+    format!("{:08x}", (mixed ^ (mixed >> 32)) as u32)
+}
+
 /// The wall-clock time of a monotonic instant (now minus the time elapsed since it).
 fn job_wall(epoch: Instant) -> chrono::DateTime<chrono::Utc> {
     let ago = chrono::Duration::from_std(epoch.elapsed()).unwrap_or_default();
@@ -248,6 +300,7 @@ fn same_model(a: &str, b: &str) -> bool {
 impl PhaseExecutor for AgentExecutor {
     fn execute<'a>(&'a self, job: &'a PhaseJob) -> BoxFuture<'a, PhaseOutput> {
         Box::pin(async move {
+            let execution = self.executions.fetch_add(1, Ordering::Relaxed);
             let mut out = PhaseOutput::default();
             let members = &job.cell.members;
             let with_endpoints: Vec<Member> = members
@@ -258,9 +311,9 @@ impl PhaseExecutor for AgentExecutor {
                 })
                 .collect();
             if let Some(reason) = self.probe_reason(job, &with_endpoints).await {
-                out.probes = self.probes(job, &with_endpoints, reason).await;
+                out.probes = self.probes(job, &with_endpoints, reason, execution).await;
             }
-            let (runs, epoch, wall) = match self.run_members(job).await {
+            let (runs, epoch, wall) = match self.run_members(job, execution).await {
                 Ok(x) => x,
                 Err(msg) => {
                     // The corpus vanished mid-run: every planned call is a failed record.
@@ -311,6 +364,23 @@ impl PhaseExecutor for AgentExecutor {
                 }
             }
             out
+        })
+    }
+
+    /// The backend's own preflight for each model of the phase: every endpoint answers and
+    /// has the model.
+    fn probe<'a>(&'a self, job: &'a PhaseJob) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let mut models: Vec<&str> = job.cell.members.iter().map(|m| m.model.as_str()).collect();
+            models.sort_unstable();
+            models.dedup();
+            for model in models {
+                self.backend
+                    .preflight(model)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
         })
     }
 }

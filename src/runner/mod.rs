@@ -1,7 +1,10 @@
 //! The runner: executes the plan's units phase by phase, stores each phase atomically,
-//! survives crashes (resume skips every stored phase), Ctrl-C, and failing cells.
+//! survives crashes (resume skips every stored phase), Ctrl-C and SIGTERM, failing cells,
+//! and outages (the failure policy in [`policy`] pauses and probes the backend); `sweep run
+//! --retry-failed` re-runs exactly the phases whose latest attempt failed.
 
 mod exec;
+pub mod policy;
 
 pub use exec::AgentExecutor;
 
@@ -11,11 +14,13 @@ use crate::progress::{Event, Progress, ProgressMode};
 use crate::record::{Phase, PhaseKey, Record};
 use crate::spec::Spec;
 use crate::store::{self, Manifest, RunStore, StoreError};
+use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What one phase of one unit produced: its records (one per planned call, failed or not)
 /// and the agents' report files.
@@ -40,12 +45,23 @@ pub struct PhaseJob {
     pub cold_start: bool,
     pub run_id: String,
     pub experiment: String,
+    /// Attempt of the phase stored with its records (`Record::retry`): 0 the first time,
+    /// one above the latest stored attempt when `--retry-failed` runs it again.
+    pub retry: u32,
+    /// Times this phase has run again in this process because an outage ended while it ran.
+    pub outage_reruns: u32,
 }
 
 /// Runs one phase (the agents' workflow over a backend). The runner owns order, storage and
 /// failure policy; the executor owns what happens inside a phase.
 pub trait PhaseExecutor: Send + Sync {
     fn execute<'a>(&'a self, job: &'a PhaseJob) -> BoxFuture<'a, PhaseOutput>;
+
+    /// Whether the backend `job` uses answers now: the failure policy's probe while the run
+    /// is paused (`Err` says why not). The default never fails.
+    fn probe<'a>(&'a self, _job: &'a PhaseJob) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +82,9 @@ pub struct RunOptions {
     pub results_dir: Option<PathBuf>,
     /// Stop after this many phases (for tests and smoke runs); the run stays resumable.
     pub max_phases: Option<usize>,
+    /// `--retry-failed [RUN_ID]`: continue a run (the given one, else the newest of this
+    /// experiment file), running again every phase whose latest attempt has a failed call.
+    pub retry_failed: Option<Option<String>>,
 }
 
 impl Default for RunOptions {
@@ -80,6 +99,7 @@ impl Default for RunOptions {
             concurrency: None,
             results_dir: None,
             max_phases: None,
+            retry_failed: None,
         }
     }
 }
@@ -114,6 +134,29 @@ pub struct RunSummary {
     pub stopped_on_failure: bool,
     pub resumed: bool,
     pub complete: bool,
+    /// Stored phases run again by `--retry-failed` in this invocation.
+    pub retried_phases: usize,
+    /// Times the failure policy paused the run to probe the backend.
+    pub pauses: usize,
+    /// Phases run again because an outage ended while they ran.
+    pub outage_reruns: usize,
+    /// Set when the backend stayed unreachable past `[run] outage_wait_s`: the run stopped.
+    pub outage: Option<OutageStop>,
+    /// Planned phases of the whole run whose latest attempt has a failed call.
+    pub remaining_failed_phases: usize,
+    /// The command that re-runs the failed phases (and any not yet run), when there are any.
+    pub retry_command: Option<String>,
+}
+
+/// Why the failure policy stopped a run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutageStop {
+    pub trigger: String,
+    pub waited_s: f64,
+    /// The last probe's error.
+    pub error: String,
+    /// Phases of this invocation that never ran.
+    pub not_run: usize,
 }
 
 impl RunSummary {
@@ -126,11 +169,22 @@ impl RunSummary {
 pub enum RunError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("run {run_id} was made from a different experiment file (spec hash {stored} ≠ {current}); start a new run or restore the file")]
+    #[error("run {run_id} was made from another version of {file} ({diff}); a run continues only with the file it was made from: restore that version (the manifest keeps a copy: {manifest}), or leave the run as it is and start a new one with --new")]
     SpecChanged {
         run_id: String,
-        stored: String,
-        current: String,
+        file: String,
+        /// The first line that differs.
+        diff: String,
+        manifest: String,
+    },
+    /// Auto-resume found no unfinished run of this file, but one of another version of it.
+    #[error("unfinished run {run_id} of experiment {experiment} was made from another version of {file} ({diff}), so it is not continued automatically.\n  to continue it: restore that version (the manifest keeps a copy: {manifest}) and run again; `--resume {run_id}` says what changed\n  to leave it unfinished and start a new run: sweep run {file} --new")]
+    SpecEdited {
+        run_id: String,
+        experiment: String,
+        file: String,
+        diff: String,
+        manifest: String,
     },
     #[error("{0}")]
     Setup(String),
@@ -147,7 +201,12 @@ pub enum RunError {
     },
 }
 
-/// Opens (resume) or creates the store. Returns the store, run id and whether it resumed.
+/// Opens (resume, `--retry-failed`) or creates the store. Returns the store, run id and
+/// whether it continued an existing run.
+///
+/// Starters of one experiment choose one after the other (an [`store::ExperimentLock`] on
+/// the experiment directory): two `sweep run` of one file started at once never make two
+/// runs or share one; the second finds the first's run and is refused by its run lock.
 pub fn open_store(
     spec: &Spec,
     plan: &Plan,
@@ -159,16 +218,32 @@ pub fn open_store(
         .clone()
         .unwrap_or_else(|| spec.run.results_dir.clone())
         .join(&spec.experiment.name);
-    if let Some(id) = &opts.run_id {
-        let ok = !id.is_empty()
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
-        if !ok {
-            return Err(RunError::Setup(format!(
-                "run id {id:?} must be letters, digits, '-', '_' or '.'"
-            )));
-        }
+    let named = [
+        opts.run_id.as_ref(),
+        opts.resume.as_ref(),
+        opts.retry_failed.as_ref().and_then(Option::as_ref),
+    ];
+    for id in named.into_iter().flatten() {
+        check_run_id(id)?;
+    }
+    let _choosing = store::ExperimentLock::acquire(&exp_dir)?;
+    if let Some(retry) = &opts.retry_failed {
+        let id = match retry {
+            Some(id) => id.clone(),
+            None => newest_run(&exp_dir, spec, plan).ok_or_else(|| {
+                RunError::Setup(format!(
+                    "--retry-failed: no run of {} under {} was made from this version of the \
+                     file; name one: --retry-failed RUN_ID",
+                    spec.file.display(),
+                    exp_dir.display()
+                ))
+            })?,
+        };
+        let dir = exp_dir.join(&id);
+        let m = Manifest::read(&dir)?;
+        same_spec(spec, &id, &dir, &m)?;
+        let (store, _info) = RunStore::open(&dir)?;
+        return Ok((store, id, true));
     }
     let named_existing = opts.run_id.as_ref().and_then(|id| {
         let d = exp_dir.join(id);
@@ -182,30 +257,43 @@ pub fn open_store(
             )));
         }
     }
+    if let Some(id) = &opts.resume {
+        let dir = exp_dir.join(id);
+        let m = Manifest::read(&dir)?;
+        same_spec(spec, id, &dir, &m)?;
+        if m.finished_at.is_some() {
+            return Err(RunError::Setup(format!(
+                "run {id} is finished: nothing to resume (to run its failed calls again: \
+                 sweep run {} --retry-failed {id})",
+                spec.file.display()
+            )));
+        }
+    }
     let resume_id = match (&opts.resume, named_existing) {
         (Some(id), _) => Some(id.clone()),
         (None, Some(id)) => Some(id),
         (None, None) if opts.run_id.is_some() => None,
-        (None, None) if !opts.new_run => store::unfinished_runs(&exp_dir, &spec.hash)
-            .into_iter()
-            .find(|d| {
+        (None, None) if !opts.new_run => {
+            let same_shard = |d: &PathBuf| {
                 Manifest::read(d)
                     .map(|m| m.shard == plan.shard)
                     .unwrap_or(false)
-            })
-            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned())),
+            };
+            let found = store::unfinished_runs(&exp_dir, &spec.hash)
+                .into_iter()
+                .find(same_shard)
+                .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
+            if found.is_none() {
+                edited_unfinished_run(spec, plan, &exp_dir)?;
+            }
+            found
+        }
         (None, None) => None,
     };
     if let Some(id) = resume_id {
         let dir = exp_dir.join(&id);
         let m = Manifest::read(&dir)?;
-        if m.spec_hash != spec.hash {
-            return Err(RunError::SpecChanged {
-                run_id: id,
-                stored: m.spec_hash,
-                current: spec.hash.clone(),
-            });
-        }
+        same_spec(spec, &id, &dir, &m)?;
         let (store, _info) = RunStore::open(&dir)?;
         return Ok((store, id, true));
     }
@@ -215,7 +303,119 @@ pub fn open_store(
     Ok((store, id, false))
 }
 
-/// Executes every phase of the plan not yet stored.
+/// A run id names a directory under the experiment's: one plain name, never a path.
+fn check_run_id(id: &str) -> Result<(), RunError> {
+    let ok = !id.is_empty()
+        && id != "."
+        && id != ".."
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(RunError::Setup(format!(
+            "run id {id:?} must be a plain name of letters, digits, '-', '_' or '.' (not \
+             starting with '.'; no '/'): it names a directory under the experiment's results"
+        )))
+    }
+}
+
+/// Refuses to continue a run made from another version of the experiment file, saying
+/// where the two versions first differ.
+fn same_spec(spec: &Spec, id: &str, dir: &Path, m: &Manifest) -> Result<(), RunError> {
+    if m.spec_hash == spec.hash {
+        return Ok(());
+    }
+    Err(RunError::SpecChanged {
+        run_id: id.to_string(),
+        file: spec.file.display().to_string(),
+        diff: first_difference(&m.spec, &spec.source),
+        manifest: dir.join(store::MANIFEST).display().to_string(),
+    })
+}
+
+/// When auto-resume finds nothing to continue: an unfinished run of this shard made from
+/// another version of the file is an error naming it (the user chooses: restore, or --new),
+/// never silently abandoned.
+fn edited_unfinished_run(spec: &Spec, plan: &Plan, exp_dir: &Path) -> Result<(), RunError> {
+    let Ok(entries) = std::fs::read_dir(exp_dir) else {
+        return Ok(());
+    };
+    let mut other: Vec<(String, PathBuf, Manifest)> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter_map(|p| Manifest::read(&p).ok().map(|m| (p, m)))
+        .filter(|(_, m)| m.finished_at.is_none() && m.shard == plan.shard && !m.partial)
+        .map(|(p, m)| (m.started_at.clone(), p, m))
+        .collect();
+    other.sort_by(|a, b| a.0.cmp(&b.0));
+    let Some((_, dir, m)) = other.pop() else {
+        return Ok(());
+    };
+    Err(RunError::SpecEdited {
+        run_id: m.run_id.clone(),
+        experiment: spec.experiment.name.clone(),
+        file: spec.file.display().to_string(),
+        diff: first_difference(&m.spec, &spec.source),
+        manifest: dir.join(store::MANIFEST).display().to_string(),
+    })
+}
+
+/// The newest run (by start time) of this experiment file and shard: what a bare
+/// `--retry-failed` continues.
+fn newest_run(exp_dir: &Path, spec: &Spec, plan: &Plan) -> Option<String> {
+    let mut runs: Vec<(String, String)> = std::fs::read_dir(exp_dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Manifest::read(&e.path()).ok())
+        .filter(|m| m.spec_hash == spec.hash && m.shard == plan.shard && m.merged_from.is_empty())
+        .map(|m| (m.started_at, m.run_id))
+        .collect();
+    runs.sort();
+    runs.pop().map(|(_, id)| id)
+}
+
+/// Where two versions of an experiment file first differ, for people: `line 12: was `…`,
+/// now `…``.
+pub fn first_difference(stored: &str, current: &str) -> String {
+    fn show(l: Option<&str>) -> String {
+        match l {
+            None => "(end of file)".into(),
+            Some(l) => {
+                let t: String = l.trim_end().chars().take(60).collect();
+                if l.trim_end().chars().count() > 60 {
+                    format!("`{t}…`")
+                } else {
+                    format!("`{t}`")
+                }
+            }
+        }
+    }
+    if stored.trim().is_empty() {
+        return "its manifest keeps no copy of the file".into();
+    }
+    let (mut a, mut b) = (stored.lines(), current.lines());
+    let mut n = 0;
+    loop {
+        n += 1;
+        match (a.next(), b.next()) {
+            (None, None) => return "they differ only in line endings or spacing at the end".into(),
+            (x, y) if x != y => {
+                return format!(
+                    "first difference at line {n}: was {}, now {}",
+                    show(x),
+                    show(y)
+                )
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Executes every phase of the plan not yet stored (and, with `--retry-failed`, every
+/// stored phase whose latest attempt failed), under the failure policy for outages.
 pub async fn execute(
     spec: &Spec,
     plan: &Plan,
@@ -232,19 +432,32 @@ pub async fn execute(
         resumed,
         ..Default::default()
     };
-    // The phases still to run, as (unit index, phase): a few bytes each. Jobs (which carry a
-    // copy of their cell) are made lazily as the stream pulls them, so memory stays flat
-    // however many calls the sweep has.
-    let mut pending: Vec<(usize, Phase)> = Vec::new();
+    // The phases still to run, as (unit index, phase, attempt): a few bytes each. Jobs (which
+    // carry a copy of their cell) are made lazily as the stream pulls them, so memory stays
+    // flat however many calls the sweep has. With --retry-failed, a stored phase whose latest
+    // attempt has a failed call runs again as the next attempt.
+    let mut pending: Vec<(usize, Phase, u32)> = Vec::new();
     let mut stored_calls = 0;
     for (i, unit) in plan.units.iter().enumerate() {
         let cell = &plan.cells[unit.cell];
         for &phase in cell.phases() {
-            if store.is_phase_done(&cell.id, unit.rep, unit.warmup, phase) {
+            if !store.is_phase_done(&cell.id, unit.rep, unit.warmup, phase) {
+                pending.push((i, phase, 0));
+            } else if opts.retry_failed.is_some()
+                && store.has_failed(&cell.id, unit.rep, unit.warmup, phase)
+            {
+                let key = PhaseKey {
+                    cell_id: cell.id.clone(),
+                    rep: unit.rep,
+                    warmup: unit.warmup,
+                    phase,
+                };
+                let next = store.latest_attempt(&key).map_or(0, |l| l + 1);
+                pending.push((i, phase, next));
+                summary.retried_phases += 1;
+            } else {
                 summary.skipped_phases += 1;
                 stored_calls += cell.calls_in_phase(phase);
-            } else {
-                pending.push((i, phase));
             }
         }
     }
@@ -255,28 +468,33 @@ pub async fn execute(
     pending.shrink_to_fit();
     let endpoints = spec.backend.urls.clone();
     let mut last_key: HashMap<Option<String>, String> = HashMap::new();
-    let jobs = pending.into_iter().enumerate().map(move |(n, (i, phase))| {
-        let unit = plan.units[i];
-        let cell = &plan.cells[unit.cell];
-        let endpoint = if endpoints.is_empty() {
-            None
-        } else {
-            Some(endpoints[n % endpoints.len()].clone())
-        };
-        let cold_start = last_key.get(&endpoint) != Some(&cell.reload_key);
-        if cold_start {
-            last_key.insert(endpoint.clone(), cell.reload_key.clone());
-        }
-        PhaseJob {
-            cell: cell.clone(),
-            unit,
-            phase,
-            endpoint,
-            cold_start,
-            run_id: run_id.to_string(),
-            experiment: spec.experiment.name.clone(),
-        }
-    });
+    let jobs = pending
+        .into_iter()
+        .enumerate()
+        .map(move |(n, (i, phase, retry))| {
+            let unit = plan.units[i];
+            let cell = &plan.cells[unit.cell];
+            let endpoint = if endpoints.is_empty() {
+                None
+            } else {
+                Some(endpoints[n % endpoints.len()].clone())
+            };
+            let cold_start = last_key.get(&endpoint) != Some(&cell.reload_key);
+            if cold_start {
+                last_key.insert(endpoint.clone(), cell.reload_key.clone());
+            }
+            PhaseJob {
+                cell: cell.clone(),
+                unit,
+                phase,
+                endpoint,
+                cold_start,
+                run_id: run_id.to_string(),
+                experiment: spec.experiment.name.clone(),
+                retry,
+                outage_reruns: 0,
+            }
+        });
     let total_calls = plan.total_calls();
     let mut progress = Progress::new(opts.progress);
     progress.emit(&Event::Started {
@@ -289,54 +507,224 @@ pub async fn execute(
     });
     let concurrency = opts.concurrency.unwrap_or(spec.run.concurrency).max(1) as usize;
     let n_jobs = jobs.len();
+    // The failure policy closes this gate while it probes a backend that stopped answering:
+    // phases already under way finish, no new one starts.
+    let (gate, gate_rx) = tokio::sync::watch::channel(true);
+    let passed_gate = Arc::new(AtomicUsize::new(0));
     let mut stream = futures_util::stream::iter(jobs.map(|job| {
         let ex = executor.clone();
+        let mut open = gate_rx.clone();
+        let passed = passed_gate.clone();
         async move {
+            // An error means the runner is gone: nothing will read the output anyway.
+            let _ = open.wait_for(|o| *o).await;
+            passed.fetch_add(1, Ordering::SeqCst);
             let out = ex.execute(&job).await;
             (job, out)
         }
     }))
     .buffer_unordered(concurrency);
 
-    let mut done_calls = stored_calls;
+    let mut lp = Loop {
+        sink: Sink {
+            store,
+            summary,
+            progress,
+            measured_by_cell: BTreeMap::new(),
+            done_calls: stored_calls,
+            total_calls,
+        },
+        watch: policy::Watch::new(&spec.run),
+        policy_on: !opts.fail_fast,
+        fail_fast: opts.fail_fast,
+        suspects: Vec::new(),
+        outage: None,
+        reruns: FuturesUnordered::new(),
+        gate,
+        executor: executor.clone(),
+        wait: Duration::try_from_secs_f64(spec.run.outage_wait_s)
+            .unwrap_or(Duration::from_secs_f64(crate::spec::DEFAULT_OUTAGE_WAIT_S)),
+        stop: false,
+    };
+    let store_failed = |source: StoreError, dir: &std::path::Path| RunError::StoreFailed {
+        source,
+        resume: resume_command(spec, plan, dir),
+    };
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut term = terminate_signal();
-    let mut measured_by_cell: BTreeMap<String, usize> = BTreeMap::new();
+    let mut delivered = 0usize;
+    let mut stream_done = false;
     loop {
-        let next = tokio::select! {
-            n = stream.next() => n,
-            _ = &mut ctrl_c => {
-                summary.stopped_by = Some(StopSignal::Interrupt);
-                None
+        if lp.stop {
+            break;
+        }
+        if lp.outage.as_ref().is_some_and(|o| o.probed.is_some()) {
+            let in_flight =
+                passed_gate.load(Ordering::SeqCst).saturating_sub(delivered) + lp.reruns.len();
+            if in_flight == 0 {
+                if let Err(e) = lp.resolve_outage() {
+                    let dir = lp.sink.store.dir().to_path_buf();
+                    return Err(store_failed(e, &dir));
+                }
+                continue;
             }
-            _ = term.recv() => {
-                summary.stopped_by = Some(StopSignal::Terminate);
-                None
+        }
+        if stream_done && lp.reruns.is_empty() && lp.outage.is_none() {
+            break;
+        }
+        let ev = {
+            let probe = async {
+                match lp.outage.as_mut().and_then(|o| o.probe.as_mut()) {
+                    Some(p) => p.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                n = stream.next(), if !stream_done => Ev::Out(n.map(Box::new)),
+                Some(x) = lp.reruns.next(), if !lp.reruns.is_empty() => Ev::Out(Some(Box::new(x))),
+                p = probe => Ev::Probed(p),
+                _ = &mut ctrl_c => Ev::Signal(StopSignal::Interrupt),
+                _ = term.recv() => Ev::Signal(StopSignal::Terminate),
             }
         };
-        let Some((job, out)) = next else { break };
-        let stored = store_probes(store, &out.probes)
-            .and_then(|()| {
-                out.reports.iter().try_for_each(|(stem, md)| {
-                    store
-                        .write_report(&job.cell.id, job.unit.rep, job.unit.warmup, stem, md)
-                        .map(drop)
-                })
-            })
-            .and_then(|()| store.append(&out.records));
-        if let Err(source) = stored {
-            return Err(RunError::StoreFailed {
-                source,
-                resume: resume_command(spec, plan, store.dir()),
-            });
+        let handled = match ev {
+            Ev::Out(None) => {
+                stream_done = true;
+                Ok(())
+            }
+            Ev::Out(Some(done)) => {
+                let (job, out) = *done;
+                if job.outage_reruns == 0 {
+                    delivered += 1;
+                }
+                lp.handle(job, out)
+            }
+            Ev::Probed(p) => {
+                if let Some(o) = lp.outage.as_mut() {
+                    o.probe = None;
+                    o.probed = Some(p);
+                }
+                Ok(())
+            }
+            Ev::Signal(s) => {
+                // Phases held by the failure policy are not stored: resume runs them again.
+                lp.sink.summary.stopped_by = Some(s);
+                break;
+            }
+        };
+        if let Err(e) = handled {
+            let dir = lp.sink.store.dir().to_path_buf();
+            return Err(store_failed(e, &dir));
         }
+    }
+    drop(stream);
+    if lp.sink.summary.stopped_by.is_none() {
+        // Suspects left at the end were isolated failures, not an outage.
+        for (job, out) in std::mem::take(&mut lp.suspects) {
+            if let Err(e) = lp.sink.put(&job, &out) {
+                let dir = lp.sink.store.dir().to_path_buf();
+                return Err(store_failed(e, &dir));
+            }
+        }
+    }
+    let Sink {
+        store,
+        mut summary,
+        mut progress,
+        measured_by_cell,
+        ..
+    } = lp.sink;
+    summary.empty_cells = measured_by_cell
+        .into_iter()
+        .filter(|(_, n)| *n == 0)
+        .map(|(c, _)| c)
+        .collect();
+    if let Some(o) = summary.outage.as_mut() {
+        o.not_run = n_jobs.saturating_sub(summary.phases_run);
+    }
+    summary.complete = !summary.interrupted()
+        && !summary.stopped_on_failure
+        && summary.outage.is_none()
+        && summary.phases_run == n_jobs
+        && !truncated;
+    summary.remaining_failed_phases = store.failed_phases();
+    if summary.remaining_failed_phases > 0 || summary.outage.is_some() {
+        summary.retry_command = Some(retry_command(spec, plan, store.dir()));
+    }
+    if summary.interrupted() {
+        progress.emit(&Event::Interrupted {
+            run_id: run_id.to_string(),
+            resume: resume_command(spec, plan, store.dir()),
+        });
+    } else if summary.outage.is_some() {
+        progress.emit(&Event::Interrupted {
+            run_id: run_id.to_string(),
+            resume: retry_command(spec, plan, store.dir()),
+        });
+    } else {
+        progress.emit(&Event::Finished {
+            run_id: run_id.to_string(),
+            dir: store.dir().display().to_string(),
+            ok: summary.ok_calls,
+            failed: summary.failed_calls,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(summary)
+}
+
+/// What the run loop waited for.
+enum Ev {
+    Out(Option<Box<(PhaseJob, PhaseOutput)>>),
+    Probed(policy::Probed),
+    Signal(StopSignal),
+}
+
+/// Times one phase may run again because an outage ended while it ran (a server that keeps
+/// going down must not keep the run busy forever: after that the phase is stored as failed).
+const MAX_OUTAGE_RERUNS: u32 = 3;
+
+/// A pause of the failure policy.
+struct Outage {
+    trigger: policy::Trigger,
+    /// Phases with failed calls that met the outage: run again if the backend comes back,
+    /// stored as failed if it does not.
+    held: Vec<(PhaseJob, PhaseOutput)>,
+    probe: Option<BoxFuture<'static, policy::Probed>>,
+    probed: Option<policy::Probed>,
+}
+
+/// Stores phases and keeps the tallies of the summary and the progress display.
+struct Sink<'s> {
+    store: &'s mut RunStore,
+    summary: RunSummary,
+    progress: Progress,
+    measured_by_cell: BTreeMap<String, usize>,
+    done_calls: usize,
+    total_calls: usize,
+}
+
+impl Sink<'_> {
+    /// Stores one phase (its reload probes, reports and records) and counts it.
+    fn put(&mut self, job: &PhaseJob, out: &PhaseOutput) -> Result<(), StoreError> {
+        let store = &mut *self.store;
+        store_probes(store, &out.probes)?;
+        for (stem, md) in &out.reports {
+            store.write_report(&job.cell.id, job.unit.rep, job.unit.warmup, stem, md)?;
+        }
+        if job.retry > 0 {
+            store.append_attempt(&out.records)?;
+        } else {
+            store.append(&out.records)?;
+        }
+        let summary = &mut self.summary;
         summary.phases_run += 1;
         let ok = out.records.iter().filter(|r| r.ok).count();
         let failed = out.records.len() - ok;
         summary.ok_calls += ok;
         summary.failed_calls += failed;
-        done_calls += out.records.len();
+        self.done_calls += out.records.len();
         for r in out.probes.iter().chain(&out.records) {
             if let Some(c) = r.cold_reason.filter(|_| r.cold) {
                 *summary
@@ -351,21 +739,24 @@ pub async fn execute(
         if !job.unit.warmup && job.phase != Phase::Sequential {
             let measured = out.records.iter().filter(|r| r.ok && !r.cold).count();
             summary.measured_calls += measured;
-            *measured_by_cell.entry(job.cell.id.clone()).or_default() += measured;
+            *self
+                .measured_by_cell
+                .entry(job.cell.id.clone())
+                .or_default() += measured;
         }
         for r in out.records.iter().filter(|r| !r.ok) {
             let kind = r.error_kind.clone().unwrap_or_else(|| "unknown".into());
             *summary.failures_by_kind.entry(kind.clone()).or_default() += 1;
-            progress.emit(&Event::Failure {
+            self.progress.emit(&Event::Failure {
                 cell: job.cell.id.clone(),
                 kind,
                 message: r.error_message.clone().unwrap_or_default(),
             });
         }
         let last_ok = out.records.iter().rev().find(|r| r.ok);
-        progress.emit(&Event::Phase {
-            done_calls,
-            total_calls,
+        self.progress.emit(&Event::Phase {
+            done_calls: self.done_calls,
+            total_calls: self.total_calls,
             cell: job.cell.id.clone(),
             rep: job.unit.rep,
             warmup: job.unit.warmup,
@@ -375,36 +766,158 @@ pub async fn execute(
             ttft_ms: last_ok.and_then(|r| r.ttft_ms),
             decode_tps: last_ok.and_then(|r| r.decode_tps),
         });
-        if failed > 0 && opts.fail_fast {
-            summary.stopped_on_failure = true;
-            break;
+        Ok(())
+    }
+}
+
+fn has_failures(out: &PhaseOutput) -> bool {
+    out.records.iter().any(|r| !r.ok)
+}
+
+/// The run loop's state: where each finished phase goes (stored, held as a suspect of an
+/// outage, held during a pause) and what a pause ends in.
+struct Loop<'s> {
+    sink: Sink<'s>,
+    watch: policy::Watch,
+    /// Off with --fail-fast (the first failure stops the run anyway).
+    policy_on: bool,
+    fail_fast: bool,
+    /// Phases that ended on a call that could not connect, below the streak: stored once a
+    /// later call gets through (isolated failures), held if the streak becomes an outage.
+    suspects: Vec<(PhaseJob, PhaseOutput)>,
+    outage: Option<Outage>,
+    /// Phases running again after an outage ended (they bypass the gate).
+    reruns: FuturesUnordered<BoxFuture<'static, (PhaseJob, PhaseOutput)>>,
+    gate: tokio::sync::watch::Sender<bool>,
+    executor: Arc<dyn PhaseExecutor>,
+    wait: Duration,
+    stop: bool,
+}
+
+impl Loop<'_> {
+    fn handle(&mut self, job: PhaseJob, out: PhaseOutput) -> Result<(), StoreError> {
+        if !self.policy_on {
+            self.sink.put(&job, &out)?;
+            if self.fail_fast && has_failures(&out) {
+                self.sink.summary.stopped_on_failure = true;
+                self.stop = true;
+            }
+            return Ok(());
+        }
+        if let Some(o) = self.outage.as_mut() {
+            if has_failures(&out) {
+                o.held.push((job, out));
+                return Ok(());
+            }
+            return self.sink.put(&job, &out);
+        }
+        match self.watch.observe(&out.records) {
+            policy::Verdict::Clear => {
+                for (j, o) in std::mem::take(&mut self.suspects) {
+                    self.sink.put(&j, &o)?;
+                }
+                self.sink.put(&job, &out)
+            }
+            policy::Verdict::Suspect => {
+                self.suspects.push((job, out));
+                Ok(())
+            }
+            policy::Verdict::Pause(trigger) => {
+                self.gate.send_replace(false);
+                self.sink.summary.pauses += 1;
+                tracing::warn!(
+                    "pausing the run: {trigger}; probing the backend for up to {} before \
+                     failing the phases that met it",
+                    human_duration(self.wait.as_secs_f64())
+                );
+                let ex = self.executor.clone();
+                let probe_job = job.clone();
+                let wait = self.wait;
+                let probe: BoxFuture<'static, policy::Probed> =
+                    Box::pin(
+                        async move { policy::probe_until_up(ex.as_ref(), &probe_job, wait).await },
+                    );
+                let mut held = std::mem::take(&mut self.suspects);
+                held.push((job, out));
+                self.outage = Some(Outage {
+                    trigger,
+                    held,
+                    probe: Some(probe),
+                    probed: None,
+                });
+                Ok(())
+            }
         }
     }
-    drop(stream);
-    summary.empty_cells = measured_by_cell
-        .into_iter()
-        .filter(|(_, n)| *n == 0)
-        .map(|(c, _)| c)
-        .collect();
-    summary.complete = !summary.interrupted()
-        && !summary.stopped_on_failure
-        && summary.phases_run == n_jobs
-        && !truncated;
-    if summary.interrupted() {
-        progress.emit(&Event::Interrupted {
-            run_id: run_id.to_string(),
-            resume: resume_command(spec, plan, store.dir()),
+
+    /// Ends a pause once probing is over and no phase is under way.
+    fn resolve_outage(&mut self) -> Result<(), StoreError> {
+        let Some(o) = self.outage.take() else {
+            return Ok(());
+        };
+        let probed = o.probed.unwrap_or(policy::Probed::Down {
+            waited: Duration::ZERO,
+            error: "not probed".into(),
         });
-    } else {
-        progress.emit(&Event::Finished {
-            run_id: run_id.to_string(),
-            dir: store.dir().display().to_string(),
-            ok: summary.ok_calls,
-            failed: summary.failed_calls,
-            seconds: started.elapsed().as_secs_f64(),
-        });
+        match probed {
+            policy::Probed::Up {
+                was_down: true,
+                after,
+            } => {
+                let mut again = 0;
+                for (mut job, out) in o.held {
+                    if has_failures(&out) && job.outage_reruns < MAX_OUTAGE_RERUNS {
+                        job.outage_reruns += 1;
+                        again += 1;
+                        let ex = self.executor.clone();
+                        self.reruns.push(Box::pin(async move {
+                            let out = ex.execute(&job).await;
+                            (job, out)
+                        }));
+                    } else {
+                        self.sink.put(&job, &out)?;
+                    }
+                }
+                self.sink.summary.outage_reruns += again;
+                tracing::warn!(
+                    "the backend answers again after {}; running the {again} phase(s) that \
+                     met the outage again",
+                    human_duration(after.as_secs_f64())
+                );
+            }
+            policy::Probed::Up {
+                was_down: false, ..
+            } => {
+                tracing::warn!(
+                    "{}, but the backend answers: the failures are the calls' own; continuing",
+                    o.trigger
+                );
+                for (job, out) in o.held {
+                    self.sink.put(&job, &out)?;
+                }
+            }
+            policy::Probed::Down { waited, error } => {
+                for (job, out) in o.held {
+                    self.sink.put(&job, &out)?;
+                }
+                tracing::warn!(
+                    "the backend did not answer for {} ({error}); stopping the run",
+                    human_duration(waited.as_secs_f64())
+                );
+                self.sink.summary.outage = Some(OutageStop {
+                    trigger: o.trigger.to_string(),
+                    waited_s: waited.as_secs_f64(),
+                    error,
+                    not_run: 0,
+                });
+                self.stop = true;
+                return Ok(());
+            }
+        }
+        self.watch.reset();
+        self.gate.send_replace(true);
+        Ok(())
     }
-    Ok(summary)
 }
 
 /// Stores a phase's reload probes as their own warm-up group (a further attempt when a
@@ -466,13 +979,23 @@ impl TermSignal {
 /// The command line that continues this run (stored in `run_dir`), with `--results-dir`
 /// when the run is not under the experiment file's own results directory.
 fn resume_command(spec: &Spec, plan: &Plan, run_dir: &std::path::Path) -> String {
+    continue_command(spec, plan, run_dir, "--resume")
+}
+
+/// The command line that runs the failed phases of this run again (and any not yet run).
+fn retry_command(spec: &Spec, plan: &Plan, run_dir: &std::path::Path) -> String {
+    continue_command(spec, plan, run_dir, "--retry-failed")
+}
+
+/// `sweep run FILE <flag> <run id>`, with the shard and results directory the run needs.
+fn continue_command(spec: &Spec, plan: &Plan, run_dir: &std::path::Path, flag: &str) -> String {
     let run_id = run_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let results = run_dir.parent().and_then(std::path::Path::parent);
     format!(
-        "sweep run {} --resume {run_id}{}{}",
+        "sweep run {} {flag} {run_id}{}{}",
         spec.file.display(),
         plan.shard
             .map(|s| format!(" --shard {}/{}", s.index, s.count))
@@ -545,15 +1068,23 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
         merged_from: Vec::new(),
     };
     let (mut store, run_id, resumed) = open_store(spec, &plan, opts, manifest)?;
-    let executor = Arc::new(AgentExecutor {
+    let was_finished = Manifest::read(store.dir())?.is_finished();
+    if opts.progress != ProgressMode::Quiet && opts.retry_failed.is_some() {
+        eprintln!(
+            "run {run_id}: running again the {} phase(s) whose latest attempt failed, and \
+             any not yet run",
+            store.failed_phases()
+        );
+    }
+    let executor = Arc::new(AgentExecutor::new(
         backend,
-        corpus: spec.corpus.clone(),
-        retry: spec.backend.retry.clone(),
-        defeat_cache: true,
-        cold_load_ms: spec.analysis.cold_load_ms,
-    });
+        spec.corpus.clone(),
+        spec.backend.retry.clone(),
+        spec.analysis.cold_load_ms,
+    ));
     let summary = execute(spec, &plan, &mut store, &run_id, resumed, executor, opts).await?;
-    if summary.complete {
+    // A finished run that --retry-failed found nothing to do in is left as it was.
+    if summary.complete && (summary.phases_run > 0 || !was_finished) {
         let dir = store.dir().to_path_buf();
         store::columnar::finish(&dir, &run_id).map_err(|source| RunError::StoreFailed {
             source,
@@ -597,11 +1128,48 @@ pub fn failure_summary(s: &RunSummary) -> String {
             kinds.join(", ")
         ));
     }
+    if s.outage_reruns > 0 {
+        line.push_str(&format!(
+            "; {} phase(s) ran again after the backend came back",
+            s.outage_reruns
+        ));
+    }
     if !s.empty_cells.is_empty() {
         line.push_str(&format!(
             "\nnothing measured in {} cell(s) (every call excluded): {}",
             s.empty_cells.len(),
             s.empty_cells.join(", ")
+        ));
+    }
+    if let Some(o) = &s.outage {
+        line.push_str(&format!(
+            "\nstopped: {}, and the backend did not answer for {} ({}); {} phase(s) not run",
+            o.trigger,
+            human_duration(o.waited_s),
+            o.error,
+            o.not_run
+        ));
+    }
+    if let Some(cmd) = &s.retry_command {
+        line.push_str(&format!(
+            "\n{}: {} phase(s) have failed calls{}; when the backend is fine, run only those{} \
+             again with:\n  {cmd}",
+            if s.outage.is_some() {
+                "unfinished with failures"
+            } else {
+                "finished with failures"
+            },
+            s.remaining_failed_phases,
+            if s.retried_phases > 0 {
+                format!(" ({} were retried in this run)", s.retried_phases)
+            } else {
+                String::new()
+            },
+            if s.outage.is_some() {
+                " and the rest"
+            } else {
+                ""
+            }
         ));
     }
     line

@@ -276,10 +276,30 @@ pub struct RunConfig {
     pub results_dir: PathBuf,
     /// Refuse a plan of more LLM calls than this (checked before the grid is expanded).
     pub max_calls: u64,
+    /// Failure policy: when more than this share of the last [`FAILED_SHARE_WINDOW`] calls
+    /// failed, the runner pauses and probes the backend before it fails more phases.
+    pub max_failed_share: f64,
+    /// Failure policy: this many calls in a row that could not reach the backend
+    /// (connection refused, connect error or connect timeout) pause the run the same way.
+    pub unreachable_streak: u32,
+    /// How long a paused run probes the backend (with backoff) before it gives up, stores the
+    /// phases that met the outage as failed and stops (exit 4, `--retry-failed` resumes).
+    pub outage_wait_s: f64,
 }
 
 /// Default `[run] max_calls`: a million calls is weeks of GPU time.
 pub const DEFAULT_MAX_CALLS: u64 = 1_000_000;
+/// Calls over which `[run] max_failed_share` is measured (the most recent ones).
+pub const FAILED_SHARE_WINDOW: usize = 20;
+/// Default `[run] max_failed_share`: half of the last 20 calls failed.
+pub const DEFAULT_MAX_FAILED_SHARE: f64 = 0.5;
+/// Default `[run] unreachable_streak`.
+pub const DEFAULT_UNREACHABLE_STREAK: u32 = 3;
+/// Default `[run] outage_wait_s`: five minutes covers a server restart or a model pull.
+pub const DEFAULT_OUTAGE_WAIT_S: f64 = 300.0;
+/// Longest timeout or wait the file may set: one day (anything longer is a typo, and
+/// `1e300` seconds would overflow the clock).
+pub const MAX_SECONDS: f64 = 86_400.0;
 
 impl Default for RunConfig {
     fn default() -> Self {
@@ -287,6 +307,9 @@ impl Default for RunConfig {
             concurrency: 1,
             results_dir: PathBuf::from("results"),
             max_calls: DEFAULT_MAX_CALLS,
+            max_failed_share: DEFAULT_MAX_FAILED_SHARE,
+            unreachable_streak: DEFAULT_UNREACHABLE_STREAK,
+            outage_wait_s: DEFAULT_OUTAGE_WAIT_S,
         }
     }
 }
@@ -315,17 +338,43 @@ pub const DEFAULT_MODEL_PATH: &str = "models/gemma-3-270m-q4_k_m.gguf";
 impl Spec {
     /// Reads and validates an experiment file. Relative paths inside it are resolved
     /// against the current directory (the usual place to run sweep from: the repo root).
+    ///
+    /// Unlike [`Spec::parse`], it also checks what the file points at on this machine: the
+    /// corpus must be an existing directory (a stored copy of a file, parsed later on
+    /// another machine, need not).
     pub fn load(path: &Path) -> Result<Spec, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io {
+        let bytes = std::fs::read(path).map_err(|source| SpecError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        Spec::parse(path, &text)
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => return Err(not_utf8(path, e.as_bytes(), e.utf8_error().valid_up_to())),
+        };
+        Spec::validate(path, &text, true)
     }
 
     /// Validates experiment-file text; `file` is only used in messages.
     pub fn parse(file: &Path, text: &str) -> Result<Spec, SpecError> {
+        Spec::validate(file, text, false)
+    }
+
+    fn validate(file: &Path, text: &str, check_paths: bool) -> Result<Spec, SpecError> {
         let map = SourceMap::new(file, text);
+        // TOML allows no control character but tab and line ends, anywhere: one is binary
+        // data (or a file in another encoding), better named as such than as a syntax error.
+        if let Some((at, c)) = text
+            .char_indices()
+            .find(|(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        {
+            return Err(SpecError::Invalid(vec![map.at(
+                Some(at..at),
+                format!(
+                    "binary data: control character U+{:04X} (an experiment file is TOML text)",
+                    c as u32
+                ),
+            )]));
+        }
         let raw: RawSpec = toml::from_str(text).map_err(|e| {
             SpecError::Invalid(vec![map.at(e.span(), humanize_toml_message(e.message()))])
         })?;
@@ -333,6 +382,7 @@ impl Spec {
             map: &map,
             diags: Vec::new(),
             limits: (1, DEFAULT_MAX_CALLS),
+            check_paths,
         };
         let spec = v.spec(file, text, raw);
         if v.diags.is_empty() {
@@ -345,6 +395,29 @@ impl Spec {
     pub fn arm(&self, name: &str) -> Option<&Arm> {
         self.arms.iter().find(|a| a.name == name)
     }
+}
+
+/// A number as a person would write it: `1e300` rather than three hundred digits.
+fn number(x: f64) -> String {
+    if x.is_finite() && x.abs() >= 1e9 {
+        format!("{x:e}")
+    } else {
+        x.to_string()
+    }
+}
+
+/// Binary or non-UTF-8 input: located at the first byte that is not UTF-8 text.
+fn not_utf8(file: &Path, bytes: &[u8], valid_up_to: usize) -> SpecError {
+    let prefix = std::str::from_utf8(&bytes[..valid_up_to]).unwrap_or_default();
+    let byte = bytes.get(valid_up_to).copied().unwrap_or_default();
+    let map = SourceMap::new(file, prefix);
+    SpecError::Invalid(vec![map.at(
+        Some(valid_up_to..valid_up_to),
+        format!(
+            "not UTF-8 text: byte 0x{byte:02x} at offset {valid_up_to} (an experiment file is \
+             TOML, which is UTF-8; is this a binary file or another encoding?)"
+        ),
+    )])
 }
 
 /// toml/serde messages speak of "sequence" and "map"; the file speaks of arrays and tables.
@@ -366,6 +439,8 @@ struct Validator<'a> {
     diags: Vec<Diagnostic>,
     /// (units per cell = repetitions + warm-up, `[run] max_calls`) for the grid bound.
     limits: (u32, u64),
+    /// Check paths on this machine (the corpus directory).
+    check_paths: bool,
 }
 
 fn span_of<T>(s: &Spanned<T>) -> Option<Range<usize>> {
@@ -389,15 +464,48 @@ impl Validator<'_> {
         x
     }
 
+    /// A timeout: positive, finite, at most [`MAX_SECONDS`].
     fn positive_f64(&mut self, v: &Spanned<f64>, what: &str) -> f64 {
         let x = *v.get_ref();
-        if !(x.is_finite() && x > 0.0) {
+        if !(x.is_finite() && x > 0.0 && x <= MAX_SECONDS) {
             self.err(
                 span_of(v),
-                format!("{what} must be a positive number of seconds, found {x}"),
+                format!(
+                    "{what} must be a positive number of seconds up to {MAX_SECONDS} (one day), found {}",
+                    number(x)
+                ),
             );
+            return 1.0;
         }
         x
+    }
+
+    /// A wait in seconds from `min` to [`MAX_SECONDS`].
+    fn seconds_in(&mut self, v: &Spanned<f64>, what: &str, min: f64) -> f64 {
+        let x = *v.get_ref();
+        if !(x.is_finite() && x >= min && x <= MAX_SECONDS) {
+            self.err(
+                span_of(v),
+                format!(
+                    "{what} must be a number of seconds from {min} to {MAX_SECONDS} (one day), found {}",
+                    number(x)
+                ),
+            );
+            return min;
+        }
+        x
+    }
+
+    fn failed_share(&mut self, v: &Spanned<f64>) -> f64 {
+        let x = *v.get_ref();
+        if x > 0.0 && x <= 1.0 {
+            return x;
+        }
+        self.err(
+            span_of(v),
+            format!("max_failed_share must be a share above 0 and at most 1 (0.5 = half of the last {FAILED_SHARE_WINDOW} calls; 1 = never pause for failures), found {x}"),
+        );
+        DEFAULT_MAX_FAILED_SHARE
     }
 
     fn spec(&mut self, file: &Path, text: &str, raw: RawSpec) -> Spec {
@@ -455,8 +563,12 @@ impl Validator<'_> {
                 .as_ref()
                 .map(|m| self.int_in(m, "max_file_bytes", 1, i64::MAX))
                 .unwrap_or(16 * 1024 * 1024) as u64;
+            let path = PathBuf::from(c.path.get_ref());
+            if self.check_paths && !c.path.get_ref().trim().is_empty() {
+                self.corpus_dir(&c.path, &path);
+            }
             CorpusConfig {
-                path: PathBuf::from(c.path.get_ref()),
+                path,
                 max_file_bytes,
             }
         };
@@ -480,6 +592,22 @@ impl Validator<'_> {
                         .as_ref()
                         .map(|c| self.int_in(c, "max_calls", 1, i64::MAX))
                         .unwrap_or(DEFAULT_MAX_CALLS as i64) as u64,
+                    max_failed_share: r
+                        .max_failed_share
+                        .as_ref()
+                        .map(|v| self.failed_share(v))
+                        .unwrap_or(DEFAULT_MAX_FAILED_SHARE),
+                    unreachable_streak: r
+                        .unreachable_streak
+                        .as_ref()
+                        .map(|c| self.int_in(c, "unreachable_streak", 1, 10_000))
+                        .unwrap_or(i64::from(DEFAULT_UNREACHABLE_STREAK))
+                        as u32,
+                    outage_wait_s: r
+                        .outage_wait_s
+                        .as_ref()
+                        .map(|v| self.seconds_in(v, "outage_wait_s", 0.0))
+                        .unwrap_or(DEFAULT_OUTAGE_WAIT_S),
                 }
             }
         };
@@ -558,6 +686,39 @@ impl Validator<'_> {
             compare,
             analysis,
             run,
+        }
+    }
+
+    /// The corpus must be an existing directory (relative paths are read from the current
+    /// directory, as `sweep run` reads them).
+    fn corpus_dir(&mut self, span: &Spanned<String>, path: &Path) {
+        let from = || {
+            if path.is_relative() {
+                std::env::current_dir()
+                    .map(|d| format!(" (relative to the current directory {})", d.display()))
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            }
+        };
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => self.err(
+                span_of(span),
+                format!(
+                    "corpus path {} is not a directory{}",
+                    path.display(),
+                    from()
+                ),
+            ),
+            Err(e) => self.err(
+                span_of(span),
+                format!(
+                    "corpus path {} cannot be read: {e}{}",
+                    path.display(),
+                    from()
+                ),
+            ),
         }
     }
 

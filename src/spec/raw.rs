@@ -150,4 +150,10 @@ pub struct RawRun {
     pub max_calls: Option<Spanned<i64>>,
     #[serde(default)]
     pub results_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    pub max_failed_share: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub unreachable_streak: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub outage_wait_s: Option<Spanned<f64>>,
 }

@@ -82,6 +82,82 @@ impl RunLock {
     }
 }
 
+/// Held while a `sweep run` chooses which run of an experiment to continue or creates a
+/// new one: an OS lock on the experiment directory itself (no file is added to it). Two
+/// starters of one experiment file then choose one after the other, so the second sees the
+/// run the first created and is refused by its [`RunLock`] instead of starting a second run.
+///
+/// Where a directory cannot be locked (NFS emulates `flock` with byte-range locks, which
+/// need a file open for writing), a hidden `.<experiment>.lock` file next to the experiment
+/// directory is locked instead.
+#[derive(Debug)]
+pub struct ExperimentLock {
+    _file: Option<File>,
+}
+
+impl ExperimentLock {
+    /// How long a starter waits for another one to finish choosing (that takes
+    /// milliseconds; a longer wait means the other one is stuck).
+    pub const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+    /// Creates `exp_dir` if needed and locks it, waiting up to [`ExperimentLock::WAIT`].
+    pub fn acquire(exp_dir: &Path) -> Result<ExperimentLock, StoreError> {
+        std::fs::create_dir_all(exp_dir).map_err(super::io(exp_dir))?;
+        let dir = File::open(exp_dir).map_err(super::io(exp_dir))?;
+        let first = match Self::wait(&dir, exp_dir)? {
+            Ok(()) => return Ok(ExperimentLock { _file: Some(dir) }),
+            Err(e) => e,
+        };
+        let name = exp_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "experiment".into());
+        let path = exp_dir
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(format!(".{name}.lock"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(super::io(&path))?;
+        match Self::wait(&file, &path)? {
+            Ok(()) => Ok(ExperimentLock { _file: Some(file) }),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot lock {} ({first}) nor {} ({e}): two `sweep run` of this experiment \
+                     started at the same moment could each start a run",
+                    exp_dir.display(),
+                    path.display()
+                );
+                Ok(ExperimentLock { _file: None })
+            }
+        }
+    }
+
+    /// Waits for the lock of `file`; the inner error says the file system cannot lock it.
+    fn wait(file: &File, path: &Path) -> Result<Result<(), std::io::Error>, StoreError> {
+        let start = std::time::Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Ok(())),
+                Err(TryLockError::WouldBlock) if start.elapsed() < Self::WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(super::io(path)(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "another sweep has been choosing a run of this experiment for 30 s",
+                    )))
+                }
+                Err(TryLockError::Error(e)) => return Ok(Err(e)),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +175,31 @@ mod tests {
         }
         drop(first);
         RunLock::acquire(d.path()).expect("released on drop");
+    }
+
+    #[test]
+    fn experiment_lock_serialises_starters() {
+        let d = tempfile::tempdir().unwrap();
+        let exp = d.path().join("exp");
+        let first = ExperimentLock::acquire(&exp).unwrap();
+        assert!(exp.is_dir());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let e2 = exp.clone();
+        let t = std::thread::spawn(move || {
+            let l = ExperimentLock::acquire(&e2).unwrap();
+            tx.send(()).unwrap();
+            drop(l);
+        });
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(200))
+            .is_err());
+        drop(first);
+        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        t.join().unwrap();
+        assert_eq!(
+            std::fs::read_dir(&exp).unwrap().count(),
+            0,
+            "no lock file added"
+        );
     }
 }

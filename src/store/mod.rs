@@ -17,7 +17,7 @@ mod manifest;
 mod merge;
 mod records;
 
-pub use lock::{LockHolder, RunLock};
+pub use lock::{ExperimentLock, LockHolder, RunLock};
 pub use manifest::{Manifest, RecordsDigest};
 pub use merge::{merge, MergeError, Merged};
 pub use records::{read_records, ReadOutcome};
@@ -95,30 +95,54 @@ pub struct RunStore {
 /// costs a few bytes per phase rather than a copy of the cell id each.
 #[derive(Debug, Default)]
 struct DoneSet {
-    /// Cell → (rep, warm-up, phase) → the latest stored attempt (`Record::retry`).
-    by_cell: HashMap<String, HashMap<(u32, bool, Phase), u32>>,
+    /// Cell → (rep, warm-up, phase) → the latest stored attempt (`Record::retry`) and
+    /// whether it has a failed call (what `sweep run --retry-failed` re-runs).
+    by_cell: HashMap<String, HashMap<(u32, bool, Phase), Attempt>>,
     len: usize,
 }
 
+/// The latest stored attempt of a phase.
+#[derive(Debug, Clone, Copy)]
+struct Attempt {
+    retry: u32,
+    failed: bool,
+}
+
 impl DoneSet {
-    fn latest(&self, cell_id: &str, rep: u32, warmup: bool, phase: Phase) -> Option<u32> {
+    fn get(&self, cell_id: &str, rep: u32, warmup: bool, phase: Phase) -> Option<Attempt> {
         self.by_cell
             .get(cell_id)
             .and_then(|s| s.get(&(rep, warmup, phase)).copied())
     }
 
-    fn insert(&mut self, key: &PhaseKey, retry: u32) {
+    fn latest(&self, cell_id: &str, rep: u32, warmup: bool, phase: Phase) -> Option<u32> {
+        self.get(cell_id, rep, warmup, phase).map(|a| a.retry)
+    }
+
+    /// Notes a stored record (or group) of attempt `retry`; `failed` when it has a failed call.
+    fn insert(&mut self, key: &PhaseKey, retry: u32, failed: bool) {
         let set = match self.by_cell.get_mut(key.cell_id.as_str()) {
             Some(s) => s,
             None => self.by_cell.entry(key.cell_id.clone()).or_default(),
         };
         match set.get_mut(&(key.rep, key.warmup, key.phase)) {
-            Some(r) => *r = (*r).max(retry),
+            Some(a) if retry > a.retry => *a = Attempt { retry, failed },
+            Some(a) if retry == a.retry => a.failed |= failed,
+            Some(_) => {}
             None => {
-                set.insert((key.rep, key.warmup, key.phase), retry);
+                set.insert((key.rep, key.warmup, key.phase), Attempt { retry, failed });
                 self.len += 1;
             }
         }
+    }
+
+    /// Planned phases (reload probes aside) whose latest attempt has a failed call.
+    fn failed(&self) -> usize {
+        self.by_cell
+            .values()
+            .flat_map(|s| s.iter())
+            .filter(|((_, _, phase), a)| a.failed && *phase != Phase::Reload)
+            .count()
     }
 }
 
@@ -217,7 +241,7 @@ impl RunStore {
         }
         let mut done = DoneSet::default();
         for r in &read.records {
-            done.insert(&r.phase_key(), r.retry);
+            done.insert(&r.phase_key(), r.retry, !r.ok);
         }
         info.phases_done = done.len;
         let log = OpenOptions::new()
@@ -254,6 +278,19 @@ impl RunStore {
     pub fn latest_attempt(&self, key: &PhaseKey) -> Option<u32> {
         self.done
             .latest(&key.cell_id, key.rep, key.warmup, key.phase)
+    }
+
+    /// True when the latest stored attempt of a phase has a failed call.
+    pub fn has_failed(&self, cell_id: &str, rep: u32, warmup: bool, phase: Phase) -> bool {
+        self.done
+            .get(cell_id, rep, warmup, phase)
+            .is_some_and(|a| a.failed)
+    }
+
+    /// How many planned phases (reload probes aside) have a failed call in their latest
+    /// attempt: what `sweep run --retry-failed` would re-run.
+    pub fn failed_phases(&self) -> usize {
+        self.done.failed()
     }
 
     /// Appends a further attempt of a phase (`sweep run --retry-failed`, `sweep merge`): its
@@ -317,7 +354,7 @@ impl RunStore {
             }
             return Err(io(&path)(e));
         }
-        self.done.insert(&key, retry);
+        self.done.insert(&key, retry, records.iter().any(|r| !r.ok));
         self.stored += records.len();
         Ok(())
     }
@@ -451,6 +488,42 @@ mod tests {
         assert_eq!(info.records, 3);
         assert_eq!(info.phases_done, 2);
         assert!(s.is_done(&group[0].phase_key()));
+    }
+
+    /// The store knows which phases' latest attempt failed, across a reopen, and a further
+    /// attempt replaces that knowledge.
+    #[test]
+    fn failed_phases_follow_the_latest_attempt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        let mut s = RunStore::create(&dir, &manifest()).unwrap();
+        let bad = Record {
+            ok: false,
+            error_kind: Some("connection_refused".into()),
+            ..rec("c1", 0, Phase::Single, Stage::Analysis)
+        };
+        s.append(&[bad.clone(), rec("c1", 0, Phase::Single, Stage::Report)])
+            .unwrap();
+        s.append(&[rec("c1", 1, Phase::Single, Stage::Analysis)])
+            .unwrap();
+        assert!(s.has_failed("c1", 0, false, Phase::Single));
+        assert!(!s.has_failed("c1", 1, false, Phase::Single));
+        assert_eq!(s.failed_phases(), 1);
+        drop(s);
+        let (mut s, _) = RunStore::open(&dir).unwrap();
+        assert_eq!(s.failed_phases(), 1);
+        assert!(s.has_failed("c1", 0, false, Phase::Single));
+        let again = Record {
+            retry: 1,
+            ..rec("c1", 0, Phase::Single, Stage::Analysis)
+        };
+        s.append_attempt(&[again]).unwrap();
+        assert_eq!(s.failed_phases(), 0);
+        drop(s);
+        let (s, _) = RunStore::open(&dir).unwrap();
+        assert_eq!(s.failed_phases(), 0);
+        let read = read_records(&dir.join(RECORDS_JSONL)).unwrap();
+        assert_eq!((read.records.len(), read.superseded), (4, 2));
     }
 
     #[test]

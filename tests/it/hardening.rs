@@ -205,6 +205,55 @@ fn seeded_faults_over_500_calls_are_all_accounted_for() {
         .filter(|q| q.path == "/api/generate" || q.path == "/api/chat")
         .count() as u64;
     assert_eq!(gen_paths, attempts);
+    // every attempt, retries included, led with a nonce no other request carried: no prompt
+    // cache can serve a retry what it kept from the failed attempt
+    let firsts: Vec<String> = srv
+        .requests()
+        .iter()
+        .filter(|q| q.path == "/api/generate")
+        .filter_map(|q| q.json.as_ref()?.get("prompt")?.as_str().map(str::to_owned))
+        .map(|p| p.lines().next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(firsts.len() as u64, attempts);
+    let distinct: BTreeSet<&String> = firsts.iter().collect();
+    assert_eq!(distinct.len(), firsts.len(), "a nonce was sent twice");
+    assert!(
+        firsts.iter().any(|l| l.contains("/attempt2/")),
+        "{firsts:?}"
+    );
+}
+
+/// A server that never sends a first token, with only `timeout_s` set (the first-token
+/// deadline defaults to it): the record says `timeout_first_token`, not `timeout_total`.
+#[test]
+fn a_first_token_stall_with_only_timeout_s_is_labelled_first_token() {
+    let srv = server(3, 0, FaultPlan::Always(Fault::Stall));
+    let tmp = tempfile::tempdir().unwrap();
+    let url = srv.url();
+    let mut st = SpecText::new(&url, 2);
+    st.backend_extra = "timeout_s = 0.5\nretry = { attempts = 1, backoff_ms = 0 }";
+    let spec = st.write(tmp.path());
+    let out = run_sweep(&["run", "-q"], &spec);
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("--retry-failed"), "{err}");
+    let recs = read_records(&only_run(tmp.path(), "hz").join(RECORDS_JSONL))
+        .unwrap()
+        .records;
+    let stalled: Vec<&Record> = recs
+        .iter()
+        .filter(|r| r.error_kind.as_deref() != Some("skipped_after_failure"))
+        .collect();
+    assert!(stalled.len() >= 2, "{stalled:?}");
+    for r in stalled {
+        assert_eq!(
+            r.error_kind.as_deref(),
+            Some("timeout_first_token"),
+            "{r:?}"
+        );
+        let m = r.error_message.as_deref().unwrap_or_default();
+        assert!(m.contains("0.5 s"), "{m}");
+    }
 }
 
 #[test]

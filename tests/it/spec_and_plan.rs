@@ -184,7 +184,50 @@ const CATALOGUE: &[(&str, usize, usize, &str)] = &[
         14,
         "model_path applies only to kind = \"embedded\"",
     ),
-    ("41_not_utf8_like_garbage", 1, 1, ""),
+    (
+        "41_not_utf8_like_garbage",
+        1,
+        1,
+        "binary data: control character U+0001",
+    ),
+    ("42_not_utf8", 2, 10, "not UTF-8 text: byte 0xff at offset 22"),
+    ("43_binary_nul", 3, 1, "binary data: control character U+0000"),
+    (
+        "44_timeout_too_large",
+        6,
+        13,
+        "timeout_s must be a positive number of seconds up to 86400 (one day), found 1e300",
+    ),
+    (
+        "45_corpus_missing",
+        7,
+        8,
+        "corpus path no/such/corpus cannot be read",
+    ),
+    (
+        "46_corpus_not_a_dir",
+        7,
+        8,
+        "corpus path Cargo.toml is not a directory",
+    ),
+    (
+        "47_bad_failed_share",
+        9,
+        20,
+        "max_failed_share must be a share above 0 and at most 1",
+    ),
+    (
+        "48_outage_wait_infinite",
+        10,
+        17,
+        "outage_wait_s must be a number of seconds from 0 to 86400 (one day), found inf",
+    ),
+    (
+        "49_grid_too_large",
+        12,
+        1,
+        "this grid expands to 1280000000 points",
+    ),
 ];
 
 fn bad_dir() -> PathBuf {
@@ -540,5 +583,40 @@ fn too_few_reps_for_a_verdict_are_warned_about() {
                 && all.contains("sweep power"),
             "{cmd}: {all}"
         );
+    }
+}
+
+/// A 1.28e9-point grid (the out-of-memory case) is refused before it is expanded:
+/// `validate` and `run` exit 2 with the grid's line, fast and in little memory (peak RSS
+/// measured by `/usr/bin/time -v`).
+#[test]
+fn a_huge_grid_fails_fast_with_a_located_error_in_bounded_memory() {
+    let path = bad_dir().join("49_grid_too_large.toml");
+    for cmd in ["validate", "run"] {
+        let t = std::time::Instant::now();
+        let out = Command::new("/usr/bin/time")
+            .arg("-v")
+            .arg(env!("CARGO_BIN_EXE_sweep"))
+            .arg(cmd)
+            .arg(&path)
+            .output()
+            .expect("/usr/bin/time (apt-get install time)");
+        let wall = t.elapsed();
+        let err = String::from_utf8_lossy(&out.stderr);
+        // /usr/bin/time passes the command's exit status through
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+        let want = format!(
+            "{}:12:1: error: arm \"a\": this grid expands to 1280000000 points",
+            path.display()
+        );
+        assert!(err.contains(&want), "{cmd}: {err}");
+        let kib: u64 = err
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("no peak RSS in /usr/bin/time output");
+        println!("{cmd}: peak RSS {kib} KiB, {:.2} s", wall.as_secs_f64());
+        assert!(kib < 64 * 1024, "{cmd}: peak RSS {kib} KiB");
+        assert!(wall < std::time::Duration::from_secs(10), "{cmd}: {wall:?}");
     }
 }

@@ -473,7 +473,16 @@ impl MockServer {
     /// Binds 127.0.0.1 on a random port and serves on a dedicated thread. Works from both
     /// synchronous and asynchronous code.
     pub fn start(cfg: MockConfig) -> std::io::Result<MockServer> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        MockServer::start_on("127.0.0.1:0", cfg)
+    }
+
+    /// [`MockServer::start`] on a given address, e.g. the port of a server that was shut
+    /// down: a server restarted where clients already point.
+    pub fn start_on(
+        addr: impl std::net::ToSocketAddrs,
+        cfg: MockConfig,
+    ) -> std::io::Result<MockServer> {
+        let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
