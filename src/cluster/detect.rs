@@ -170,7 +170,7 @@ fn slurm(
                 "SLURM_ARRAY_TASK_MAX={max} is below SLURM_ARRAY_TASK_MIN={first}"
             )))
         }
-        Some(max) if (max - first) % step != 0 => {
+        Some(max) if !(max - first).is_multiple_of(step) => {
             return Err(AutoShardError::Inconsistent(format!(
                 "the array {first}-{max}:{step} is not a range of whole steps"
             )))
@@ -195,7 +195,7 @@ fn slurm(
             )))
         }
     };
-    if task < first || (task - first) % step != 0 {
+    if task < first || !(task - first).is_multiple_of(step) {
         return Err(AutoShardError::Inconsistent(format!(
             "SLURM_ARRAY_TASK_ID={task} is not in the array {first}-…:{step}"
         )));
