@@ -527,11 +527,12 @@ pub fn run(command: Command) -> Result<Status, CliError> {
             };
             let s = crate::cluster::slurm::scripts(&opts)
                 .map_err(|e| CliError::Usage(e.to_string()))?;
-            use crate::cluster::slurm::{ARRAY_FILE, MERGE_FILE, SUBMIT_FILE};
+            use crate::cluster::slurm::{ARRAY_FILE, MERGE_FILE, REQUEUE_FILE, SUBMIT_FILE};
             for (name, text) in [
                 (ARRAY_FILE, &s.array),
                 (MERGE_FILE, &s.merge),
                 (SUBMIT_FILE, &s.submit),
+                (REQUEUE_FILE, &s.requeue),
             ] {
                 write_script(&out.join(name), text)?;
             }

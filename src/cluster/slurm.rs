@@ -10,10 +10,12 @@
 //!   so the requeued task continues its own run (`--run-id` continues an unfinished run) and
 //!   never another task's.
 //! - `--open-mode=append` keeps the log of every attempt of a task in one file.
-//! - A task that *failed* (e.g. stopped by `scancel --signal=TERM`, exit 143) and is then
-//!   requeued does finish its run, but Slurm has already marked the merge job's `afterok`
-//!   as never satisfiable and does not look again; `scontrol update` with the same
-//!   dependency makes it look again. The scripts say so where a person will read it.
+//! - A task that *failed* (e.g. stopped by `scancel --signal=TERM`, exit 143, or TIMEOUT)
+//!   and is then requeued does finish its run, but Slurm has marked the merge job's
+//!   `afterok` as never satisfiable and does not look again; nor does setting the same
+//!   `afterok:<array>` again help, as the array keeps its worst exit code. A dependency on
+//!   each task (`afterok:<array>_0:<array>_1:…`) is judged by the tasks' current states, so
+//!   `requeue.sh` requeues and then sets that.
 
 use super::{directive_value, shell_quote, GenerateError};
 use std::path::{Path, PathBuf};
@@ -43,7 +45,7 @@ pub struct SlurmOptions {
     pub sweep_bin: String,
 }
 
-/// The three files `sweep slurm` writes.
+/// The four files `sweep slurm` writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlurmScripts {
     /// `array.sbatch`: one shard per task.
@@ -52,11 +54,15 @@ pub struct SlurmScripts {
     pub merge: String,
     /// `submit.sh [SBATCH ARGS…]`: submits both, with the dependency.
     pub submit: String,
+    /// `requeue.sh ARRAY_JOB_ID MERGE_JOB_ID TASK…`: requeues tasks (running or failed) and
+    /// makes the merge job wait for them.
+    pub requeue: String,
 }
 
 pub const ARRAY_FILE: &str = "array.sbatch";
 pub const MERGE_FILE: &str = "merge.sbatch";
 pub const SUBMIT_FILE: &str = "submit.sh";
+pub const REQUEUE_FILE: &str = "requeue.sh";
 
 /// The run id of one array task; a requeued task has the same one. Also used with shell
 /// variables for arguments (`run_id("${SLURM_ARRAY_JOB_ID}", …)`), so the scripts and
@@ -146,11 +152,10 @@ pub fn scripts(opts: &SlurmOptions) -> Result<SlurmScripts, GenerateError> {
 # `exec` makes sweep the job's process: the SIGTERM Slurm sends on preemption, on
 # `scontrol requeue` and at the time limit stops it cleanly (exit 143, resumable).
 #
-# Stop a task now and let it continue later:  scontrol requeue <array job id>_<task id>
-# A task that ended FAILED (e.g. exit 143 after scancel --signal=TERM, or TIMEOUT) can be
-# requeued the same way and resumes, but Slurm has by then marked the merge job's afterok
-# dependency as never satisfied; after the requeue, make it look again with
-#   scontrol update JobId=<merge job id> Dependency=afterok:<array job id>
+# Stop a running task and let it continue later, or restart one that ended FAILED (exit
+# 143 after scancel --signal=TERM, TIMEOUT):
+#   bash {REQUEUE_FILE} <array job id> <merge job id> <task id>…
+# (it also renews the merge job's dependency, which Slurm gives up on when a task fails).
 exec {sweep} run {spec} --shard auto --shard-count {n} --run-id "{task_run}" \
     --results-dir {results} --progress plain
 "#,
@@ -202,6 +207,7 @@ merge="${{merge%%;*}}"
 echo "array job $array: {n} tasks storing {runs_shown}/{task_shown}"
 echo "merge job $merge: when every task has succeeded, {runs_shown}/{merged}"
 echo "logs: {logs_shown}"
+echo "requeue tasks (running or failed) with: bash $here/{REQUEUE_FILE} $array $merge <task>..."
 echo "submitted array=$array merge=$merge"
 "#,
         logs_q = shell_quote(&logs),
@@ -209,10 +215,37 @@ echo "submitted array=$array merge=$merge"
         task_shown = run_id("$array", "<task>"),
         logs_shown = opts.log_dir.display(),
     );
+    let requeue = format!(
+        r#"#!/bin/bash
+# Written by `sweep slurm` for experiment {exp}: requeues array tasks, which then resume
+# their runs (same run id), and makes the merge job wait for them.
+#   usage: {REQUEUE_FILE} ARRAY_JOB_ID MERGE_JOB_ID TASK_ID...
+# A running task gets SIGTERM from Slurm and stops cleanly (exit 143). A task that ended
+# FAILED is requeued too; as Slurm gave up on the merge job's afterok when it failed (and
+# an afterok on the whole array stays unsatisfiable, the array keeping its worst exit
+# code), the merge job's dependency is set again on each of the {n} tasks.
+set -euo pipefail
+usage="usage: {REQUEUE_FILE} ARRAY_JOB_ID MERGE_JOB_ID TASK_ID..."
+array="${{1:?$usage}}"
+merge="${{2:?$usage}}"
+shift 2
+[ "$#" -gt 0 ] || {{ echo "$usage" >&2; exit 2; }}
+for task in "$@"; do
+    scontrol requeue "${{array}}_$task"
+done
+deps=""
+for ((i = 0; i < {n}; i++)); do
+    deps+="${{deps:+:}}${{array}}_$i"
+done
+scontrol update JobId="$merge" Dependency="afterok:$deps"
+echo "requeued task(s) $* of array $array; merge job $merge waits for all {n} tasks"
+"#
+    );
     Ok(SlurmScripts {
         array,
         merge,
         submit,
+        requeue,
     })
 }
 
@@ -292,7 +325,7 @@ mod tests {
     #[test]
     fn scripts_are_valid_bash() {
         let s = scripts(&opts()).unwrap();
-        for text in [&s.array, &s.merge, &s.submit] {
+        for text in [&s.array, &s.merge, &s.submit, &s.requeue] {
             let out = std::process::Command::new("bash")
                 .arg("-n")
                 .arg("-c")
