@@ -537,10 +537,9 @@ pub fn run(command: Command) -> Result<Status, CliError> {
                 write_script(&out.join(name), text)?;
             }
             println!(
-                "wrote {} ({shards} tasks), {} and {}; submit with: bash {}",
-                out.join(ARRAY_FILE).display(),
-                out.join(MERGE_FILE).display(),
-                out.join(SUBMIT_FILE).display(),
+                "wrote {ARRAY_FILE} ({shards} tasks), {MERGE_FILE}, {SUBMIT_FILE} and \
+                 {REQUEUE_FILE} in {}; submit with: bash {}",
+                out.display(),
                 out.join(SUBMIT_FILE).display()
             );
             Ok(Status::Ok)

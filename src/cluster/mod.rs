@@ -13,7 +13,7 @@ pub mod slurm;
 
 pub use detect::{detect, AutoShardError, Detected, Scheduler};
 
-use crate::plan::{Plan, Shard};
+use crate::plan::Plan;
 use crate::spec::Spec;
 
 /// Why a generator refused its options.
@@ -24,25 +24,16 @@ pub enum GenerateError {
 }
 
 /// Refuses a shard count the experiment cannot fill: a shard without cells would fail its
-/// task (`sweep run` refuses an empty plan) and with it the afterok merge.
+/// task (`sweep run` refuses an empty plan) and with it the afterok merge. Shard i takes
+/// every N-th cell by sorted id ([`Plan::build`]), so every shard has cells exactly when
+/// N ≤ cells.
 pub fn check_shards(spec: &Spec, shards: u32) -> Result<usize, GenerateError> {
-    if shards == 0 {
-        return Err(GenerateError::Invalid("--shards must be at least 1".into()));
-    }
     let cells = Plan::build(spec, None).cells.len();
-    for index in 0..shards {
-        Plan::checked(
-            spec,
-            Some(Shard {
-                index,
-                count: shards,
-            }),
-        )
-        .map_err(|e| {
-            GenerateError::Invalid(format!(
-                "{e}: the experiment has {cells} cells, so use at most {cells} shards"
-            ))
-        })?;
+    if shards == 0 || shards as usize > cells {
+        return Err(GenerateError::Invalid(format!(
+            "--shards {shards}: the experiment has {cells} cells, so use 1 to {cells} shards \
+             (a shard without cells would fail its task)"
+        )));
     }
     Ok(cells)
 }

@@ -147,8 +147,9 @@ pub fn scripts(opts: &SlurmOptions) -> Result<SlurmScripts, GenerateError> {
 # with {SUBMIT_FILE} (this array, then {MERGE_FILE} once every task has succeeded).
 #
 # --shard auto takes shard i of {n} from SLURM_ARRAY_TASK_ID (--shard-count checks that
-# the array has {n} tasks). The run id {task_run} stays the same when Slurm requeues the
-# task, so a requeued task resumes its own run: every phase it stored is kept and skipped.
+# the array has {n} tasks). The run id, slurm-<array job id>-<task id>, stays the same
+# when Slurm requeues the task, so a requeued task resumes its own run: every phase it
+# stored is kept and skipped.
 # `exec` makes sweep the job's process: the SIGTERM Slurm sends on preemption, on
 # `scontrol requeue` and at the time limit stops it cleanly (exit 143, resumable).
 #
