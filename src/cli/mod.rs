@@ -114,8 +114,8 @@ pub enum Command {
         max_phases: Option<usize>,
     },
     /// Write a Slurm job array (one shard per task, run ids from the job id so a requeued
-    /// task resumes its run), the afterok job that merges and analyses the shards, and a
-    /// submit script for both, into --out (default slurm/<experiment>).
+    /// task resumes its run), the afterok job that merges and analyses the shards, a submit
+    /// script for both and requeue.sh, into --out (default slurm/<experiment>).
     Slurm {
         file: PathBuf,
         /// Array tasks, one shard each.
