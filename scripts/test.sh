@@ -9,6 +9,9 @@ bash scripts/fetch-model.sh
 # llama.cpp's llama-server, and llama-cpp-python's server (no usage in its stream).
 bash scripts/llama-server.sh >/dev/null
 bash scripts/llama-cpp-python.sh >/dev/null
+# Slurm (tests/it/cluster.rs starts a one-node cluster on 127.0.0.1) and the Kubernetes
+# schema checker.
+bash scripts/cluster-tools.sh
 # The house rules first: formatted, no clippy warnings (cheap next to the tests).
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings

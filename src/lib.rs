@@ -9,6 +9,7 @@ pub mod agent;
 pub mod analysis;
 pub mod backend;
 pub mod cli;
+pub mod cluster;
 pub mod corpus;
 pub mod env;
 pub mod gate;

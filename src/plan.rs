@@ -177,6 +177,27 @@ impl std::str::FromStr for Shard {
     }
 }
 
+/// What `--shard` accepts: a fixed `i/N`, or `auto`: i/N from the scheduler's environment
+/// (a Slurm array task, a Kubernetes indexed Job, explicit `SWEEP_SHARD_INDEX`), resolved by
+/// [`crate::cluster::detect`] where the process runs, not where the command was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardArg {
+    Fixed(Shard),
+    Auto,
+}
+
+impl std::str::FromStr for ShardArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("auto") {
+            return Ok(ShardArg::Auto);
+        }
+        s.parse()
+            .map(ShardArg::Fixed)
+            .map_err(|e: String| format!("{e}, or `auto` (from the scheduler's environment)"))
+    }
+}
+
 impl Plan {
     /// Expands every arm, orders the units, and (optionally) keeps one shard's cells.
     pub fn build(spec: &Spec, shard: Option<Shard>) -> Plan {

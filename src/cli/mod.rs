@@ -7,7 +7,7 @@ pub mod exit;
 
 use crate::analysis::{self, AnalysisOptions, Metric};
 use crate::gate::{self, Against, CompareRequest};
-use crate::plan::{Plan, Shard};
+use crate::plan::{Plan, Shard, ShardArg};
 use crate::progress::ProgressMode;
 use crate::report::{self, Format, ReportOptions};
 use crate::runner::RunOptions;
@@ -81,9 +81,16 @@ pub enum Command {
         /// Name the new run (default: UTC time + random suffix).
         #[arg(long, value_name = "NAME")]
         run_id: Option<String>,
-        /// Run only shard i of N (0-based) of the cells: for Slurm arrays, indexed Jobs, CI matrices.
-        #[arg(long, value_name = "i/N")]
-        shard: Option<Shard>,
+        /// Run only shard i of N (0-based) of the cells: for Slurm arrays, indexed Jobs, CI
+        /// matrices. `auto` reads i/N from the scheduler (SLURM_ARRAY_TASK_ID,
+        /// JOB_COMPLETION_INDEX, or SWEEP_SHARD_INDEX/SWEEP_SHARD_COUNT) and, in a Slurm
+        /// array, names the run slurm-<array job>-<task> unless --run-id is given.
+        #[arg(long, value_name = "i/N|auto")]
+        shard: Option<ShardArg>,
+        /// The number of shards, for --shard auto where the scheduler does not tell it
+        /// (a Kubernetes indexed Job); elsewhere a check.
+        #[arg(long, value_name = "N", requires = "shard")]
+        shard_count: Option<u32>,
         /// Units in flight at once, 1–1024 (default: [run] concurrency, else 1).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
         concurrency: Option<u32>,
@@ -110,6 +117,70 @@ pub enum Command {
         /// uses the latest), and any phase not yet run.
         #[arg(long, value_name = "RUN_ID", num_args = 0..=1, conflicts_with_all = ["new", "resume", "run_id"])]
         retry_failed: Option<Option<String>>,
+    },
+    /// Write a Slurm job array (one shard per task, run ids from the job id so a requeued
+    /// task resumes its run), the afterok job that merges and analyses the shards, a submit
+    /// script for both and requeue.sh, into --out (default slurm/<experiment>).
+    Slurm {
+        file: PathBuf,
+        /// Array tasks, one shard each.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100000))]
+        shards: u32,
+        /// GPUs per task (`#SBATCH --gres=gpu:K`).
+        #[arg(long, value_name = "K")]
+        gpus_per_task: Option<u32>,
+        #[arg(long, value_name = "C")]
+        cpus_per_task: Option<u32>,
+        /// Time limit per task (Slurm syntax: 90, 2:00:00, 1-12).
+        #[arg(long, value_name = "TIME")]
+        time: Option<String>,
+        #[arg(long)]
+        partition: Option<String>,
+        /// Results directory on the shared filesystem (default: [run] results_dir).
+        #[arg(long, value_name = "DIR")]
+        results_dir: Option<PathBuf>,
+        /// Where to write the scripts (default: slurm/<experiment>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// The sweep executable on the compute nodes.
+        #[arg(long, value_name = "PATH", default_value = "sweep")]
+        sweep_bin: String,
+    },
+    /// Write a Kubernetes indexed Job manifest (one shard per completion index) to stdout
+    /// or --out.
+    K8s {
+        file: PathBuf,
+        /// Completions, one shard each.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100000))]
+        shards: u32,
+        /// Container image with sweep and the experiment file.
+        #[arg(long, default_value = "sweep:latest")]
+        image: String,
+        /// Job name (default: sweep-<experiment>).
+        #[arg(long)]
+        name: Option<String>,
+        /// The container's working directory, where FILE is relative to.
+        #[arg(long, value_name = "DIR")]
+        workdir: Option<PathBuf>,
+        /// Pods at once (default: all).
+        #[arg(long, value_name = "P")]
+        parallelism: Option<u32>,
+        #[arg(long, value_name = "K")]
+        gpus_per_task: Option<u32>,
+        /// PersistentVolumeClaim for the results (ReadWriteMany across nodes).
+        #[arg(long, default_value = "sweep-results")]
+        claim: String,
+        /// Where the claim is mounted in the pod.
+        #[arg(long, value_name = "DIR", default_value = "/results")]
+        results_mount: PathBuf,
+        /// Failed pods allowed per index (disruptions do not count).
+        #[arg(long, value_name = "K", default_value_t = 3)]
+        backoff_per_index: u32,
+        #[arg(long, value_name = "PATH", default_value = "sweep")]
+        sweep_bin: String,
+        /// Write the manifest here instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Join shard runs of one experiment into one run (refuses runs of different files, and
     /// a union that lacks planned cells unless --allow-partial).
@@ -342,6 +413,8 @@ fn command_name(c: &Command) -> &'static str {
         Command::Plan { .. } => "plan",
         Command::Run { .. } => "run",
         Command::Merge { .. } => "merge",
+        Command::Slurm { .. } => "slurm",
+        Command::K8s { .. } => "k8s",
         Command::Analyze { .. } => "analyze",
         Command::Report { .. } => "report",
         Command::Compare { .. } => "compare",
@@ -361,6 +434,7 @@ pub fn run(command: Command) -> Result<Status, CliError> {
             new,
             run_id,
             shard,
+            shard_count,
             concurrency,
             results_dir,
             fail_fast,
@@ -371,6 +445,16 @@ pub fn run(command: Command) -> Result<Status, CliError> {
             retry_failed,
         } => {
             let spec = Spec::load(&file)?;
+            let (shard, run_id, auto) =
+                resolve_shard(shard, shard_count, run_id, new || resume.is_some())?;
+            if let Some(done) = run_id
+                .as_deref()
+                .filter(|_| auto)
+                .and_then(|id| finished_task_run(&spec, results_dir.as_deref(), id))
+            {
+                eprintln!("run {} is already finished; nothing to do", done.display());
+                return Ok(Status::Ok);
+            }
             let progress = if quiet {
                 ProgressMode::Quiet
             } else if json {
@@ -417,6 +501,101 @@ pub fn run(command: Command) -> Result<Status, CliError> {
             } else {
                 Status::Ok
             })
+        }
+        Command::Slurm {
+            file,
+            shards,
+            gpus_per_task,
+            cpus_per_task,
+            time,
+            partition,
+            results_dir,
+            out,
+            sweep_bin,
+        } => {
+            let spec = Spec::load(&file)?;
+            crate::cluster::check_shards(&spec, shards)
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            let cwd = std::env::current_dir()
+                .map_err(|e| CliError::Environment(format!("current directory: {e}")))?;
+            let out = out.unwrap_or_else(|| Path::new("slurm").join(&spec.experiment.name));
+            let opts = crate::cluster::slurm::SlurmOptions {
+                spec_file: file,
+                experiment: spec.experiment.name.clone(),
+                shards,
+                workdir: cwd.clone(),
+                results_dir: results_dir.unwrap_or_else(|| spec.run.results_dir.clone()),
+                log_dir: cwd.join(&out).join("logs"),
+                gpus_per_task,
+                cpus_per_task,
+                time,
+                partition,
+                sweep_bin,
+            };
+            let s = crate::cluster::slurm::scripts(&opts)
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            use crate::cluster::slurm::{ARRAY_FILE, MERGE_FILE, REQUEUE_FILE, SUBMIT_FILE};
+            for (name, text) in [
+                (ARRAY_FILE, &s.array),
+                (MERGE_FILE, &s.merge),
+                (SUBMIT_FILE, &s.submit),
+                (REQUEUE_FILE, &s.requeue),
+            ] {
+                write_script(&out.join(name), text)?;
+            }
+            println!(
+                "wrote {ARRAY_FILE} ({shards} tasks), {MERGE_FILE}, {SUBMIT_FILE} and \
+                 {REQUEUE_FILE} in {}; submit with: bash {}",
+                out.display(),
+                out.join(SUBMIT_FILE).display()
+            );
+            Ok(Status::Ok)
+        }
+        Command::K8s {
+            file,
+            shards,
+            image,
+            name,
+            workdir,
+            parallelism,
+            gpus_per_task,
+            claim,
+            results_mount,
+            backoff_per_index,
+            sweep_bin,
+            out,
+        } => {
+            let spec = Spec::load(&file)?;
+            crate::cluster::check_shards(&spec, shards)
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            use crate::cluster::k8s;
+            let text = k8s::manifest(&k8s::K8sOptions {
+                spec_file: file,
+                name: name.unwrap_or_else(|| k8s::default_name(&spec.experiment.name)),
+                experiment: spec.experiment.name.clone(),
+                shards,
+                image,
+                workdir,
+                parallelism,
+                gpus_per_task,
+                claim,
+                results_mount,
+                backoff_per_index,
+                sweep_bin,
+            })
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+            match out {
+                Some(p) => {
+                    crate::store::atomic::write_atomic(&p, text.as_bytes())?;
+                    println!(
+                        "wrote {} ({shards} completions); apply with: kubectl apply -f {}",
+                        p.display(),
+                        p.display()
+                    );
+                }
+                None => print!("{text}"),
+            }
+            Ok(Status::Ok)
         }
         Command::Analyze {
             run,
@@ -712,4 +891,60 @@ fn run_command(spec: &Spec, opts: RunOptions) -> Result<Status, CliError> {
         }
         None => Status::Ok,
     })
+}
+
+/// Reads `--shard auto` from the scheduler's environment (refusing, exit 2, when it cannot
+/// tell) and takes the scheduler's run id unless one was given or `--new`/`--resume` chose.
+/// Returns the shard, the run id, and whether the shard was `auto`.
+fn resolve_shard(
+    shard: Option<ShardArg>,
+    count: Option<u32>,
+    run_id: Option<String>,
+    chosen: bool,
+) -> Result<(Option<Shard>, Option<String>, bool), CliError> {
+    match shard {
+        None => Ok((None, run_id, false)),
+        Some(ShardArg::Fixed(s)) => match count {
+            Some(n) if n != s.count => Err(CliError::Usage(format!(
+                "--shard {}/{} and --shard-count {n} differ",
+                s.index, s.count
+            ))),
+            _ => Ok((Some(s), run_id, false)),
+        },
+        Some(ShardArg::Auto) => {
+            let d = crate::cluster::detect(|k| std::env::var(k).ok(), count)
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            eprintln!(
+                "shard {}/{} from {}",
+                d.shard.index, d.shard.count, d.source
+            );
+            let run_id = if chosen { run_id } else { run_id.or(d.run_id) };
+            Ok((Some(d.shard), run_id, true))
+        }
+    }
+}
+
+/// A scheduler's task whose named run has already finished: a requeue after the end, a
+/// retried pod. There is nothing left to do, and failing would fail the merge after it.
+fn finished_task_run(spec: &Spec, results_dir: Option<&Path>, run_id: &str) -> Option<PathBuf> {
+    let dir = results_dir
+        .unwrap_or(&spec.run.results_dir)
+        .join(&spec.experiment.name)
+        .join(run_id);
+    crate::store::Manifest::read(&dir)
+        .ok()
+        .filter(|m| m.finished_at.is_some())
+        .map(|_| dir)
+}
+
+/// Writes a generated script, executable.
+fn write_script(path: &Path, text: &str) -> Result<(), CliError> {
+    crate::store::atomic::write_atomic(path, text.as_bytes())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| CliError::Environment(format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
 }
