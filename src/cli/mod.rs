@@ -105,6 +105,41 @@ pub enum Command {
         /// Stop after N phases (smoke tests); the run stays resumable.
         #[arg(long, value_name = "N", hide = true)]
         max_phases: Option<usize>,
+        /// Do not keep the calls' requests and answers (calls.jsonl.zst; kept by default,
+        /// `sweep show` prints them).
+        #[arg(long)]
+        no_text: bool,
+    },
+    /// Print a run's stored calls: each request as sent (endpoint, system prompt, prompt or
+    /// messages, options) and the model's full answer, from <run>/calls.jsonl.zst. Filters
+    /// combine; without any, every call is printed.
+    Show {
+        /// A run directory (results/<experiment>/<run-id>).
+        run: PathBuf,
+        /// A cell id, or an arm name (all its cells).
+        #[arg(long, value_name = "CELL")]
+        cell: Option<String>,
+        /// Repetition k (1-based, as in the reports' run_<k>); with --warmup, warm-up run k.
+        #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
+        rep: Option<u32>,
+        /// Warm-up calls only (with --rep: warm-up run k).
+        #[arg(long)]
+        warmup: bool,
+        /// `analysis` or `report`.
+        #[arg(long, value_name = "STAGE", value_parser = ["analysis", "report"])]
+        stage: Option<String>,
+        /// `single`, `A` or `B`.
+        #[arg(long, value_name = "AGENT", value_parser = ["single", "A", "B"])]
+        agent: Option<String>,
+        /// `single`, `concurrent`, `sequential` or `reload`.
+        #[arg(long, value_name = "PHASE", value_parser = ["single", "concurrent", "sequential", "reload"])]
+        phase: Option<String>,
+        /// A call id (as in the records and the reports' `## Calls`), or the start of one.
+        #[arg(long, value_name = "ID")]
+        call: Option<String>,
+        /// JSON lines (the stored form) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Join shard runs of one experiment into one run (refuses runs of different files, and
     /// a union that lacks planned cells unless --allow-partial).
@@ -342,6 +377,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Compare { .. } => "compare",
         Command::Baseline { .. } => "baseline",
         Command::Power { .. } => "power",
+        Command::Show { .. } => "show",
     }
 }
 
@@ -363,6 +399,7 @@ pub fn run(command: Command) -> Result<Status, CliError> {
             quiet,
             json,
             max_phases,
+            no_text,
         } => {
             let spec = Spec::load(&file)?;
             let progress = if quiet {
@@ -382,6 +419,7 @@ pub fn run(command: Command) -> Result<Status, CliError> {
                 concurrency,
                 results_dir,
                 max_phases,
+                no_text,
             };
             run_command(&spec, opts)
         }
@@ -518,6 +556,36 @@ pub fn run(command: Command) -> Result<Status, CliError> {
             })
         }
         Command::Baseline { action } => baseline(action),
+        Command::Show {
+            run,
+            cell,
+            rep,
+            warmup,
+            stage,
+            agent,
+            phase,
+            call,
+            json,
+        } => {
+            let filter = crate::store::calls::CallFilter {
+                cell,
+                rep,
+                warmup,
+                stage: stage.map(|s| match s.as_str() {
+                    "report" => crate::record::Stage::Report,
+                    _ => crate::record::Stage::Analysis,
+                }),
+                agent,
+                phase: phase.map(|p| match p.as_str() {
+                    "concurrent" => crate::record::Phase::Concurrent,
+                    "sequential" => crate::record::Phase::Sequential,
+                    "reload" => crate::record::Phase::Reload,
+                    _ => crate::record::Phase::Single,
+                }),
+                call,
+            };
+            show(&run, &filter, json)
+        }
         Command::Power {
             run,
             reps,
@@ -527,6 +595,50 @@ pub fn run(command: Command) -> Result<Status, CliError> {
             json,
         } => power_command(&run, reps, power, alpha, &thresholds, json),
     }
+}
+
+/// `sweep show`: the stored calls that match, as text or as the stored JSON lines.
+fn show(
+    run: &Path,
+    filter: &crate::store::calls::CallFilter,
+    json: bool,
+) -> Result<Status, CliError> {
+    let manifest = crate::store::Manifest::read(run)?;
+    if !run.join(crate::store::CALLS_ZST).is_file() {
+        return Err(CliError::Usage(format!(
+            "{}: no call texts stored ({}); runs keep them unless started with --no-text",
+            run.display(),
+            if manifest.call_texts.is_none() {
+                "this run was made with --no-text, by a merge or by an older sweep"
+            } else {
+                "no call has been stored yet"
+            }
+        )));
+    }
+    let calls = crate::store::read_calls(run)?;
+    let mut shown = 0;
+    for c in calls.iter().filter(|c| filter.matches(c)) {
+        if json {
+            let line =
+                serde_json::to_string(c).map_err(|e| CliError::Environment(e.to_string()))?;
+            println!("{line}");
+        } else {
+            if shown > 0 {
+                println!();
+            }
+            print!("{}", crate::store::calls::render(c));
+        }
+        shown += 1;
+    }
+    if shown == 0 {
+        return Err(CliError::Usage(format!(
+            "{}: no stored call matches (of {}); call ids are listed in the records and in each \
+             report's `## Calls`",
+            run.display(),
+            calls.len()
+        )));
+    }
+    Ok(Status::Ok)
 }
 
 fn validate(file: &Path) -> Result<Status, CliError> {

@@ -26,6 +26,9 @@ pub struct PhaseOutput {
     pub records: Vec<Record>,
     /// (file stem, markdown)
     pub reports: Vec<(String, String)>,
+    /// Every sent call's request and answer, keyed by the call id its record carries (probes
+    /// and agent calls alike); stored with their records unless `--no-text`.
+    pub calls: Vec<crate::store::CallText>,
 }
 
 /// Everything a phase needs to know about where it sits in the run.
@@ -66,6 +69,8 @@ pub struct RunOptions {
     pub results_dir: Option<PathBuf>,
     /// Stop after this many phases (for tests and smoke runs); the run stays resumable.
     pub max_phases: Option<usize>,
+    /// Do not keep the calls' requests and answers (`calls.jsonl.zst`).
+    pub no_text: bool,
 }
 
 impl Default for RunOptions {
@@ -80,6 +85,7 @@ impl Default for RunOptions {
             concurrency: None,
             results_dir: None,
             max_phases: None,
+            no_text: false,
         }
     }
 }
@@ -316,7 +322,7 @@ pub async fn execute(
             }
         };
         let Some((job, out)) = next else { break };
-        let stored = store_probes(store, &out.probes)
+        let stored = store_probes(store, &out.probes, &out.calls)
             .and_then(|()| {
                 out.reports.iter().try_for_each(|(stem, md)| {
                     store
@@ -324,7 +330,7 @@ pub async fn execute(
                         .map(drop)
                 })
             })
-            .and_then(|()| store.append(&out.records));
+            .and_then(|()| store.append_with_calls(&out.records, &out.calls));
         if let Err(source) = stored {
             return Err(RunError::StoreFailed {
                 source,
@@ -409,12 +415,16 @@ pub async fn execute(
 
 /// Stores a phase's reload probes as their own warm-up group (a further attempt when a
 /// resumed run probes a unit again).
-fn store_probes(store: &mut RunStore, probes: &[Record]) -> Result<(), StoreError> {
+fn store_probes(
+    store: &mut RunStore,
+    probes: &[Record],
+    calls: &[crate::store::CallText],
+) -> Result<(), StoreError> {
     let Some(first) = probes.first() else {
         return Ok(());
     };
     match store.latest_attempt(&first.phase_key()) {
-        None => store.append(probes),
+        None => store.append_with_calls(probes, calls),
         Some(l) => {
             let again: Vec<Record> = probes
                 .iter()
@@ -423,7 +433,7 @@ fn store_probes(store: &mut RunStore, probes: &[Record]) -> Result<(), StoreErro
                     ..r.clone()
                 })
                 .collect();
-            store.append_attempt(&again)
+            store.append_attempt_with_calls(&again, calls)
         }
     }
 }
@@ -543,8 +553,25 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
             }
         ),
         merged_from: Vec::new(),
+        prompt_versions: {
+            let mut v: Vec<String> = plan
+                .cells
+                .iter()
+                .flat_map(|c| {
+                    c.members
+                        .iter()
+                        .map(|m| m.prompt_version.as_str().to_string())
+                })
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        },
+        personas: crate::plan::persona_lines(spec),
+        call_texts: (!opts.no_text).then(|| crate::store::CALLS_ZST.to_string()),
     };
     let (mut store, run_id, resumed) = open_store(spec, &plan, opts, manifest)?;
+    store.set_keep_call_texts(!opts.no_text);
     let executor = Arc::new(AgentExecutor {
         backend,
         corpus: spec.corpus.clone(),

@@ -1,6 +1,7 @@
 //! The run store owns the run format: `results/<experiment>/<run-id>/` with
 //! `manifest.json` ([`Manifest`]), the crash-safe `records.jsonl` log (one reader:
-//! [`read_records`]), agent reports, `records.parquet` written when the run finishes
+//! [`read_records`]), the call store `calls.jsonl.zst` ([`calls`]: every call's request and
+//! answer, written and cut back with its phase), agent reports, `records.parquet` written when the run finishes
 //! ([`columnar`]), the run lock ([`RunLock`]), atomic file writes ([`atomic`]) and merging
 //! shard runs ([`merge()`]).
 //!
@@ -10,6 +11,7 @@
 //! so no record is ever written twice or glued to a torn one.
 
 pub mod atomic;
+pub mod calls;
 #[cfg(not(fuzzing))]
 pub mod columnar;
 pub mod lock;
@@ -17,6 +19,7 @@ mod manifest;
 mod merge;
 mod records;
 
+pub use calls::{read_calls, CallText, CALLS_ZST};
 pub use lock::{LockHolder, RunLock};
 pub use manifest::{Manifest, RecordsDigest};
 pub use merge::{merge, MergeError, Merged};
@@ -87,6 +90,10 @@ pub struct RunStore {
     _lock: RunLock,
     dir: PathBuf,
     log: File,
+    /// The call store, opened at its first write.
+    calls: Option<File>,
+    /// Store call texts (`sweep run --no-text` turns it off).
+    keep_texts: bool,
     done: DoneSet,
     stored: usize,
 }
@@ -131,6 +138,8 @@ pub struct ResumeInfo {
     pub torn_line: Option<usize>,
     /// Records of an incomplete last phase that were cut off (that phase runs again).
     pub incomplete_records: usize,
+    /// Call-store groups cut off: a torn last one, or ones whose phase the records lack.
+    pub calls_cut: usize,
 }
 
 impl RunStore {
@@ -181,6 +190,8 @@ impl RunStore {
             _lock: lock,
             dir: dir.to_path_buf(),
             log,
+            calls: None,
+            keep_texts: true,
             done: DoneSet::default(),
             stored: 0,
         })
@@ -220,6 +231,28 @@ impl RunStore {
             done.insert(&r.phase_key(), r.retry);
         }
         info.phases_done = done.len;
+        // The call store keeps exactly the phases the records keep.
+        let stored: std::collections::HashSet<(PhaseKey, u32)> = read
+            .records
+            .iter()
+            .map(|r| (r.phase_key(), r.retry))
+            .collect();
+        let calls_path = dir.join(CALLS_ZST);
+        let cut = calls::cut_to_stored(&calls_path, &stored)?;
+        if cut.frames > 0 || cut.torn {
+            tracing::warn!(
+                "{}: cut {} call group(s) whose phase is not in the records{} (a crash \
+                 mid-write); they run again",
+                calls_path.display(),
+                cut.frames,
+                if cut.torn {
+                    " and a torn last group"
+                } else {
+                    ""
+                }
+            );
+        }
+        info.calls_cut = cut.frames + usize::from(cut.torn);
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -230,6 +263,8 @@ impl RunStore {
                 _lock: lock,
                 dir: dir.to_path_buf(),
                 log,
+                calls: None,
+                keep_texts: true,
                 done,
                 stored: read.records.len(),
             },
@@ -239,6 +274,11 @@ impl RunStore {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether call texts are stored with their records (on unless `sweep run --no-text`).
+    pub fn set_keep_call_texts(&mut self, keep: bool) {
+        self.keep_texts = keep;
     }
 
     pub fn is_done(&self, key: &PhaseKey) -> bool {
@@ -259,6 +299,15 @@ impl RunStore {
     /// Appends a further attempt of a phase (`sweep run --retry-failed`, `sweep merge`): its
     /// records' `retry` must be above every attempt already stored for that phase.
     pub fn append_attempt(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        self.append_attempt_with_calls(records, &[])
+    }
+
+    /// [`RunStore::append_attempt`] with the calls' texts (see [`RunStore::append_with_calls`]).
+    pub fn append_attempt_with_calls(
+        &mut self,
+        records: &[Record],
+        calls: &[CallText],
+    ) -> Result<(), StoreError> {
         let Some(first) = records.first() else {
             return Ok(());
         };
@@ -266,7 +315,7 @@ impl RunStore {
         if self.latest_attempt(&key).is_some_and(|l| l >= first.retry) {
             return Err(StoreError::Duplicate(key));
         }
-        self.write_group(records)
+        self.write_group(records, calls)
     }
 
     pub fn stored(&self) -> usize {
@@ -275,6 +324,17 @@ impl RunStore {
 
     /// Appends one atomic group (all records of one phase) with a single write + fsync.
     pub fn append(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        self.append_with_calls(records, &[])
+    }
+
+    /// Appends one phase group and the texts of its calls: the texts whose `call_id` a
+    /// record of the group carries go to the call store first (one compressed frame, one
+    /// write + fsync), then the records. A text no record names is not stored.
+    pub fn append_with_calls(
+        &mut self,
+        records: &[Record],
+        calls: &[CallText],
+    ) -> Result<(), StoreError> {
         let Some(first) = records.first() else {
             return Ok(());
         };
@@ -282,11 +342,64 @@ impl RunStore {
         if self.is_done(&key) {
             return Err(StoreError::Duplicate(key));
         }
-        self.write_group(records)
+        self.write_group(records, calls)
     }
 
-    /// One write + fsync of a phase group; on a short write the log is cut back.
-    fn write_group(&mut self, records: &[Record]) -> Result<(), StoreError> {
+    /// The group's texts, in record order, keyed by the attempt's call ids.
+    fn group_texts(&self, records: &[Record], calls: &[CallText]) -> Vec<CallText> {
+        if !self.keep_texts || calls.is_empty() {
+            return Vec::new();
+        }
+        records
+            .iter()
+            .filter_map(|r| {
+                let id = r.call_id.as_deref()?;
+                let c = calls.iter().find(|c| c.call_id == id)?;
+                Some(CallText {
+                    call_id: calls::id_for_attempt(id, r.retry),
+                    cell_id: r.cell_id.clone(),
+                    rep: r.rep,
+                    warmup: r.warmup,
+                    phase: r.phase,
+                    retry: r.retry,
+                    ..c.clone()
+                })
+            })
+            .collect()
+    }
+
+    /// Writes a group's call texts as one frame, durably; on failure cuts the store back.
+    /// Returns the store's length before the frame (to cut it back if the records fail).
+    fn write_texts(&mut self, texts: &[CallText]) -> Result<Option<u64>, StoreError> {
+        if texts.is_empty() {
+            return Ok(None);
+        }
+        let path = self.dir.join(CALLS_ZST);
+        let frame = calls::encode_frame(&path, texts)?;
+        if self.calls.is_none() {
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(io(&path))?;
+            self.calls = Some(f);
+        }
+        let Some(f) = self.calls.as_mut() else {
+            return Ok(None);
+        };
+        let before = f.metadata().map_err(io(&path))?.len();
+        if let Err(e) = f.write_all(&frame).and_then(|()| f.sync_data()) {
+            if f.set_len(before).is_ok() {
+                let _ = f.sync_data();
+            }
+            return Err(io(&path)(e));
+        }
+        Ok(Some(before))
+    }
+
+    /// One write + fsync of a phase group (after its call texts); on a short write the log
+    /// (and the call store) is cut back.
+    fn write_group(&mut self, records: &[Record], calls: &[CallText]) -> Result<(), StoreError> {
         let Some(first) = records.first() else {
             return Ok(());
         };
@@ -297,6 +410,10 @@ impl RunStore {
         for r in records {
             let r = Record {
                 phase_records: group,
+                call_id: r
+                    .call_id
+                    .as_deref()
+                    .map(|id| calls::id_for_attempt(id, r.retry)),
                 ..r.clone()
             };
             serde_json::to_writer(&mut buf, &r).map_err(|e| StoreError::BadRecord {
@@ -306,6 +423,8 @@ impl RunStore {
             })?;
             buf.push(b'\n');
         }
+        let texts = self.group_texts(records, calls);
+        let texts_from = self.write_texts(&texts)?;
         let path = self.dir.join(RECORDS_JSONL);
         let before = self.log.metadata().map_err(io(&path))?.len();
         if let Err(e) = self.log.write_all(&buf).and_then(|()| self.log.sync_data()) {
@@ -314,6 +433,11 @@ impl RunStore {
             // Cut the log back to the last complete phase (shrinking needs no space).
             if self.log.set_len(before).is_ok() {
                 let _ = self.log.sync_data();
+            }
+            if let (Some(at), Some(f)) = (texts_from, self.calls.as_mut()) {
+                if f.set_len(at).is_ok() {
+                    let _ = f.sync_data();
+                }
             }
             return Err(io(&path)(e));
         }

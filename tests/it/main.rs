@@ -4,6 +4,7 @@
 mod agents;
 mod analysis;
 mod backends;
+mod calls;
 mod common;
 mod embedded;
 mod gate;
