@@ -722,6 +722,99 @@ mod tests {
         );
     }
 
+    fn text(r: &Record) -> CallText {
+        CallText {
+            call_id: r.call_id.clone().unwrap(),
+            cell_id: String::new(),
+            rep: 0,
+            warmup: false,
+            phase: Phase::Single,
+            retry: 0,
+            agent: "single".into(),
+            stage: r.stage,
+            prompt_version: "sweep-1".into(),
+            persona_mode: String::new(),
+            attempts: 1,
+            request: crate::backend::WireRequest {
+                endpoint: "http://127.0.0.1:11434/api/generate".into(),
+                body: serde_json::json!({"prompt": format!("asked {}", r.stage.as_str())}),
+            },
+            response: Some("answered".into()),
+            error: None,
+        }
+    }
+
+    /// Texts go with the records that name them (the store sets their key, and the attempt
+    /// suffix of a later attempt); a text no record names, and every text with texts off,
+    /// are not stored; a merge carries the shards' texts.
+    #[test]
+    fn call_texts_follow_their_records_and_merge() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path().join("a");
+        let mut s = RunStore::create(&a, &manifest()).unwrap();
+        let mut group = [
+            rec("c1", 0, Phase::Single, Stage::Analysis),
+            rec("c1", 0, Phase::Single, Stage::Report),
+        ];
+        group[0].call_id = Some("c1/r1/single/single/analysis".into());
+        group[1].call_id = Some("c1/r1/single/single/report".into());
+        let mut stray = text(&group[0]);
+        stray.call_id = "nobody".into();
+        s.append_with_calls(&group, &[text(&group[1]), text(&group[0]), stray])
+            .unwrap();
+        let again: Vec<Record> = group
+            .iter()
+            .map(|r| Record {
+                retry: 1,
+                ..r.clone()
+            })
+            .collect();
+        let texts: Vec<CallText> = group.iter().map(text).collect();
+        s.append_attempt_with_calls(&again, &texts).unwrap();
+        s.set_keep_call_texts(false);
+        let mut off = rec("c1", 1, Phase::Single, Stage::Analysis);
+        off.call_id = Some("c1/r2/single/single/analysis".into());
+        s.append_with_calls(std::slice::from_ref(&off), &[text(&off)])
+            .unwrap();
+        drop(s);
+        let calls = read_calls(&a).unwrap();
+        let ids: Vec<&str> = calls.iter().map(|c| c.call_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "c1/r1/single/single/analysis",
+                "c1/r1/single/single/report",
+                "c1/r1/single/single/analysis~1",
+                "c1/r1/single/single/report~1"
+            ]
+        );
+        assert!(calls.iter().all(|c| c.cell_id == "c1" && c.rep == 0));
+        assert_eq!((calls[0].retry, calls[2].retry), (0, 1));
+        let recs = read_records(&a.join(RECORDS_JSONL)).unwrap().records;
+        assert_eq!(
+            recs[3].call_id.as_deref(),
+            Some("c1/r1/single/single/report~1")
+        );
+
+        let b = tmp.path().join("b");
+        let mut sb = RunStore::create(&b, &manifest()).unwrap();
+        let mut other = rec("c2", 0, Phase::Single, Stage::Analysis);
+        other.call_id = Some("c2/r1/single/single/analysis".into());
+        sb.append_with_calls(std::slice::from_ref(&other), &[text(&other)])
+            .unwrap();
+        drop(sb);
+        let out = tmp.path().join("merged");
+        let m = merge(&[a, b], &out, true).unwrap().manifest;
+        assert_eq!(m.call_texts.as_deref(), Some(CALLS_ZST));
+        let merged: Vec<String> = read_calls(&out)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.call_id)
+            .collect();
+        assert_eq!(merged.len(), 5);
+        assert!(merged.contains(&"c2/r1/single/single/analysis".to_string()));
+    }
+
     #[test]
     fn run_ids_sort_by_time() {
         let a = new_run_id();
