@@ -62,15 +62,22 @@ fn with_nonce(nonce: &str, stage: Stage, body: String) -> String {
     }
 }
 
-/// `small-1`: the instruction first, then the nonce line, then the data. A 270M model
-/// continues a prompt that opens with an identifier line by repeating it; it answers one that
-/// opens with what to do. The nonce still precedes the bulk of the prompt (the data summary,
-/// the same in every call), so a prefix cache can reuse only the one instruction line.
-fn instruction_then_nonce(nonce: &str, stage: Stage, instruction: &str, rest: String) -> String {
-    match nonce_line(nonce, stage) {
-        Some(line) => format!("{instruction}\n{line}\n\n{rest}"),
-        None => format!("{instruction}\n\n{rest}"),
-    }
+/// `small-1`: the opening of every prompt. Gemma 3 270M (a base model) mostly copies the
+/// start of a prompt that opens with the nonce line or with the instruction; it answers one
+/// that opens with this title, then the nonce, then a listing, with the question last
+/// (measured: README, "The quickstart's prompts"). The nonce still precedes the bulk of the
+/// prompt, so a prefix cache can reuse only the title line.
+const SMALL_TITLE: &str = "Benchmark files of a model-serving project:";
+
+/// Notes from the analysis quoted in a `small-1` report prompt, at most this many characters
+/// (the 270M model's analysis can run on; the quickstart's contexts are 1024 tokens).
+const SMALL_NOTES_CHARS: usize = 400;
+
+fn small_prompt(nonce: &str, stage: Stage, body: &str, question: &str) -> String {
+    let nonce = nonce_line(nonce, stage)
+        .map(|l| format!("{l}\n"))
+        .unwrap_or_default();
+    format!("{SMALL_TITLE}\n{nonce}\n{body}\n{question}\nAnswer:")
 }
 
 /// Analysis call: a performance-analysis expert reads the data summary.
@@ -99,11 +106,11 @@ Please provide:\n\
 Format your response as structured analysis with clear sections."
         ),
         PromptVersion::Small1 => {
-            return instruction_then_nonce(
+            return small_prompt(
                 nonce,
                 Stage::Analysis,
-                "Summarize this benchmark data set in three short bullet points, then give one recommendation.",
-                data_summary.to_string(),
+                data_summary,
+                "Describe this data set in three short bullet points.",
             )
         }
     };
@@ -191,21 +198,21 @@ Use markdown formatting and include specific metrics and data points.",
             )
         }
         PromptVersion::Small1 => {
-            let digest = corpus.metric_digest(6);
-            return instruction_then_nonce(
+            // Values first: a listing before prose is answered, prose first is copied.
+            let values: String = corpus
+                .metric_digest(6)
+                .iter()
+                .map(|m| format!("- {m}\n"))
+                .collect();
+            let mut notes = analysis.summary.replace('\n', " ");
+            if let Some((cut, _)) = notes.char_indices().nth(SMALL_NOTES_CHARS) {
+                notes.truncate(cut);
+            }
+            return small_prompt(
                 nonce,
                 Stage::Report,
-                "Write a short technical report with the headings Summary, Findings and Recommendations.",
-                format!(
-                    "Notes from the analysis:\n{summary}\n\n\
-Measured values:\n{metrics}",
-                    summary = analysis.summary,
-                    metrics = digest
-                        .iter()
-                        .map(|m| format!("- {m}"))
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                ),
+                &format!("Measured values:\n{values}\nNotes: {notes}\n"),
+                "Write a short report on these benchmarks: a summary, the findings and one recommendation.",
             );
         }
     };

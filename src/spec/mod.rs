@@ -232,8 +232,9 @@ pub enum PromptVersion {
     /// recommendations (Chimeraforge `src/rust/demo_multiagent/src/main.rs`).
     #[serde(rename = "chimera-2025")]
     Chimera2025,
-    /// Short prompts that a small model (Gemma 3 270M) answers instead of echoing: the data
-    /// summary and one instruction, without the nonce on the first line.
+    /// Short prompts for a small base model (the quickstart's Gemma 3 270M), which copies the
+    /// start of most prompts: a title line, the nonce, a listing (the data summary; measured
+    /// values before the analysis' notes), the question last.
     #[serde(rename = "small-1")]
     Small1,
 }
