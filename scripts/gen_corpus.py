@@ -3,9 +3,11 @@
 29 Markdown), deterministically (seeded, standard library only).
 
 Git keeps no modification times, so the intended mtimes go to experiments/corpus.mtimes.tsv
-(path<TAB>unix seconds, outside the corpus so they are not part of it). The golden test
-applies them to a copy of the corpus; `--touch` applies them to this checkout, so that
-`sweep` prints the same "Latest modified" lines as the seeds.
+(path<TAB>unix seconds<TAB>sha256 of the content, outside the corpus so they are not part of
+it). sweep's corpus loader reads that file beside the corpus directory and uses the recorded
+time of every file whose content still has the recorded hash, so a fresh clone prints the
+seeds' "Latest modified" lines with no step of its own. `--touch` also sets the files' mtimes
+(for other tools that read the filesystem).
 
     python3 scripts/gen_corpus.py           # (re)write the corpus and the mtimes file
     python3 scripts/gen_corpus.py --touch   # also set the files' mtimes
@@ -13,6 +15,7 @@ applies them to a copy of the corpus; `--touch` applies them to this checkout, s
 
 import argparse
 import calendar
+import hashlib
 import json
 import os
 import random
@@ -420,13 +423,16 @@ def main():
             text = md_text(path, rng)
         with open(full, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
-        mtimes.append((path, mtime_for(path, rng)))
+        with open(full, "rb") as f:
+            sha = hashlib.sha256(f.read()).hexdigest()
+        mtimes.append((path, mtime_for(path, rng), sha))
     with open(MTIMES, "w", encoding="utf-8", newline="\n") as f:
-        f.write("# path\tmtime (unix seconds, UTC); written by scripts/gen_corpus.py\n")
-        for path, t in mtimes:
-            f.write(f"{path}\t{t}\n")
+        f.write("# path\tmtime (unix seconds, UTC)\tsha256 of the content; written by scripts/gen_corpus.py,\n")
+        f.write("# read by sweep's corpus loader (a file whose content differs gets its filesystem time)\n")
+        for path, t, sha in mtimes:
+            f.write(f"{path}\t{t}\t{sha}\n")
     if args.touch:
-        for path, t in mtimes:
+        for path, t, _ in mtimes:
             os.utime(os.path.join(CORPUS, path), (t, t))
     print(f"wrote {len(mtimes)} files under {os.path.normpath(CORPUS)}", file=sys.stderr)
 

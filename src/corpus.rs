@@ -4,11 +4,14 @@
 //! that the data summary, and therefore the prompts, are the same on every machine.
 //!
 //! Modification times come from the filesystem, which is what a user pointing sweep at their
-//! own reports expects. Git does not keep mtimes, so the shipped corpus
-//! (`experiments/corpus/`) has its intended mtimes recorded beside it in
-//! `experiments/corpus.mtimes.tsv` (written by `scripts/gen_corpus.py`, applied to a checkout
-//! with `--touch`, and applied by the golden test to a temporary copy with
-//! [`apply_mtimes`]). The corpus hash covers paths and contents only, never mtimes.
+//! own reports expects, unless the corpus has its times recorded as data: git keeps no
+//! mtimes, so a fresh clone of the shipped corpus (`experiments/corpus/`) would print the
+//! checkout's time in every "Latest modified" line. Its intended times are recorded beside
+//! it, in `<corpus dir>.mtimes.tsv` (`experiments/corpus.mtimes.tsv`, written by
+//! `scripts/gen_corpus.py`): `path<TAB>unix seconds<TAB>sha256 of the content`. The loader
+//! uses a recorded time for every file whose content still has the recorded hash (an edited
+//! file gets its filesystem time again), so the data summary is the seeds' on any checkout
+//! without a manual step. The corpus hash covers paths and contents only, never mtimes.
 
 use crate::spec::CorpusConfig;
 use chrono::{DateTime, Utc};
@@ -39,7 +42,7 @@ pub enum CorpusError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}, line {line}: expected `path<TAB>unix-seconds`")]
+    #[error("{path}, line {line}: expected `path<TAB>unix-seconds[<TAB>sha256]`")]
     BadMtimeLine { path: PathBuf, line: usize },
 }
 
@@ -96,7 +99,14 @@ pub struct CorpusFile {
     pub kind: FileKind,
     pub size: u64,
     pub modified: Option<DateTime<Utc>>,
+    /// `modified` is the time recorded in the corpus' mtimes file, not the filesystem's.
+    #[serde(default)]
+    pub modified_recorded: bool,
     pub parsed: Parsed,
+    /// What the seed system harvested from this file for its report prompt (`csv_<column>`
+    /// from the first ten rows, `json_<path>` of numeric fields), in file order.
+    #[serde(default)]
+    pub harvested: Vec<(String, serde_json::Value)>,
 }
 
 /// An ingested corpus.
@@ -143,6 +153,7 @@ impl Corpus {
         }
         let canon_root = root.canonicalize().map_err(io(root))?;
         let mut warnings = Vec::new();
+        let recorded = recorded_mtimes(root, &mut warnings);
         let mut found: Vec<(String, PathBuf, FileKind)> = Vec::new();
         walk(&canon_root, root, "", &mut found, &mut warnings)?;
         found.sort_by(|a, b| a.0.cmp(&b.0));
@@ -172,11 +183,20 @@ impl Corpus {
             if let Parsed::Unparsed(why) = &parsed {
                 warn(&mut warnings, format!("{rel}: not parsed ({why})"));
             }
+            let recorded_time = recorded.get(&rel).and_then(|(secs, sha)| {
+                let same = sha
+                    .as_deref()
+                    .is_none_or(|want| crate::spec::hex(&Sha256::digest(&bytes)) == want);
+                same.then(|| DateTime::<Utc>::from_timestamp(*secs, 0))
+                    .flatten()
+            });
             files.push(CorpusFile {
+                modified_recorded: recorded_time.is_some(),
+                modified: recorded_time.or_else(|| meta.modified().ok().map(DateTime::<Utc>::from)),
+                harvested: harvest(kind, &bytes),
                 path: rel,
                 kind,
                 size: bytes.len() as u64,
-                modified: meta.modified().ok().map(DateTime::<Utc>::from),
                 parsed,
             });
         }
@@ -240,6 +260,60 @@ impl Corpus {
             self.files.len(),
             sections.join("\n")
         )
+    }
+
+    /// The seed system's metric set for its report prompt (`extract_performance_metrics_from_data`
+    /// in Chimeraforge src/rust/demo_multiagent/src/main.rs): `total_files_analyzed`,
+    /// `data_types`, `total_file_size_bytes`, then every file's harvest (the first value of
+    /// a key wins, files in path order), `json_documents`, `markdown_heading_count`.
+    pub fn chimera_metrics(&self) -> BTreeMap<String, serde_json::Value> {
+        use serde_json::Value;
+        let mut m = BTreeMap::new();
+        m.insert("total_files_analyzed".into(), Value::from(self.files.len()));
+        let kinds: std::collections::BTreeSet<&str> = self
+            .files
+            .iter()
+            .map(|f| match f.kind {
+                FileKind::Csv => "csv",
+                FileKind::Json => "json",
+                FileKind::Markdown => "markdown",
+            })
+            .collect();
+        m.insert(
+            "data_types".into(),
+            Value::from(kinds.into_iter().collect::<Vec<_>>()),
+        );
+        m.insert(
+            "total_file_size_bytes".into(),
+            Value::from(self.total_bytes),
+        );
+        for f in &self.files {
+            for (k, v) in &f.harvested {
+                m.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        let json_documents = self
+            .files
+            .iter()
+            .filter(|f| matches!(f.parsed, Parsed::Json { .. }))
+            .count();
+        if json_documents > 0 {
+            m.entry("json_documents".into())
+                .or_insert(Value::from(json_documents));
+        }
+        let headings: usize = self
+            .files
+            .iter()
+            .map(|f| match f.parsed {
+                Parsed::Markdown { headings } => headings,
+                _ => 0,
+            })
+            .sum();
+        if headings > 0 {
+            m.entry("markdown_heading_count".into())
+                .or_insert(Value::from(headings));
+        }
+        m
     }
 
     /// Up to `limit` extracted metrics (`path: key = value`), for the report prompt.
@@ -419,8 +493,38 @@ fn flatten_metrics(v: &serde_json::Value, prefix: &str, out: &mut BTreeMap<Strin
     }
 }
 
-/// Reads a `path<TAB>unix-seconds` file (lines starting with `#` are comments).
-pub fn read_mtimes(file: &Path) -> Result<Vec<(String, i64)>, CorpusError> {
+/// The recorded mtimes file of a corpus root: `<root>.mtimes.tsv` beside the directory.
+pub fn mtimes_file(root: &Path) -> PathBuf {
+    let name = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "corpus".into());
+    root.with_file_name(format!("{name}.mtimes.tsv"))
+}
+
+/// The recorded times (and content hashes) of the corpus at `root`, if it has a mtimes file;
+/// a file that cannot be read is a warning, never an error (the filesystem's times apply).
+fn recorded_mtimes(
+    root: &Path,
+    warnings: &mut Vec<String>,
+) -> std::collections::HashMap<String, (i64, Option<String>)> {
+    let file = mtimes_file(root);
+    if !file.is_file() {
+        return Default::default();
+    }
+    match read_mtimes_with_hashes(&file) {
+        Ok(rows) => rows.into_iter().map(|(p, t, h)| (p, (t, h))).collect(),
+        Err(e) => {
+            warn(warnings, format!("recorded mtimes not used: {e}"));
+            Default::default()
+        }
+    }
+}
+
+/// Reads a mtimes file: `path<TAB>unix-seconds[<TAB>sha256]` lines (`#` starts a comment).
+pub fn read_mtimes_with_hashes(
+    file: &Path,
+) -> Result<Vec<(String, i64, Option<String>)>, CorpusError> {
     let text = std::fs::read_to_string(file).map_err(|source| CorpusError::Io {
         path: file.to_path_buf(),
         source,
@@ -434,10 +538,118 @@ pub fn read_mtimes(file: &Path) -> Result<Vec<(String, i64)>, CorpusError> {
             path: file.to_path_buf(),
             line: i + 1,
         };
-        let (p, t) = line.split_once('\t').ok_or_else(bad)?;
-        out.push((p.to_string(), t.trim().parse().map_err(|_| bad())?));
+        let mut cols = line.split('\t');
+        let (Some(p), Some(t)) = (cols.next(), cols.next()) else {
+            return Err(bad());
+        };
+        let secs = t.trim().parse().map_err(|_| bad())?;
+        let sha = cols
+            .next()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty());
+        if sha
+            .as_deref()
+            .is_some_and(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(bad());
+        }
+        out.push((p.to_string(), secs, sha));
     }
     Ok(out)
+}
+
+/// Reads a mtimes file's `(path, unix seconds)` pairs (see [`read_mtimes_with_hashes`]).
+pub fn read_mtimes(file: &Path) -> Result<Vec<(String, i64)>, CorpusError> {
+    Ok(read_mtimes_with_hashes(file)?
+        .into_iter()
+        .map(|(p, t, _)| (p, t))
+        .collect())
+}
+
+/// The seed system's numeric reading of a field: trailing `%` and `s` cut, `,` removed.
+fn seed_numeric(value: &str) -> Option<f64> {
+    value
+        .trim()
+        .trim_end_matches(['%', 's'])
+        .replace(',', "")
+        .parse::<f64>()
+        .ok()
+}
+
+/// What the seed system took from one file for its report prompt: `csv_<column>` of the
+/// metric-named columns from the first ten data rows (a number when it reads as one, else
+/// the text), `json_<path>` (`a.b[0].c`) of metric-named numbers and numeric strings.
+fn harvest(kind: FileKind, bytes: &[u8]) -> Vec<(String, serde_json::Value)> {
+    use serde_json::Value;
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Vec::new();
+    };
+    /// The first value of a key wins, as in the seed system's map.
+    fn put(k: String, v: Value, out: &mut Vec<(String, Value)>) {
+        if !out.iter().any(|(have, _)| *have == k) {
+            out.push((k, v));
+        }
+    }
+    let mut out: Vec<(String, Value)> = Vec::new();
+    match kind {
+        FileKind::Csv => {
+            let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+            let Some(header) = lines.next() else {
+                return out;
+            };
+            let headers = split_csv_line(header.trim_start_matches('\u{feff}'));
+            for row in lines.take(10) {
+                let fields = split_csv_line(row);
+                for (i, h) in headers.iter().enumerate() {
+                    if !is_metric_name(h) {
+                        continue;
+                    }
+                    let raw = fields.get(i).map(|s| s.trim()).unwrap_or("");
+                    let v = seed_numeric(raw)
+                        .map(Value::from)
+                        .unwrap_or_else(|| Value::from(raw));
+                    put(format!("csv_{h}"), v, &mut out);
+                }
+            }
+        }
+        FileKind::Json => {
+            fn walk(v: &Value, path: &str, out: &mut Vec<(String, Value)>) {
+                match v {
+                    Value::Object(map) => {
+                        for (k, v) in map {
+                            let p = if path.is_empty() {
+                                k.clone()
+                            } else {
+                                format!("{path}.{k}")
+                            };
+                            walk(v, &p, out);
+                        }
+                    }
+                    Value::Array(items) => {
+                        for (i, v) in items.iter().enumerate() {
+                            walk(v, &format!("{path}[{i}]"), out);
+                        }
+                    }
+                    Value::Number(n) if !path.is_empty() && is_metric_name(path) => {
+                        if let Some(x) = n.as_f64() {
+                            put(format!("json_{path}"), Value::from(x), out);
+                        }
+                    }
+                    Value::String(t) if !path.is_empty() && is_metric_name(path) => {
+                        if let Some(x) = seed_numeric(t) {
+                            put(format!("json_{path}"), Value::from(x), out);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if let Ok(v) = serde_json::from_str::<Value>(text) {
+                walk(&v, "", &mut out);
+            }
+        }
+        FileKind::Markdown => {}
+    }
+    out
 }
 
 /// Sets each listed file's mtime under `root` (for reproducible "Latest modified" lines).

@@ -7,7 +7,9 @@
 //! with time.
 
 use crate::record::Phase;
-use crate::spec::{AgentKind, ModelOptions, Order, Persona, Slot, Spec};
+use crate::spec::{
+    AgentKind, BackendKind, ModelOptions, Order, Persona, PersonaMode, PromptVersion, Slot, Spec,
+};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -21,28 +23,49 @@ pub const CALLS_PER_AGENT_RUN: usize = 2;
 pub struct Member {
     pub slot: Slot,
     pub persona: Persona,
+    /// Whether the persona is sent (`system`) or only shown in the report (`echo`).
+    #[serde(default)]
+    pub persona_mode: PersonaMode,
+    #[serde(default)]
+    pub prompt_version: PromptVersion,
     pub options: ModelOptions,
     pub model: String,
     /// Endpoint override; `None` uses the backend's endpoints.
     pub endpoint: Option<String>,
+    /// Report title in the seed system's words (see [`member_titles`]).
+    #[serde(default)]
+    pub title: String,
+}
+
+/// The seed system's report titles for the agents of one cell. "Baseline" for an agent that
+/// sends no options, else "Chimera"; then the role: a single agent is "Agent" (or its
+/// persona, "Insight" / "Collector"); in a pair that sets one agent against an untuned one
+/// (the seeds' baseline_vs_chimera: "Baseline Collector" and "Chimera Insight") the persona
+/// names the role, otherwise the slot does ("Chimera Agent A", "Chimera Agent B", as in the
+/// seeds' homo and hetero pairs, whatever their personas).
+pub fn member_titles(members: &[Member]) -> Vec<String> {
+    let tuned = members.iter().filter(|m| !m.options.is_empty()).count();
+    let mixed = members.len() > 1 && tuned > 0 && tuned < members.len();
+    members
+        .iter()
+        .map(|m| {
+            let base = if m.options.is_empty() {
+                "Baseline"
+            } else {
+                "Chimera"
+            };
+            let by_persona = m.slot == Slot::Single || mixed;
+            match (m.persona, m.slot) {
+                (Persona::Insight, _) if by_persona => format!("{base} Insight"),
+                (Persona::Collector, _) if by_persona => format!("{base} Collector"),
+                (_, Slot::Single) => format!("{base} Agent"),
+                (_, slot) => format!("{base} Agent {}", slot.as_str()),
+            }
+        })
+        .collect()
 }
 
 impl Member {
-    /// Report title, in the seeds' words: "Chimera Agent", "Chimera Agent B", "Chimera Insight",
-    /// or "Baseline Agent" when no options are sent.
-    pub fn title(&self) -> String {
-        let base = if self.options.is_empty() {
-            "Baseline"
-        } else {
-            "Chimera"
-        };
-        match (self.persona, self.slot) {
-            (Persona::Insight, _) => format!("{base} Insight"),
-            (Persona::Chimera, Slot::Single) => format!("{base} Agent"),
-            (Persona::Chimera, slot) => format!("{base} Agent {}", slot.as_str()),
-        }
-    }
-
     /// What forces the server to reload the model when it changes.
     pub fn reload_key(&self) -> String {
         let show = |v: Option<u32>| v.map(|x| x.to_string()).unwrap_or_else(|| "default".into());
@@ -95,26 +118,33 @@ impl Cell {
         }
     }
 
-    /// `num_ctx=512, temperature=0.6` or `defaults`, for people.
-    pub fn label(&self) -> String {
-        match self.agent {
-            AgentKind::Single => {
-                let c = self.members[0].options.canonical();
-                if c.is_empty() {
-                    "defaults".into()
-                } else {
-                    c.replace(',', ", ")
-                }
+    /// `num_ctx=512, temperature=0.6` or `defaults` (the backend's words for it, e.g.
+    /// `Ollama defaults`); a pair's agents with their persona (`A collector: …`) and, when
+    /// it is only shown, `(echo)`.
+    pub fn label(&self, defaults: &str) -> String {
+        let opts = |m: &Member| {
+            let c = m.options.canonical();
+            if c.is_empty() {
+                defaults.to_string()
+            } else {
+                c.replace(',', ", ")
             }
+        };
+        match self.agent {
+            AgentKind::Single => opts(&self.members[0]),
             AgentKind::Pair => self
                 .members
                 .iter()
                 .map(|m| {
-                    let c = m.options.canonical();
                     format!(
-                        "{}: {}",
+                        "{} {}{}: {}",
                         m.slot.as_str(),
-                        if c.is_empty() { "defaults".into() } else { c }
+                        m.persona.as_str(),
+                        match m.persona_mode {
+                            PersonaMode::Echo => " (echo)",
+                            PersonaMode::System => "",
+                        },
+                        opts(m)
                     )
                 })
                 .collect::<Vec<_>>()
@@ -279,20 +309,27 @@ fn expand_cells(spec: &Spec) -> Vec<Cell> {
     let mut cells = Vec::new();
     for arm in &spec.arms {
         for point in &arm.points {
-            let members: Vec<Member> = arm
+            let mut members: Vec<Member> = arm
                 .members
                 .iter()
                 .map(|m| Member {
                     slot: m.slot,
                     persona: m.persona,
+                    persona_mode: m.persona_mode,
+                    prompt_version: m.prompt_version,
                     options: m.options.merged_with(point),
                     model: m
                         .model
                         .clone()
                         .unwrap_or_else(|| spec.backend.model.clone()),
                     endpoint: m.endpoint.clone(),
+                    title: String::new(),
                 })
                 .collect();
+            let titles = member_titles(&members);
+            for (m, t) in members.iter_mut().zip(titles) {
+                m.title = t;
+            }
             let id = cell_id(&arm.name, arm.agent, &members);
             let reload_key = members
                 .iter()
@@ -312,7 +349,9 @@ fn expand_cells(spec: &Spec) -> Vec<Cell> {
     cells
 }
 
-/// `<arm>-<first 8 hex of sha256(arm, agent, members' persona/model/options)>`.
+/// `<arm>-<first 8 hex of sha256(arm, agent, members' persona/model/options)>`, plus the
+/// persona mode and prompt version where they are not the defaults (so the cells of earlier
+/// files keep their ids, and a changed request is never compared as the same cell).
 /// Endpoints are left out on purpose: moving a server to another port is the same cell.
 pub fn cell_id(arm: &str, agent: AgentKind, members: &[Member]) -> String {
     let mut h = Sha256::new();
@@ -332,6 +371,12 @@ pub fn cell_id(arm: &str, agent: AgentKind, members: &[Member]) -> String {
             )
             .as_bytes(),
         );
+        if m.persona_mode != PersonaMode::default() {
+            h.update(format!(":persona_mode={}", m.persona_mode.as_str()).as_bytes());
+        }
+        if m.prompt_version != PromptVersion::default() {
+            h.update(format!(":prompt_version={}", m.prompt_version.as_str()).as_bytes());
+        }
     }
     let digest = h.finalize();
     format!("{arm}-{}", &crate::spec::hex(&digest)[..8])
@@ -502,11 +547,12 @@ pub fn render(spec: &Spec, plan: &Plan) -> String {
             agent,
             group,
             calls,
-            c.label()
+            c.label(spec.backend.kind.defaults_label())
         );
     }
     let warm = plan.units.len() - plan.measured_units();
     let _ = writeln!(s);
+    let _ = writeln!(s, "{}", prompts_line(plan));
     let _ = writeln!(
         s,
         "cells: {}  (arms: {})",
@@ -548,10 +594,130 @@ pub fn render(spec: &Spec, plan: &Plan) -> String {
     s
 }
 
-/// What `validate` and `plan` warn about: an order that confounds factor levels with time,
-/// fewer reps than a regression verdict needs.
-pub fn warnings(spec: &Spec, plan: &Plan) -> Vec<String> {
+/// `prompts: sweep-1 (13 cells), chimera-2025 (3 cells); personas: system 4 agents, echo 2`:
+/// which prompt set and persona handling the plan's agents use (also in every record).
+pub fn prompts_line(plan: &Plan) -> String {
+    use std::collections::BTreeMap;
+    let mut versions: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut modes: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in &plan.cells {
+        for m in &c.members {
+            *versions.entry(m.prompt_version.as_str()).or_default() += 1;
+            if m.persona != Persona::Chimera {
+                *modes.entry(m.persona_mode.as_str()).or_default() += 1;
+            }
+        }
+    }
+    let list = |m: &BTreeMap<&str, usize>| {
+        m.iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "prompts: {} agents; personas: {}",
+        list(&versions),
+        if modes.is_empty() {
+            "none".to_string()
+        } else {
+            format!(
+                "{} agents (system = sent as the system prompt, echo = shown in the report, \
+                 not sent)",
+                list(&modes)
+            )
+        }
+    )
+}
+
+/// Each arm's agents and what happens to their persona, for the manifest:
+/// `baseline_vs_chimera/B insight echo`, `baseline/single chimera none`.
+pub fn persona_lines(spec: &Spec) -> Vec<String> {
+    spec.arms
+        .iter()
+        .flat_map(|a| {
+            a.members.iter().map(move |m| {
+                format!(
+                    "{}/{} {} {}",
+                    a.name,
+                    m.slot.as_str(),
+                    m.persona.as_str(),
+                    match m.persona {
+                        Persona::Chimera => "none",
+                        _ => m.persona_mode.as_str(),
+                    }
+                )
+            })
+        })
+        .collect()
+}
+
+/// Pair arms whose two agents send to one Ollama endpoint: with the server's parallelism
+/// unknown (or 1), "concurrent" may mean queued; with different reload keys, Ollama (one
+/// runner per model) reloads the model whenever the agents alternate.
+fn shared_endpoint_warnings(spec: &Spec, plan: &Plan) -> Vec<String> {
     let mut out = Vec::new();
+    if spec.backend.kind != BackendKind::Ollama {
+        return out;
+    }
+    let norm = |e: &Option<String>| e.as_deref().map(|u| u.trim_end_matches('/').to_string());
+    for arm in spec.arms.iter().filter(|a| a.agent == AgentKind::Pair) {
+        let eps: Vec<Option<String>> = arm.members.iter().map(|m| norm(&m.endpoint)).collect();
+        if eps.windows(2).any(|w| w[0] != w[1]) {
+            continue;
+        }
+        let url = eps
+            .first()
+            .cloned()
+            .flatten()
+            .or_else(|| match spec.backend.urls.as_slice() {
+                [one] => Some(one.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| "the backend's endpoint".into());
+        match spec.num_parallel {
+            None => out.push(format!(
+                "arm {:?}: agents A and B share one Ollama endpoint ({url}) whose parallelism is \
+                 unknown: with OLLAMA_NUM_PARALLEL=1 the concurrent phase queues one agent \
+                 behind the other and the speedup measures the queue. Start Ollama with \
+                 OLLAMA_NUM_PARALLEL=2 and declare it ([backend] num_parallel = 2), or give b \
+                 its own endpoint (b = {{ endpoint = \"http://127.0.0.1:11435\", … }}); see \
+                 README, \"Real concurrency with Ollama\"",
+                arm.name
+            )),
+            Some(1) => out.push(format!(
+                "arm {:?}: agents A and B share one Ollama endpoint ({url}) declared to run one \
+                 request at a time ([backend] num_parallel = 1): the concurrent phase is queued",
+                arm.name
+            )),
+            Some(_) => {}
+        }
+        let differing = plan
+            .cells
+            .iter()
+            .filter(|c| c.arm == arm.name)
+            .filter(|c| {
+                c.members
+                    .windows(2)
+                    .any(|w| w[0].reload_key() != w[1].reload_key())
+            })
+            .count();
+        if differing > 0 {
+            out.push(format!(
+                "arm {:?}: in {differing} cell(s) A and B load the model with different \
+                 num_ctx/num_gpu on one Ollama endpoint ({url}); Ollama keeps one runner per \
+                 model and reloads it when the options change, so the pair's calls reload \
+                 (cold) as the agents alternate: give b its own endpoint",
+                arm.name
+            ));
+        }
+    }
+    out
+}
+
+/// What `validate` and `plan` warn about: an order that confounds factor levels with time,
+/// fewer reps than a regression verdict needs, pair agents sharing one Ollama endpoint.
+pub fn warnings(spec: &Spec, plan: &Plan) -> Vec<String> {
+    let mut out = shared_endpoint_warnings(spec, plan);
     let e = &spec.experiment;
     if Plan::confounds_time(e.order) && plan.groups.len() > 1 {
         out.push(format!(

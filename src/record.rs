@@ -78,8 +78,22 @@ pub struct Record {
     pub options: BTreeMap<String, OptionValue>,
     /// "single", "A" or "B".
     pub agent: String,
-    /// "chimera" or "insight".
+    /// "chimera", "insight" or "collector".
     pub persona: String,
+    /// `system` (the persona was sent as the system prompt) or `echo` (only shown in the
+    /// report, as the seed system did). `None` in logs from before persona modes.
+    #[serde(default)]
+    pub persona_mode: Option<String>,
+    /// The prompt set of the call (`sweep-1`, `chimera-2025`, `small-1`). `None` in logs from
+    /// before prompt versions (they used `sweep-1`).
+    #[serde(default)]
+    pub prompt_version: Option<String>,
+    /// The call's key in the run's call store (`calls.jsonl.zst`), where its request as sent
+    /// and its full answer are kept: `<cell>/<r|w><rep>/<agent>/<phase>/<stage>`, with
+    /// `~<k>` for the k-th further attempt of its phase. `None` for a call that was never
+    /// sent (a report skipped after a failed analysis) and in older logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
     pub phase: Phase,
     pub stage: Stage,
     pub rep: u32,

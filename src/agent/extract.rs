@@ -25,6 +25,87 @@ enum Section {
     Recommendations,
 }
 
+/// Reads the analysis text the way the prompt version's report prompt expects.
+pub fn parse_analysis_for(version: crate::spec::PromptVersion, text: &str) -> Analysis {
+    match version {
+        crate::spec::PromptVersion::Chimera2025 => parse_analysis_chimera(text),
+        _ => parse_analysis(text),
+    }
+}
+
+/// The seed system's reading (`parse_analysis_response` in Chimeraforge
+/// src/rust/demo_multiagent/src/main.rs), reproduced so that `chimera-2025` report prompts
+/// carry what the seeds' did: the summary is everything after an "executive summary" line
+/// up to the next `#` heading; findings and recommendations are the first ten lines that
+/// mention a keyword anywhere in the text, with leading bullet marks and numbers cut (hence
+/// the seeds' `Key Performance Findings**`).
+pub fn parse_analysis_chimera(text: &str) -> Analysis {
+    Analysis {
+        summary: chimera_summary(text),
+        key_findings: chimera_keyword_lines(text, &["finding", "insight", "discovery", "key"]),
+        recommendations: chimera_keyword_lines(
+            text,
+            &["recommend", "suggest", "should", "consider"],
+        ),
+    }
+}
+
+fn chimera_summary(text: &str) -> String {
+    let mut lines: Vec<&str> = Vec::new();
+    let mut in_summary = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.is_empty() && in_summary {
+            lines.push("");
+            continue;
+        }
+        let lower = t.to_lowercase();
+        if lower.contains("executive summary") || lower == "summary" {
+            in_summary = true;
+            continue;
+        }
+        if in_summary && t.starts_with('#') {
+            break;
+        }
+        if in_summary {
+            lines.push(t);
+        }
+    }
+    if lines.is_empty() {
+        text.lines()
+            .take(5)
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        lines
+            .into_iter()
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn chimera_clean_bullet(line: &str) -> String {
+    line.trim_start_matches(['-', '*', '•'])
+        .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.' || c == ')')
+        .trim()
+        .to_string()
+}
+
+fn chimera_keyword_lines(text: &str, words: &[&str]) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.starts_with('#'))
+        .filter(|t| {
+            let l = t.to_lowercase();
+            words.iter().any(|w| l.contains(w))
+        })
+        .map(chimera_clean_bullet)
+        .take(MAX_ITEMS)
+        .collect()
+}
+
 /// Reads the analysis text.
 pub fn parse_analysis(text: &str) -> Analysis {
     let mut summary = Vec::new();
@@ -163,6 +244,31 @@ Recommendations for Optimization:\n1. **Tune num_ctx.** Smaller is faster.\n2) P
             a.recommendations,
             vec!["**Tune num_ctx.** Smaller is faster.", "Pin the model."]
         );
+    }
+
+    /// Seed 000's lists came out of this reading: a bold numbered heading keeps its closing
+    /// asterisks, a summary paragraph that says "recommend" is a recommendation, a number
+    /// after a bullet mark and a space stays.
+    #[test]
+    fn chimera_reading_reproduces_the_seed_quirks() {
+        let text = "**1. Executive Summary**\n\nThe data shows 101 files. We recommend pinning.\n\n\
+**2. Key Performance Findings**\n\n* **Time Sensitivity:** recent.\n\n## 3. Metrics\n- 1) You should cache.\n";
+        let a = parse_analysis_chimera(text);
+        assert_eq!(
+            a.summary,
+            "The data shows 101 files. We recommend pinning.\n**2. Key Performance Findings**\n* **Time Sensitivity:** recent."
+        );
+        assert_eq!(a.key_findings, vec!["Key Performance Findings**"]);
+        assert_eq!(
+            a.recommendations,
+            vec![
+                "The data shows 101 files. We recommend pinning.",
+                "1) You should cache."
+            ]
+        );
+        let none = parse_analysis_chimera("line one\nline two");
+        assert_eq!(none.summary, "line one\nline two");
+        assert!(none.key_findings.is_empty() && none.recommendations.is_empty());
     }
 
     #[test]

@@ -10,11 +10,11 @@ use crate::backend::{Backend, BackendError, GenRequest, Generation};
 use crate::corpus::Corpus;
 use crate::plan::Member;
 use crate::record::Stage;
-use crate::spec::{Persona, RetryPolicy};
+use crate::spec::{PersonaMode, RetryPolicy};
 use std::time::{Duration, Instant};
 
-pub use extract::{parse_analysis, Analysis};
-pub use prompts::INSIGHT_PERSONA;
+pub use extract::{parse_analysis, parse_analysis_chimera, parse_analysis_for, Analysis};
+pub use prompts::{persona_text, COLLECTOR_PERSONA, INSIGHT_PERSONA};
 pub use report_md::{ReportInput, RunMetrics};
 
 /// What one agent run needs.
@@ -29,13 +29,29 @@ pub struct AgentContext<'a> {
     /// Leads every prompt so no prompt cache can serve it. Empty disables it (then
     /// [`CallResult::cache_defeated`] is false).
     pub nonce: String,
+    /// The stem of this agent run's call ids, e.g. `<cell>/r1/A/concurrent`; a call's id is
+    /// `<stem>/<stage>` (what records and the call store key calls by).
+    pub call_stem: String,
     pub retry: &'a RetryPolicy,
+}
+
+impl AgentContext<'_> {
+    /// The id of this agent run's call of `stage`.
+    pub fn call_id(&self, stage: Stage) -> String {
+        if self.call_stem.is_empty() {
+            stage.as_str().to_string()
+        } else {
+            format!("{}/{}", self.call_stem, stage.as_str())
+        }
+    }
 }
 
 /// One LLM call of an agent run, after retries.
 #[derive(Debug, Clone)]
 pub struct CallResult {
     pub stage: Stage,
+    /// `<call stem>/<stage>` (see [`AgentContext::call_stem`]).
+    pub call_id: String,
     /// The request as sent by the last attempt (each attempt's prompt carries its own
     /// nonce; otherwise they are the same).
     pub request: GenRequest,
@@ -85,11 +101,12 @@ impl AgentRun {
     }
 }
 
-/// System prompt sent for a persona: the InsightAgent persona, or none.
-pub fn system_prompt(persona: Persona) -> Option<&'static str> {
-    match persona {
-        Persona::Insight => Some(INSIGHT_PERSONA),
-        Persona::Chimera => None,
+/// The system prompt sent for an agent: its persona in `system` mode; nothing in `echo` mode
+/// (the persona is only shown in the report, as the seed system did) or without a persona.
+pub fn system_prompt(member: &Member) -> Option<&'static str> {
+    match member.persona_mode {
+        PersonaMode::System => persona_text(member.persona),
+        PersonaMode::Echo => None,
     }
 }
 
@@ -155,7 +172,7 @@ async fn stage_call(
 ) -> CallResult {
     let make = |attempt: u32| GenRequest {
         model: ctx.member.model.clone(),
-        system: system_prompt(ctx.member.persona).map(str::to_owned),
+        system: system_prompt(ctx.member).map(str::to_owned),
         prompt: prompt(&attempt_nonce(&ctx.nonce, attempt)),
         options: ctx.member.options.clone(),
         endpoint: ctx.member.endpoint.clone(),
@@ -164,6 +181,7 @@ async fn stage_call(
     let (result, attempts, request) = call_attempts(backend, make, ctx.retry).await;
     CallResult {
         stage,
+        call_id: ctx.call_id(stage),
         request,
         started_at,
         ended_at: Instant::now(),
@@ -180,21 +198,22 @@ fn ms_between(a: Instant, b: Instant) -> f64 {
 /// Runs one agent: analysis call, then (if it succeeded) report call, then the report file.
 pub async fn run_agent(backend: &dyn Backend, ctx: &AgentContext<'_>) -> AgentRun {
     let data_summary = ctx.corpus.data_summary();
+    let version = ctx.member.prompt_version;
     let started_at = Instant::now();
     let analysis_call = stage_call(backend, ctx, Stage::Analysis, |nonce| {
-        prompts::analysis_prompt(nonce, &data_summary)
+        prompts::analysis_prompt(version, nonce, &data_summary)
     })
     .await;
     let analysis_ms = ms_between(analysis_call.started_at, analysis_call.ended_at);
     let mut calls = vec![analysis_call];
     let analysis = match &calls[0].result {
-        Ok(g) => Some(parse_analysis(&g.text)),
+        Ok(g) => Some(parse_analysis_for(version, &g.text)),
         Err(_) => None,
     };
     let mut report_ms = None;
     if let Some(a) = &analysis {
         let call = stage_call(backend, ctx, Stage::Report, |nonce| {
-            prompts::report_prompt(nonce, a, ctx.corpus)
+            prompts::report_prompt(version, nonce, a, ctx.corpus)
         })
         .await;
         report_ms = Some(ms_between(call.started_at, call.ended_at));
@@ -210,6 +229,11 @@ pub async fn run_agent(backend: &dyn Backend, ctx: &AgentContext<'_>) -> AgentRu
     let report_markdown = match (&analysis, calls.get(1).map(|c| &c.result)) {
         (Some(a), Some(Ok(report))) => {
             let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+            let ids: Vec<(&str, String)> = calls
+                .iter()
+                .map(|c| (c.stage.as_str(), c.call_id.clone()))
+                .collect();
+            let defaults = backend.defaults_label();
             Some(report_md::render(&ReportInput {
                 member: ctx.member,
                 date: &date,
@@ -222,7 +246,9 @@ pub async fn run_agent(backend: &dyn Backend, ctx: &AgentContext<'_>) -> AgentRu
                 total_ms,
                 metrics: &metrics,
                 analysis: a,
-                system_prompt: system_prompt(ctx.member.persona),
+                persona: persona_text(ctx.member.persona),
+                defaults_label: &defaults,
+                calls: &ids,
             }))
         }
         _ => None,
@@ -316,6 +342,7 @@ pub async fn run_pair_measured(
         if !c.nonce.is_empty() {
             c.nonce = format!("{}/{tag}", c.nonce);
         }
+        c.call_stem = format!("{}/{tag}", c.call_stem);
         c
     }
     let concurrent = run_pair(backend, &tagged(a, "concurrent"), &tagged(b, "concurrent")).await;

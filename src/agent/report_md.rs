@@ -1,11 +1,12 @@
 //! The per-agent report file, in the seeds' structure: header, the model's report, then
 //! `## Workflow Summary`, `## Metrics`, `## Key Findings`, `## Recommendations`,
-//! `## Persona Prompt`.
+//! `## Persona Prompt`; then sweep's own `## Calls` (the prompt version, whether the persona
+//! was sent, and the ids of the calls, which `sweep show` prints in full).
 
 use super::extract::Analysis;
 use crate::backend::Generation;
 use crate::plan::Member;
-use crate::spec::{Persona, Slot};
+use crate::spec::{Persona, PersonaMode, Slot};
 
 /// Metrics of one agent run, derived from its successful calls the way the seeds did.
 /// `None` (printed `n/a`, never 0) when a call lacked the figure.
@@ -70,8 +71,13 @@ pub struct ReportInput<'a> {
     pub total_ms: f64,
     pub metrics: &'a RunMetrics,
     pub analysis: &'a Analysis,
-    /// The system prompt actually sent, if any.
-    pub system_prompt: Option<&'a str>,
+    /// The agent's persona text, shown whether it was sent or not (`member.persona_mode`).
+    pub persona: Option<&'a str>,
+    /// What an agent that sends no options runs with (the backend's words, e.g.
+    /// `Ollama defaults`, `engine defaults (num_ctx 2048, 128 tokens)`).
+    pub defaults_label: &'a str,
+    /// (stage, call id) of the agent run's calls, in order.
+    pub calls: &'a [(&'a str, String)],
 }
 
 fn f2(v: Option<f64>, unit: &str) -> String {
@@ -87,14 +93,14 @@ fn bullets(items: &[String]) -> String {
     }
 }
 
-/// Renders the report. Pair agents and insight agents get the seeds' pair header
+/// Renders the report. Pair agents and agents with a persona get the seeds' pair header
 /// (`# <title>`, then `# Technical Report: <title> Analysis`, Date, Agent Type, Model);
 /// a single chimera/baseline agent gets the seeds' single header (Date, Model, Agent Type
 /// `Chimera`/`Baseline`).
 pub fn render(r: &ReportInput<'_>) -> String {
-    let title = r.member.title();
     let m = r.member;
-    let pair_style = m.slot != Slot::Single || m.persona == Persona::Insight;
+    let title = &m.title;
+    let pair_style = m.slot != Slot::Single || m.persona != Persona::Chimera;
     let mut s = String::new();
     if pair_style {
         s.push_str(&format!(
@@ -110,7 +116,7 @@ pub fn render(r: &ReportInput<'_>) -> String {
     }
     s.push_str(&format!(
         "**Configuration:** {}\n\n---\n\n",
-        m.options.config_line()
+        m.options.config_line(r.defaults_label)
     ));
     s.push_str(r.report_text.trim());
     s.push_str("\n\n---\n\n## Workflow Summary\n");
@@ -155,9 +161,31 @@ pub fn render(r: &ReportInput<'_>) -> String {
     s.push_str("\n## Recommendations\n");
     s.push_str(&bullets(&r.analysis.recommendations));
     s.push_str("\n## Persona Prompt\n");
-    match r.system_prompt {
+    match r.persona {
         Some(p) => s.push_str(&format!("```\n{}\n```\n", p.trim_end())),
         None => s.push_str("None: no system prompt was sent to this agent.\n"),
     }
+    s.push_str("\n## Calls\n");
+    let persona = match (r.persona, m.persona_mode) {
+        (None, _) => "no persona".to_string(),
+        (Some(_), PersonaMode::System) => {
+            "persona sent as the system prompt (persona_mode = \"system\")".to_string()
+        }
+        (Some(_), PersonaMode::Echo) => {
+            "persona shown above but not sent (persona_mode = \"echo\", \
+             as the seed system did)"
+                .to_string()
+        }
+    };
+    s.push_str(&format!(
+        "- Prompts: {} ({persona})\n",
+        m.prompt_version.as_str()
+    ));
+    for (stage, id) in r.calls {
+        s.push_str(&format!("- {stage}: `{id}`\n"));
+    }
+    s.push_str(
+        "\nEach call's request as sent and its full answer: `sweep show <run dir> --call <id>`.\n",
+    );
     s
 }

@@ -19,7 +19,7 @@
 
 use super::{
     Backend, BackendError, BackendInfo, BoxFuture, ClientTimer, GenRequest, Generation,
-    ServerMetrics, TimeoutPhase,
+    ServerMetrics, TimeoutPhase, WireRequest,
 };
 use crate::spec::{BackendConfig, ModelOptions, Timeouts, DEFAULT_MODEL_PATH};
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -187,6 +187,45 @@ impl Backend for EmbeddedBackend {
             drop(cancel);
             result.map_err(|_| BackendError::Engine("the engine thread stopped mid-call".into()))?
         })
+    }
+
+    /// Nothing goes over a wire: the record is what the engine thread is handed, the
+    /// messages it applies the chat template to, and the settings it resolves (defaults
+    /// filled in), so that a stored call says what really ran.
+    fn wire_request(&self, req: &GenRequest) -> WireRequest {
+        let mut messages = Vec::with_capacity(2);
+        if let Some(system) = req.system.as_deref().filter(|s| !s.is_empty()) {
+            messages.push(serde_json::json!({"role": "system", "content": system}));
+        }
+        messages.push(serde_json::json!({"role": "user", "content": req.prompt}));
+        let o = &req.options;
+        let mut settings = serde_json::json!({
+            "num_ctx": o.num_ctx.unwrap_or(DEFAULT_NUM_CTX),
+            "num_predict": o.num_predict.unwrap_or(DEFAULT_NUM_PREDICT),
+            "gpu_layers": effective_gpu_layers(o),
+            "chat_template": "from the GGUF, else llama.cpp's named template \"gemma\"",
+        });
+        // An f32 as its shortest decimal (0.8, not 0.800000011920929).
+        let short = |x: f32| x.to_string().parse::<f64>().unwrap_or(f64::from(x));
+        if let Ok(s) = Sampling::from_options(o) {
+            settings["temperature"] = serde_json::json!(short(s.temperature));
+            settings["top_k"] = serde_json::json!(s.top_k);
+            settings["top_p"] = serde_json::json!(short(s.top_p));
+            settings["repeat_penalty"] = serde_json::json!(short(s.repeat_penalty));
+            settings["seed"] = serde_json::json!(s.seed);
+        }
+        WireRequest {
+            endpoint: format!("embedded:{}", self.inner.model_path.display()),
+            body: serde_json::json!({
+                "model": req.model,
+                "messages": messages,
+                "settings": settings,
+            }),
+        }
+    }
+
+    fn defaults_label(&self) -> String {
+        crate::spec::BackendKind::Embedded.defaults_label().into()
     }
 
     fn preflight<'a>(
@@ -783,6 +822,16 @@ mod tests {
             ..Default::default()
         };
         assert!(Sampling::from_options(&zero_penalty).is_err());
+    }
+
+    /// The label the reports print for an agent that sends no options says what the engine
+    /// really uses.
+    #[test]
+    fn defaults_label_names_the_engine_defaults() {
+        assert_eq!(
+            crate::spec::BackendKind::Embedded.defaults_label(),
+            format!("engine defaults (num_ctx {DEFAULT_NUM_CTX}, {DEFAULT_NUM_PREDICT} tokens)")
+        );
     }
 
     #[test]

@@ -36,6 +36,27 @@ pub struct GenRequest {
     pub endpoint: Option<String>,
 }
 
+/// A request as it goes on the wire: where it is sent and its JSON body, exactly as sent (the
+/// backends send this very value). What the call store keeps of every call's request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireRequest {
+    /// The URL the body is POSTed to (a password in it replaced by `redacted`), or
+    /// `embedded:<model path>` for the in-process engine.
+    pub endpoint: String,
+    pub body: serde_json::Value,
+}
+
+/// `url` with a password in it replaced by `redacted` (credentials never reach the call store).
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// Durations and counts the server itself reports. `None` when the server gives none.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServerMetrics {
@@ -198,6 +219,26 @@ pub trait Backend: Send + Sync {
     /// servers that cannot (or when asking failed: never an error, it only informs).
     fn loaded<'a>(&'a self, _endpoint: Option<&'a str>) -> BoxFuture<'a, Option<Vec<LoadedModel>>> {
         Box::pin(async { None })
+    }
+
+    /// The request `req` goes out as (endpoint and body), for the call store. The default,
+    /// for stand-ins that send nothing, is the request itself as JSON.
+    fn wire_request(&self, req: &GenRequest) -> WireRequest {
+        WireRequest {
+            endpoint: req.endpoint.as_deref().map(redact_url).unwrap_or_default(),
+            body: serde_json::to_value(req).unwrap_or_default(),
+        }
+    }
+
+    /// What a request that sets no option runs with, in the reports' words.
+    fn defaults_label(&self) -> String {
+        "server defaults".into()
+    }
+
+    /// `text` with every secret the backend holds (an API key) replaced by `<redacted>`:
+    /// applied to whatever is stored of a call.
+    fn redact(&self, text: &str) -> String {
+        text.to_string()
     }
 }
 

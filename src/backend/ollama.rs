@@ -7,7 +7,7 @@ use super::http::{self, Deadlines};
 use super::stream::{LineParser, LineStream, StreamState};
 use super::{
     Backend, BackendError, BackendInfo, BoxFuture, ClientTimer, GenRequest, Generation,
-    LoadedModel, ServerMetrics, TOKENS_FROM_USAGE,
+    LoadedModel, ServerMetrics, WireRequest, TOKENS_FROM_USAGE,
 };
 use crate::spec::{BackendConfig, ModelOptions, OllamaApi, Timeouts};
 use serde::{Deserialize, Serialize};
@@ -40,10 +40,21 @@ impl OllamaBackend {
         }
     }
 
-    async fn generate_inner(&self, req: &GenRequest) -> Result<Generation, BackendError> {
+    /// The URL and the JSON body of a generation: what is sent, and what the call store keeps.
+    fn wire<'a>(
+        &'a self,
+        req: &'a GenRequest,
+    ) -> Result<(Cow<'a, str>, String, serde_json::Value), BackendError> {
         let base = self.base(req)?;
         let (path, body) = request_body(self.api, req);
         let url = format!("{base}{path}");
+        let body = serde_json::to_value(body)
+            .map_err(|e| BackendError::InvalidRequest(format!("request body: {e}")))?;
+        Ok((base, url, body))
+    }
+
+    async fn generate_inner(&self, req: &GenRequest) -> Result<Generation, BackendError> {
+        let (base, url, body) = self.wire(req)?;
         let rb = self.client.post(&url).json(&body);
 
         let timer = ClientTimer::start();
@@ -167,6 +178,28 @@ impl Backend for OllamaBackend {
             }
             Ok(info)
         })
+    }
+
+    fn wire_request(&self, req: &GenRequest) -> WireRequest {
+        match self.wire(req) {
+            Ok((_, url, body)) => WireRequest {
+                endpoint: super::redact_url(&url),
+                body,
+            },
+            // The same error fails the call itself; keep what was asked.
+            Err(_) => WireRequest {
+                endpoint: req
+                    .endpoint
+                    .as_deref()
+                    .map(super::redact_url)
+                    .unwrap_or_default(),
+                body: serde_json::to_value(req).unwrap_or_default(),
+            },
+        }
+    }
+
+    fn defaults_label(&self) -> String {
+        crate::spec::BackendKind::Ollama.defaults_label().into()
     }
 
     fn loaded<'a>(&'a self, endpoint: Option<&'a str>) -> BoxFuture<'a, Option<Vec<LoadedModel>>> {

@@ -14,7 +14,7 @@ use super::http::{self, Deadlines};
 use super::stream::{LineParser, LineStream, StreamState};
 use super::{
     Backend, BackendError, BackendInfo, BoxFuture, ClientTimer, GenRequest, Generation,
-    TOKENS_FROM_TOKENIZE, TOKENS_FROM_USAGE,
+    WireRequest, TOKENS_FROM_TOKENIZE, TOKENS_FROM_USAGE,
 };
 use crate::spec::{BackendConfig, Timeouts};
 use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
@@ -372,6 +372,38 @@ impl Backend for OpenAiBackend {
         req: &'a GenRequest,
     ) -> BoxFuture<'a, Result<Generation, BackendError>> {
         Box::pin(async move { self.generate_inner(req).await.map_err(|e| self.redacted(e)) })
+    }
+
+    fn wire_request(&self, req: &GenRequest) -> WireRequest {
+        let base = match &req.endpoint {
+            Some(e) => openai_base(e).unwrap_or_else(|_| e.clone()),
+            None => self.urls[0].clone(),
+        };
+        // The key travels in the Authorization header, never in the body; an `extra` field
+        // could still hold it by mistake, so the body's text is redacted too.
+        let body = self.body(req);
+        let body = match &self.api_key {
+            Some(k) if body.to_string().contains(k.as_str()) => {
+                serde_json::from_str(&body.to_string().replace(k.as_str(), "<redacted>"))
+                    .unwrap_or_default()
+            }
+            _ => body,
+        };
+        WireRequest {
+            endpoint: self.redact(&super::redact_url(&format!("{base}/v1/chat/completions"))),
+            body,
+        }
+    }
+
+    fn defaults_label(&self) -> String {
+        crate::spec::BackendKind::Openai.defaults_label().into()
+    }
+
+    fn redact(&self, text: &str) -> String {
+        match &self.api_key {
+            Some(k) => text.replace(k.as_str(), "<redacted>"),
+            None => text.to_string(),
+        }
     }
 
     fn preflight<'a>(&'a self, model: &'a str) -> BoxFuture<'a, Result<BackendInfo, BackendError>> {

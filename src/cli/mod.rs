@@ -117,6 +117,41 @@ pub enum Command {
         /// uses the latest), and any phase not yet run.
         #[arg(long, value_name = "RUN_ID", num_args = 0..=1, conflicts_with_all = ["new", "resume", "run_id"])]
         retry_failed: Option<Option<String>>,
+        /// Do not keep the calls' requests and answers (calls.jsonl.zst; kept by default,
+        /// `sweep show` prints them).
+        #[arg(long)]
+        no_text: bool,
+    },
+    /// Print a run's stored calls: each request as sent (endpoint, system prompt, prompt or
+    /// messages, options) and the model's full answer, from <run>/calls.jsonl.zst. Filters
+    /// combine; without any, every call is printed.
+    Show {
+        /// A run directory (results/<experiment>/<run-id>).
+        run: PathBuf,
+        /// A cell id, or an arm name (all its cells).
+        #[arg(long, value_name = "CELL")]
+        cell: Option<String>,
+        /// Repetition k (1-based, as in the reports' run_<k>); with --warmup, warm-up run k.
+        #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
+        rep: Option<u32>,
+        /// Warm-up calls only (with --rep: warm-up run k).
+        #[arg(long)]
+        warmup: bool,
+        /// `analysis` or `report`.
+        #[arg(long, value_name = "STAGE", value_parser = ["analysis", "report"])]
+        stage: Option<String>,
+        /// `single`, `A` or `B`.
+        #[arg(long, value_name = "AGENT", value_parser = ["single", "A", "B"])]
+        agent: Option<String>,
+        /// `single`, `concurrent`, `sequential` or `reload`.
+        #[arg(long, value_name = "PHASE", value_parser = ["single", "concurrent", "sequential", "reload"])]
+        phase: Option<String>,
+        /// A call id (as in the records and the reports' `## Calls`), or the start of one.
+        #[arg(long, value_name = "ID")]
+        call: Option<String>,
+        /// JSON lines (the stored form) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Write a Slurm job array (one shard per task, run ids from the job id so a requeued
     /// task resumes its run), the afterok job that merges and analyses the shards, a submit
@@ -420,6 +455,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Compare { .. } => "compare",
         Command::Baseline { .. } => "baseline",
         Command::Power { .. } => "power",
+        Command::Show { .. } => "show",
     }
 }
 
@@ -443,6 +479,7 @@ pub fn run(command: Command) -> Result<Status, CliError> {
             json,
             max_phases,
             retry_failed,
+            no_text,
         } => {
             let spec = Spec::load(&file)?;
             let (shard, run_id, auto) =
@@ -473,6 +510,7 @@ pub fn run(command: Command) -> Result<Status, CliError> {
                 results_dir,
                 max_phases,
                 retry_failed,
+                no_text,
             };
             run_command(&spec, opts)
         }
@@ -704,6 +742,36 @@ pub fn run(command: Command) -> Result<Status, CliError> {
             })
         }
         Command::Baseline { action } => baseline(action),
+        Command::Show {
+            run,
+            cell,
+            rep,
+            warmup,
+            stage,
+            agent,
+            phase,
+            call,
+            json,
+        } => {
+            let filter = crate::store::calls::CallFilter {
+                cell,
+                rep,
+                warmup,
+                stage: stage.map(|s| match s.as_str() {
+                    "report" => crate::record::Stage::Report,
+                    _ => crate::record::Stage::Analysis,
+                }),
+                agent,
+                phase: phase.map(|p| match p.as_str() {
+                    "concurrent" => crate::record::Phase::Concurrent,
+                    "sequential" => crate::record::Phase::Sequential,
+                    "reload" => crate::record::Phase::Reload,
+                    _ => crate::record::Phase::Single,
+                }),
+                call,
+            };
+            show(&run, &filter, json)
+        }
         Command::Power {
             run,
             reps,
@@ -713,6 +781,50 @@ pub fn run(command: Command) -> Result<Status, CliError> {
             json,
         } => power_command(&run, reps, power, alpha, &thresholds, json),
     }
+}
+
+/// `sweep show`: the stored calls that match, as text or as the stored JSON lines.
+fn show(
+    run: &Path,
+    filter: &crate::store::calls::CallFilter,
+    json: bool,
+) -> Result<Status, CliError> {
+    let manifest = crate::store::Manifest::read(run)?;
+    if !run.join(crate::store::CALLS_ZST).is_file() {
+        return Err(CliError::Usage(format!(
+            "{}: no call texts stored ({}); runs keep them unless started with --no-text",
+            run.display(),
+            if manifest.call_texts.is_none() {
+                "this run was made with --no-text, by a merge or by an older sweep"
+            } else {
+                "no call has been stored yet"
+            }
+        )));
+    }
+    let calls = crate::store::read_calls(run)?;
+    let mut shown = 0;
+    for c in calls.iter().filter(|c| filter.matches(c)) {
+        if json {
+            let line =
+                serde_json::to_string(c).map_err(|e| CliError::Environment(e.to_string()))?;
+            println!("{line}");
+        } else {
+            if shown > 0 {
+                println!();
+            }
+            print!("{}", crate::store::calls::render(c));
+        }
+        shown += 1;
+    }
+    if shown == 0 {
+        return Err(CliError::Usage(format!(
+            "{}: no stored call matches (of {}); call ids are listed in the records and in each \
+             report's `## Calls`",
+            run.display(),
+            calls.len()
+        )));
+    }
+    Ok(Status::Ok)
 }
 
 fn validate(file: &Path) -> Result<Status, CliError> {

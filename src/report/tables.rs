@@ -599,10 +599,49 @@ fn footer(a: &Analysis, m: Metric, cells: &[&CellAnalysis]) -> Vec<String> {
     if let Some(env) = environment(a) {
         f.push(format!("Environment: {env}."));
     }
+    if let Some(p) = prompts_note(a) {
+        f.push(p);
+    }
     for n in &a.notes {
         f.push(format!("Warning: {n}."));
     }
     f
+}
+
+/// The prompt versions and what happened to each persona (sent as the system prompt, or
+/// only shown in the reports: `persona_mode = "echo"`), from the run's manifest.
+fn prompts_note(a: &Analysis) -> Option<String> {
+    let m = a.manifest.as_ref()?;
+    if m.prompt_versions.is_empty() && m.personas.is_empty() {
+        return None;
+    }
+    let with = |mode: &str| -> Vec<String> {
+        m.personas
+            .iter()
+            .filter_map(|l| {
+                let (who, rest) = l.split_once(' ')?;
+                let (persona, md) = rest.split_once(' ')?;
+                (md == mode).then(|| format!("{who} {persona}"))
+            })
+            .collect()
+    };
+    let mut parts = vec![format!("Prompts: {}", m.prompt_versions.join(", "))];
+    let sent = with("system");
+    if !sent.is_empty() {
+        parts.push(format!(
+            "personas sent as the system prompt: {}",
+            sent.join(", ")
+        ));
+    }
+    let echo = with("echo");
+    if !echo.is_empty() {
+        parts.push(format!(
+            "personas shown in the reports but not sent (persona_mode = \"echo\", as the seed \
+             system did): {}",
+            echo.join(", ")
+        ));
+    }
+    Some(format!("{}.", parts.join("; ")))
 }
 
 /// A one-line environment summary from the run's manifest: host, CPU, GPUs and driver,

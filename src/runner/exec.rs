@@ -9,11 +9,12 @@
 
 use super::{PhaseExecutor, PhaseJob, PhaseOutput};
 use crate::agent::{self, AgentContext, AgentRun, CallResult};
-use crate::backend::{Backend, BoxFuture, GenRequest};
+use crate::backend::{Backend, BackendError, BoxFuture, GenRequest, Generation};
 use crate::corpus::Corpus;
 use crate::plan::Member;
 use crate::record::{ColdReason, Phase, Record, Stage};
-use crate::spec::{CorpusConfig, ModelOptions, RetryPolicy};
+use crate::spec::{CorpusConfig, ModelOptions, Persona, RetryPolicy};
+use crate::store::CallText;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -69,13 +70,9 @@ impl AgentExecutor {
             return String::new();
         }
         format!(
-            "{}/{}/{}{}/{}/{}/{}.{execution}",
+            "{}/{}/{}.{execution}",
             job.run_id,
-            job.cell.id,
-            if job.unit.warmup { "w" } else { "r" },
-            job.unit.rep + 1,
-            m.slot.as_str(),
-            job.phase.as_str(),
+            call_stem(job, m),
             self.session
         )
     }
@@ -112,6 +109,7 @@ impl AgentExecutor {
                 corpus: c,
                 ingest_ms: *ms,
                 nonce: n.clone(),
+                call_stem: call_stem(job, m),
                 retry: &self.retry,
             })
             .collect();
@@ -163,8 +161,9 @@ impl AgentExecutor {
         members: &[Member],
         reason: ColdReason,
         execution: u64,
-    ) -> Vec<Record> {
+    ) -> (Vec<Record>, Vec<CallText>) {
         let mut out = Vec::new();
+        let mut texts = Vec::new();
         for m in members {
             let options = ModelOptions {
                 num_predict: Some(1),
@@ -190,6 +189,20 @@ impl AgentExecutor {
             r.warmup = true;
             // Unique per phase: a pair unit can probe before each of its two phases.
             r.rep = job.unit.order as u32 * 2 + u32::from(job.phase == Phase::Sequential);
+            let id = format!(
+                "{}/order{}/{}/{}/reload",
+                job.cell.id,
+                job.unit.order,
+                job.phase.as_str(),
+                m.slot.as_str()
+            );
+            r.call_id = Some(id.clone());
+            r.prompt_version = None;
+            r.persona_mode = None;
+            let mut text = self.call_text(id, m, Stage::Analysis, 1, &req, &result);
+            text.prompt_version.clear();
+            text.persona_mode.clear();
+            texts.push(text);
             r.timestamp = wall.to_rfc3339();
             r.attempts = 1;
             r.cache_defeated = self.defeat_cache;
@@ -205,7 +218,40 @@ impl AgentExecutor {
             }
             out.push(r);
         }
-        out
+        (out, texts)
+    }
+
+    /// What the call store keeps of a call: the request as the backend sends it and the
+    /// answer, secrets redacted. (Cell, rep and attempt are the record's: the store sets them.)
+    fn call_text(
+        &self,
+        call_id: String,
+        m: &Member,
+        stage: Stage,
+        attempts: u32,
+        req: &GenRequest,
+        result: &Result<Generation, BackendError>,
+    ) -> CallText {
+        let b = self.backend.as_ref();
+        CallText {
+            call_id,
+            cell_id: String::new(),
+            rep: 0,
+            warmup: false,
+            phase: Phase::Single,
+            retry: 0,
+            agent: m.slot.as_str().to_string(),
+            stage,
+            prompt_version: m.prompt_version.as_str().to_string(),
+            persona_mode: match m.persona {
+                Persona::Chimera => String::new(),
+                _ => m.persona_mode.as_str().to_string(),
+            },
+            attempts,
+            request: b.wire_request(req),
+            response: result.as_ref().ok().map(|g| b.redact(&g.text)),
+            error: result.as_ref().err().map(|e| b.redact(&e.to_string())),
+        }
     }
 
     fn base_record(&self, job: &PhaseJob, m: &Member, stage: Stage) -> Record {
@@ -216,7 +262,9 @@ impl AgentExecutor {
             cell_id: job.cell.id.clone(),
             options: m.options.to_map(),
             agent: m.slot.as_str().to_string(),
-            persona: format!("{:?}", m.persona).to_lowercase(),
+            persona: m.persona.as_str().to_string(),
+            persona_mode: Some(m.persona_mode.as_str().to_string()),
+            prompt_version: Some(m.prompt_version.as_str().to_string()),
             phase: job.phase,
             stage,
             rep: job.unit.rep,
@@ -256,6 +304,7 @@ impl AgentExecutor {
         r.ingest_ms = run.ingest_ms;
         r.attempts = call.attempts;
         r.cache_defeated = call.cache_defeated;
+        r.call_id = Some(call.call_id.clone());
         match &call.result {
             Ok(g) => {
                 r.set_generation(g);
@@ -277,6 +326,19 @@ fn session_id() -> String {
         .unwrap_or_default();
     let mixed = (nanos as u64) ^ (u64::from(std::process::id()) << 32) ^ (nanos >> 64) as u64;
     format!("{:08x}", (mixed ^ (mixed >> 32)) as u32)
+}
+
+/// `<cell>/<r|w><rep>/<agent>/<phase>`: the stem of an agent run's call ids (and, after the
+/// run id, its nonce).
+fn call_stem(job: &PhaseJob, m: &Member) -> String {
+    format!(
+        "{}/{}{}/{}/{}",
+        job.cell.id,
+        if job.unit.warmup { "w" } else { "r" },
+        job.unit.rep + 1,
+        m.slot.as_str(),
+        job.phase.as_str()
+    )
 }
 
 /// The wall-clock time of a monotonic instant (now minus the time elapsed since it).
@@ -311,7 +373,9 @@ impl PhaseExecutor for AgentExecutor {
                 })
                 .collect();
             if let Some(reason) = self.probe_reason(job, &with_endpoints).await {
-                out.probes = self.probes(job, &with_endpoints, reason, execution).await;
+                let (probes, texts) = self.probes(job, &with_endpoints, reason, execution).await;
+                out.probes = probes;
+                out.calls = texts;
             }
             let (runs, epoch, wall) = match self.run_members(job, execution).await {
                 Ok(x) => x,
@@ -334,6 +398,14 @@ impl PhaseExecutor for AgentExecutor {
             let mut first_call = true;
             for (m, run) in members.iter().zip(&runs) {
                 for call in &run.calls {
+                    out.calls.push(self.call_text(
+                        call.call_id.clone(),
+                        m,
+                        call.stage,
+                        call.attempts,
+                        &call.request,
+                        &call.result,
+                    ));
                     let mut r = self.call_record(job, m, run, call, epoch, wall);
                     if first_call && job.cold_start && !probe_took_it {
                         r.mark_cold(ColdReason::Reload);
@@ -354,7 +426,7 @@ impl PhaseExecutor for AgentExecutor {
                 if let Some(md) = &run.report_markdown {
                     let stem = format!(
                         "{}{}",
-                        m.title().to_lowercase().replace(' ', "_"),
+                        m.title.to_lowercase().replace(' ', "_"),
                         match job.phase {
                             Phase::Sequential => "_sequential",
                             _ => "",

@@ -31,6 +31,9 @@ pub struct PhaseOutput {
     pub records: Vec<Record>,
     /// (file stem, markdown)
     pub reports: Vec<(String, String)>,
+    /// Every sent call's request and answer, keyed by the call id its record carries (probes
+    /// and agent calls alike); stored with their records unless `--no-text`.
+    pub calls: Vec<crate::store::CallText>,
 }
 
 /// Everything a phase needs to know about where it sits in the run.
@@ -85,6 +88,8 @@ pub struct RunOptions {
     /// `--retry-failed [RUN_ID]`: continue a run (the given one, else the newest of this
     /// experiment file), running again every phase whose latest attempt has a failed call.
     pub retry_failed: Option<Option<String>>,
+    /// Do not keep the calls' requests and answers (`calls.jsonl.zst`).
+    pub no_text: bool,
 }
 
 impl Default for RunOptions {
@@ -100,6 +105,7 @@ impl Default for RunOptions {
             results_dir: None,
             max_phases: None,
             retry_failed: None,
+            no_text: false,
         }
     }
 }
@@ -709,14 +715,14 @@ impl Sink<'_> {
     /// Stores one phase (its reload probes, reports and records) and counts it.
     fn put(&mut self, job: &PhaseJob, out: &PhaseOutput) -> Result<(), StoreError> {
         let store = &mut *self.store;
-        store_probes(store, &out.probes)?;
+        store_probes(store, &out.probes, &out.calls)?;
         for (stem, md) in &out.reports {
             store.write_report(&job.cell.id, job.unit.rep, job.unit.warmup, stem, md)?;
         }
         if job.retry > 0 {
-            store.append_attempt(&out.records)?;
+            store.append_attempt_with_calls(&out.records, &out.calls)?;
         } else {
-            store.append(&out.records)?;
+            store.append_with_calls(&out.records, &out.calls)?;
         }
         let summary = &mut self.summary;
         summary.phases_run += 1;
@@ -922,12 +928,16 @@ impl Loop<'_> {
 
 /// Stores a phase's reload probes as their own warm-up group (a further attempt when a
 /// resumed run probes a unit again).
-fn store_probes(store: &mut RunStore, probes: &[Record]) -> Result<(), StoreError> {
+fn store_probes(
+    store: &mut RunStore,
+    probes: &[Record],
+    calls: &[crate::store::CallText],
+) -> Result<(), StoreError> {
     let Some(first) = probes.first() else {
         return Ok(());
     };
     match store.latest_attempt(&first.phase_key()) {
-        None => store.append(probes),
+        None => store.append_with_calls(probes, calls),
         Some(l) => {
             let again: Vec<Record> = probes
                 .iter()
@@ -936,7 +946,7 @@ fn store_probes(store: &mut RunStore, probes: &[Record]) -> Result<(), StoreErro
                     ..r.clone()
                 })
                 .collect();
-            store.append_attempt(&again)
+            store.append_attempt_with_calls(&again, calls)
         }
     }
 }
@@ -1066,6 +1076,22 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
             }
         ),
         merged_from: Vec::new(),
+        prompt_versions: {
+            let mut v: Vec<String> = plan
+                .cells
+                .iter()
+                .flat_map(|c| {
+                    c.members
+                        .iter()
+                        .map(|m| m.prompt_version.as_str().to_string())
+                })
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        },
+        personas: crate::plan::persona_lines(spec),
+        call_texts: (!opts.no_text).then(|| crate::store::CALLS_ZST.to_string()),
     };
     let (mut store, run_id, resumed) = open_store(spec, &plan, opts, manifest)?;
     let was_finished = Manifest::read(store.dir())?.is_finished();
@@ -1076,6 +1102,7 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
             store.failed_phases()
         );
     }
+    store.set_keep_call_texts(!opts.no_text);
     let executor = Arc::new(AgentExecutor::new(
         backend,
         spec.corpus.clone(),

@@ -94,6 +94,17 @@ impl BackendKind {
             BackendKind::Embedded => "embedded",
         }
     }
+
+    /// What an agent that sends no options runs with, in the reports' words (the seeds'
+    /// "Ollama defaults" only where it is true). The embedded engine's figures are
+    /// `backend::embedded::DEFAULT_NUM_CTX` and `DEFAULT_NUM_PREDICT` (a test keeps them equal).
+    pub fn defaults_label(&self) -> &'static str {
+        match self {
+            BackendKind::Ollama => "Ollama defaults",
+            BackendKind::Openai => "server defaults",
+            BackendKind::Embedded => "engine defaults (num_ctx 2048, 128 tokens)",
+        }
+    }
 }
 
 /// Which Ollama endpoint carries the prompt.
@@ -163,14 +174,90 @@ pub enum AgentKind {
     Pair,
 }
 
-/// System-prompt persona of an agent.
+/// System-prompt persona of an agent: the seed system's two personas, or none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Persona {
-    /// The Chimera analysis agent (no system prompt).
+    /// The Chimera analysis agent (no persona; the single agent of the seeds).
     Chimera,
-    /// InsightAgent: the persona prompt is sent as the system prompt.
+    /// InsightAgent, Agent B of the seed pairs (the default for `b`).
     Insight,
+    /// DataCollector-9000, Agent A of the seed pairs (the default for `a`).
+    Collector,
+}
+
+impl Persona {
+    /// The word the experiment file and the records use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Persona::Chimera => "chimera",
+            Persona::Insight => "insight",
+            Persona::Collector => "collector",
+        }
+    }
+}
+
+/// What happens to an agent's persona text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PersonaMode {
+    /// Sent as the system prompt (the default), and shown in the report.
+    #[default]
+    System,
+    /// Shown in the report, not sent: what the seed system did (it printed the persona but
+    /// never sent it), to reproduce its requests, token counts and durations.
+    Echo,
+}
+
+impl PersonaMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PersonaMode::System => "system",
+            PersonaMode::Echo => "echo",
+        }
+    }
+}
+
+/// The prompt set an agent's two calls use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PromptVersion {
+    /// sweep's prompts (the default): the seed system's analysis prompt, and a report prompt
+    /// with a sample of the corpus' JSON metrics.
+    #[default]
+    #[serde(rename = "sweep-1")]
+    Sweep1,
+    /// The seed system's prompts byte for byte after sweep's nonce line: its analysis prompt,
+    /// and its report prompt "in the style of Technical Report 108" carrying the full metric
+    /// set from the CSV and JSON files, with its own extraction of findings and
+    /// recommendations (Chimeraforge `src/rust/demo_multiagent/src/main.rs`).
+    #[serde(rename = "chimera-2025")]
+    Chimera2025,
+    /// Short prompts for a small base model (the quickstart's Gemma 3 270M), which copies the
+    /// start of most prompts: a title line, the nonce, a listing (the data summary; measured
+    /// values before the analysis' notes), the question last.
+    #[serde(rename = "small-1")]
+    Small1,
+}
+
+impl PromptVersion {
+    pub const ALL: [PromptVersion; 3] = [
+        PromptVersion::Sweep1,
+        PromptVersion::Chimera2025,
+        PromptVersion::Small1,
+    ];
+
+    /// The name the experiment file, the records and the manifest use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PromptVersion::Sweep1 => "sweep-1",
+            PromptVersion::Chimera2025 => "chimera-2025",
+            PromptVersion::Small1 => "small-1",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
 }
 
 /// Position of an agent within its arm.
@@ -199,6 +286,8 @@ impl Slot {
 pub struct MemberTemplate {
     pub slot: Slot,
     pub persona: Persona,
+    pub persona_mode: PersonaMode,
+    pub prompt_version: PromptVersion,
     pub options: ModelOptions,
     pub endpoint: Option<String>,
     pub model: Option<String>,
@@ -330,6 +419,11 @@ pub struct Spec {
     pub compare: CompareConfig,
     pub analysis: AnalysisConfig,
     pub run: RunConfig,
+    /// `[backend] num_parallel`: the requests the server runs at once per model (Ollama's
+    /// `OLLAMA_NUM_PARALLEL`), as the user declares it; `None` = unknown. Only informs the
+    /// shared-endpoint warning of [`crate::plan::warnings`].
+    #[serde(default)]
+    pub num_parallel: Option<u32>,
 }
 
 /// Default GGUF location for the embedded engine (fetched by `scripts/fetch-model.sh`).
@@ -383,6 +477,8 @@ impl Spec {
             diags: Vec::new(),
             limits: (1, DEFAULT_MAX_CALLS),
             check_paths,
+            prompt_version: PromptVersion::default(),
+            persona_mode: PersonaMode::default(),
         };
         let spec = v.spec(file, text, raw);
         if v.diags.is_empty() {
@@ -441,6 +537,9 @@ struct Validator<'a> {
     limits: (u32, u64),
     /// Check paths on this machine (the corpus directory).
     check_paths: bool,
+    /// `[experiment]` defaults that arms and agents inherit.
+    prompt_version: PromptVersion,
+    persona_mode: PersonaMode,
 }
 
 fn span_of<T>(s: &Spanned<T>) -> Option<Range<usize>> {
@@ -552,6 +651,14 @@ impl Validator<'_> {
             }
         };
 
+        self.prompt_version = self.prompt_version(&e.prompt_version, PromptVersion::default());
+        self.persona_mode = self.persona_mode(&e.persona_mode, PersonaMode::default());
+        let num_parallel = raw
+            .backend
+            .get_ref()
+            .num_parallel
+            .as_ref()
+            .map(|n| self.int_in(n, "num_parallel", 1, 1024) as u32);
         let backend = self.backend(raw.backend);
         let corpus = {
             let c = raw.corpus.into_inner();
@@ -686,6 +793,48 @@ impl Validator<'_> {
             compare,
             analysis,
             run,
+            num_parallel,
+        }
+    }
+
+    fn prompt_version(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        default: PromptVersion,
+    ) -> PromptVersion {
+        let Some(v) = v else { return default };
+        PromptVersion::parse(v.get_ref()).unwrap_or_else(|| {
+            let names: Vec<String> = PromptVersion::ALL
+                .iter()
+                .map(|p| format!("{:?}", p.as_str()))
+                .collect();
+            self.err(
+                span_of(v),
+                format!(
+                    "prompt_version must be one of {}, found {:?}",
+                    names.join(", "),
+                    v.get_ref()
+                ),
+            );
+            default
+        })
+    }
+
+    fn persona_mode(&mut self, v: &Option<Spanned<String>>, default: PersonaMode) -> PersonaMode {
+        match v.as_ref().map(|v| v.get_ref().as_str()) {
+            None => default,
+            Some("system") => PersonaMode::System,
+            Some("echo") => PersonaMode::Echo,
+            Some(other) => {
+                self.err(
+                    v.as_ref().and_then(span_of),
+                    format!(
+                        "persona_mode must be \"system\" (sent as the system prompt) or \"echo\" \
+                         (shown in the report, not sent, as the seed system did), found {other:?}"
+                    ),
+                );
+                default
+            }
         }
     }
 
@@ -994,10 +1143,13 @@ impl Validator<'_> {
             None => default,
             Some("chimera") => Persona::Chimera,
             Some("insight") => Persona::Insight,
+            Some("collector") => Persona::Collector,
             Some(other) => {
                 v.err(
                     p.as_ref().and_then(span_of),
-                    format!("persona must be \"chimera\" or \"insight\", found {other:?}"),
+                    format!(
+                        "persona must be \"chimera\" or \"insight\" or \"collector\", found {other:?}"
+                    ),
                 );
                 default
             }
@@ -1023,6 +1175,8 @@ impl Validator<'_> {
             e.get_ref().clone()
         });
         let arm_model = arm.model.as_ref().map(|m| m.get_ref().clone());
+        let prompt_version = self.prompt_version(&arm.prompt_version, self.prompt_version);
+        let arm_mode = self.persona_mode(&arm.persona_mode, self.persona_mode);
 
         let members = match agent {
             AgentKind::Single => {
@@ -1037,6 +1191,8 @@ impl Validator<'_> {
                 vec![MemberTemplate {
                     slot: Slot::Single,
                     persona: persona(self, &arm.persona, Persona::Chimera),
+                    persona_mode: arm_mode,
+                    prompt_version,
                     options: base.clone(),
                     endpoint: arm_endpoint.clone(),
                     model: arm_model.clone(),
@@ -1050,9 +1206,10 @@ impl Validator<'_> {
                     );
                 }
                 let mut out = Vec::new();
+                // The seed pairs: DataCollector-9000 on A, InsightAgent on B.
                 for (slot, t, default_persona) in [
-                    (Slot::A, &arm.a, Persona::Insight),
-                    (Slot::B, &arm.b, Persona::Chimera),
+                    (Slot::A, &arm.a, Persona::Collector),
+                    (Slot::B, &arm.b, Persona::Insight),
                 ] {
                     let Some(t) = t else {
                         self.err(
@@ -1065,11 +1222,15 @@ impl Validator<'_> {
                         );
                         continue;
                     };
-                    let (opts, extra) =
-                        self.options_table(t.get_ref(), &["persona", "endpoint", "model"]);
+                    let (opts, extra) = self.options_table(
+                        t.get_ref(),
+                        &["persona", "persona_mode", "endpoint", "model"],
+                    );
                     let mut m = MemberTemplate {
                         slot,
                         persona: default_persona,
+                        persona_mode: arm_mode,
+                        prompt_version,
                         options: base.merged_with(&opts),
                         endpoint: arm_endpoint.clone(),
                         model: arm_model.clone(),
@@ -1089,6 +1250,10 @@ impl Validator<'_> {
                             "persona" => {
                                 let p = Spanned::new(v.span(), text);
                                 m.persona = persona(self, &Some(p), default_persona);
+                            }
+                            "persona_mode" => {
+                                let p = Spanned::new(v.span(), text);
+                                m.persona_mode = self.persona_mode(&Some(p), arm_mode);
                             }
                             "endpoint" => {
                                 self.check_url(&Spanned::new(v.span(), text.clone()));

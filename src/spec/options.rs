@@ -64,7 +64,7 @@ pub const OPTION_NAMES: &[&str] = &[
 ];
 
 impl ModelOptions {
-    /// True when nothing is set: the server's defaults apply ("Ollama defaults").
+    /// True when nothing is set: the server's defaults apply.
     pub fn is_empty(&self) -> bool {
         self.entries().is_empty()
     }
@@ -139,10 +139,11 @@ impl ModelOptions {
     }
 
     /// The seeds' configuration line: `num_gpu=80, num_ctx=512, temp=1, top_p=default, …`,
-    /// or `Ollama defaults` when nothing is sent.
-    pub fn config_line(&self) -> String {
+    /// or `defaults` (the backend's label, e.g. `Ollama defaults`, see
+    /// [`super::BackendKind::defaults_label`]) when nothing is sent.
+    pub fn config_line(&self, defaults: &str) -> String {
         if self.is_empty() {
-            return "Ollama defaults".to_string();
+            return defaults.to_string();
         }
         fn show<T: std::fmt::Display>(v: &Option<T>) -> String {
             v.as_ref()
@@ -184,10 +185,13 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            o.config_line(),
+            o.config_line("Ollama defaults"),
             "num_gpu=80, num_ctx=512, temp=1, top_p=default, top_k=default, repeat_penalty=default"
         );
-        assert_eq!(ModelOptions::default().config_line(), "Ollama defaults");
+        assert_eq!(
+            ModelOptions::default().config_line("Ollama defaults"),
+            "Ollama defaults"
+        );
     }
 
     #[test]

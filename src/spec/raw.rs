@@ -42,6 +42,10 @@ pub struct RawExperiment {
     pub order: Option<Spanned<String>>,
     #[serde(default)]
     pub reference: Option<Spanned<String>>,
+    #[serde(default)]
+    pub prompt_version: Option<Spanned<String>>,
+    #[serde(default)]
+    pub persona_mode: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +78,8 @@ pub struct RawBackend {
     pub cache_prompt: Option<bool>,
     #[serde(default)]
     pub extra: Option<toml::Table>,
+    #[serde(default)]
+    pub num_parallel: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,6 +107,10 @@ pub struct RawArm {
     pub agent: Option<Spanned<String>>,
     #[serde(default)]
     pub persona: Option<Spanned<String>>,
+    #[serde(default)]
+    pub persona_mode: Option<Spanned<String>>,
+    #[serde(default)]
+    pub prompt_version: Option<Spanned<String>>,
     #[serde(default)]
     pub model: Option<Spanned<String>>,
     #[serde(default)]

@@ -44,6 +44,17 @@ pub struct Manifest {
     pub finished_at: Option<String>,
     /// How prompt caches were defeated (unique nonce per call; server cache off).
     pub cache_policy: String,
+    /// The prompt sets the plan's agents use (`sweep-1`, `chimera-2025`, `small-1`).
+    #[serde(default)]
+    pub prompt_versions: Vec<String>,
+    /// Each arm's agents and what happened to their persona: `baseline_vs_chimera/B insight
+    /// echo` (`system`: sent as the system prompt; `echo`: shown in the report, not sent).
+    #[serde(default)]
+    pub personas: Vec<String>,
+    /// The call store (`calls.jsonl.zst`: every call's request and answer) when the run keeps
+    /// it; `None` with `sweep run --no-text` and in runs from before it.
+    #[serde(default)]
+    pub call_texts: Option<String>,
     /// Run ids merged into this one (`sweep merge`).
     #[serde(default)]
     pub merged_from: Vec<String>,

@@ -70,6 +70,9 @@ pub fn merge(runs: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Merged
         .min()
         .unwrap_or_default();
     merged.records = None;
+    // Shards' call texts are merged with their records; all of them or it is not a full store.
+    let texts_everywhere = runs.iter().all(|r| r.join(super::CALLS_ZST).is_file());
+    merged.call_texts = texts_everywhere.then(|| super::CALLS_ZST.to_string());
 
     let mut all: Vec<(PathBuf, Vec<Record>)> = Vec::new();
     let mut stored: BTreeSet<PhaseKey> = BTreeSet::new();
@@ -106,6 +109,17 @@ pub fn merge(runs: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Merged
     let result = (|| -> Result<(), MergeError> {
         let mut store = RunStore::create(&staging, &merged)?;
         for (r, records) in all {
+            let mut texts: std::collections::HashMap<String, super::CallText> =
+                super::read_calls(&r)?
+                    .into_iter()
+                    .map(|c| (c.call_id.clone(), c))
+                    .collect();
+            let mut texts_of = |group: &[Record]| -> Vec<super::CallText> {
+                group
+                    .iter()
+                    .filter_map(|g| texts.remove(g.call_id.as_deref()?))
+                    .collect()
+            };
             // Group consecutive records of one phase so each group stays atomic.
             let mut group: Vec<Record> = Vec::new();
             for mut rec in records {
@@ -113,13 +127,13 @@ pub fn merge(runs: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Merged
                     .first()
                     .is_some_and(|g| (g.phase_key(), g.retry) != (rec.phase_key(), rec.retry))
                 {
-                    store.append_attempt(&group)?;
+                    store.append_attempt_with_calls(&group, &texts_of(&group))?;
                     group.clear();
                 }
                 rec.run_id = merged.run_id.clone();
                 group.push(rec);
             }
-            store.append_attempt(&group)?;
+            store.append_attempt_with_calls(&group, &texts_of(&group))?;
             let reports = r.join(REPORTS_DIR);
             if reports.is_dir() {
                 copy_dir(&reports, &staging.join(REPORTS_DIR))?;

@@ -1,6 +1,7 @@
 //! The run store owns the run format: `results/<experiment>/<run-id>/` with
 //! `manifest.json` ([`Manifest`]), the crash-safe `records.jsonl` log (one reader:
-//! [`read_records`]), agent reports, `records.parquet` written when the run finishes
+//! [`read_records`]), the call store `calls.jsonl.zst` ([`calls`]: every call's request and
+//! answer, written and cut back with its phase), agent reports, `records.parquet` written when the run finishes
 //! ([`columnar`]), the run lock ([`RunLock`]), atomic file writes ([`atomic`]) and merging
 //! shard runs ([`merge()`]).
 //!
@@ -10,6 +11,7 @@
 //! so no record is ever written twice or glued to a torn one.
 
 pub mod atomic;
+pub mod calls;
 #[cfg(not(fuzzing))]
 pub mod columnar;
 pub mod lock;
@@ -17,6 +19,7 @@ mod manifest;
 mod merge;
 mod records;
 
+pub use calls::{read_calls, CallText, CALLS_ZST};
 pub use lock::{ExperimentLock, LockHolder, RunLock};
 pub use manifest::{Manifest, RecordsDigest};
 pub use merge::{merge, MergeError, Merged};
@@ -87,6 +90,10 @@ pub struct RunStore {
     _lock: RunLock,
     dir: PathBuf,
     log: File,
+    /// The call store, opened at its first write.
+    calls: Option<File>,
+    /// Store call texts (`sweep run --no-text` turns it off).
+    keep_texts: bool,
     done: DoneSet,
     stored: usize,
 }
@@ -155,6 +162,8 @@ pub struct ResumeInfo {
     pub torn_line: Option<usize>,
     /// Records of an incomplete last phase that were cut off (that phase runs again).
     pub incomplete_records: usize,
+    /// Call-store groups cut off: a torn last one, or ones whose phase the records lack.
+    pub calls_cut: usize,
 }
 
 impl RunStore {
@@ -205,6 +214,8 @@ impl RunStore {
             _lock: lock,
             dir: dir.to_path_buf(),
             log,
+            calls: None,
+            keep_texts: true,
             done: DoneSet::default(),
             stored: 0,
         })
@@ -244,6 +255,28 @@ impl RunStore {
             done.insert(&r.phase_key(), r.retry, !r.ok);
         }
         info.phases_done = done.len;
+        // The call store keeps exactly the phases the records keep.
+        let stored: std::collections::HashSet<(PhaseKey, u32)> = read
+            .records
+            .iter()
+            .map(|r| (r.phase_key(), r.retry))
+            .collect();
+        let calls_path = dir.join(CALLS_ZST);
+        let cut = calls::cut_to_stored(&calls_path, &stored)?;
+        if cut.frames > 0 || cut.torn {
+            tracing::warn!(
+                "{}: cut {} call group(s) whose phase is not in the records{} (a crash \
+                 mid-write); they run again",
+                calls_path.display(),
+                cut.frames,
+                if cut.torn {
+                    " and a torn last group"
+                } else {
+                    ""
+                }
+            );
+        }
+        info.calls_cut = cut.frames + usize::from(cut.torn);
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -254,6 +287,8 @@ impl RunStore {
                 _lock: lock,
                 dir: dir.to_path_buf(),
                 log,
+                calls: None,
+                keep_texts: true,
                 done,
                 stored: read.records.len(),
             },
@@ -263,6 +298,11 @@ impl RunStore {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether call texts are stored with their records (on unless `sweep run --no-text`).
+    pub fn set_keep_call_texts(&mut self, keep: bool) {
+        self.keep_texts = keep;
     }
 
     pub fn is_done(&self, key: &PhaseKey) -> bool {
@@ -296,6 +336,15 @@ impl RunStore {
     /// Appends a further attempt of a phase (`sweep run --retry-failed`, `sweep merge`): its
     /// records' `retry` must be above every attempt already stored for that phase.
     pub fn append_attempt(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        self.append_attempt_with_calls(records, &[])
+    }
+
+    /// [`RunStore::append_attempt`] with the calls' texts (see [`RunStore::append_with_calls`]).
+    pub fn append_attempt_with_calls(
+        &mut self,
+        records: &[Record],
+        calls: &[CallText],
+    ) -> Result<(), StoreError> {
         let Some(first) = records.first() else {
             return Ok(());
         };
@@ -303,7 +352,7 @@ impl RunStore {
         if self.latest_attempt(&key).is_some_and(|l| l >= first.retry) {
             return Err(StoreError::Duplicate(key));
         }
-        self.write_group(records)
+        self.write_group(records, calls)
     }
 
     pub fn stored(&self) -> usize {
@@ -312,6 +361,17 @@ impl RunStore {
 
     /// Appends one atomic group (all records of one phase) with a single write + fsync.
     pub fn append(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        self.append_with_calls(records, &[])
+    }
+
+    /// Appends one phase group and the texts of its calls: the texts whose `call_id` a
+    /// record of the group carries go to the call store first (one compressed frame, one
+    /// write + fsync), then the records. A text no record names is not stored.
+    pub fn append_with_calls(
+        &mut self,
+        records: &[Record],
+        calls: &[CallText],
+    ) -> Result<(), StoreError> {
         let Some(first) = records.first() else {
             return Ok(());
         };
@@ -319,11 +379,64 @@ impl RunStore {
         if self.is_done(&key) {
             return Err(StoreError::Duplicate(key));
         }
-        self.write_group(records)
+        self.write_group(records, calls)
     }
 
-    /// One write + fsync of a phase group; on a short write the log is cut back.
-    fn write_group(&mut self, records: &[Record]) -> Result<(), StoreError> {
+    /// The group's texts, in record order, keyed by the attempt's call ids.
+    fn group_texts(&self, records: &[Record], calls: &[CallText]) -> Vec<CallText> {
+        if !self.keep_texts || calls.is_empty() {
+            return Vec::new();
+        }
+        records
+            .iter()
+            .filter_map(|r| {
+                let id = r.call_id.as_deref()?;
+                let c = calls.iter().find(|c| c.call_id == id)?;
+                Some(CallText {
+                    call_id: calls::id_for_attempt(id, r.retry),
+                    cell_id: r.cell_id.clone(),
+                    rep: r.rep,
+                    warmup: r.warmup,
+                    phase: r.phase,
+                    retry: r.retry,
+                    ..c.clone()
+                })
+            })
+            .collect()
+    }
+
+    /// Writes a group's call texts as one frame, durably; on failure cuts the store back.
+    /// Returns the store's length before the frame (to cut it back if the records fail).
+    fn write_texts(&mut self, texts: &[CallText]) -> Result<Option<u64>, StoreError> {
+        if texts.is_empty() {
+            return Ok(None);
+        }
+        let path = self.dir.join(CALLS_ZST);
+        let frame = calls::encode_frame(&path, texts)?;
+        if self.calls.is_none() {
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(io(&path))?;
+            self.calls = Some(f);
+        }
+        let Some(f) = self.calls.as_mut() else {
+            return Ok(None);
+        };
+        let before = f.metadata().map_err(io(&path))?.len();
+        if let Err(e) = f.write_all(&frame).and_then(|()| f.sync_data()) {
+            if f.set_len(before).is_ok() {
+                let _ = f.sync_data();
+            }
+            return Err(io(&path)(e));
+        }
+        Ok(Some(before))
+    }
+
+    /// One write + fsync of a phase group (after its call texts); on a short write the log
+    /// (and the call store) is cut back.
+    fn write_group(&mut self, records: &[Record], calls: &[CallText]) -> Result<(), StoreError> {
         let Some(first) = records.first() else {
             return Ok(());
         };
@@ -334,6 +447,10 @@ impl RunStore {
         for r in records {
             let r = Record {
                 phase_records: group,
+                call_id: r
+                    .call_id
+                    .as_deref()
+                    .map(|id| calls::id_for_attempt(id, r.retry)),
                 ..r.clone()
             };
             serde_json::to_writer(&mut buf, &r).map_err(|e| StoreError::BadRecord {
@@ -343,6 +460,8 @@ impl RunStore {
             })?;
             buf.push(b'\n');
         }
+        let texts = self.group_texts(records, calls);
+        let texts_from = self.write_texts(&texts)?;
         let path = self.dir.join(RECORDS_JSONL);
         let before = self.log.metadata().map_err(io(&path))?.len();
         if let Err(e) = self.log.write_all(&buf).and_then(|()| self.log.sync_data()) {
@@ -351,6 +470,11 @@ impl RunStore {
             // Cut the log back to the last complete phase (shrinking needs no space).
             if self.log.set_len(before).is_ok() {
                 let _ = self.log.sync_data();
+            }
+            if let (Some(at), Some(f)) = (texts_from, self.calls.as_mut()) {
+                if f.set_len(at).is_ok() {
+                    let _ = f.sync_data();
+                }
             }
             return Err(io(&path)(e));
         }
@@ -669,6 +793,99 @@ mod tests {
             err.to_string().contains("different experiment files"),
             "{err}"
         );
+    }
+
+    fn text(r: &Record) -> CallText {
+        CallText {
+            call_id: r.call_id.clone().unwrap(),
+            cell_id: String::new(),
+            rep: 0,
+            warmup: false,
+            phase: Phase::Single,
+            retry: 0,
+            agent: "single".into(),
+            stage: r.stage,
+            prompt_version: "sweep-1".into(),
+            persona_mode: String::new(),
+            attempts: 1,
+            request: crate::backend::WireRequest {
+                endpoint: "http://127.0.0.1:11434/api/generate".into(),
+                body: serde_json::json!({"prompt": format!("asked {}", r.stage.as_str())}),
+            },
+            response: Some("answered".into()),
+            error: None,
+        }
+    }
+
+    /// Texts go with the records that name them (the store sets their key, and the attempt
+    /// suffix of a later attempt); a text no record names, and every text with texts off,
+    /// are not stored; a merge carries the shards' texts.
+    #[test]
+    fn call_texts_follow_their_records_and_merge() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path().join("a");
+        let mut s = RunStore::create(&a, &manifest()).unwrap();
+        let mut group = [
+            rec("c1", 0, Phase::Single, Stage::Analysis),
+            rec("c1", 0, Phase::Single, Stage::Report),
+        ];
+        group[0].call_id = Some("c1/r1/single/single/analysis".into());
+        group[1].call_id = Some("c1/r1/single/single/report".into());
+        let mut stray = text(&group[0]);
+        stray.call_id = "nobody".into();
+        s.append_with_calls(&group, &[text(&group[1]), text(&group[0]), stray])
+            .unwrap();
+        let again: Vec<Record> = group
+            .iter()
+            .map(|r| Record {
+                retry: 1,
+                ..r.clone()
+            })
+            .collect();
+        let texts: Vec<CallText> = group.iter().map(text).collect();
+        s.append_attempt_with_calls(&again, &texts).unwrap();
+        s.set_keep_call_texts(false);
+        let mut off = rec("c1", 1, Phase::Single, Stage::Analysis);
+        off.call_id = Some("c1/r2/single/single/analysis".into());
+        s.append_with_calls(std::slice::from_ref(&off), &[text(&off)])
+            .unwrap();
+        drop(s);
+        let calls = read_calls(&a).unwrap();
+        let ids: Vec<&str> = calls.iter().map(|c| c.call_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "c1/r1/single/single/analysis",
+                "c1/r1/single/single/report",
+                "c1/r1/single/single/analysis~1",
+                "c1/r1/single/single/report~1"
+            ]
+        );
+        assert!(calls.iter().all(|c| c.cell_id == "c1" && c.rep == 0));
+        assert_eq!((calls[0].retry, calls[2].retry), (0, 1));
+        let recs = read_records(&a.join(RECORDS_JSONL)).unwrap().records;
+        assert_eq!(
+            recs[3].call_id.as_deref(),
+            Some("c1/r1/single/single/report~1")
+        );
+
+        let b = tmp.path().join("b");
+        let mut sb = RunStore::create(&b, &manifest()).unwrap();
+        let mut other = rec("c2", 0, Phase::Single, Stage::Analysis);
+        other.call_id = Some("c2/r1/single/single/analysis".into());
+        sb.append_with_calls(std::slice::from_ref(&other), &[text(&other)])
+            .unwrap();
+        drop(sb);
+        let out = tmp.path().join("merged");
+        let m = merge(&[a, b], &out, true).unwrap().manifest;
+        assert_eq!(m.call_texts.as_deref(), Some(CALLS_ZST));
+        let merged: Vec<String> = read_calls(&out)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.call_id)
+            .collect();
+        assert_eq!(merged.len(), 5);
+        assert!(merged.contains(&"c2/r1/single/single/analysis".to_string()));
     }
 
     #[test]

@@ -9,16 +9,17 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sweep::agent::{
-    self, report_md, AgentContext, Analysis, ReportInput, RunMetrics, INSIGHT_PERSONA,
+    self, report_md, AgentContext, Analysis, ReportInput, RunMetrics, COLLECTOR_PERSONA,
+    INSIGHT_PERSONA,
 };
 use sweep::backend::{
     Backend, BackendError, BackendInfo, BoxFuture, ClientTimer, GenRequest, Generation,
     ServerMetrics,
 };
 use sweep::corpus::{self, Corpus, CorpusError, FileKind, Parsed};
-use sweep::plan::Member;
+use sweep::plan::{member_titles, Member};
 use sweep::record::Stage;
-use sweep::spec::{ModelOptions, Persona, RetryPolicy, Slot};
+use sweep::spec::{ModelOptions, Persona, PersonaMode, PromptVersion, RetryPolicy, Slot};
 
 const MAX: u64 = 10 * 1024 * 1024;
 
@@ -152,14 +153,28 @@ fn symlinks_out_of_root_and_oversize_files_are_skipped_with_warnings() {
         .starts_with("Total files analyzed: 2\n\nCSV Files (2)\n"));
 }
 
+/// An agent titled as it would be alone (a single agent, or a pair agent among tuned ones).
 fn member(slot: Slot, persona: Persona, options: ModelOptions) -> Member {
-    Member {
+    let mut m = Member {
         slot,
         persona,
+        persona_mode: PersonaMode::System,
+        prompt_version: PromptVersion::Sweep1,
         options,
         model: "gemma3:latest".into(),
         endpoint: None,
-    }
+        title: String::new(),
+    };
+    m.title = member_titles(std::slice::from_ref(&m)).remove(0);
+    m
+}
+
+/// Two agents of one pair cell, titled as the plan titles them.
+fn pair(mut a: Member, mut b: Member) -> (Member, Member) {
+    let t = member_titles(&[a.clone(), b.clone()]);
+    a.title = t[0].clone();
+    b.title = t[1].clone();
+    (a, b)
 }
 
 fn opts(gpu: u32, ctx: u32, temp: f64) -> ModelOptions {
@@ -180,15 +195,35 @@ fn check_golden(name: &str, actual: &str) {
     assert_eq!(actual, expected, "golden {name} differs");
 }
 
+/// The bullet items under `heading` in a report text.
+fn section_items(text: &str, heading: &str) -> Vec<String> {
+    text.split(&format!("{heading}\n"))
+        .nth(1)
+        .unwrap_or_default()
+        .lines()
+        .take_while(|l| l.starts_with("- "))
+        .map(|l| l[2..].to_string())
+        .collect()
+}
+
+/// Seed 000 is Agent B of a tuned pair, with the InsightAgent persona: given its figures and
+/// its findings, the report from `## Workflow Summary` to the end of the persona block is the
+/// seed's, byte for byte; sweep's own `## Calls` follows.
 #[test]
 fn report_files_render_like_the_seeds() {
     let (_tmp, c) = shipped_corpus();
     let summary = c.data_summary();
+    let tail =
+        std::fs::read_to_string(repo().join("tests/fixtures/golden/seed_000_tail.txt")).unwrap();
     let analysis = Analysis {
         summary: "s".into(),
-        key_findings: vec!["**Latency:** p95 is high.".into()],
-        recommendations: vec!["Pin the model.".into(), "Shrink num_ctx.".into()],
+        key_findings: section_items(&tail, "## Key Findings"),
+        recommendations: section_items(&tail, "## Recommendations"),
     };
+    assert_eq!(
+        (analysis.key_findings.len(), analysis.recommendations.len()),
+        (2, 8)
+    );
     let metrics = RunMetrics {
         throughput_tps: Some(42.9),
         ttft_ms: Some(889.97),
@@ -198,7 +233,15 @@ fn report_files_render_like_the_seeds() {
         eval_ms: Some(58277.19),
         load_ms: Some(627.58),
     };
-    let b = member(Slot::B, Persona::Chimera, opts(80, 512, 1.0));
+    let (_, b) = pair(
+        member(Slot::A, Persona::Collector, opts(80, 512, 1.0)),
+        member(Slot::B, Persona::Insight, opts(80, 512, 1.0)),
+    );
+    assert_eq!(b.title, "Chimera Agent B");
+    let calls = [
+        ("analysis", "homo-1/r1/B/concurrent/analysis".to_string()),
+        ("report", "homo-1/r1/B/concurrent/report".to_string()),
+    ];
     let input = ReportInput {
         member: &b,
         date: "2025-11-15",
@@ -211,25 +254,33 @@ fn report_files_render_like_the_seeds() {
         total_ms: 61940.0,
         metrics: &metrics,
         analysis: &analysis,
-        system_prompt: None,
+        persona: Some(INSIGHT_PERSONA),
+        defaults_label: "Ollama defaults",
+        calls: &calls,
     };
     let pair_b = report_md::render(&input);
     check_golden("report_chimera_agent_b.md", &pair_b);
-    // The seed's tail, from "## Workflow Summary" to the data summary, matches byte for byte.
-    let seed_tail = "---\n\n## Workflow Summary\n- Files analyzed: 101\n- Execution time: 61.94s (ingest 0.02s | analysis 28.25s | report 33.67s)\n- Data summary:\n```\nTotal files analyzed: 101\n";
-    assert!(pair_b.contains(seed_tail));
-    // And the whole Workflow Summary + Metrics block of seed 000, given seed 000's figures.
-    let seed_block =
-        std::fs::read_to_string(repo().join("tests/fixtures/golden/seed_000_workflow_metrics.txt"))
-            .unwrap();
-    assert!(
-        pair_b.contains(&seed_block),
-        "seed 000 block not reproduced"
-    );
     assert!(pair_b.starts_with("# Chimera Agent B\n\n# Technical Report: Chimera Agent B Analysis\n\n**Date:** 2025-11-15\n**Agent Type:** Chimera Agent B\n**Model:** gemma3:latest\n**Configuration:** num_gpu=80, num_ctx=512, temp=1, top_p=default, top_k=default, repeat_penalty=default\n\n---\n\n"));
-    assert!(pair_b.contains("## Metrics\n- Throughput: 42.90 tok/s\n- TTFT: 889.97 ms\n- Total Duration: 61913.37 ms\n- Tokens Generated: 2514\n"));
+    assert!(
+        pair_b.contains(&format!("Body.\n\n---\n\n{tail}\n## Calls\n")),
+        "seed 000's tail not reproduced"
+    );
+    assert!(pair_b.ends_with("## Calls\n- Prompts: sweep-1 (persona sent as the system prompt (persona_mode = \"system\"))\n- analysis: `homo-1/r1/B/concurrent/analysis`\n- report: `homo-1/r1/B/concurrent/report`\n\nEach call's request as sent and its full answer: `sweep show <run dir> --call <id>`.\n"));
 
-    // Single baseline agent, server gave no figures, insight persona shown when sent.
+    // echo: the same persona block (the seed system printed it and never sent it), said so.
+    let echo_b = Member {
+        persona_mode: PersonaMode::Echo,
+        ..b.clone()
+    };
+    let echo = report_md::render(&ReportInput {
+        member: &echo_b,
+        ..input.clone()
+    });
+    assert!(echo.contains(&tail));
+    assert!(echo.contains("persona shown above but not sent (persona_mode = \"echo\""));
+
+    // Single baseline agent, server gave no figures, no persona; the backend's own words for
+    // "no options" (the embedded engine is not Ollama).
     let base = member(Slot::Single, Persona::Chimera, ModelOptions::default());
     let none = RunMetrics {
         ttft_ms: Some(700.0),
@@ -239,6 +290,7 @@ fn report_files_render_like_the_seeds() {
     let single = report_md::render(&ReportInput {
         member: &base,
         metrics: &none,
+        persona: None,
         ..input.clone()
     });
     check_golden("report_baseline_single.md", &single);
@@ -246,16 +298,35 @@ fn report_files_render_like_the_seeds() {
     assert!(single.contains("- Throughput: n/a\n- TTFT: 700.00 ms\n"));
     assert!(single.contains("- Load Duration: n/a\n"));
     assert!(!single.contains(": 0\n"));
-
-    let ins = member(Slot::A, Persona::Insight, opts(80, 512, 1.0));
-    let insight = report_md::render(&ReportInput {
-        member: &ins,
-        system_prompt: Some(INSIGHT_PERSONA),
+    assert!(single.contains("None: no system prompt was sent to this agent.\n\n## Calls\n- Prompts: sweep-1 (no persona)\n"));
+    let embedded = report_md::render(&ReportInput {
+        member: &base,
+        defaults_label: sweep::spec::BackendKind::Embedded.defaults_label(),
+        persona: None,
         ..input.clone()
     });
-    let seed_persona = "## Persona Prompt\n```\nYou are InsightAgent, a Chimera-optimised LLM operations specialist.\nGiven the repository context described previously, produce:\n1. Executive summary of model performance.\n2. Three optimisation recommendations that balance throughput, TTFT, and quality.\n3. A risk/mitigation table with at least two rows.\nAim for 300-400 words, with numbered sections and bolded metric callouts.\n```\n";
-    assert!(insight.starts_with("# Chimera Insight\n"));
-    assert!(insight.ends_with(seed_persona));
+    assert!(embedded.contains("**Configuration:** engine defaults (num_ctx 2048, 128 tokens)\n"));
+
+    // The seeds' baseline_vs_chimera pair: "Baseline Collector" and "Chimera Insight", each
+    // with its own persona block.
+    let (a, b) = pair(
+        member(Slot::A, Persona::Collector, ModelOptions::default()),
+        member(Slot::B, Persona::Insight, opts(80, 512, 1.0)),
+    );
+    let ins = report_md::render(&ReportInput {
+        member: &b,
+        ..input.clone()
+    });
+    assert!(ins.starts_with("# Chimera Insight\n\n# Technical Report: Chimera Insight Analysis\n"));
+    let col = report_md::render(&ReportInput {
+        member: &a,
+        persona: Some(COLLECTOR_PERSONA),
+        ..input.clone()
+    });
+    assert!(col
+        .starts_with("# Baseline Collector\n\n# Technical Report: Baseline Collector Analysis\n"));
+    assert!(col.contains("**Configuration:** Ollama defaults\n"));
+    assert!(col.contains("## Persona Prompt\n```\nYou are DataCollector-9000, a systems analyst tasked with scanning benchmark artifacts.\n"));
 }
 
 // ---------- the workflow over a stand-in LLM ----------
@@ -372,6 +443,7 @@ fn ctx<'a>(m: &'a Member, c: &'a Corpus, retry: &'a RetryPolicy, nonce: &str) ->
         corpus: c,
         ingest_ms: 3.0,
         nonce: nonce.into(),
+        call_stem: nonce.into(),
         retry,
     }
 }
@@ -492,8 +564,10 @@ async fn retryable_errors_are_retried_with_backoff_and_counted() {
 async fn pair_agents_overlap_and_only_insight_sends_the_persona() {
     let (_t, c) = tiny_corpus();
     let llm = StubLlm::new(80);
-    let a = member(Slot::A, Persona::Chimera, opts(80, 512, 0.8));
-    let mut b = member(Slot::B, Persona::Insight, opts(120, 1024, 0.8));
+    let (a, mut b) = pair(
+        member(Slot::A, Persona::Chimera, opts(80, 512, 0.8)),
+        member(Slot::B, Persona::Insight, opts(120, 1024, 0.8)),
+    );
     b.endpoint = Some("http://127.0.0.1:11435".into());
     let retry = RetryPolicy::default();
     let ca = ctx(&a, &c, &retry, "r/pair-1/0/A");
@@ -546,10 +620,191 @@ async fn pair_agents_overlap_and_only_insight_sends_the_persona() {
     assert_eq!(prompts.len(), 8);
     assert!(seen.iter().all(|s| s.end > s.start));
 
+    // Call ids: the agent run's stem, the phase tag, the stage.
+    assert_eq!(conc.b.calls[1].call_id, "r/pair-1/0/B/concurrent/report");
+    assert_eq!(seq.a.calls[0].call_id, "r/pair-1/0/A/sequential/analysis");
     let md_b = conc.b.report_markdown.as_deref().unwrap();
-    assert!(md_b.starts_with("# Chimera Insight\n\n# Technical Report: Chimera Insight Analysis\n"));
+    assert!(md_b.starts_with("# Chimera Agent B\n\n# Technical Report: Chimera Agent B Analysis\n"));
+    assert!(md_b.contains("- report: `r/pair-1/0/B/concurrent/report`\n"));
     assert!(md_b.contains("**Configuration:** num_gpu=120, num_ctx=1024, temp=0.8,"));
     assert!(md_b.contains("## Persona Prompt\n```\nYou are InsightAgent"));
     let md_a = conc.a.report_markdown.as_deref().unwrap();
     assert!(md_a.starts_with("# Chimera Agent A\n"));
+}
+
+/// `persona_mode = "echo"` sends no system prompt (the seed system's request) and the report
+/// still shows the persona, saying it was not sent; `system` sends the DataCollector-9000
+/// persona of Agent A.
+#[tokio::test]
+async fn echo_mode_sends_no_persona_and_the_report_shows_it() {
+    let (_t, c) = tiny_corpus();
+    let llm = StubLlm::new(4);
+    let retry = RetryPolicy::default();
+    let (mut a, mut b) = pair(
+        member(Slot::A, Persona::Collector, ModelOptions::default()),
+        member(Slot::B, Persona::Insight, opts(80, 512, 1.0)),
+    );
+    a.persona_mode = PersonaMode::Echo;
+    b.persona_mode = PersonaMode::Echo;
+    let run = agent::run_pair(
+        &llm,
+        &ctx(&a, &c, &retry, "r/bvc/0/A"),
+        &ctx(&b, &c, &retry, "r/bvc/0/B"),
+    )
+    .await;
+    assert!(llm.seen().iter().all(|s| s.system.is_none()));
+    let md = run.b.report_markdown.as_deref().unwrap();
+    assert!(md.starts_with("# Chimera Insight\n"));
+    assert!(md.contains(&format!("## Persona Prompt\n```\n{INSIGHT_PERSONA}\n```\n")));
+    assert!(md.contains("not sent (persona_mode = \"echo\""));
+    let md = run.a.report_markdown.as_deref().unwrap();
+    assert!(md.starts_with("# Baseline Collector\n"));
+    assert!(md.contains(&format!("```\n{COLLECTOR_PERSONA}\n```\n")));
+
+    let llm = StubLlm::new(4);
+    a.persona_mode = PersonaMode::System;
+    let run = agent::run_agent(&llm, &ctx(&a, &c, &retry, "r/bvc/1/A")).await;
+    assert!(run.ok());
+    assert!(llm
+        .seen()
+        .iter()
+        .all(|s| s.system.as_deref() == Some(COLLECTOR_PERSONA)));
+}
+
+/// The seed system's prompts (`chimera-2025`): its analysis prompt byte for byte after the
+/// nonce line, its report prompt in the style of Technical Report 108 with the full metric set
+/// as pretty JSON, and its own reading of findings and recommendations.
+#[tokio::test]
+async fn chimera_2025_prompts_are_the_seed_systems() {
+    let (_t, c) = tiny_corpus();
+    let llm = StubLlm::new(4);
+    let retry = RetryPolicy::default();
+    let mut m = member(Slot::Single, Persona::Chimera, opts(80, 512, 0.6));
+    m.prompt_version = PromptVersion::Chimera2025;
+    let run = agent::run_agent(&llm, &ctx(&m, &c, &retry, "r/c/0/single")).await;
+    assert!(run.ok());
+    let seen = llm.seen();
+    let summary = c.data_summary();
+    assert_eq!(
+        seen[0].prompt,
+        format!(
+            "Run: r/c/0/single/analysis\n\nYou are a performance analysis expert. Analyze the following benchmark data and provide insights.\n\n\
+Benchmark Data Summary:\n{summary}\n\n\nPlease provide:\n1. Executive summary of the data\n2. Key performance findings\n\
+3. Performance metrics analysis\n4. Recommendations for optimization\n\nFormat your response as structured analysis with clear sections."
+        )
+    );
+    let report = &seen[1].prompt;
+    assert!(report.starts_with("Run: r/c/0/single/report\n\nGenerate a comprehensive technical report in the style of Technical Report 108.\n\nAnalysis Results:\n- Summary: "));
+    // The summary is everything after "Executive Summary" up to the next `#` heading.
+    assert!(report.contains("- Summary: The corpus has 101 files.\n- Key Findings:\n"));
+    // Findings and recommendations: lines with a keyword ("key", "recommend", …) anywhere
+    // outside `#` headings; this analysis's bullets have none, so the seed system sent none.
+    assert!(
+        report.contains("- Key Findings:\nNone provided\n- Performance Metrics: {"),
+        "{report}"
+    );
+    assert!(report.contains("- Recommendations:\nNone provided\n\nCreate a professional"));
+    let metrics = serde_json::to_string_pretty(&c.chimera_metrics()).unwrap();
+    assert!(report.contains(&format!(
+        "- Performance Metrics: {metrics}\n- Recommendations:\n"
+    )));
+    assert!(
+        metrics.contains("\"csv_tokens_per_second\": 40.0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\"json_summary.ttft_ms\": 700.5"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\"total_files_analyzed\": 3"), "{metrics}");
+    assert!(
+        report.ends_with("Use markdown formatting and include specific metrics and data points.")
+    );
+    assert!(run
+        .report_markdown
+        .unwrap()
+        .contains("- Prompts: chimera-2025 (no persona)"));
+}
+
+/// The seed system's metric set on the shipped corpus: CSV columns from the first ten rows,
+/// JSON paths with `[i]` for array items, numeric strings read as numbers, the corpus totals.
+#[test]
+fn chimera_metric_set_of_the_shipped_corpus() {
+    let (_tmp, c) = shipped_corpus();
+    let m = c.chimera_metrics();
+    let keys: Vec<&str> = m.keys().map(String::as_str).collect();
+    eprintln!("{} metric keys: {keys:?}", keys.len());
+    assert_eq!(m["total_files_analyzed"], serde_json::json!(101));
+    assert_eq!(
+        m["data_types"],
+        serde_json::json!(["csv", "json", "markdown"])
+    );
+    assert_eq!(m["total_file_size_bytes"], serde_json::json!(c.total_bytes));
+    assert_eq!(m["json_documents"], serde_json::json!(44));
+    assert!(keys.iter().any(|k| k.starts_with("csv_")));
+    assert!(keys
+        .iter()
+        .any(|k| k.starts_with("json_") && k.contains('[')));
+    assert!(m.contains_key("markdown_heading_count"));
+    assert!(m.contains_key("json_latency_s.p95"));
+    // 51 on this corpus (sweep-1's report prompt quotes 12 JSON values)
+    assert_eq!(m.len(), 51, "{keys:?}");
+}
+
+/// A fresh clone has every file's mtime at checkout time: the loader uses the times recorded
+/// beside the corpus (for files whose content matches), so the data summary is the seeds'.
+#[test]
+fn fresh_checkout_prints_the_seeds_latest_modified_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("corpus");
+    copy_dir(&repo().join("experiments/corpus"), &root);
+    std::fs::copy(
+        repo().join("experiments/corpus.mtimes.tsv"),
+        tmp.path().join("corpus.mtimes.tsv"),
+    )
+    .unwrap();
+    // A checkout's times: now, for every file.
+    let now = std::time::SystemTime::now();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                std::fs::File::options()
+                    .write(true)
+                    .open(&p)
+                    .unwrap()
+                    .set_modified(now)
+                    .unwrap();
+            }
+        }
+    }
+    let expected =
+        std::fs::read_to_string(repo().join("tests/fixtures/golden/seed_data_summary.txt"))
+            .unwrap();
+    let c = Corpus::load_path(&root, MAX).unwrap();
+    assert_eq!(c.data_summary(), expected);
+    assert!(c.files.iter().all(|f| f.modified_recorded));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    // An edited file is not the recorded one: it gets its own time.
+    let edited = "reports/gemma3/gemma3_270m_baseline.csv";
+    let mut text = std::fs::read_to_string(root.join(edited)).unwrap();
+    text.push('\n');
+    std::fs::write(root.join(edited), text).unwrap();
+    let c = Corpus::load_path(&root, MAX).unwrap();
+    let f = c.files.iter().find(|f| f.path == edited).unwrap();
+    assert!(!f.modified_recorded);
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert!(c
+        .data_summary()
+        .contains(&format!("  Latest modified: {today}")));
+
+    // Without the recorded times: the filesystem's, today's.
+    std::fs::remove_file(tmp.path().join("corpus.mtimes.tsv")).unwrap();
+    let c = Corpus::load_path(&root, MAX).unwrap();
+    assert!(c.files.iter().all(|f| !f.modified_recorded));
+    assert_ne!(c.data_summary(), expected);
 }

@@ -4,6 +4,7 @@
 mod agents;
 mod analysis;
 mod backends;
+mod calls;
 mod cluster;
 mod common;
 mod embedded;

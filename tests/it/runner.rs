@@ -57,7 +57,7 @@ num_ctx = [256, 512]
 [[arm]]
 name = "duo"
 agent = "pair"
-a = {{ persona = "insight", num_ctx = 512 }}
+a = {{ persona = "chimera", num_ctx = 512 }}
 b = {{ num_ctx = 512 }}
 "#,
         corpus = root().join("experiments/corpus").display(),
@@ -134,13 +134,14 @@ fn full_run_stores_every_call_reports_and_manifest() {
         .map(|r| r.start_offset_ms)
         .fold(f64::MAX, f64::min);
     assert!(a_end <= b_start);
-    // the insight persona was sent as the system prompt, and only for insight agents
+    // the persona was sent as the system prompt, and only for the agent that has one (B:
+    // InsightAgent by default)
     let sys = server
         .requests()
         .iter()
         .filter(|q| q.json.as_ref().and_then(|b| b.get("system")).is_some())
         .count();
-    assert_eq!(sys, 3 * 2 * 2); // 3 units × 2 phases × 2 calls of agent A
+    assert_eq!(sys, 3 * 2 * 2); // 3 units × 2 phases × 2 calls of agent B
                                 // a report per successful agent run, where the seeds put them
     let cell = recs
         .iter()
@@ -154,7 +155,7 @@ fn full_run_stores_every_call_reports_and_manifest() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(
-        names.contains(&"chimera_insight_report.md".to_string()),
+        names.contains(&"chimera_agent_a_report.md".to_string()),
         "{names:?}"
     );
     assert!(
