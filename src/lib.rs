@@ -21,3 +21,4 @@ pub mod runner;
 pub mod spec;
 pub mod stats;
 pub mod store;
+pub mod telemetry;

@@ -389,6 +389,85 @@ impl Backend for OpenAiBackend {
             })
         })
     }
+
+    fn server_state<'a>(&'a self, endpoint: Option<&'a str>) -> BoxFuture<'a, Option<Value>> {
+        Box::pin(async move {
+            let base = match endpoint {
+                Some(e) => openai_base(e).ok()?,
+                None => self.urls[0].clone(),
+            };
+            let (props, slots) = futures_util::future::join(
+                self.get_json(&base, "/props"),
+                self.get_json(&base, "/slots"),
+            )
+            .await;
+            server_state_of(props.as_ref(), slots.as_ref())
+        })
+    }
+}
+
+impl OpenAiBackend {
+    /// `GET {base}{path}` as JSON; `None` on any failure (llama-cpp-python and vLLM have no
+    /// `/props`; llama-server answers `/slots` only with `--slots`, on by default).
+    async fn get_json(&self, base: &str, path: &str) -> Option<Value> {
+        let mut d = Deadlines::metadata(&self.timeouts).ok()?;
+        let no_hint: fn(&str) -> String = |_| String::new();
+        let rb = self.authed(self.client.get(format!("{base}{path}")));
+        let resp = http::send(rb, base, &mut d, "", no_hint).await.ok()?;
+        http::read_json::<Value>(resp, &mut d).await.ok()
+    }
+}
+
+/// What llama.cpp's `llama-server` says about its setup, trimmed to what explains a
+/// measurement: from `/props` the model, its context (`default_generation_settings.n_ctx`),
+/// the slots and the build; from `/slots` each slot's context and whether it was busy.
+/// (ggml-org/llama.cpp `tools/server/README.md`.) `None` when neither answered as JSON.
+pub fn server_state_of(props: Option<&Value>, slots: Option<&Value>) -> Option<Value> {
+    let mut out = Map::new();
+    if let Some(p) = props.and_then(Value::as_object) {
+        let mut keep = Map::new();
+        for k in [
+            "model_alias",
+            "model_path",
+            "total_slots",
+            "build_info",
+            "is_sleeping",
+        ] {
+            if let Some(v) = p.get(k).filter(|v| !v.is_null()) {
+                keep.insert(k.into(), v.clone());
+            }
+        }
+        if let Some(n) = p
+            .get("default_generation_settings")
+            .and_then(|g| g.get("n_ctx"))
+        {
+            keep.insert("n_ctx".into(), n.clone());
+        }
+        out.insert("props".into(), Value::Object(keep));
+    }
+    if let Some(arr) = slots.and_then(Value::as_array) {
+        let kept: Vec<Value> = arr
+            .iter()
+            .filter_map(Value::as_object)
+            .map(|s| {
+                let mut k = Map::new();
+                for f in [
+                    "id",
+                    "n_ctx",
+                    "is_processing",
+                    "n_prompt_tokens",
+                    "speculative",
+                ] {
+                    if let Some(v) = s.get(f) {
+                        k.insert(f.into(), v.clone());
+                    }
+                }
+                Value::Object(k)
+            })
+            .collect();
+        out.insert("slots".into(), Value::Array(kept));
+    }
+    (!out.is_empty()).then_some(Value::Object(out))
 }
 
 /// A tokenize answer: only the number of tokens matters (ids, or llama.cpp's

@@ -2,8 +2,10 @@
 //! survives crashes (resume skips every stored phase), Ctrl-C, and failing cells.
 
 mod exec;
+mod observe;
 
 pub use exec::AgentExecutor;
+pub use observe::Observed;
 
 use crate::backend::BoxFuture;
 use crate::plan::{Cell, Plan, Shard, Unit};
@@ -114,6 +116,9 @@ pub struct RunSummary {
     pub stopped_on_failure: bool,
     pub resumed: bool,
     pub complete: bool,
+    /// What a reader of the results must know (telemetry): a busy machine, a model not where
+    /// the options asked.
+    pub warnings: Vec<String>,
 }
 
 impl RunSummary {
@@ -550,14 +555,24 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
             store.stored()
         );
     }
-    let executor = Arc::new(AgentExecutor {
-        backend,
+    let agents = Arc::new(AgentExecutor {
+        backend: backend.clone(),
         corpus: spec.corpus.clone(),
         retry: spec.backend.retry.clone(),
         defeat_cache: true,
         cold_load_ms: spec.analysis.cold_load_ms,
     });
-    let summary = execute(spec, &plan, &mut store, &run_id, resumed, executor, opts).await?;
+    let observed = observe_run(spec, agents, backend)?;
+    let executor = observed.clone();
+    let mut summary = execute(spec, &plan, &mut store, &run_id, resumed, executor, opts).await?;
+    if let Some(session) = observed.finish(store.dir()) {
+        if opts.progress == ProgressMode::Quiet {
+            for w in &session.warnings {
+                tracing::warn!("{w}");
+            }
+        }
+        summary.warnings = session.warnings;
+    }
     if summary.complete {
         let dir = store.dir().to_path_buf();
         store::columnar::finish(&dir, &run_id).map_err(|source| RunError::StoreFailed {
@@ -566,6 +581,24 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
         })?;
     }
     Ok(summary)
+}
+
+/// Starts the run's telemetry (settings from the environment: see [`crate::telemetry`]) and
+/// wraps the executor in it.
+fn observe_run(
+    spec: &Spec,
+    agents: Arc<dyn PhaseExecutor>,
+    backend: Arc<dyn crate::backend::Backend>,
+) -> Result<Arc<Observed>, RunError> {
+    let cfg = crate::telemetry::TelemetryConfig::from_env()
+        .map_err(|e| RunError::Setup(e.to_string()))?;
+    let telemetry = Arc::new(crate::telemetry::Telemetry::start(cfg));
+    Ok(Arc::new(Observed::new(
+        agents,
+        backend,
+        telemetry,
+        spec.backend.kind == crate::spec::BackendKind::Ollama,
+    )))
 }
 
 /// The end-of-run summary: what was measured, what each rule excluded, failures by kind.
@@ -608,6 +641,9 @@ pub fn failure_summary(s: &RunSummary) -> String {
             s.empty_cells.len(),
             s.empty_cells.join(", ")
         ));
+    }
+    for w in &s.warnings {
+        line.push_str(&format!("\nwarning: {w}"));
     }
     line
 }

@@ -11,3 +11,4 @@ mod hardening;
 mod real_server;
 mod runner;
 mod spec_and_plan;
+mod telemetry;
