@@ -82,12 +82,14 @@ export LLAMA_BUILD_SHARED_LIBS=1
 export CMAKE_BUILD_PARALLEL_LEVEL=$JOBS
 export CARGO_BUILD_JOBS=$JOBS
 export CARGO_TARGET_DIR=$TARGET
-# The repository's target-cpu flag (.cargo/config.toml) plus an rpath to the directory the
-# llama.cpp shared libraries are copied into (beside the binary).
-export RUSTFLAGS="-C target-cpu=x86-64-v3 -C link-arg=-Wl,-rpath,\$ORIGIN"
 
 start=$(date +%s)
-nice -n "$NICE" cargo build --profile "$PROFILE" --features cuda --bin sweep
+# `cargo rustc` gives the rpath (the directory llama-cpp-sys-2 copies the llama.cpp shared
+# libraries into, beside the binary) to the final link only: the dependencies keep the
+# repository's own flags (.cargo/config.toml), so a target directory seeded from a CPU build
+# reuses them.
+nice -n "$NICE" cargo rustc --profile "$PROFILE" --features cuda --bin sweep -- \
+  -C 'link-arg=-Wl,-rpath,$ORIGIN'
 secs=$(( $(date +%s) - start ))
 dir=$PROFILE
 [ "$PROFILE" = dev ] && dir=debug
