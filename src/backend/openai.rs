@@ -702,6 +702,31 @@ mod tests {
     }
 
     #[test]
+    fn server_state_keeps_what_explains_a_measurement() {
+        // The shapes a real llama-server (scripts/llama-server.sh, -c 2048) answers.
+        let props = serde_json::json!({
+            "total_slots": 4, "model_alias": "models/gemma-3-270m-q4_k_m.gguf",
+            "model_path": "models/gemma-3-270m-q4_k_m.gguf", "build_info": "b0-unknown",
+            "is_sleeping": false, "chat_template": "{{ long }}",
+            "default_generation_settings": {"n_ctx": 2048, "params": {"top_k": 40}}
+        });
+        let slots = serde_json::json!([
+            {"id": 0, "n_ctx": 2048, "speculative": false, "is_processing": false,
+             "params": {"top_k": 40}},
+            {"id": 1, "n_ctx": 2048, "speculative": false, "is_processing": true}
+        ]);
+        let s = server_state_of(Some(&props), Some(&slots)).unwrap();
+        assert_eq!(s["props"]["n_ctx"], 2048);
+        assert_eq!(s["props"]["total_slots"], 4);
+        assert!(s["props"].get("chat_template").is_none());
+        assert_eq!(s["slots"][1]["is_processing"], true);
+        assert!(s["slots"][0].get("params").is_none());
+        assert_eq!(server_state_of(None, None), None);
+        let only = server_state_of(None, Some(&serde_json::json!({"error": 1})));
+        assert_eq!(only, None, "an error object is not a slot list");
+    }
+
+    #[test]
     fn base_strips_v1() {
         assert_eq!(
             openai_base("http://127.0.0.1:8080/v1/").unwrap(),

@@ -14,7 +14,10 @@
 //! `Record::gpu`: energy in J, mean/max power, peak memory, mean utilisation); the raw
 //! samples go to `telemetry.parquet` beside the records and a summary of the session (the
 //! machine's state, what made it busy, where the model sat) to `telemetry.json`. A missing
-//! GPU, counter or reading is `null`, never 0.
+//! GPU, counter or reading is `null`, never 0. The GPUs' energy is the whole board's: idle
+//! power is in it, and with `[run] concurrency` above 1 a call's share is split only with
+//! the calls of its own phase, not with other phases running at the same time. The raw
+//! samples of a session that crashed are lost (its records keep their windows).
 //!
 //! Settings (environment, read by [`TelemetryConfig::from_env`]): `SWEEP_TELEMETRY=off`
 //! switches it all off; `SWEEP_GPU_SAMPLER` = `auto` | `nvml` | `nvidia-smi` | `none`;

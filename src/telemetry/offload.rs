@@ -152,8 +152,8 @@ pub fn warnings(cells: &[CellPlacement]) -> Vec<String> {
         if let (Some(n), Some(l)) = (c.num_gpu, c.layers_total) {
             if n > l as i64 {
                 out.push(format!(
-                    "{who}: {ng} is above {}'s {l} layers: every layer is offloaded, the same \
-                     placement as num_gpu={l} (levels above the layer count do not differ)",
+                    "{who}: {ng} is above {}'s {l} layers: it asks for the same placement as \
+                     num_gpu={l}, every layer (levels above the layer count do not differ)",
                     c.model
                 ));
             }

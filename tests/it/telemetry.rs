@@ -443,6 +443,24 @@ fn fake_nvidia_smi_gives_every_call_its_window_and_energy_per_token_flows_throug
     let table = std::fs::read_to_string(run.join("tables/num_gpu.md")).unwrap();
     assert!(table.contains("J/token"), "{table}");
     assert!(run.join("plots/num_gpu.svg").is_file());
+    // The gate takes a threshold on it (2 reps: too few to decide, exit 3, but compared).
+    let json = tmp.path().join("compare.json");
+    let out = sweep()
+        .arg("compare")
+        .arg(&run)
+        .arg(&run)
+        .args(["--threshold", "j_per_token=5%", "--quiet", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verdict = std::fs::read_to_string(&json).unwrap();
+    assert!(verdict.contains("\"j_per_token\""), "{verdict}");
 }
 
 #[test]
