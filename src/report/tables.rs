@@ -728,11 +728,12 @@ pub fn num_gpu_table(
          offloaded / total (the model's blocks + the output layer; total from Ollama's \
          /api/show)."
             .to_string(),
-        format!("{}.", Metric::DecodeTps.estimand()),
-        format!(
-            "{}; n/a without GPU telemetry (no NVIDIA driver or nvidia-smi).",
-            Metric::JPerToken.estimand()
-        ),
+        // (Plain words, no Σ: the LaTeX export passes text through as it is.)
+        "decode tok/s: per rep the output tokens of its calls over their server eval \
+         seconds; J/token: per rep the GPU energy of its calls (each call's share of the \
+         GPUs' energy over its own window) over their output tokens, n/a without GPU \
+         telemetry (no NVIDIA driver or nvidia-smi). Value: the median over reps."
+            .to_string(),
     ];
     for n in &a.notes {
         footer.push(format!("Warning: {n}."));
