@@ -142,10 +142,14 @@ impl GpuSampler for NvmlSampler {
 pub const SMI_QUERY: &str =
     "index,utilization.gpu,memory.used,power.draw,temperature.gpu,clocks.sm";
 
+/// How long one nvidia-smi call may take.
+pub const SMI_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `nvidia-smi` run once per sample (a few tens of ms each on a real driver, which bounds the
 /// rate it can sample at).
 pub struct SmiSampler {
     program: String,
+    timeout: std::time::Duration,
 }
 
 impl SmiSampler {
@@ -153,6 +157,7 @@ impl SmiSampler {
     pub fn open(program: &str) -> Result<Self, String> {
         let mut s = Self {
             program: program.to_string(),
+            timeout: SMI_TIMEOUT,
         };
         match s.sample() {
             Ok(g) if !g.is_empty() => Ok(s),
@@ -161,11 +166,31 @@ impl SmiSampler {
         }
     }
 
+    /// Runs nvidia-smi, killed after [`SMI_TIMEOUT`] (a wedged driver can hang it, and the
+    /// run must still be able to stop its sampler). Its output is a few lines, well within
+    /// a pipe's buffer, so waiting before reading cannot block it.
     fn run(&self, args: &[&str]) -> Result<String, TelemetryError> {
-        let out = Command::new(&self.program)
+        let fail = |e: std::io::Error| TelemetryError::Gpu(format!("{}: {e}", self.program));
+        let mut child = Command::new(&self.program)
             .args(args)
-            .output()
-            .map_err(|e| TelemetryError::Gpu(format!("{}: {e}", self.program)))?;
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(fail)?;
+        let started = std::time::Instant::now();
+        while child.try_wait().map_err(fail)?.is_none() {
+            if started.elapsed() > self.timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(TelemetryError::Gpu(format!(
+                    "{} did not answer within {:?}",
+                    self.program, self.timeout
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let out = child.wait_with_output().map_err(fail)?;
         if !out.status.success() {
             return Err(TelemetryError::Gpu(format!(
                 "{} exited with {}: {}",
@@ -266,6 +291,23 @@ mod tests {
         assert_eq!(g[1].util_pct, None);
         assert_eq!(g[1].power_w, None);
         assert!(parse_smi_gpus("No devices were found\n").is_empty());
+    }
+
+    #[test]
+    fn a_hanging_nvidia_smi_is_killed_not_waited_for() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("nvidia-smi");
+        std::fs::write(&p, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut s = SmiSampler {
+            program: p.display().to_string(),
+            timeout: std::time::Duration::from_millis(200),
+        };
+        let t = std::time::Instant::now();
+        let e = s.sample().unwrap_err().to_string();
+        assert!(e.contains("did not answer"), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]
