@@ -1,5 +1,7 @@
-//! The environment a run happened in: host, CPU, memory, GPU and driver, git commit.
-//! Written into every manifest so that `sweep compare` can refuse apples-to-oranges.
+//! The environment a run happened in: host, CPU, memory, GPU and driver, git commit, and the
+//! machine's state as the run started (load, frequency governor). Written into every
+//! manifest so that `sweep compare` can refuse apples-to-oranges; the state during the run
+//! is telemetry's (`telemetry.json`).
 
 use serde::{Deserialize, Serialize};
 use std::process::Command;
@@ -20,6 +22,12 @@ pub struct HostInfo {
     pub cpu_threads: usize,
     pub memory_bytes: Option<u64>,
     pub gpus: Vec<GpuInfo>,
+    /// The 1-minute load average when the run started (`/proc/loadavg`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_at_start: Option<f64>,
+    /// The CPU frequency governors when the run started (empty where cpufreq is hidden).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub governors: Vec<String>,
 }
 
 impl HostInfo {
@@ -35,6 +43,13 @@ impl HostInfo {
                 .unwrap_or(1),
             memory_bytes: memory_bytes(),
             gpus: nvidia_gpus(),
+            load_at_start: std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .as_deref()
+                .and_then(crate::telemetry::host::parse_loadavg),
+            governors: crate::telemetry::host::governors(std::path::Path::new(
+                "/sys/devices/system/cpu",
+            )),
         }
     }
 
@@ -85,9 +100,14 @@ fn memory_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// GPUs via `nvidia-smi` when it is installed; empty otherwise.
+/// GPUs via `nvidia-smi` (or the program `SWEEP_NVIDIA_SMI` names) when it is installed;
+/// empty otherwise.
 fn nvidia_gpus() -> Vec<GpuInfo> {
-    let out = Command::new("nvidia-smi")
+    let smi = std::env::var("SWEEP_NVIDIA_SMI")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "nvidia-smi".into());
+    let out = Command::new(smi)
         .args([
             "--query-gpu=name,driver_version,memory.total",
             "--format=csv,noheader,nounits",

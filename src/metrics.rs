@@ -32,6 +32,10 @@ pub enum Metric {
     EvalMs,
     LoadMs,
     OutputTokens,
+    /// Σ GPU joules / Σ output tokens over a rep's calls (also `energy_per_token`).
+    JPerToken,
+    /// Σ GPU joules / Σ prompt tokens × 1 000 over a rep's calls.
+    JPer1kPromptTokens,
 }
 
 /// Which way is better.
@@ -54,6 +58,16 @@ pub enum RateClock {
     ClientDecode,
 }
 
+/// The tokens an energy metric divides by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnergyPer {
+    /// Output (generated) tokens.
+    OutputToken,
+    /// 1 000 prompt tokens.
+    KiloPromptTokens,
+}
+
 /// How a metric's value is formed from the calls.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -67,6 +81,10 @@ pub enum Estimator {
     /// pooled (a tail needs more values than one rep has); the rep stays the unit of
     /// resampling (cluster bootstrap).
     PooledQuantile { column: &'static str, q: f64 },
+    /// Per rep: Σ GPU energy (each call's share over its own window, `gpu_energy_j`) / Σ
+    /// tokens over its calls. A call without an energy figure (no GPU telemetry) makes its
+    /// rep incomplete for this metric, like any missing input.
+    RepEnergy { per: EnergyPer },
 }
 
 /// Everything there is to know about one metric.
@@ -112,7 +130,7 @@ const fn median(
 }
 
 /// The table, in display order.
-pub const METRICS: [MetricDef; 10] = [
+pub const METRICS: [MetricDef; 12] = [
     MetricDef {
         gate_default: true,
         default_threshold: Some(0.05),
@@ -200,11 +218,35 @@ pub const METRICS: [MetricDef; 10] = [
             "output tokens",
         )
     },
+    MetricDef {
+        estimator: Estimator::RepEnergy {
+            per: EnergyPer::OutputToken,
+        },
+        ..median(
+            Metric::JPerToken,
+            "j_per_token",
+            &["energy_per_token", "j_per_output_token"],
+            "J/token",
+            "GPU energy per output token (J/token)",
+        )
+    },
+    MetricDef {
+        estimator: Estimator::RepEnergy {
+            per: EnergyPer::KiloPromptTokens,
+        },
+        ..median(
+            Metric::JPer1kPromptTokens,
+            "j_per_1k_prompt_tokens",
+            &["energy_per_1k_prompt_tokens"],
+            "J/1k prompt tokens",
+            "GPU energy per 1 000 prompt tokens (J)",
+        )
+    },
 ];
 
 impl Metric {
     /// Every metric, in display order.
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 12] = [
         Metric::TtftMs,
         Metric::TtftP95Ms,
         Metric::E2eMs,
@@ -215,6 +257,8 @@ impl Metric {
         Metric::EvalMs,
         Metric::LoadMs,
         Metric::OutputTokens,
+        Metric::JPerToken,
+        Metric::JPer1kPromptTokens,
     ];
 
     /// The metric's row of [`METRICS`].
@@ -288,6 +332,12 @@ impl Metric {
             Estimator::RepRate {
                 clock: RateClock::ClientDecode,
             } => &["output_tokens", "e2e_ms", "ttft_ms"],
+            Estimator::RepEnergy {
+                per: EnergyPer::OutputToken,
+            } => &["gpu_energy_j", "output_tokens"],
+            Estimator::RepEnergy {
+                per: EnergyPer::KiloPromptTokens,
+            } => &["gpu_energy_j", "prompt_tokens"],
         }
     }
 
@@ -317,6 +367,15 @@ impl Metric {
                 match clock {
                     RateClock::ServerEval => "server eval seconds",
                     RateClock::ClientDecode => "client (e2e − TTFT) seconds",
+                }
+            ),
+            Estimator::RepEnergy { per } => format!(
+                "{}: per rep Σ GPU joules (each call's share of the GPUs' energy over its own \
+                 window) / Σ {} over its calls",
+                self.name(),
+                match per {
+                    EnergyPer::OutputToken => "output tokens",
+                    EnergyPer::KiloPromptTokens => "prompt tokens × 1 000",
                 }
             ),
             Estimator::PooledQuantile { q, .. } => format!(
@@ -368,6 +427,11 @@ mod tests {
         assert_eq!(Metric::parse("ttft_p50"), Some(Metric::TtftMs));
         assert_eq!(Metric::parse("ttft_p95"), Some(Metric::TtftP95Ms));
         assert_eq!(Metric::parse("e2e_p50"), Some(Metric::E2eMs));
+        assert_eq!(Metric::parse("energy_per_token"), Some(Metric::JPerToken));
+        assert_eq!(
+            Metric::JPerToken.columns(),
+            &["gpu_energy_j", "output_tokens"]
+        );
         assert_eq!(Metric::parse("nope"), None);
         assert!("nope".parse::<Metric>().unwrap_err().contains("ttft_ms"));
     }

@@ -156,6 +156,15 @@ pub struct Record {
     /// the offload `num_gpu` produced, the context length, keep_alive expiry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loaded: Option<crate::backend::LoadedModel>,
+    /// What the server (or engine) reported about its own setup right after a reload probe:
+    /// llama.cpp `/props` and `/slots`, the layer count Ollama offloads (`/api/show`), the
+    /// embedded engine's offloaded layers. Reload probes only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_state: Option<serde_json::Value>,
+    /// The GPUs over this call's window (energy, power, memory, utilisation): `None` without
+    /// GPU telemetry (no NVIDIA driver or nvidia-smi), never zeros.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<crate::telemetry::GpuWindow>,
 
     // integrity
     /// How many records the call's phase group has, written on each of them by the store, so

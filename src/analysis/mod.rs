@@ -356,6 +356,11 @@ pub fn analyze(run_dir: &Path, opts: &AnalysisOptions) -> Result<Analysis, Analy
     })?;
     analysis.incomplete_records = loaded.incomplete_records;
     analysis.notes.splice(0..0, loaded.notes);
+    // The machine's state and the model's placement, from the run's telemetry.
+    let impossible = pairs::impossible(&analysis.pairs, analysis.manifest.as_ref()).len();
+    analysis
+        .notes
+        .extend(crate::telemetry::analysis_notes(run_dir, impossible));
     let dir = run_dir.join("analysis");
     let summary = dir.join("summary.json");
     let text = serde_json::to_string_pretty(&analysis)?;

@@ -12,7 +12,7 @@
 //! collected frame.
 
 use super::AnalysisError;
-use crate::metrics::{Estimator, Metric, RateClock};
+use crate::metrics::{EnergyPer, Estimator, Metric, RateClock};
 use crate::record::ColdReason;
 use crate::stats::engine::Sample;
 use crate::stats::select_quantiles;
@@ -230,6 +230,9 @@ pub(crate) fn with_defaults(lf: LazyFrame) -> Result<LazyFrame, AnalysisError> {
     }
     if !schema.contains("tokens_source") {
         add.push(lit(NULL).cast(DataType::String).alias("tokens_source"));
+    }
+    if !schema.contains("gpu_energy_j") {
+        add.push(lit(NULL).cast(DataType::Float64).alias("gpu_energy_j"));
     }
     Ok(if add.is_empty() {
         lf
@@ -511,6 +514,23 @@ fn metric_by_key(
                 })
                 .collect()
         }
+        Estimator::RepEnergy { per } => {
+            // (joules × scale, tokens): the rep value is Σ joules × scale / Σ tokens, formed
+            // below exactly as a rate's Σ tokens / Σ seconds.
+            let (tokens, scale) = match per {
+                EnergyPer::OutputToken => (&cols["output_tokens"], 1.0),
+                EnergyPer::KiloPromptTokens => (&cols["prompt_tokens"], 1000.0),
+            };
+            cols["gpu_energy_j"]
+                .iter()
+                .zip(tokens)
+                .zip(counts)
+                .map(|((j, t), &ok)| match (j, t) {
+                    (Some(j), Some(t)) if ok && *t > 0.0 && *j >= 0.0 => Some((j * scale, *t)),
+                    _ => None,
+                })
+                .collect()
+        }
     };
     // Scatter the present values group after group.
     let mut rows_in = vec![0u32; n_groups];
@@ -536,7 +556,10 @@ fn metric_by_key(
     }
     let complete = |g: usize| (offsets[g + 1] - offsets[g]) as u32 == rows_in[g] && rows_in[g] > 0;
     let pooled = m.is_pooled();
-    let rate = matches!(m.def().estimator, Estimator::RepRate { .. });
+    let rate = matches!(
+        m.def().estimator,
+        Estimator::RepRate { .. } | Estimator::RepEnergy { .. }
+    );
     let mut out = Vec::with_capacity(groups.keys.len());
     for &(s, e) in &groups.key_ranges {
         let mut reps = Vec::new();

@@ -87,6 +87,26 @@ struct Inner {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     /// sha256 of the model file, computed once.
     digest: tokio::sync::OnceCell<String>,
+    /// Where the engine thread put the model at its last load (`Backend::server_state`).
+    placement: Arc<Mutex<Option<Placement>>>,
+}
+
+/// Where the engine put the model's layers at its last load: what llama.cpp's own
+/// `load_tensors: offloaded N/M layers to GPU` line says, computed the way llama.cpp does
+/// (`llama_model::load_tensors`: `min(n_gpu_layers, n_layer + 1)` when a GPU device is
+/// present, else 0).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Placement {
+    /// `num_gpu` as it took effect (`None`: llama.cpp's default; a build without the `cuda`
+    /// feature ignores `num_gpu`).
+    pub gpu_layers_requested: Option<u32>,
+    pub layers_offloaded: u64,
+    /// The model's layers plus the output layer.
+    pub layers_total: u64,
+    /// GPU devices llama.cpp sees ("CUDA0: NVIDIA H200 (143771 MiB)").
+    pub gpu_devices: Vec<String>,
+    /// Built with the `cuda` feature.
+    pub cuda_build: bool,
 }
 
 /// One call handed to the engine thread.
@@ -104,6 +124,7 @@ struct EngineConfig {
     model_path: PathBuf,
     threads: i32,
     timeouts: Timeouts,
+    placement: Arc<Mutex<Option<Placement>>>,
 }
 
 struct Loaded {
@@ -142,6 +163,7 @@ impl EmbeddedBackend {
                 timeouts: cfg.timeouts.clone(),
                 jobs: Mutex::new(None),
                 digest: tokio::sync::OnceCell::new(),
+                placement: Arc::default(),
             }),
         })
     }
@@ -250,6 +272,21 @@ impl Backend for EmbeddedBackend {
                 model_digest: Some(digest.clone()),
                 endpoints: Vec::new(),
             })
+        })
+    }
+
+    fn server_state<'a>(
+        &'a self,
+        _endpoint: Option<&'a str>,
+    ) -> BoxFuture<'a, Option<serde_json::Value>> {
+        Box::pin(async move {
+            let p = self
+                .inner
+                .placement
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()?;
+            serde_json::to_value(p).ok()
         })
     }
 }
@@ -399,6 +436,7 @@ impl Inner {
             model_path: self.model_path.clone(),
             threads: self.threads,
             timeouts: self.timeouts.clone(),
+            placement: Arc::clone(&self.placement),
         };
         std::thread::Builder::new()
             .name("sweep-llama".into())
@@ -620,12 +658,50 @@ fn load(cfg: &EngineConfig, gpu_layers: Option<u32>) -> Result<Loaded, BackendEr
     }
     let model = LlamaModel::load_from_file(llama()?, &cfg.model_path, &params)
         .map_err(|e| BackendError::Engine(format!("loading {}: {e}", cfg.model_path.display())))?;
+    let placement = placement_of(&model, params.n_gpu_layers(), gpu_layers);
+    *cfg.placement.lock().unwrap_or_else(|p| p.into_inner()) = Some(placement);
     let template = match model.chat_template(None) {
         Ok(t) => t,
         Err(_) => LlamaChatTemplate::new(FALLBACK_TEMPLATE)
             .map_err(|e| BackendError::Engine(format!("chat template: {e}")))?,
     };
     Ok(Loaded { model, template })
+}
+
+/// The layers llama.cpp offloads for `n_gpu_layers` (negative: all) on this machine's GPU
+/// devices.
+fn placement_of(model: &LlamaModel, n_gpu_layers: i32, requested: Option<u32>) -> Placement {
+    use llama_cpp_2::{list_llama_ggml_backend_devices, LlamaBackendDeviceType};
+    let gpu_devices: Vec<String> = list_llama_ggml_backend_devices()
+        .into_iter()
+        .filter(|d| {
+            matches!(
+                d.device_type,
+                LlamaBackendDeviceType::Gpu | LlamaBackendDeviceType::IntegratedGpu
+            )
+        })
+        .map(|d| {
+            format!(
+                "{}: {} ({} MiB)",
+                d.name,
+                d.description,
+                d.memory_total / (1024 * 1024)
+            )
+        })
+        .collect();
+    let layers_total = u64::from(model.n_layer()) + 1;
+    let want = u64::try_from(n_gpu_layers).unwrap_or(layers_total);
+    Placement {
+        gpu_layers_requested: requested,
+        layers_offloaded: if gpu_devices.is_empty() {
+            0
+        } else {
+            want.min(layers_total)
+        },
+        layers_total,
+        gpu_devices,
+        cuda_build: cfg!(feature = "cuda"),
+    }
 }
 
 fn check_timeouts(t: &Timeouts, timer: &ClientTimer) -> Result<(), BackendError> {

@@ -240,6 +240,16 @@ pub trait Backend: Send + Sync {
     fn redact(&self, text: &str) -> String {
         text.to_string()
     }
+
+    /// What the server (or engine) reports about its own setup, recorded on reload probes
+    /// (`Record::server_state`): llama.cpp's `/props` and `/slots`, the embedded engine's
+    /// offloaded layers. `None` when it cannot say (never an error: it only informs).
+    fn server_state<'a>(
+        &'a self,
+        _endpoint: Option<&'a str>,
+    ) -> BoxFuture<'a, Option<serde_json::Value>> {
+        Box::pin(async { None })
+    }
 }
 
 /// Builds the backend the experiment file asks for.

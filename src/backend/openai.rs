@@ -421,6 +421,85 @@ impl Backend for OpenAiBackend {
             })
         })
     }
+
+    fn server_state<'a>(&'a self, endpoint: Option<&'a str>) -> BoxFuture<'a, Option<Value>> {
+        Box::pin(async move {
+            let base = match endpoint {
+                Some(e) => openai_base(e).ok()?,
+                None => self.urls[0].clone(),
+            };
+            let (props, slots) = futures_util::future::join(
+                self.get_json(&base, "/props"),
+                self.get_json(&base, "/slots"),
+            )
+            .await;
+            server_state_of(props.as_ref(), slots.as_ref())
+        })
+    }
+}
+
+impl OpenAiBackend {
+    /// `GET {base}{path}` as JSON; `None` on any failure (llama-cpp-python and vLLM have no
+    /// `/props`; llama-server answers `/slots` only with `--slots`, on by default).
+    async fn get_json(&self, base: &str, path: &str) -> Option<Value> {
+        let mut d = Deadlines::metadata(&self.timeouts).ok()?;
+        let no_hint: fn(&str) -> String = |_| String::new();
+        let rb = self.authed(self.client.get(format!("{base}{path}")));
+        let resp = http::send(rb, base, &mut d, "", no_hint).await.ok()?;
+        http::read_json::<Value>(resp, &mut d).await.ok()
+    }
+}
+
+/// What llama.cpp's `llama-server` says about its setup, trimmed to what explains a
+/// measurement: from `/props` the model, its context (`default_generation_settings.n_ctx`),
+/// the slots and the build; from `/slots` each slot's context and whether it was busy.
+/// (ggml-org/llama.cpp `tools/server/README.md`.) `None` when neither answered as JSON.
+pub fn server_state_of(props: Option<&Value>, slots: Option<&Value>) -> Option<Value> {
+    let mut out = Map::new();
+    if let Some(p) = props.and_then(Value::as_object) {
+        let mut keep = Map::new();
+        for k in [
+            "model_alias",
+            "model_path",
+            "total_slots",
+            "build_info",
+            "is_sleeping",
+        ] {
+            if let Some(v) = p.get(k).filter(|v| !v.is_null()) {
+                keep.insert(k.into(), v.clone());
+            }
+        }
+        if let Some(n) = p
+            .get("default_generation_settings")
+            .and_then(|g| g.get("n_ctx"))
+        {
+            keep.insert("n_ctx".into(), n.clone());
+        }
+        out.insert("props".into(), Value::Object(keep));
+    }
+    if let Some(arr) = slots.and_then(Value::as_array) {
+        let kept: Vec<Value> = arr
+            .iter()
+            .filter_map(Value::as_object)
+            .map(|s| {
+                let mut k = Map::new();
+                for f in [
+                    "id",
+                    "n_ctx",
+                    "is_processing",
+                    "n_prompt_tokens",
+                    "speculative",
+                ] {
+                    if let Some(v) = s.get(f) {
+                        k.insert(f.into(), v.clone());
+                    }
+                }
+                Value::Object(k)
+            })
+            .collect();
+        out.insert("slots".into(), Value::Array(kept));
+    }
+    (!out.is_empty()).then_some(Value::Object(out))
 }
 
 /// A tokenize answer: only the number of tokens matters (ids, or llama.cpp's
@@ -652,6 +731,31 @@ mod tests {
             .feed(b"data: {\"error\":{\"message\":\"boom\",\"code\":500}}\n")
             .unwrap_err();
         assert_eq!(e, BackendError::Engine("boom".into()));
+    }
+
+    #[test]
+    fn server_state_keeps_what_explains_a_measurement() {
+        // The shapes a real llama-server (scripts/llama-server.sh, -c 2048) answers.
+        let props = serde_json::json!({
+            "total_slots": 4, "model_alias": "models/gemma-3-270m-q4_k_m.gguf",
+            "model_path": "models/gemma-3-270m-q4_k_m.gguf", "build_info": "b0-unknown",
+            "is_sleeping": false, "chat_template": "{{ long }}",
+            "default_generation_settings": {"n_ctx": 2048, "params": {"top_k": 40}}
+        });
+        let slots = serde_json::json!([
+            {"id": 0, "n_ctx": 2048, "speculative": false, "is_processing": false,
+             "params": {"top_k": 40}},
+            {"id": 1, "n_ctx": 2048, "speculative": false, "is_processing": true}
+        ]);
+        let s = server_state_of(Some(&props), Some(&slots)).unwrap();
+        assert_eq!(s["props"]["n_ctx"], 2048);
+        assert_eq!(s["props"]["total_slots"], 4);
+        assert!(s["props"].get("chat_template").is_none());
+        assert_eq!(s["slots"][1]["is_processing"], true);
+        assert!(s["slots"][0].get("params").is_none());
+        assert_eq!(server_state_of(None, None), None);
+        let only = server_state_of(None, Some(&serde_json::json!({"error": 1})));
+        assert_eq!(only, None, "an error object is not a slot list");
     }
 
     #[test]

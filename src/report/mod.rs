@@ -123,6 +123,16 @@ pub fn render_analysis(
             all.extend(ts);
         }
     }
+    if let Some(t) = tables::num_gpu_table(a, &crate::telemetry::cell_placements(run_dir)) {
+        write_tables(
+            &tdir,
+            "num_gpu",
+            std::slice::from_ref(&t),
+            &opts.formats,
+            &mut out,
+        )?;
+        all.push(t);
+    }
     if let Some(t) = tables::pair_table(a) {
         write_tables(
             &tdir,
@@ -187,6 +197,10 @@ pub fn render_analysis(
             if plots::metric_vs_ctx(&p, a, m)? {
                 out.push(p);
             }
+        }
+        let p = pdir.join("num_gpu.svg");
+        if plots::num_gpu_plot(&p, a)? {
+            out.push(p);
         }
     }
     Ok(out)

@@ -352,3 +352,152 @@ fn group_label(c: &CellAnalysis) -> String {
         format!("{} ({})", c.arm, rest.join(", "))
     }
 }
+
+/// One point of a line: x, the median of the rep values, its CI band.
+type FactorPt = (f64, f64, Option<(f64, f64)>);
+
+/// The cells' values of `m` against the numeric factor `factor`, one line per group of
+/// cells that differ only in it (single-agent cells).
+fn lines_vs(a: &Analysis, m: Metric, factor: &str) -> BTreeMap<String, Vec<FactorPt>> {
+    let mut lines: BTreeMap<String, Vec<FactorPt>> = BTreeMap::new();
+    for c in &a.cells {
+        if c.factors.keys().any(|k| k.contains('.')) {
+            continue;
+        }
+        let Some(x) = c.factors.get(factor).and_then(|v| v.parse::<f64>().ok()) else {
+            continue;
+        };
+        let Some(s) = c.metric(m).and_then(|cm| cm.stats.summary.value()) else {
+            continue;
+        };
+        let cm = c.metric(m).map(|cm| &cm.stats);
+        let band = match cm.map(|s| (&s.median_ci, &s.mean_ci)) {
+            Some((Avail::Value(i), _)) | Some((_, Avail::Value(i))) => Some((i.lower, i.upper)),
+            _ => None,
+        };
+        let rest: Vec<String> = c
+            .factors
+            .iter()
+            .filter(|(k, _)| k.as_str() != factor)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let label = if rest.is_empty() {
+            c.arm.clone()
+        } else {
+            format!("{} ({})", c.arm, rest.join(", "))
+        };
+        lines.entry(label).or_default().push((x, s.median, band));
+    }
+    lines.retain(|_, v| v.len() >= 2);
+    for v in lines.values_mut() {
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    lines
+}
+
+/// One panel: `m` against num_gpu, lines with CI bands.
+fn num_gpu_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    m: Metric,
+    lines: &BTreeMap<String, Vec<FactorPt>>,
+    path: &Path,
+) -> Result<(), ReportError> {
+    let e = |x: DrawingAreaErrorKind<DB::ErrorType>| {
+        ReportError::Plot(path.to_path_buf(), x.to_string())
+    };
+    let pts = lines.values().flatten();
+    let (x0, x1) = pts
+        .clone()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.0), b.max(p.0))
+        });
+    let (y0, y1) = pts.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+        let (l, h) = p.2.unwrap_or((p.1, p.1));
+        (a.min(l).min(p.1), b.max(h).max(p.1))
+    });
+    let (x0, x1) = padded(x0, x1);
+    let (y0, y1) = padded(y0, y1);
+    let y1 = y1 + 0.08 * (y1 - y0) * (1 + lines.len()) as f64;
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("{} vs num_gpu (median of reps, CI band)", m.label()),
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .x_desc("num_gpu (layers asked on the GPU)")
+        .y_desc(m.label())
+        .x_label_formatter(&|x| tick(*x, x1 - x0))
+        .y_label_formatter(&|y| tick(*y, y1 - y0))
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 15))
+        .draw()
+        .map_err(e)?;
+    for (i, (label, v)) in lines.iter().enumerate() {
+        let c = color(i);
+        let band: Vec<(f64, f64, f64)> = v
+            .iter()
+            .filter_map(|(x, _, b)| b.map(|(l, h)| (*x, l, h)))
+            .collect();
+        if band.len() == v.len() {
+            let mut poly: Vec<(f64, f64)> = band.iter().map(|(x, _, h)| (*x, *h)).collect();
+            poly.extend(band.iter().rev().map(|(x, l, _)| (*x, *l)));
+            chart
+                .draw_series([Polygon::new(poly, c.mix(0.18).filled())])
+                .map_err(e)?;
+        }
+        chart
+            .draw_series(LineSeries::new(
+                v.iter().map(|(x, y, _)| (*x, *y)),
+                c.stroke_width(2),
+            ))
+            .map_err(e)?
+            .label(label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+        chart
+            .draw_series(
+                v.iter()
+                    .map(|(x, y, _)| Circle::new((*x, *y), 4, c.filled())),
+            )
+            .map_err(e)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(e)?;
+    Ok(())
+}
+
+/// Decode throughput (top) and GPU energy per output token (bottom) against num_gpu, one
+/// line per group of cells that differ only in num_gpu. The energy panel is left out when
+/// the run has no energy figures (no GPU telemetry). Returns false (and draws nothing) when
+/// no group has ≥ 2 num_gpu levels.
+pub fn num_gpu_plot(path: &Path, a: &Analysis) -> Result<bool, ReportError> {
+    let tps = lines_vs(a, Metric::DecodeTps, "num_gpu");
+    if tps.is_empty() {
+        return Ok(false);
+    }
+    let energy = lines_vs(a, Metric::JPerToken, "num_gpu");
+    let e = err(path);
+    let height = if energy.is_empty() { H } else { 2 * H - 80 };
+    let root = SVGBackend::new(path, (W, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(&e)?;
+    if energy.is_empty() {
+        num_gpu_panel(&root, Metric::DecodeTps, &tps, path)?;
+    } else {
+        let (top, bottom) = root.split_vertically(height / 2);
+        num_gpu_panel(&top, Metric::DecodeTps, &tps, path)?;
+        num_gpu_panel(&bottom, Metric::JPerToken, &energy, path)?;
+    }
+    root.present().map_err(&e)?;
+    Ok(true)
+}

@@ -688,3 +688,119 @@ pub fn environment(a: &Analysis) -> Option<String> {
     }
     (!parts.is_empty()).then(|| parts.join(", "))
 }
+
+/// The num_gpu table: per cell, what `num_gpu` asked, where the model really sat (share in
+/// VRAM, VRAM bytes, layers offloaded, from what the server said after each reload), and
+/// what it bought (decode tok/s, GPU energy per output token). `None` when no cell sets
+/// `num_gpu` and no reload probe recorded a placement. Single-agent cells only (a pair's
+/// members can differ).
+pub fn num_gpu_table(
+    a: &Analysis,
+    placements: &[crate::telemetry::CellPlacement],
+) -> Option<Table> {
+    let tidy_rows = a.tidy();
+    let tidy = Tidy::new(&tidy_rows);
+    let place = |id: &str| {
+        placements
+            .iter()
+            .find(|p| p.cell_id == id && p.agent == "single")
+    };
+    let mut cells: Vec<&CellAnalysis> = a
+        .cells
+        .iter()
+        .filter(|c| !c.factors.keys().any(|k| k.contains('.')))
+        .filter(|c| c.factors.contains_key("num_gpu") || place(&c.cell_id).is_some())
+        .collect();
+    if cells.is_empty() {
+        return None;
+    }
+    let ng = |c: &CellAnalysis| c.factors.get("num_gpu").and_then(|v| v.parse::<f64>().ok());
+    cells.sort_by(|x, y| {
+        (x.arm.as_str(), ng(x).unwrap_or(-1.0))
+            .partial_cmp(&(y.arm.as_str(), ng(y).unwrap_or(-1.0)))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let mut others = factor_names(a);
+    others.retain(|f| f != "num_gpu" && !f.contains('.'));
+    let lvl = (a.options.level * 100.0).round();
+    let mut headers = vec!["arm".to_string(), "num_gpu".to_string()];
+    headers.extend(others.iter().cloned());
+    headers.extend([
+        "in VRAM".to_string(),
+        "VRAM (GiB)".to_string(),
+        "layers on GPU".to_string(),
+        format!("decode tok/s [{lvl}% CI]"),
+        format!("J/token [{lvl}% CI]"),
+    ]);
+    let rows = cells
+        .iter()
+        .map(|c| {
+            let id = c.cell_id.as_str();
+            let p = place(id);
+            let mut row = vec![
+                TableCell::plain(&c.arm),
+                TableCell::plain(
+                    c.factors
+                        .get("num_gpu")
+                        .cloned()
+                        .unwrap_or_else(|| "unset".into()),
+                ),
+            ];
+            for f in &others {
+                row.push(TableCell::plain(
+                    c.factors.get(f).cloned().unwrap_or_else(|| "–".into()),
+                ));
+            }
+            let frac = match p.map(|p| (p.fraction_min, p.fraction_max)) {
+                Some((Some(lo), Some(hi))) if hi - lo > 0.005 => {
+                    format!("{:.0}–{:.0}%", lo * 100.0, hi * 100.0)
+                }
+                Some((Some(lo), _)) => format!("{:.0}%", lo * 100.0),
+                _ => "n/a".into(),
+            };
+            row.push(TableCell::plain(frac));
+            row.push(TableCell::plain(
+                p.and_then(|p| p.size_vram)
+                    .map(|b| format!("{:.2}", b as f64 / f64::from(1u32 << 30)))
+                    .unwrap_or_else(|| "n/a".into()),
+            ));
+            row.push(TableCell::plain(
+                match p.map(|p| (p.layers_offloaded, p.layers_total)) {
+                    Some((Some(o), Some(t))) => format!("{o}/{t}"),
+                    Some((None, Some(t))) => format!("?/{t}"),
+                    _ => "n/a".into(),
+                },
+            ));
+            for m in [Metric::DecodeTps, Metric::JPerToken] {
+                row.push(TableCell::plain(
+                    median_with_ci(&tidy, id, m.name())
+                        .map(|(_, t)| t)
+                        .unwrap_or_else(|| "n/a".into()),
+                ));
+            }
+            row
+        })
+        .collect();
+    let mut footer = vec![
+        "in VRAM: size_vram / size from Ollama's /api/ps after each reload probe (a range when \
+         reloads differed), or layers offloaded / layers for the embedded engine; layers on GPU: \
+         offloaded / total (the model's blocks + the output layer; total from Ollama's \
+         /api/show)."
+            .to_string(),
+        // (Plain words, no Σ: the LaTeX export passes text through as it is.)
+        "decode tok/s: per rep the output tokens of its calls over their server eval \
+         seconds; J/token: per rep the GPU energy of its calls (each call's share of the \
+         GPUs' energy over its own window) over their output tokens, n/a without GPU \
+         telemetry (no NVIDIA driver or nvidia-smi). Value: the median over reps."
+            .to_string(),
+    ];
+    for n in &a.notes {
+        footer.push(format!("Warning: {n}."));
+    }
+    Some(Table {
+        title: "num_gpu: where the model sat, speed and energy".into(),
+        headers,
+        rows,
+        footer,
+    })
+}

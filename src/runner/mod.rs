@@ -4,9 +4,11 @@
 //! --retry-failed` re-runs exactly the phases whose latest attempt failed.
 
 mod exec;
+mod observe;
 pub mod policy;
 
 pub use exec::AgentExecutor;
+pub use observe::Observed;
 
 use crate::backend::BoxFuture;
 use crate::plan::{Cell, Plan, Shard, Unit};
@@ -152,6 +154,9 @@ pub struct RunSummary {
     pub remaining_failed_phases: usize,
     /// The command that re-runs the failed phases (and any not yet run), when there are any.
     pub retry_command: Option<String>,
+    /// What a reader of the results must know (telemetry): a busy machine, a model not where
+    /// the options asked.
+    pub warnings: Vec<String>,
 }
 
 /// Why the failure policy stopped a run.
@@ -1103,13 +1108,23 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
         );
     }
     store.set_keep_call_texts(!opts.no_text);
-    let executor = Arc::new(AgentExecutor::new(
-        backend,
+    let agents = Arc::new(AgentExecutor::new(
+        backend.clone(),
         spec.corpus.clone(),
         spec.backend.retry.clone(),
         spec.analysis.cold_load_ms,
     ));
-    let summary = execute(spec, &plan, &mut store, &run_id, resumed, executor, opts).await?;
+    let observed = observe_run(spec, agents, backend)?;
+    let executor = observed.clone();
+    let mut summary = execute(spec, &plan, &mut store, &run_id, resumed, executor, opts).await?;
+    if let Some(session) = observed.finish(store.dir()) {
+        if opts.progress == ProgressMode::Quiet {
+            for w in &session.warnings {
+                tracing::warn!("{w}");
+            }
+        }
+        summary.warnings = session.warnings;
+    }
     // A finished run that --retry-failed found nothing to do in is left as it was.
     if summary.complete && (summary.phases_run > 0 || !was_finished) {
         let dir = store.dir().to_path_buf();
@@ -1119,6 +1134,24 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
         })?;
     }
     Ok(summary)
+}
+
+/// Starts the run's telemetry (settings from the environment: see [`crate::telemetry`]) and
+/// wraps the executor in it.
+fn observe_run(
+    spec: &Spec,
+    agents: Arc<dyn PhaseExecutor>,
+    backend: Arc<dyn crate::backend::Backend>,
+) -> Result<Arc<Observed>, RunError> {
+    let cfg = crate::telemetry::TelemetryConfig::from_env()
+        .map_err(|e| RunError::Setup(e.to_string()))?;
+    let telemetry = Arc::new(crate::telemetry::Telemetry::start(cfg));
+    Ok(Arc::new(Observed::new(
+        agents,
+        backend,
+        telemetry,
+        spec.backend.kind == crate::spec::BackendKind::Ollama,
+    )))
 }
 
 /// The end-of-run summary: what was measured, what each rule excluded, failures by kind.
@@ -1198,6 +1231,9 @@ pub fn failure_summary(s: &RunSummary) -> String {
                 ""
             }
         ));
+    }
+    for w in &s.warnings {
+        line.push_str(&format!("\nwarning: {w}"));
     }
     line
 }

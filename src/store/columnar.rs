@@ -265,6 +265,12 @@ pub fn records_to_frame(rs: &[Record]) -> PolarsResult<DataFrame> {
         Series::new("phase_wall_ms".into(), f64s(rs, |r| Some(r.phase_wall_ms))).into(),
         Series::new("agent_wall_ms".into(), f64s(rs, |r| Some(r.agent_wall_ms))).into(),
         Series::new("ingest_ms".into(), f64s(rs, |r| Some(r.ingest_ms))).into(),
+        // The call's share of the GPUs' energy (telemetry), for the energy metrics.
+        Series::new(
+            "gpu_energy_j".into(),
+            f64s(rs, |r| r.gpu.as_ref().and_then(|g| g.energy_j)),
+        )
+        .into(),
     ];
     DataFrame::new(rs.len(), cols)
 }

@@ -14,3 +14,4 @@ mod measure;
 mod real_server;
 mod runner;
 mod spec_and_plan;
+mod telemetry;
