@@ -63,10 +63,9 @@ pub trait PhaseExecutor: Send + Sync {
     fn execute<'a>(&'a self, job: &'a PhaseJob) -> BoxFuture<'a, PhaseOutput>;
 
     /// Whether the backend `job` uses answers now: the failure policy's probe while the run
-    /// is paused (`Err` says why not). The default never fails.
-    fn probe<'a>(&'a self, _job: &'a PhaseJob) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async { Ok(()) })
-    }
+    /// is paused (`Err` says why not). Required, with no default: a wrapper that forgot to
+    /// forward it would report every outage as over.
+    fn probe<'a>(&'a self, job: &'a PhaseJob) -> BoxFuture<'a, Result<(), String>>;
 }
 
 #[derive(Debug, Clone)]

@@ -121,4 +121,8 @@ impl PhaseExecutor for Observed {
             out
         })
     }
+
+    fn probe<'a>(&'a self, job: &'a PhaseJob) -> BoxFuture<'a, Result<(), String>> {
+        self.inner.probe(job)
+    }
 }
