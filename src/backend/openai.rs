@@ -386,6 +386,7 @@ impl Backend for OpenAiBackend {
                 version: None,
                 model_digest: None,
                 endpoints: self.urls.clone(),
+                ..Default::default()
             })
         })
     }

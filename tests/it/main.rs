@@ -9,5 +9,6 @@ mod embedded;
 mod gate;
 mod hardening;
 mod real_server;
+mod report;
 mod runner;
 mod spec_and_plan;
