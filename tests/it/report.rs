@@ -203,7 +203,7 @@ fn default_tables_follow_the_rules_and_compile() {
         .unwrap();
     let decimals: Vec<usize> = md
         .lines()
-        .filter(|l| l.starts_with("| baseline") || l.starts_with("| chimera"))
+        .filter(|l| l.starts_with("| chimera"))
         .map(|l| {
             let v = col(l, idx);
             let first = v.split(' ').next().unwrap().trim_matches('*').to_string();

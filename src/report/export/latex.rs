@@ -105,8 +105,9 @@ fn table_format(t: &Table, i: usize, decimals: usize, signed: bool) -> String {
     }
 }
 
+/// An `S` column: the format, a kept `+` on changes, bold detected from `\bfseries`.
 fn s_col(fmt: &str) -> String {
-    format!("S[table-format={fmt}]")
+    format!("S[table-format={fmt},retain-explicit-plus,detect-weight,mode=text]")
 }
 
 /// The column specification of the tabular, and per column its `S` format.
@@ -131,7 +132,10 @@ fn colspec(t: &Table) -> (String, Vec<String>) {
                         let _ = write!(spec, "{s}@{{\\,$\\pm$\\,}}{}", s_col(&pm_f));
                     }
                     _ => {
-                        let _ = write!(spec, "{s}@{{\\,[}}{s}@{{,\\,}}{s}@{{]}}");
+                        let _ = write!(
+                            spec,
+                            "{s}@{{\\,[}}{s}@{{,\\,}}{s}@{{]\\hspace{{2\\tabcolsep}}}}"
+                        );
                     }
                 }
                 fmts.push(f);
@@ -139,6 +143,15 @@ fn colspec(t: &Table) -> (String, Vec<String>) {
         }
     }
     (spec, fmts)
+}
+
+/// `[why]` when an interval is missing for a reason, else nothing.
+fn why(c: &Cell) -> String {
+    if c.why.is_empty() {
+        String::new()
+    } else {
+        format!("[{}]", text(&c.why))
+    }
 }
 
 /// The entries of a number cell over its `width` columns.
@@ -210,10 +223,7 @@ fn number_cells(c: &Cell, col: &Column, w: usize, fmt: &str) -> Vec<String> {
                         s_col(fmt),
                         bold(n(v))
                     ),
-                    format!(
-                        "\\multicolumn{{1}}{{l}}{{[{}]{mark}{suffix}}}",
-                        text(&c.why)
-                    ),
+                    format!("\\multicolumn{{1}}{{l}}{{{}{mark}{suffix}}}", why(c)),
                 ],
             }
         }
@@ -239,10 +249,7 @@ fn number_cells(c: &Cell, col: &Column, w: usize, fmt: &str) -> Vec<String> {
                     s_col(fmt),
                     bold(n(v))
                 ),
-                format!(
-                    "\\multicolumn{{2}}{{l}}{{[{}]{mark}{suffix}}}",
-                    text(&c.why)
-                ),
+                format!("\\multicolumn{{2}}{{l}}{{{}{mark}{suffix}}}", why(c)),
             ],
         },
     }
