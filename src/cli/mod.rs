@@ -69,7 +69,8 @@ pub enum Command {
     /// Execute every cell of the plan and store the records under
     /// results/<experiment>/<run-id>/. An unfinished run of the same file is resumed
     /// automatically (use --new to start afresh); Ctrl-C or SIGTERM stops cleanly and prints
-    /// how to resume.
+    /// how to resume. A finished run (not a shard) ends with its report: the headline table
+    /// on stdout and report.html, tables/ and plots/ in the run (not with --quiet or --json).
     Run {
         file: PathBuf,
         /// Continue this run, skipping every phase already stored.
@@ -714,14 +715,15 @@ fn run_command(spec: &Spec, opts: RunOptions) -> Result<Status, CliError> {
         .build()
         .map_err(|e| CliError::Environment(format!("cannot start the async runtime: {e}")))?;
     let quiet = opts.progress == ProgressMode::Quiet;
-    // JSON progress owns stdout: the report is written, its table not printed.
+    // The run ends with its report and headline table; --quiet and --json (whose events own
+    // stdout) leave that to `sweep report`.
     let show_report = !matches!(opts.progress, ProgressMode::Quiet | ProgressMode::Json);
     let s = rt.block_on(crate::runner::run_experiment(spec, &opts))?;
     if !quiet {
         eprintln!("{}", crate::runner::failure_summary(&s));
     }
-    if s.complete && s.stopped_by.is_none() && opts.shard.is_none() {
-        end_of_run_report(&s.dir, !show_report);
+    if show_report && s.complete && s.stopped_by.is_none() && opts.shard.is_none() {
+        end_of_run_report(&s.dir);
     }
     Ok(match s.stopped_by {
         Some(crate::runner::StopSignal::Interrupt) => Status::Interrupted,
@@ -810,13 +812,10 @@ fn report_command(
 /// The end of `sweep run`: the report written into the run, its headline table on stdout
 /// (the way hyperfine and llama-bench end), and where the full report is. A report that
 /// cannot be made is a warning: the run itself is stored either way.
-fn end_of_run_report(dir: &Path, quiet: bool) {
+fn end_of_run_report(dir: &Path) {
     let opts = ReportOptions::default();
     match report::render_run(dir, &opts) {
         Ok((r, _)) => {
-            if quiet {
-                return;
-            }
             let text = report::export::terminal::Terminal
                 .tables(&r.headline)
                 .unwrap_or_default();

@@ -203,6 +203,15 @@ pub(super) fn common_notes(view: &View, entries: &[Entry], t: &Table) -> Vec<Str
             view.defaults_source()
         ));
     }
+    for r in &view.runs {
+        // The rule's first clause: which arm, and why that one.
+        let rule = r.a.reference_rule.split(';').next().unwrap_or("");
+        if view.runs.len() > 1 {
+            notes.push(format!("{}: {rule}.", r.label));
+        } else {
+            notes.push(format!("Reference: {rule}."));
+        }
+    }
     let (mut warm, mut cold, mut failed) = (0, 0, 0);
     let mut by_reason: BTreeMap<String, u32> = BTreeMap::new();
     for e in entries {

@@ -714,3 +714,70 @@ fn schema_validates_shipped_experiments_and_rejects_schema_level_mistakes() {
         );
     }
 }
+
+/// `sweep run` ends with its answer: the headline table (intervals and verdicts when there
+/// are ≥ 6 reps) on stdout, the paths of the full report, and the report written into the
+/// run; with Ollama the manifest keeps what `/api/show` reports as the model's defaults.
+#[test]
+fn run_ends_with_the_headline_table_and_the_report() {
+    let server = super::common::quiet_server(6, 1, sweep_testkit::FaultPlan::None);
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = root().join("experiments/corpus");
+    let spec = tmp.path().join("end.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "[experiment]\nname = \"end\"\nrepetitions = 6\nwarmup = 1\nreference = \"baseline\"\n\
+             [backend]\nkind = \"ollama\"\nurl = \"{}\"\nmodel = \"gemma3:latest\"\ntimeout_s = 10\n\
+             [corpus]\npath = \"{}\"\n[run]\nresults_dir = \"{}\"\n\
+             [[arm]]\nname = \"baseline\"\n[[arm]]\nname = \"chimera\"\n[arm.grid]\nnum_ctx = [256]\n",
+            server.url(),
+            corpus.display(),
+            tmp.path().join("results").display()
+        ),
+    )
+    .unwrap();
+    let out = sweep()
+        .args(["run", "--progress", "plain"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = super::common::only_run(tmp.path(), "end");
+    assert!(
+        stdout.contains("Single-agent cells: median [CI]"),
+        "{stdout}"
+    );
+    let chimera = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("chimera"))
+        .unwrap();
+    // Six reps: a real interval and a real change, no "need ≥ 6".
+    assert!(
+        chimera.matches('[').count() >= 2 && !chimera.contains("need"),
+        "{chimera}"
+    );
+    assert!(
+        stdout.contains(&run.join("report.html").display().to_string()),
+        "{stdout}"
+    );
+    assert!(run.join("report.html").is_file() && run.join("tables/ttft_ms.md").is_file());
+    // The mock peer's /api/show parameters (temperature 1, top_k 64, top_p 0.95) are kept as
+    // the backend's defaults, and the baseline's row shows them marked.
+    let m = Manifest::read(&run).unwrap();
+    assert_eq!(
+        m.backend.defaults.get("top_k").map(String::as_str),
+        Some("64")
+    );
+    assert_eq!(
+        m.backend.defaults.get("temperature").map(String::as_str),
+        Some("1")
+    );
+    assert!(!m.backend.defaults.contains_key("stop"));
+}
