@@ -266,7 +266,7 @@ mod tests {
         assert_eq!(decimals_for([39.61, 5.0], 3), 1);
         assert_eq!(decimals_for([0.0123], 3), 4);
         assert_eq!(fmt_num(-0.0001, 1, true), "+0.0");
-        assert_eq!(fmt_num(3.14159, 2, true), "+3.14");
+        assert_eq!(fmt_num(1.23456, 2, true), "+1.23");
         let col = Column::number("x", 1, CiStyle::Brackets).kind;
         let c = Cell::value(Some(712.34)).with_ci(Some(700.0), Some(730.06), "");
         assert_eq!(plain(&c, &col), "712.3 [700.0, 730.1]");

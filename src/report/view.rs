@@ -270,10 +270,13 @@ pub fn cmp_values(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
+/// One fact of a manifest, as text.
+type Fact = fn(&Manifest) -> String;
+
 /// The differences between runs joined in one table, in words (`host: a, b`).
 pub fn joined_differences(runs: &[RunView]) -> Vec<String> {
     let mut out = Vec::new();
-    let facts: [(&str, fn(&Manifest) -> String); 8] = [
+    let facts: [(&str, Fact); 8] = [
         ("experiment", |m| m.experiment.clone()),
         ("experiment file", |m| {
             m.spec_hash.get(..12).unwrap_or(&m.spec_hash).to_string()
