@@ -781,3 +781,54 @@ fn run_ends_with_the_headline_table_and_the_report() {
     );
     assert!(!m.backend.defaults.contains_key("stop"));
 }
+
+/// The committed example: its tables are what `sweep report` makes of its records today
+/// (the paper-CI check a paper's repository would run), and the LaTeX document that inputs
+/// them compiles with pdflatex; its first page renders to a non-blank PNG.
+#[test]
+fn example_tables_are_current_and_its_paper_compiles() {
+    let ex = root().join("results/example");
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    for f in ["manifest.json", "records.jsonl"] {
+        std::fs::copy(ex.join(f), run.join(f)).unwrap();
+    }
+    let out = sweep()
+        .arg("report")
+        .arg(&run)
+        .arg("--check")
+        .arg(ex.join("tables"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "results/example/tables are stale (scripts/example.sh rebuilds them):\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let paper = tmp.path().join("paper");
+    std::fs::create_dir_all(paper.join("tables")).unwrap();
+    std::fs::copy(ex.join("paper.tex"), paper.join("paper.tex")).unwrap();
+    for e in std::fs::read_dir(ex.join("tables")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), paper.join("tables").join(e.file_name())).unwrap();
+    }
+    let Some(pdf) = assert_latex_compiles(&paper, "paper.tex") else {
+        return;
+    };
+    if !have("pdftoppm", "-v") {
+        return;
+    }
+    let png = paper.join("page");
+    let out = Command::new("pdftoppm")
+        .args(["-png", "-r", "50", "-f", "1", "-l", "1", "-singlefile"])
+        .arg(&pdf)
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let share = ink(&std::fs::read(png.with_extension("png")).unwrap());
+    assert!(share > 0.01, "first page is blank ({share:.4})");
+    assert!(ex.join("paper-page1.png").is_file() && ex.join("report.png").is_file());
+}
