@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+bash scripts/install-report-deps.sh
 bash scripts/fetch-model.sh
 # Real servers for tests/it/real_server.rs, built once and cached in ~/.cache/sweep:
 # llama.cpp's llama-server, and llama-cpp-python's server (no usage in its stream).

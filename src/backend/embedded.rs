@@ -271,6 +271,7 @@ impl Backend for EmbeddedBackend {
                 version: Some(LLAMA_CPP_2_VERSION.into()),
                 model_digest: Some(digest.clone()),
                 endpoints: Vec::new(),
+                defaults: effective_defaults(),
             })
         })
     }
@@ -289,6 +290,23 @@ impl Backend for EmbeddedBackend {
             serde_json::to_value(p).ok()
         })
     }
+}
+
+/// The values this engine uses for options a request leaves unset (the manifest keeps them
+/// so that tables can show a baseline's effective num_ctx, temperature …).
+pub fn effective_defaults() -> std::collections::BTreeMap<String, String> {
+    [
+        ("num_ctx", DEFAULT_NUM_CTX.to_string()),
+        ("num_predict", DEFAULT_NUM_PREDICT.to_string()),
+        ("temperature", DEFAULT_TEMPERATURE.to_string()),
+        ("top_k", DEFAULT_TOP_K.to_string()),
+        ("top_p", DEFAULT_TOP_P.to_string()),
+        ("repeat_penalty", "1".to_string()),
+        ("seed", DEFAULT_SEED.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// Tells the blocking generation loop to stop when the caller's future is dropped (a timeout

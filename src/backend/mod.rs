@@ -98,6 +98,11 @@ pub struct BackendInfo {
     /// Model digest (Ollama) or file sha256 (embedded) for provenance.
     pub model_digest: Option<String>,
     pub endpoints: Vec<String>,
+    /// What the backend applies to an option a request leaves unset (option name → value):
+    /// the embedded engine's defaults, or the parameters Ollama's `POST /api/show` reports
+    /// for the model. Tables show them, marked as defaults, for cells that set nothing.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub defaults: std::collections::BTreeMap<String, String>,
 }
 
 /// A model the server says it has loaded (Ollama `GET /api/ps`): what the runner checks

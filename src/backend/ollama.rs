@@ -111,13 +111,13 @@ impl OllamaBackend {
         )
         .await?;
         let tags: Tags = http::read_json(resp, &mut d).await?;
-        if let Some(t) = tags.models.iter().find(|t| t.is(model)) {
-            return Ok(Preflight {
-                version: version.version,
-                digest: t.digest.clone(),
-            });
-        }
-        // Not listed under that name: /api/show resolves aliases or says it is missing.
+        let digest = tags
+            .models
+            .iter()
+            .find(|t| t.is(model))
+            .and_then(|t| t.digest.clone());
+        // /api/show resolves aliases (or says the model is missing) and reports the model's
+        // own parameters: the defaults a request that sets nothing runs with.
         let resp = http::send(
             self.client
                 .post(format!("{base}/api/show"))
@@ -130,10 +130,11 @@ impl OllamaBackend {
         .await;
         match resp {
             Ok(resp) => {
-                let _: serde_json::Value = http::read_json(resp, &mut d).await?;
+                let show: serde_json::Value = http::read_json(resp, &mut d).await?;
                 Ok(Preflight {
                     version: version.version,
-                    digest: None,
+                    digest,
+                    defaults: show_defaults(&show),
                 })
             }
             Err(BackendError::Http { status: 404, .. }) => Err(BackendError::ModelNotFound {
@@ -145,9 +146,32 @@ impl OllamaBackend {
     }
 }
 
+/// The model options among `/api/show`'s `parameters` (the Modelfile's `PARAMETER` lines,
+/// one `name value` per line; `stop` and other non-options are skipped; a name given twice
+/// keeps its first value).
+pub fn show_defaults(show: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let text = show
+        .get("parameters")
+        .and_then(|p| p.as_str())
+        .unwrap_or("");
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let (Some(k), Some(v)) = (it.next(), it.next()) else {
+            continue;
+        };
+        if crate::spec::OPTION_NAMES.contains(&k) && it.next().is_none() {
+            out.entry(k.to_string())
+                .or_insert_with(|| v.trim_matches('"').to_string());
+        }
+    }
+    out
+}
+
 struct Preflight {
     version: Option<String>,
     digest: Option<String>,
+    defaults: std::collections::BTreeMap<String, String>,
 }
 
 fn pull_hint(model: &str) -> String {
@@ -174,6 +198,7 @@ impl Backend for OllamaBackend {
                 if i == 0 {
                     info.version = p.version;
                     info.model_digest = p.digest;
+                    info.defaults = p.defaults;
                 }
             }
             Ok(info)

@@ -418,6 +418,7 @@ impl Backend for OpenAiBackend {
                 version: None,
                 model_digest: None,
                 endpoints: self.urls.clone(),
+                ..Default::default()
             })
         })
     }

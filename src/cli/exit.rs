@@ -109,7 +109,9 @@ impl CliError {
             CliError::Analysis(e) => analysis_code(e),
             CliError::Report(e) => match e {
                 ReportError::Analysis(a) => analysis_code(a),
-                ReportError::UnknownAxis(..) => BAD_INPUT,
+                ReportError::UnknownAxis(..)
+                | ReportError::MixedRuns(_)
+                | ReportError::Usage(_) => BAD_INPUT,
                 _ => ENVIRONMENT,
             },
             CliError::Gate(e) => match e {

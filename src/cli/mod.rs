@@ -9,7 +9,7 @@ use crate::analysis::{self, AnalysisOptions, Metric};
 use crate::gate::{self, Against, CompareRequest};
 use crate::plan::{Plan, Shard, ShardArg};
 use crate::progress::ProgressMode;
-use crate::report::{self, Format, ReportOptions};
+use crate::report::{self, Exporter as _, Format, LabelBy, ReportOptions};
 use crate::runner::RunOptions;
 use crate::spec::Spec;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -69,7 +69,8 @@ pub enum Command {
     /// Execute every cell of the plan and store the records under
     /// results/<experiment>/<run-id>/. An unfinished run of the same file is resumed
     /// automatically (use --new to start afresh); Ctrl-C or SIGTERM stops cleanly and prints
-    /// how to resume.
+    /// how to resume. A finished run (not a shard) ends with its report: the headline table
+    /// on stdout and report.html, tables/ and plots/ in the run (not with --quiet or --json).
     Run {
         file: PathBuf,
         /// Continue this run, skipping every phase already stored.
@@ -247,11 +248,29 @@ pub enum Command {
         #[arg(long)]
         allow_partial: bool,
     },
-    /// Render paper tables (Markdown, LaTeX, CSV, JSON) and SVG plots of a stored run into
-    /// <run>/tables and <run>/plots.
+    /// Render paper tables (Markdown, LaTeX, CSV, JSON; methods.md|tex; all.tex), SVG plots
+    /// and report.html of a stored run into <run>/tables, <run>/plots and <run>/report.html:
+    /// the experiment file's [[table]] sections, or the default tables when it has none.
+    /// Several runs make tables that join them (--label-by, --out).
     Report {
-        run: PathBuf,
-        /// Split tables into sections by these axes (`arm` or a factor such as num_ctx).
+        /// One run directory, or several to join in one table.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// With several runs: what tells their cells apart in the tables.
+        #[arg(long, value_enum, default_value_t = LabelBy::Run)]
+        label_by: LabelBy,
+        /// Join runs of different experiments (or different experiment files).
+        #[arg(long)]
+        allow_mixed: bool,
+        /// Where joined tables go (several runs; required then).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Regenerate the tables and compare them with the committed ones in DIR (e.g.
+        /// results/example/tables): exit 1 with a diff when they differ, 0 when identical.
+        /// Writes nothing into the run.
+        #[arg(long, value_name = "DIR")]
+        check: Option<PathBuf>,
+        /// Split the default tables into sections by these axes (`arm` or a factor).
         #[arg(long = "group-by", value_name = "AXIS")]
         group_by: Vec<String>,
         /// Also write the paper layout: this axis' values as columns (e.g. `--columns
@@ -259,7 +278,7 @@ pub enum Command {
         /// tables/<metric>_by_<AXIS>.*
         #[arg(long, value_name = "AXIS")]
         columns: Option<String>,
-        /// Metrics to tabulate (default: ttft_ms, e2e_ms, decode_tps).
+        /// Metrics of the default tables (default: ttft_ms, e2e_ms, decode_tps).
         #[arg(long = "metric", value_name = "METRIC")]
         metrics: Vec<Metric>,
         /// Only these formats (default: md, tex, csv, json).
@@ -272,10 +291,16 @@ pub enum Command {
         /// Skip the SVG plots.
         #[arg(long)]
         no_plots: bool,
+        /// Skip report.html.
+        #[arg(long)]
+        no_html: bool,
         /// Report a partial merge or an unfinished run.
         #[arg(long)]
         allow_partial: bool,
     },
+    /// Print the JSON Schema of the experiment file (generated from the types that parse
+    /// it; editors such as Even Better TOML use it through a `#:schema` directive).
+    Schema,
     /// Compare a run with a baseline and give a verdict: exit 0 pass, 1 regression,
     /// 3 inconclusive or not comparable (too few reps, nothing measured, too many failed
     /// calls, environments differ), 2 bad input.
@@ -456,6 +481,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Baseline { .. } => "baseline",
         Command::Power { .. } => "power",
         Command::Show { .. } => "show",
+        Command::Schema => "schema",
     }
 }
 
@@ -643,7 +669,11 @@ pub fn run(command: Command) -> Result<Status, CliError> {
             allow_partial,
         } => analyze(&run, reference, alpha, &metrics, allow_partial),
         Command::Report {
-            run,
+            runs,
+            label_by,
+            allow_mixed,
+            out,
+            check,
             group_by,
             columns,
             metrics,
@@ -651,6 +681,7 @@ pub fn run(command: Command) -> Result<Status, CliError> {
             reference,
             alpha,
             no_plots,
+            no_html,
             allow_partial,
         } => {
             let defaults = ReportOptions::default();
@@ -670,13 +701,15 @@ pub fn run(command: Command) -> Result<Status, CliError> {
                 alpha,
                 reference,
                 plots: !no_plots,
+                html: !no_html,
                 allow_partial,
             };
-            let (paths, a) = report::render_run(&run, &opts)?;
-            for p in paths {
-                println!("{}", p.display());
-            }
-            a.check_measured()?;
+            report_command(&runs, label_by, allow_mixed, out, check, &opts)
+        }
+        Command::Schema => {
+            let text = serde_json::to_string_pretty(&crate::spec::json_schema())
+                .map_err(|e| CliError::Environment(e.to_string()))?;
+            println!("{text}");
             Ok(Status::Ok)
         }
         Command::Compare {
@@ -893,8 +926,12 @@ fn analyze(
     };
     let a = analysis::analyze(run, &opts)?;
     let md = Format::Markdown.exporter();
-    let mut tables = report::tables::metric_tables(&a, &shown, &[]);
-    tables.extend(report::tables::pair_table(&a));
+    let view = report::View::single(report::RunView::new(run.to_path_buf(), a.clone()));
+    let mut tables: Vec<report::Table> = report::tables::metric_tables(&view, &shown, &[])
+        .into_iter()
+        .flat_map(|(_, t)| t)
+        .collect();
+    tables.extend(report::tables::pair_table(&view));
     if let Some(text) = md.tables(&tables) {
         println!("{text}");
     }
@@ -976,12 +1013,18 @@ fn run_command(spec: &Spec, opts: RunOptions) -> Result<Status, CliError> {
         .build()
         .map_err(|e| CliError::Environment(format!("cannot start the async runtime: {e}")))?;
     let quiet = opts.progress == ProgressMode::Quiet;
+    // The run ends with its report and headline table; --quiet and --json (whose events own
+    // stdout) leave that to `sweep report`.
+    let show_report = !matches!(opts.progress, ProgressMode::Quiet | ProgressMode::Json);
     let s = rt.block_on(crate::runner::run_experiment(spec, &opts))?;
     if !quiet {
         eprintln!("{}", crate::runner::failure_summary(&s));
     } else if let Some(cmd) = &s.retry_command {
         // Even a quiet run says how to run its failures again (exit 4 says that there are).
         eprintln!("failed calls remain; run them again with: {cmd}");
+    }
+    if show_report && s.complete && s.stopped_by.is_none() && opts.shard.is_none() {
+        end_of_run_report(&s.dir);
     }
     Ok(match s.stopped_by {
         Some(crate::runner::StopSignal::Interrupt) => Status::Interrupted,
@@ -1059,4 +1102,96 @@ fn write_script(path: &Path, text: &str) -> Result<(), CliError> {
             .map_err(|e| CliError::Environment(format!("{}: {e}", path.display())))?;
     }
     Ok(())
+}
+
+/// `sweep report`: one run (tables into the run), several (joined, into --out), or a check
+/// of committed tables.
+fn report_command(
+    runs: &[PathBuf],
+    label_by: LabelBy,
+    allow_mixed: bool,
+    out: Option<PathBuf>,
+    check: Option<PathBuf>,
+    opts: &ReportOptions,
+) -> Result<Status, CliError> {
+    if let Some(dir) = check {
+        let outcome = report::check(runs, label_by, allow_mixed, &dir, opts)?;
+        if outcome.clean() {
+            println!(
+                "{}: {} table files identical to a fresh report",
+                dir.display(),
+                outcome.compared
+            );
+            return Ok(Status::Ok);
+        }
+        for d in &outcome.differences {
+            println!("{d}");
+        }
+        eprintln!(
+            "{}: {} of the tables differ from a fresh report (regenerate with `sweep report`)",
+            dir.display(),
+            outcome.differences.len()
+        );
+        return Ok(Status::Regression);
+    }
+    if runs.len() == 1 {
+        if out.is_some() {
+            return Err(CliError::Usage(
+                "--out applies to several runs; one run's tables go into the run".into(),
+            ));
+        }
+        let (r, a) = report::render_run(&runs[0], opts)?;
+        for p in &r.paths {
+            println!("{}", p.display());
+        }
+        a.check_measured()?;
+        return Ok(Status::Ok);
+    }
+    let Some(out) = out else {
+        return Err(CliError::Usage(
+            "several runs: give --out DIR for the joined tables".into(),
+        ));
+    };
+    let r = report::render_runs(runs, label_by, allow_mixed, &out, opts)?;
+    for p in &r.paths {
+        println!("{}", p.display());
+    }
+    if r.joined_over.is_empty() {
+        eprintln!(
+            "joined {} runs; their manifests differ in nothing recorded",
+            runs.len()
+        );
+    } else {
+        eprintln!(
+            "joined {} runs (labelled by {}) over: {}",
+            runs.len(),
+            label_by.as_str(),
+            r.joined_over.join("; ")
+        );
+    }
+    Ok(Status::Ok)
+}
+
+/// The end of `sweep run`: the report written into the run, its headline table on stdout
+/// (the way hyperfine and llama-bench end), and where the full report is. A report that
+/// cannot be made is a warning: the run itself is stored either way.
+fn end_of_run_report(dir: &Path) {
+    let opts = ReportOptions::default();
+    match report::render_run(dir, &opts) {
+        Ok((r, _)) => {
+            let text = report::export::terminal::Terminal
+                .tables(&r.headline)
+                .unwrap_or_default();
+            println!("\n{text}");
+            println!("Full report:");
+            if let Some(h) = &r.html {
+                println!("  {}", h.display());
+            }
+            println!("  {}", dir.join("tables").display());
+            if dir.join("plots").is_dir() {
+                println!("  {}", dir.join("plots").display());
+            }
+        }
+        Err(e) => tracing::warn!("the run is stored, but its report could not be made: {e}"),
+    }
 }

@@ -1,99 +1,25 @@
-//! benchstat-like tables built from the tidy frame: one row per cell, factor columns,
-//! `median [CI]`, `mean ± sd`, `Δ% [CI]`, adjusted p and a verdict (`~` when not
-//! significant, `(ref)` on the reference), a geomean row and a footer. One `Table`
-//! renders to Markdown, LaTeX (booktabs), CSV and JSON.
+//! Tables built from the analyses of a report's runs, format-neutral ([`Table`]):
+//!
+//! - the default set (no `[[table]]` in the experiment file): per metric a benchstat-like
+//!   table (one row per cell, `median [CI]`, `mean ± sd`, `Δ% [CI]`, Holm p, verdict, a
+//!   geomean row), the `--columns AXIS` paper layout, the pair tables;
+//! - each `[[table]]` the experiment file declares ([`declared`]).
+//!
+//! Rules every table keeps: single-agent and pair cells never share a table; an axis whose
+//! value is the same in every row moves into the caption; a cell that leaves an option
+//! unset shows the backend's effective default, marked †; numbers in a column share their
+//! decimals; the notes are a few short lines and the method text lives once in
+//! `methods.md|tex` ([`super::methods`]).
 
-use crate::analysis::{Analysis, CellAnalysis, Metric, TidyRow};
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
+use super::table::{decimals_for, Cell, ColKind, Column, Row, Table};
+use super::view::{cmp_values, Entry, View};
+use crate::analysis::{Analysis, CellAnalysis, CellMetric, Metric};
+use crate::spec::{BoldRule, CiStyle, Columns, Statistic, TableSpec};
+use crate::stats::engine::Decision;
+use std::collections::BTreeMap;
 
-/// One table cell: `text` is plain (escaped per format on output); `math` cells carry
-/// a ± that LaTeX renders as `\pm`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TableCell {
-    pub text: String,
-    /// Significant (bold in Markdown and LaTeX).
-    pub bold: bool,
-}
-
-impl TableCell {
-    fn plain(s: impl Into<String>) -> Self {
-        Self {
-            text: s.into(),
-            bold: false,
-        }
-    }
-}
-
-/// A rendered table, format-neutral.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Table {
-    pub title: String,
-    pub headers: Vec<String>,
-    pub rows: Vec<Vec<TableCell>>,
-    pub footer: Vec<String>,
-}
-
-/// Number with about four significant digits, no exponent for the usual magnitudes.
-pub fn num(v: f64) -> String {
-    let a = v.abs();
-    if !v.is_finite() {
-        "n/a".into()
-    } else if a >= 1000.0 {
-        format!("{v:.0}")
-    } else if a >= 100.0 {
-        format!("{v:.1}")
-    } else if a >= 10.0 {
-        format!("{v:.2}")
-    } else if a >= 0.01 || a == 0.0 {
-        format!("{v:.3}")
-    } else {
-        format!("{v:.2e}")
-    }
-}
-
-fn pct(v: f64) -> String {
-    format!("{v:+.1}")
-}
-
-fn pval(p: f64) -> String {
-    if p < 0.001 {
-        "<0.001".into()
-    } else {
-        format!("{p:.3}")
-    }
-}
-
-/// Lookup over the tidy rows: (cell, metric, statistic) → (value, note).
-struct Tidy<'a>(HashMap<(&'a str, &'a str, &'a str), (&'a Option<f64>, &'a str)>);
-
-impl<'a> Tidy<'a> {
-    fn new(rows: &'a [TidyRow]) -> Self {
-        Self(
-            rows.iter()
-                .map(|r| {
-                    (
-                        (r.cell_id.as_str(), r.metric.as_str(), r.statistic.as_str()),
-                        (&r.value, r.note.as_str()),
-                    )
-                })
-                .collect(),
-        )
-    }
-    fn v(&self, cell: &str, metric: &str, stat: &str) -> Option<f64> {
-        self.0.get(&(cell, metric, stat)).and_then(|(v, _)| **v)
-    }
-    fn note(&self, cell: &str, metric: &str, stat: &str) -> &str {
-        self.0
-            .get(&(cell, metric, stat))
-            .map(|(_, n)| *n)
-            .unwrap_or("")
-    }
-}
-
-/// Short form of an "unavailable" reason for a table cell: "need ≥ 6".
-fn short_reason(note: &str) -> String {
+/// Short form of an "unavailable" reason: "need ≥ 6".
+pub fn short_reason(note: &str) -> String {
     match note.find("need ≥") {
         Some(i) => {
             let rest = &note[i + "need ≥".len()..];
@@ -109,405 +35,519 @@ fn short_reason(note: &str) -> String {
     }
 }
 
-/// Factor value of a cell for an axis (`arm` is an axis too).
-fn axis_value(c: &CellAnalysis, axis: &str) -> String {
-    if axis == "arm" {
-        c.arm.clone()
+fn pval(p: f64) -> String {
+    if p < 0.001 {
+        "<0.001".into()
     } else {
-        c.factors.get(axis).cloned().unwrap_or_else(|| "–".into())
+        format!("{p:.3}")
     }
 }
 
-/// Every factor name of the run's cells, sorted (the axes besides `arm`).
-pub fn factor_names(a: &Analysis) -> Vec<String> {
-    let mut names: Vec<String> = a
-        .cells
-        .iter()
-        .flat_map(|c| c.factors.keys().cloned())
-        .collect();
-    names.sort();
-    names.dedup();
-    names
+fn level_pct(a: &Analysis) -> String {
+    format!("{:.0}%", a.options.level * 100.0)
 }
 
-/// Cells by their `group_by` axis values (run order kept inside a group).
-fn group_cells<'a>(
-    a: &'a Analysis,
-    group_by: &[String],
-) -> BTreeMap<Vec<String>, Vec<&'a CellAnalysis>> {
-    let mut groups: BTreeMap<Vec<String>, Vec<&CellAnalysis>> = BTreeMap::new();
-    for c in &a.cells {
-        let key = group_by.iter().map(|g| axis_value(c, g)).collect();
-        groups.entry(key).or_default().push(c);
+/// The verdict of a cell's metric against its reference: `better`, `worse`, `~`, `n/a`,
+/// `(ref)`.
+fn verdict(a: &Analysis, c: &CellAnalysis, m: Metric) -> (String, bool) {
+    if c.is_reference {
+        return ("(ref)".into(), false);
     }
-    groups
-}
-
-/// `value [lo, hi]` of a cell's metric, or the reason there is no interval.
-fn median_with_ci(tidy: &Tidy, id: &str, name: &str) -> Option<(f64, String)> {
-    let ci = match (
-        tidy.v(id, name, "estimate_ci_lo"),
-        tidy.v(id, name, "estimate_ci_hi"),
-    ) {
-        (Some(lo), Some(hi)) => format!("[{}, {}]", num(lo), num(hi)),
-        _ => format!("[{}]", short_reason(tidy.note(id, name, "estimate_ci_lo"))),
-    };
-    tidy.v(id, name, "estimate")
-        .map(|md| (md, format!("{} {ci}", num(md))))
-}
-
-/// What a metric's value column is called: `median` or `p95`.
-fn value_name(m: Metric) -> &'static str {
-    if m.is_pooled() {
-        "p95"
-    } else {
-        "median"
-    }
-}
-
-/// A table title with its `group_by` section: `TTFT (ms) — arm=chimera`.
-fn section_title(mut title: String, group_by: &[String], key: &[String]) -> String {
-    if !group_by.is_empty() {
-        let parts: Vec<String> = group_by
-            .iter()
-            .zip(key)
-            .map(|(g, v)| format!("{g}={v}"))
-            .collect();
-        let _ = write!(title, " — {}", parts.join(", "));
-    }
-    title
-}
-
-/// One table per metric and per combination of `group_by` axis values.
-pub fn metric_tables(a: &Analysis, metrics: &[Metric], group_by: &[String]) -> Vec<Table> {
-    let tidy_rows = a.tidy();
-    let tidy = Tidy::new(&tidy_rows);
-    let mut factor_names = factor_names(a);
-    factor_names.retain(|f| !group_by.contains(f));
-    let show_arm = !group_by.iter().any(|g| g == "arm");
-    let groups = group_cells(a, group_by);
-
-    let mut out = Vec::new();
-    for &m in metrics {
-        let name = m.name();
-        for (key, cells) in &groups {
-            let mut headers = Vec::new();
-            if show_arm {
-                headers.push("arm".to_string());
-            }
-            headers.extend(factor_names.iter().cloned());
-            let lvl = (a.options.level * 100.0).round();
-            headers.extend([
-                "n".to_string(),
-                format!("{} [{lvl}% CI]", value_name(m)),
-                "mean ± sd".to_string(),
-                format!("Δ% [{lvl}% CI]"),
-                "p (Holm)".to_string(),
-                "verdict".to_string(),
-            ]);
-            let mut rows = Vec::new();
-            let (mut log_med, mut n_med) = (0.0, 0usize);
-            let (mut log_ratio, mut n_ratio) = (0.0, 0usize);
-            for c in cells {
-                let id = c.cell_id.as_str();
-                let mut row = Vec::new();
-                if show_arm {
-                    row.push(TableCell::plain(&c.arm));
-                }
-                for f in &factor_names {
-                    row.push(TableCell::plain(
-                        c.factors.get(f).cloned().unwrap_or_else(|| "–".into()),
-                    ));
-                }
-                let n = tidy.v(id, name, "complete_reps").unwrap_or(0.0);
-                row.push(TableCell::plain(format!("{n:.0}")));
-                let median = median_with_ci(&tidy, id, name);
-                if let Some((md, _)) = median.as_ref().filter(|(v, _)| *v > 0.0) {
-                    log_med += md.ln();
-                    n_med += 1;
-                }
-                row.push(TableCell::plain(match median {
-                    Some((_, text)) => text,
-                    None => "n/a".into(),
-                }));
-                row.push(TableCell::plain(
-                    match (tidy.v(id, name, "mean"), tidy.v(id, name, "sd")) {
-                        (Some(mu), Some(sd)) => format!("{} ± {}", num(mu), num(sd)),
-                        (Some(mu), None) => num(mu),
-                        _ => "n/a".into(),
-                    },
-                ));
-                let verdict = tidy.note(id, name, "verdict").to_string();
-                let significant = verdict == "better" || verdict == "worse";
-                if c.is_reference {
-                    row.push(TableCell::plain("(ref)"));
-                    row.push(TableCell::plain(""));
-                    row.push(TableCell::plain("(ref)"));
-                } else {
-                    let delta = match (
-                        tidy.v(id, name, "delta_pct"),
-                        tidy.v(id, name, "delta_pct_lo"),
-                        tidy.v(id, name, "delta_pct_hi"),
-                    ) {
-                        (Some(d), Some(lo), Some(hi)) => {
-                            log_ratio += (1.0 + d / 100.0).ln();
-                            n_ratio += 1;
-                            format!("{}% [{}, {}]", pct(d), pct(lo), pct(hi))
-                        }
-                        _ => short_reason(tidy.note(id, name, "delta_pct")),
-                    };
-                    row.push(TableCell {
-                        text: delta,
-                        bold: significant,
-                    });
-                    row.push(TableCell {
-                        text: tidy
-                            .v(id, name, "p_holm")
-                            .map(pval)
-                            .unwrap_or_else(|| short_reason(tidy.note(id, name, "p"))),
-                        bold: significant,
-                    });
-                    row.push(TableCell {
-                        text: verdict,
-                        bold: significant,
-                    });
-                }
-                rows.push(row);
-            }
-            // Geomean row: geometric mean of the medians and of the median ratios.
-            let prefix = headers.len() - 6;
-            let mut geo = vec![TableCell::plain(""); prefix + 1];
-            geo[0] = TableCell::plain("geomean");
-            geo.push(TableCell::plain(if n_med > 0 {
-                num((log_med / n_med as f64).exp())
-            } else {
-                "n/a".into()
-            }));
-            geo.push(TableCell::plain(""));
-            geo.push(TableCell::plain(if n_ratio > 0 {
-                format!(
-                    "{}%",
-                    pct(((log_ratio / n_ratio as f64).exp() - 1.0) * 100.0)
-                )
-            } else {
-                "".into()
-            }));
-            geo.push(TableCell::plain(""));
-            geo.push(TableCell::plain(""));
-            rows.push(geo);
-
-            out.push(Table {
-                title: section_title(m.label().to_string(), group_by, key),
-                headers,
-                rows,
-                footer: footer(a, m, cells),
-            });
-        }
-    }
-    out
-}
-
-/// Axis values in a readable order: numbers numerically, then the rest (`–` for "not set")
-/// alphabetically.
-fn sort_axis_values(values: &mut [String]) {
-    values.sort_by(|a, b| match (a.parse::<f64>(), b.parse::<f64>()) {
-        (Ok(x), Ok(y)) => x.total_cmp(&y),
-        (Ok(_), Err(_)) => std::cmp::Ordering::Less,
-        (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
-        (Err(_), Err(_)) => a.cmp(b),
-    });
-}
-
-/// The paper layout: one table per metric (and `group_by` section) with the values of
-/// `columns` (an axis such as `num_gpu`) spread across the columns and the other factors down
-/// the rows. Each entry is `median [CI]`, bold when the cell differs significantly from its
-/// reference, `(ref)` on reference cells, `–` where the grid has no such cell.
-pub fn pivot_tables(
-    a: &Analysis,
-    metrics: &[Metric],
-    columns: &str,
-    group_by: &[String],
-) -> Vec<Table> {
-    let tidy_rows = a.tidy();
-    let tidy = Tidy::new(&tidy_rows);
-    let mut factor_names = factor_names(a);
-    factor_names.retain(|f| !group_by.contains(f) && f != columns);
-    let show_arm = columns != "arm" && !group_by.iter().any(|g| g == "arm");
-    let groups = group_cells(a, group_by);
-    let lvl = (a.options.level * 100.0).round();
-    let mut out = Vec::new();
-    for &m in metrics {
-        let name = m.name();
-        for (key, cells) in &groups {
-            let mut col_values: Vec<String> =
-                cells.iter().map(|c| axis_value(c, columns)).collect();
-            sort_axis_values(&mut col_values);
-            col_values.dedup();
-            // Rows: distinct (arm, other factors) in run order of their first cell.
-            let row_key = |c: &CellAnalysis| -> Vec<String> {
-                let mut k = Vec::new();
-                if show_arm {
-                    k.push(c.arm.clone());
-                }
-                k.extend(factor_names.iter().map(|f| axis_value(c, f)));
-                k
+    match a.comparison(&c.cell_id, m) {
+        Some(cmp) => {
+            let sig = matches!(cmp.verdict, Decision::Better | Decision::Worse);
+            let word = match cmp.verdict {
+                Decision::Better => "better",
+                Decision::Worse => "worse",
+                Decision::NoChange | Decision::WithinThreshold => "~",
+                Decision::Changed => "changed",
+                Decision::Constant => "constant",
+                Decision::Inconclusive => "n/a",
             };
-            let mut row_keys: Vec<Vec<String>> = Vec::new();
-            let mut entries: HashMap<(Vec<String>, String), &CellAnalysis> = HashMap::new();
-            for c in cells {
-                let k = row_key(c);
-                if !row_keys.contains(&k) {
-                    row_keys.push(k.clone());
-                }
-                entries.entry((k, axis_value(c, columns))).or_insert(c);
+            (word.into(), sig)
+        }
+        None => ("n/a".into(), false),
+    }
+}
+
+/// A statistic of a cell's metric as a cell: value, interval (or why none).
+fn stat_cell(cm: Option<&CellMetric>, stat: Statistic) -> Cell {
+    let Some(cm) = cm else {
+        return Cell::text("n/a");
+    };
+    let summary = cm.stats.summary.value();
+    match stat {
+        Statistic::Median => {
+            let (lo, hi) = cm
+                .estimate_ci
+                .value()
+                .map(|i| (Some(i.lower), Some(i.upper)))
+                .unwrap_or((None, None));
+            Cell::value(cm.estimate).with_ci(
+                lo,
+                hi,
+                &short_reason(cm.estimate_ci.reason().unwrap_or("")),
+            )
+        }
+        Statistic::Mean => {
+            let (lo, hi) = cm
+                .stats
+                .mean_ci
+                .value()
+                .map(|i| (Some(i.lower), Some(i.upper)))
+                .unwrap_or((None, None));
+            Cell::value(summary.map(|s| s.mean)).with_ci(
+                lo,
+                hi,
+                &short_reason(cm.stats.mean_ci.reason().unwrap_or("")),
+            )
+        }
+        q => Cell::value(summary.map(|s| match q {
+            Statistic::P5 => s.p5,
+            Statistic::P25 => s.p25,
+            Statistic::P75 => s.p75,
+            Statistic::P95 => s.p95,
+            Statistic::P99 => s.p99,
+            Statistic::Min => s.min,
+            _ => s.max,
+        })),
+    }
+}
+
+/// The row axes of a table: the asked ones, else every axis; then those constant over the
+/// rows move out (returned apart, with their value, for the caption).
+pub(super) fn split_axes(
+    view: &View,
+    entries: &[Entry],
+    wanted: &[String],
+    exclude: &[String],
+) -> (Vec<String>, Vec<(String, String)>) {
+    let axes: Vec<String> = if wanted.is_empty() {
+        view.axes(entries)
+    } else {
+        wanted.to_vec()
+    };
+    let mut keep = Vec::new();
+    let mut constant = Vec::new();
+    for ax in axes.into_iter().filter(|a| !exclude.contains(a)) {
+        let vals: Vec<_> = entries.iter().map(|e| view.value(e, &ax)).collect();
+        let mut texts: Vec<&str> = vals.iter().map(|v| v.text.as_str()).collect();
+        texts.sort_unstable();
+        texts.dedup();
+        // Constant when every row shows the same value, set or default (marked only when
+        // it is the default everywhere).
+        if texts.len() == 1 && (entries.len() > 1 || wanted.is_empty()) {
+            let all_default = vals.iter().all(|v| v.default);
+            let mark = if all_default {
+                super::table::DEFAULT_MARK
+            } else {
+                ""
+            };
+            constant.push((ax, format!("{}{mark}", texts[0])));
+        } else {
+            keep.push(ax);
+        }
+    }
+    (keep, constant)
+}
+
+pub(super) fn caption(what: String, constant: &[(String, String)]) -> String {
+    if constant.is_empty() {
+        what
+    } else {
+        let c: Vec<String> = constant.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        format!("{what}; {}", c.join(", "))
+    }
+}
+
+pub(super) fn axis_cells(view: &View, e: &Entry, axes: &[String]) -> Vec<Cell> {
+    axes.iter()
+        .map(|ax| {
+            let v = view.value(e, ax);
+            Cell {
+                text: v.text,
+                default: v.default,
+                ..Default::default()
             }
-            let mut headers = Vec::new();
-            if show_arm {
-                headers.push("arm".to_string());
+        })
+        .collect()
+}
+
+/// Sets each number column's decimals from its values (`digits` significant digits on the
+/// largest) so every row shows the same decimals.
+fn fit_decimals(t: &mut Table, digits: u32) {
+    for (i, col) in t.columns.iter_mut().enumerate() {
+        if let ColKind::Number { decimals, unit, .. } = &mut col.kind {
+            if unit == "%" || col.header == "n" {
+                continue; // changes keep one decimal, counts none
             }
-            headers.extend(factor_names.iter().cloned());
-            headers.extend(col_values.iter().map(|v| format!("{columns}={v}")));
-            let mut rows = Vec::new();
-            for k in &row_keys {
-                let mut row: Vec<TableCell> = k.iter().map(TableCell::plain).collect();
-                for v in &col_values {
-                    let Some(c) = entries.get(&(k.clone(), v.clone())) else {
-                        row.push(TableCell::plain("–"));
-                        continue;
-                    };
-                    let id = c.cell_id.as_str();
-                    let mut text = match median_with_ci(&tidy, id, name) {
-                        Some((_, text)) => text,
-                        None => "n/a".into(),
-                    };
-                    let verdict = tidy.note(id, name, "verdict");
-                    if c.is_reference {
-                        text.push_str(" (ref)");
-                    }
-                    row.push(TableCell {
-                        text,
-                        bold: verdict == "better" || verdict == "worse",
-                    });
-                }
-                rows.push(row);
+            let vals = t
+                .rows
+                .iter()
+                .filter_map(|r| r.cells.get(i))
+                .flat_map(|c| [c.value, c.lo, c.hi, c.pm].into_iter().flatten());
+            *decimals = decimals_for(vals, digits);
+        }
+    }
+}
+
+/// The notes every table of a view carries: marks, exclusions, environment, warnings.
+pub(super) fn common_notes(view: &View, entries: &[Entry], t: &Table) -> Vec<String> {
+    let mut notes = Vec::new();
+    let marked = t.rows.iter().any(|r| r.cells.iter().any(|c| c.default))
+        || t.caption.contains(super::table::DEFAULT_MARK);
+    if marked {
+        notes.push(format!(
+            "{} not set in the experiment file: the value the backend applies ({}).",
+            super::table::DEFAULT_MARK,
+            view.defaults_source()
+        ));
+    }
+    for r in &view.runs {
+        // The rule's first clause: which arm, and why that one.
+        let rule = r.a.reference_rule.split(';').next().unwrap_or("");
+        if view.runs.len() > 1 {
+            notes.push(format!("{}: {rule}.", r.label));
+        } else {
+            notes.push(format!("Reference: {rule}."));
+        }
+    }
+    let (mut warm, mut cold, mut failed) = (0, 0, 0);
+    let mut by_reason: BTreeMap<String, u32> = BTreeMap::new();
+    for e in entries {
+        warm += e.cell.counts.warmup;
+        cold += e.cell.counts.cold;
+        failed += e.cell.counts.failed;
+        for (k, v) in &e.cell.counts.cold_by_reason {
+            *by_reason.entry(k.clone()).or_default() += v;
+        }
+    }
+    let reasons = if by_reason.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " ({})",
+            by_reason
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    notes.push(format!(
+        "Excluded by rule and counted: {warm} warm-up, {cold} cold{reasons}, {failed} failed calls."
+    ));
+    let mut by_source: BTreeMap<String, u32> = BTreeMap::new();
+    for e in entries {
+        for (k, v) in &e.cell.counts.tokens_by_source {
+            *by_source.entry(k.clone()).or_default() += v;
+        }
+    }
+    if !by_source.is_empty() {
+        notes.push(format!(
+            "Token counts of the measured calls from: {}{}.",
+            by_source
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if by_source.contains_key("chunks") {
+                " (chunks: counted content chunks, an approximation)"
+            } else {
+                ""
             }
-            let title = section_title(format!("{} by {columns}", m.label()), group_by, key);
-            let mut foot = vec![format!(
-                "Entries: median [{lvl}% CI] of the per-rep values; bold = significantly \
-                 different from the cell's reference (verdict better/worse)."
-            )];
-            foot.extend(footer(a, m, cells));
-            out.push(Table {
-                title,
-                headers,
-                rows,
-                footer: foot,
-            });
+        ));
+    }
+    for r in &view.runs {
+        if let Some(p) = prompts_note(&r.a) {
+            if view.runs.len() > 1 {
+                notes.push(format!("{}: {p}", r.label));
+            } else {
+                notes.push(p);
+            }
+        }
+    }
+    for r in &view.runs {
+        if let Some(env) = environment(&r.a) {
+            if view.runs.len() > 1 {
+                notes.push(format!("{}: {env}.", r.label));
+            } else {
+                notes.push(format!("Environment: {env}."));
+            }
+        }
+    }
+    if view.runs.len() > 1 {
+        let diffs = super::view::joined_differences(&view.runs);
+        if !diffs.is_empty() {
+            notes.push(format!("Runs joined over: {}.", diffs.join("; ")));
+        }
+    }
+    for r in &view.runs {
+        for n in &r.a.notes {
+            notes.push(format!("Warning: {n}."));
+        }
+    }
+    notes.push("Method: see methods.md (methods.tex).".into());
+    notes
+}
+
+fn lead_notes_for(view: &View, stat: Statistic, bold: BoldRule, delta: bool) -> Vec<String> {
+    let Some(a) = view.runs.first().map(|r| &r.a) else {
+        return Vec::new();
+    };
+    let lvl = level_pct(a);
+    let what = match stat {
+        Statistic::Median => format!(
+            "median of the per-rep values [{lvl} CI, order statistic] (pooled tails: the p95 of the calls [{lvl} cluster bootstrap])"
+        ),
+        Statistic::Mean => format!("mean of the per-rep values [{lvl} t interval]"),
+        s => format!("{} of the per-rep values (no interval)", s.as_str()),
+    };
+    let mut s = format!("Entries: {what}; one rep = one agent run.");
+    if delta {
+        s.push_str(&format!(
+            " Δ%: change vs the reference cell [{lvl} percentile bootstrap]."
+        ));
+    }
+    match bold {
+        BoldRule::Significant => s.push_str(&format!(
+            " Bold: differs from the reference cell (Holm-adjusted p < {}).",
+            a.options.alpha
+        )),
+        BoldRule::Best => s.push_str(" Bold: the best value of its column."),
+        BoldRule::None => {}
+    }
+    vec![s]
+}
+
+// ---------------------------------------------------------------------------------------
+// The default set
+// ---------------------------------------------------------------------------------------
+
+/// Name suffix of a table over pair cells.
+fn kind_suffix(pair: bool) -> &'static str {
+    if pair {
+        "_pairs"
+    } else {
+        ""
+    }
+}
+
+/// One benchstat-like table per metric and per kind of cell (single, pair) and per
+/// `group_by` section: the section tables of one metric share a file.
+pub fn metric_tables(
+    view: &View,
+    metrics: &[Metric],
+    group_by: &[String],
+) -> Vec<(String, Vec<Table>)> {
+    let mut out = Vec::new();
+    for &m in metrics {
+        for pair in [false, true] {
+            let entries = view.entries(pair);
+            if entries.is_empty() {
+                continue;
+            }
+            let name = format!("{}{}", m.name(), kind_suffix(pair));
+            let mut tables = Vec::new();
+            for (key, group) in sections(view, &entries, group_by) {
+                tables.push(metric_table(view, &group, m, group_by, &key, &name, pair));
+            }
+            out.push((name, tables));
         }
     }
     out
 }
 
-/// Speedup / efficiency / contention of pair cells.
-pub fn pair_table(a: &Analysis) -> Option<Table> {
-    if a.pairs.is_empty() {
-        return None;
+/// Cells by their `group_by` values (each section keeps the cells' order).
+fn sections<'a>(
+    view: &View,
+    entries: &[Entry<'a>],
+    group_by: &[String],
+) -> Vec<(Vec<String>, Vec<Entry<'a>>)> {
+    let mut groups: BTreeMap<Vec<String>, Vec<Entry>> = BTreeMap::new();
+    for e in entries {
+        let key = group_by.iter().map(|g| view.value(e, g).text).collect();
+        groups.entry(key).or_default().push(*e);
     }
-    let tidy_rows = a.tidy();
-    let tidy = Tidy::new(&tidy_rows);
-    let mut agents: Vec<String> = a
-        .pairs
-        .iter()
-        .flat_map(|p| p.contention.keys().cloned())
-        .collect();
-    agents.sort();
-    agents.dedup();
-    let lvl = (a.options.level * 100.0).round();
-    let mut headers = vec![
-        "cell".to_string(),
-        "n".to_string(),
-        format!("speedup [{lvl}% CI]"),
-        format!("efficiency [{lvl}% CI]"),
-    ];
-    for ag in &agents {
-        headers.push(format!("contention {ag} [{lvl}% CI]"));
-    }
-    let med = |cell: &str, metric: &str| -> String {
-        match tidy.v(cell, metric, "median") {
-            None => "n/a".into(),
-            Some(md) => {
-                let ci = match (
-                    tidy.v(cell, metric, "median_ci_lo"),
-                    tidy.v(cell, metric, "median_ci_hi"),
-                ) {
-                    (Some(lo), Some(hi)) => format!("[{:.2}, {:.2}]", lo, hi),
-                    _ => format!(
-                        "[{}]",
-                        short_reason(tidy.note(cell, metric, "median_ci_lo"))
-                    ),
-                };
-                format!("{md:.2} {ci}")
-            }
-        }
-    };
-    let rows = a
-        .pairs
-        .iter()
-        .map(|p| {
-            let c = a.cell(&p.cell_id);
-            let mut row = vec![
-                TableCell::plain(c.map(|c| c.factor_label()).unwrap_or_default()),
-                TableCell::plain(
-                    tidy.v(&p.cell_id, "speedup", "n")
-                        .map(|n| format!("{n:.0}"))
-                        .unwrap_or_default(),
-                ),
-                TableCell::plain(med(&p.cell_id, "speedup")),
-                TableCell::plain(med(&p.cell_id, "efficiency")),
-            ];
-            for ag in &agents {
-                row.push(TableCell::plain(med(
-                    &p.cell_id,
-                    &format!("contention_{ag}"),
-                )));
-            }
-            row
-        })
-        .collect();
-    Some(Table {
-        title: "Pair runs: speedup = sequential / concurrent wall time".into(),
-        headers,
-        rows,
-        footer: vec![
-            "Per rep: speedup = sequential phase wall / concurrent phase wall; efficiency = \
-             speedup / 2; contention = median concurrent e2e / median sequential e2e of \
-             the same agent (> 1: slowed by sharing). CI: order statistic for the median."
-                .into(),
-        ],
-    })
+    groups.into_iter().collect()
 }
 
-fn footer(a: &Analysis, m: Metric, cells: &[&CellAnalysis]) -> Vec<String> {
-    let ns: Vec<usize> = cells
+fn section_label(group_by: &[String], key: &[String]) -> String {
+    group_by
         .iter()
-        .filter_map(|c| c.metric(m).map(|x| x.n_reps))
-        .collect();
-    let (lo, hi) = (
-        ns.iter().min().copied().unwrap_or(0),
-        ns.iter().max().copied().unwrap_or(0),
-    );
-    let sum = |f: fn(&CellAnalysis) -> u32| cells.iter().map(|c| f(c)).sum::<u32>();
-    let incomplete: u32 = cells
-        .iter()
-        .filter_map(|c| c.metric(m).map(|x| x.incomplete_reps))
-        .sum();
-    let direction = match m.higher_is_better() {
-        Some(true) => "higher is better",
-        Some(false) => "lower is better",
-        None => "no better side",
+        .zip(key)
+        .map(|(g, v)| format!("{g}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn with_section(title: String, group_by: &[String], key: &[String]) -> String {
+    if group_by.is_empty() {
+        title
+    } else {
+        format!("{title} — {}", section_label(group_by, key))
+    }
+}
+
+fn label_of(name: &str, group_by: &[String], key: &[String]) -> String {
+    let mut l = format!("tab:{name}");
+    for v in key {
+        l.push('-');
+        l.extend(
+            v.chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }),
+        );
+    }
+    let _ = group_by;
+    l
+}
+
+fn metric_table(
+    view: &View,
+    entries: &[Entry],
+    m: Metric,
+    group_by: &[String],
+    key: &[String],
+    name: &str,
+    pair: bool,
+) -> Table {
+    let a = &entries[0].run.a;
+    let lvl = level_pct(a);
+    let (axes, constant) = split_axes(view, entries, &[], group_by);
+    let value_name = if m.is_pooled() { "p95" } else { "median" };
+    let mut columns: Vec<Column> = axes.iter().map(Column::text).collect();
+    columns.push(Column {
+        header: "n".into(),
+        kind: ColKind::Number {
+            decimals: 0,
+            ci: CiStyle::None,
+            signed: false,
+            unit: String::new(),
+        },
+    });
+    columns.push(Column::number(
+        format!("{value_name} [{lvl} CI]"),
+        1,
+        CiStyle::Brackets,
+    ));
+    columns.push(Column::number("mean ± sd", 1, CiStyle::None));
+    columns.push(Column {
+        header: format!("Δ% [{lvl} CI]"),
+        kind: ColKind::Number {
+            decimals: 1,
+            ci: CiStyle::Brackets,
+            signed: true,
+            unit: "%".into(),
+        },
+    });
+    columns.push(Column::text("p (Holm)"));
+    columns.push(Column::text("verdict"));
+
+    let mut rows = Vec::new();
+    let (mut log_est, mut n_est, mut log_ratio, mut n_ratio) = (0.0, 0usize, 0.0, 0usize);
+    for e in entries {
+        let c = e.cell;
+        let cm = c.metric(m);
+        let mut cells = axis_cells(view, e, &axes);
+        cells.push(Cell::value(cm.map(|x| x.n_reps as f64)));
+        let (word, sig) = verdict(&e.run.a, c, m);
+        let mut est = stat_cell(cm, Statistic::Median);
+        if let Some(v) = est.value.filter(|v| *v > 0.0) {
+            log_est += v.ln();
+            n_est += 1;
+        }
+        est.bold = sig;
+        cells.push(est);
+        let mut ms = Cell::value(cm.and_then(|x| x.stats.summary.value().map(|s| s.mean)));
+        ms.pm = cm.and_then(|x| x.stats.summary.value().and_then(|s| s.sd));
+        cells.push(ms);
+        let cmp = e.run.a.comparison(&c.cell_id, m);
+        if c.is_reference {
+            cells.push(Cell::text("(ref)"));
+            cells.push(Cell::text(""));
+        } else {
+            let delta = match cmp.and_then(|x| x.delta_pct()) {
+                Some((d, lo, hi)) => {
+                    log_ratio += (1.0 + d / 100.0).ln();
+                    n_ratio += 1;
+                    Cell::value(Some(d)).with_ci(Some(lo), Some(hi), "")
+                }
+                None => Cell::text(short_reason(
+                    cmp.and_then(|x| x.why_no_ci()).unwrap_or("n/a"),
+                )),
+            };
+            cells.push(delta.bold(sig));
+            cells.push(
+                Cell::text(match cmp.and_then(|x| x.p_holm) {
+                    Some(p) => pval(p),
+                    None => {
+                        short_reason(cmp.and_then(|x| x.result.note.as_deref()).unwrap_or("n/a"))
+                    }
+                })
+                .bold(sig),
+            );
+        }
+        cells.push(Cell::text(word).bold(sig));
+        rows.push(Row {
+            cells,
+            rule_above: false,
+        });
+    }
+    // Geomean row: geometric mean of the estimates and of the ratios to the reference.
+    let mut geo = vec![Cell::text(""); axes.len() + 1];
+    if let Some(first) = geo.first_mut() {
+        first.text = "geomean".into();
+    } else {
+        geo.insert(0, Cell::text("geomean"));
+    }
+    geo.push(Cell::value(
+        (n_est > 0).then(|| (log_est / n_est as f64).exp()),
+    ));
+    geo.push(Cell::text(""));
+    geo.push(if n_ratio > 0 {
+        Cell::value(Some(((log_ratio / n_ratio as f64).exp() - 1.0) * 100.0))
+    } else {
+        Cell::text("")
+    });
+    geo.push(Cell::text(""));
+    geo.push(Cell::text(""));
+    if axes.is_empty() {
+        // No axis column to hold the word: the n column says it.
+        geo[0] = Cell::text("geomean");
+    }
+    rows.push(Row {
+        cells: geo,
+        rule_above: true,
+    });
+    let kind = if pair {
+        "pair cells (concurrent phase, both agents)"
+    } else {
+        "single-agent cells"
     };
-    let test = a
-        .comparisons
+    let mut t = Table {
+        name: name.to_string(),
+        caption: caption(
+            with_section(format!("{}, {kind}", m.label()), group_by, key),
+            &constant,
+        ),
+        label: label_of(name, group_by, key),
+        columns,
+        rows,
+        notes: Vec::new(),
+    };
+    fit_decimals(&mut t, 4);
+    let mut notes = lead_notes_for(view, Statistic::Median, BoldRule::Significant, true);
+    notes.push(format!(
+        "n: complete reps; mean ± sd of the per-rep values; p: {} vs the reference cell, Holm over cells; ~ not significant.",
+        test_name(a, m)
+    ));
+    notes.extend(common_notes(view, entries, &t));
+    t.notes = notes;
+    t
+}
+
+fn test_name(a: &Analysis, m: Metric) -> String {
+    a.comparisons
         .iter()
         .find(|c| c.metric == m)
         .and_then(|c| c.result.test.as_ref().map(|t| t.name.clone()))
@@ -517,95 +557,409 @@ fn footer(a: &Analysis, m: Metric, cells: &[&CellAnalysis]) -> Vec<String> {
             } else {
                 "Welch t on ln(rep values)".into()
             }
-        });
-    let coverage: Vec<f64> = cells
-        .iter()
-        .filter_map(|c| c.metric(m)?.estimate_ci.value().map(|i| i.coverage))
-        .collect();
-    let cov = match (
-        coverage.iter().copied().reduce(f64::min),
-        coverage.iter().copied().reduce(f64::max),
-    ) {
-        (Some(a), Some(b)) if (a - b).abs() < 1e-9 => format!("{:.1}%", a * 100.0),
-        (Some(a), Some(b)) => format!("{:.1}–{:.1}%", a * 100.0, b * 100.0),
-        _ => "n/a".into(),
-    };
-    let ci_method = if m.is_pooled() {
-        format!(
-            "value CI: cluster bootstrap percentile interval, reps resampled ({}, {} resamples)",
-            a.params.interval_label(),
-            a.params.resamples
-        )
+        })
+}
+
+/// The paper layout: an axis' values across the columns, `median [CI]` per entry, single
+/// cells only (pair cells' factors are per member).
+pub fn pivot_tables(
+    view: &View,
+    metrics: &[Metric],
+    axis: &str,
+    group_by: &[String],
+) -> Vec<(String, Vec<Table>)> {
+    let entries = view.entries(false);
+    if entries.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for &m in metrics {
+        let spec = TableSpec {
+            name: format!("{}_by_{axis}", m.name()),
+            metrics: vec![m],
+            statistic: Statistic::Median,
+            rows: Vec::new(),
+            columns: Columns::Axis(axis.to_string()),
+            arms: Vec::new(),
+            ci: CiStyle::Brackets,
+            digits: 4,
+            caption: None,
+            label: format!("tab:{}_by_{axis}", m.name()),
+            bold: BoldRule::Significant,
+            delta: false,
+        };
+        let mut tables = Vec::new();
+        for (key, group) in sections(view, &entries, group_by) {
+            let mut t = build_declared(view, &group, &spec, group_by);
+            t.caption = with_section(t.caption, group_by, &key);
+            t.label = label_of(&spec.name, group_by, &key);
+            tables.push(t);
+        }
+        out.push((spec.name.clone(), tables));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Declared tables
+// ---------------------------------------------------------------------------------------
+
+/// The cells a `[[table]]` covers: its arms, else the single-agent cells (the pair cells
+/// when there are no others).
+fn declared_entries<'a>(view: &'a View, spec: &TableSpec) -> Vec<Entry<'a>> {
+    if spec.arms.is_empty() {
+        let single = view.entries(false);
+        if single.is_empty() {
+            view.entries(true)
+        } else {
+            single
+        }
     } else {
-        format!(
-            "value CI: distribution-free order-statistic interval for the median, nominal {:.0}%, exact coverage {cov}",
-            a.params.level * 100.0
-        )
+        let mut v = view.entries(false);
+        v.extend(view.entries(true));
+        v.retain(|e| spec.arms.contains(&e.cell.arm));
+        v
+    }
+}
+
+/// A `[[table]]` of the experiment file.
+pub fn declared(view: &View, spec: &TableSpec) -> Table {
+    let entries = declared_entries(view, spec);
+    build_declared(view, &entries, spec, &[])
+}
+
+fn build_declared(view: &View, entries: &[Entry], spec: &TableSpec, group_by: &[String]) -> Table {
+    let Some(a) = entries.first().map(|e| &e.run.a) else {
+        return Table {
+            name: spec.name.clone(),
+            caption: spec.caption.clone().unwrap_or_else(|| spec.name.clone()),
+            label: spec.label.clone(),
+            columns: vec![Column::text("note")],
+            rows: vec![Row {
+                cells: vec![Cell::text("no cells of these arms in this run")],
+                rule_above: false,
+            }],
+            notes: Vec::new(),
+        };
     };
-    let total = a.total_counts();
-    let mut f = vec![
-        format!(
-            "Unit: the repetition (complete reps per cell {lo}–{hi}); {}; {direction}.",
-            m.estimand()
-        ),
-        format!(
-            "Test: {test} vs the reference cell, Holm-adjusted across cells (BH in the tidy CSV); \
-             α = {}; `~` = not significant. Δ% = ratio of the values − 1, {} percentile bootstrap \
-             interval ({} resamples, seed {}); {ci_method}.",
-            a.options.alpha,
-            a.params.interval_label(),
-            a.params.resamples,
-            a.options.seed
-        ),
-        format!(
-            "Excluded by rule and counted: {} warm-up, {} cold ({}), {} failed calls; {incomplete} \
-             incomplete reps (a stage missing) left out of this metric.",
-            sum(|c| c.counts.warmup),
-            sum(|c| c.counts.cold),
-            if total.cold_by_reason.is_empty() {
-                "none".to_string()
-            } else {
-                total
-                    .cold_by_reason
-                    .iter()
-                    .map(|(k, v)| format!("{k} {v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-            sum(|c| c.counts.failed)
-        ),
-        format!("Reference: {}.", a.reference_rule),
-    ];
-    if m.columns().contains(&"output_tokens") {
-        let src: Vec<String> = total
-            .tokens_by_source
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        f.push(format!(
-            "Token counts of the measured calls from: {}{}.",
-            if src.is_empty() {
-                "none".to_string()
-            } else {
-                src.join(", ")
-            },
-            if total.tokens_by_source.contains_key("chunks") {
-                " (chunks: counted content chunks, an approximation)"
-            } else {
-                ""
+    let lvl = level_pct(a);
+    let stat_name = spec.statistic.as_str();
+    let ci_txt = |m: Metric| -> String {
+        if spec.ci == CiStyle::None || !spec.statistic.has_ci() {
+            String::new()
+        } else if spec.ci == CiStyle::Pm {
+            " ± CI/2".into()
+        } else {
+            let _ = m;
+            format!(" [{lvl} CI]")
+        }
+    };
+    let ci_style = if spec.statistic.has_ci() {
+        spec.ci
+    } else {
+        CiStyle::None
+    };
+    let mut exclude: Vec<String> = group_by.to_vec();
+    if let Columns::Axis(ax) = &spec.columns {
+        exclude.push(ax.clone());
+    }
+    let (axes, constant) = split_axes(view, entries, &spec.rows, &exclude);
+    let mut columns: Vec<Column> = axes.iter().map(Column::text).collect();
+    let mut rows = Vec::new();
+    let what;
+    match &spec.columns {
+        Columns::Metrics => {
+            for &m in &spec.metrics {
+                let stat = if m.is_pooled() {
+                    "p95".to_string()
+                } else {
+                    stat_name.to_string()
+                };
+                columns.push(Column::number(
+                    format!("{} {stat}{}", m.label(), ci_txt(m)),
+                    1,
+                    ci_style,
+                ));
+                if spec.delta {
+                    columns.push(Column {
+                        header: format!("{} Δ% [{lvl} CI]", m.label()),
+                        kind: ColKind::Number {
+                            decimals: 1,
+                            ci: CiStyle::Brackets,
+                            signed: true,
+                            unit: "%".into(),
+                        },
+                    });
+                }
             }
+            for e in entries {
+                let mut cells = axis_cells(view, e, &axes);
+                for &m in &spec.metrics {
+                    let (_, sig) = verdict(&e.run.a, e.cell, m);
+                    let mut c = stat_cell(e.cell.metric(m), spec.statistic);
+                    c.bold = spec.bold == BoldRule::Significant && sig;
+                    if e.cell.is_reference
+                        && !spec.delta
+                        && view.reference_arms().len() == 1
+                        && !axes.contains(&"arm".to_string())
+                    {
+                        c.suffix = "(ref)".into();
+                    }
+                    cells.push(c);
+                    if spec.delta {
+                        cells.push(delta_cell(e, m, sig));
+                    }
+                }
+                rows.push(Row {
+                    cells,
+                    rule_above: false,
+                });
+            }
+            what = spec
+                .metrics
+                .iter()
+                .map(|m| m.label())
+                .collect::<Vec<_>>()
+                .join(", ");
+        }
+        Columns::Axis(ax) => {
+            let m = spec.metrics[0];
+            let mut col_values: Vec<(String, bool)> = Vec::new();
+            for e in entries {
+                let v = view.value(e, ax);
+                if !col_values.iter().any(|(t, _)| *t == v.text) {
+                    col_values.push((v.text, v.default));
+                }
+            }
+            col_values.sort_by(|x, y| cmp_values(&x.0, &y.0));
+            for (v, _) in &col_values {
+                columns.push(Column::number(format!("{ax} = {v}"), 1, ci_style));
+            }
+            // Rows: the distinct row-axis values, in the entries' order.
+            let mut keys: Vec<Vec<super::view::AxisValue>> = Vec::new();
+            let mut at: BTreeMap<(usize, String), &Entry> = BTreeMap::new();
+            for e in entries {
+                let k: Vec<_> = axes.iter().map(|x| view.value(e, x)).collect();
+                let i = match keys.iter().position(|x| *x == k) {
+                    Some(i) => i,
+                    None => {
+                        keys.push(k);
+                        keys.len() - 1
+                    }
+                };
+                at.entry((i, view.value(e, ax).text)).or_insert(e);
+            }
+            for (i, k) in keys.iter().enumerate() {
+                let mut cells: Vec<Cell> = k
+                    .iter()
+                    .map(|v| Cell {
+                        text: v.text.clone(),
+                        default: v.default,
+                        ..Default::default()
+                    })
+                    .collect();
+                for (v, _) in &col_values {
+                    match at.get(&(i, v.clone())) {
+                        None => cells.push(Cell::text("–")),
+                        Some(e) => {
+                            let (_, sig) = verdict(&e.run.a, e.cell, m);
+                            let mut c = stat_cell(e.cell.metric(m), spec.statistic);
+                            c.bold = spec.bold == BoldRule::Significant && sig;
+                            if e.cell.is_reference {
+                                c.suffix = "(ref)".into();
+                            }
+                            cells.push(c);
+                        }
+                    }
+                }
+                rows.push(Row {
+                    cells,
+                    rule_above: false,
+                });
+            }
+            let stat = if m.is_pooled() { "p95" } else { stat_name };
+            what = format!("{} {stat}{} by {ax}", m.label(), ci_txt(m));
+        }
+    }
+    let mut t = Table {
+        name: spec.name.clone(),
+        caption: caption(spec.caption.clone().unwrap_or(what), &constant),
+        label: spec.label.clone(),
+        columns,
+        rows,
+        notes: Vec::new(),
+    };
+    if spec.bold == BoldRule::Best {
+        bold_best(&mut t, spec, axes.len());
+    }
+    fit_decimals(&mut t, spec.digits);
+    let mut notes = lead_notes_for(view, spec.statistic, spec.bold, spec.delta);
+    if matches!(spec.columns, Columns::Axis(_)) {
+        notes.push("–: no such cell in the grid; (ref): a reference cell.".into());
+    }
+    notes.extend(common_notes(view, entries, &t));
+    t.notes = notes;
+    t
+}
+
+fn delta_cell(e: &Entry, m: Metric, sig: bool) -> Cell {
+    if e.cell.is_reference {
+        return Cell::text("(ref)");
+    }
+    let cmp = e.run.a.comparison(&e.cell.cell_id, m);
+    match cmp.and_then(|x| x.delta_pct()) {
+        Some((d, lo, hi)) => Cell::value(Some(d))
+            .with_ci(Some(lo), Some(hi), "")
+            .bold(sig),
+        None => Cell::text(short_reason(
+            cmp.and_then(|x| x.why_no_ci()).unwrap_or("n/a"),
+        )),
+    }
+}
+
+/// Bold on the best value of each metric column (by the metric's direction).
+fn bold_best(t: &mut Table, spec: &TableSpec, first: usize) {
+    let ncol = t.columns.len();
+    for i in first..ncol {
+        if !t.columns[i].is_number() || t.columns[i].header.contains("Δ%") {
+            continue;
+        }
+        let m = match &spec.columns {
+            Columns::Axis(_) => spec.metrics[0],
+            Columns::Metrics => {
+                let per = if spec.delta { 2 } else { 1 };
+                spec.metrics[(i - first) / per]
+            }
+        };
+        let Some(higher) = m.higher_is_better() else {
+            continue;
+        };
+        let best = t
+            .rows
+            .iter()
+            .filter_map(|r| r.cells.get(i).and_then(|c| c.value))
+            .fold(None, |acc: Option<f64>, v| match acc {
+                None => Some(v),
+                Some(b) if (higher && v > b) || (!higher && v < b) => Some(v),
+                keep => keep,
+            });
+        if let Some(b) = best {
+            for r in &mut t.rows {
+                if let Some(c) = r.cells.get_mut(i) {
+                    c.bold = c.value == Some(b);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Pair tables
+// ---------------------------------------------------------------------------------------
+
+/// Speedup / efficiency / contention of pair cells (one row per pair cell).
+pub fn pair_table(view: &View) -> Option<Table> {
+    let entries: Vec<Entry> = view
+        .entries(true)
+        .into_iter()
+        .filter(|e| e.run.a.pairs.iter().any(|p| p.cell_id == e.cell.cell_id))
+        .collect();
+    let a = &entries.first()?.run.a;
+    let lvl = level_pct(a);
+    let mut agents: Vec<String> = entries
+        .iter()
+        .flat_map(|e| {
+            e.run
+                .a
+                .pairs
+                .iter()
+                .filter(|p| p.cell_id == e.cell.cell_id)
+                .flat_map(|p| p.contention.keys().cloned())
+        })
+        .collect();
+    agents.sort();
+    agents.dedup();
+    let (axes, constant) = split_axes(view, &entries, &[], &[]);
+    let mut columns: Vec<Column> = axes.iter().map(Column::text).collect();
+    columns.push(Column {
+        header: "n".into(),
+        kind: ColKind::Number {
+            decimals: 0,
+            ci: CiStyle::None,
+            signed: false,
+            unit: String::new(),
+        },
+    });
+    columns.push(Column::number(
+        format!("speedup [{lvl} CI]"),
+        2,
+        CiStyle::Brackets,
+    ));
+    columns.push(Column::number(
+        format!("efficiency [{lvl} CI]"),
+        2,
+        CiStyle::Brackets,
+    ));
+    for ag in &agents {
+        columns.push(Column::number(
+            format!("contention {ag} [{lvl} CI]"),
+            2,
+            CiStyle::Brackets,
         ));
     }
-    if let Some(env) = environment(a) {
-        f.push(format!("Environment: {env}."));
+    let med = |s: &crate::analysis::RepStats| -> Cell {
+        let (lo, hi) = s
+            .median_ci
+            .value()
+            .map(|i| (Some(i.lower), Some(i.upper)))
+            .unwrap_or((None, None));
+        Cell::value(s.summary.value().map(|x| x.median)).with_ci(
+            lo,
+            hi,
+            &short_reason(s.median_ci.reason().unwrap_or("")),
+        )
+    };
+    let mut rows = Vec::new();
+    for e in &entries {
+        let Some(p) = e.run.a.pairs.iter().find(|p| p.cell_id == e.cell.cell_id) else {
+            continue;
+        };
+        let mut cells = axis_cells(view, e, &axes);
+        cells.push(Cell::value(p.speedup.summary.value().map(|s| s.n as f64)));
+        cells.push(med(&p.speedup));
+        cells.push(med(&p.efficiency));
+        for ag in &agents {
+            cells.push(
+                p.contention
+                    .get(ag)
+                    .map(med)
+                    .unwrap_or_else(|| Cell::text("n/a")),
+            );
+        }
+        rows.push(Row {
+            cells,
+            rule_above: false,
+        });
     }
-    if let Some(p) = prompts_note(a) {
-        f.push(p);
-    }
-    for n in &a.notes {
-        f.push(format!("Warning: {n}."));
-    }
-    f
+    let mut t = Table {
+        name: "pairs".into(),
+        caption: caption(
+            "Pair cells: speedup = sequential wall / concurrent wall".into(),
+            &constant,
+        ),
+        label: "tab:pairs".into(),
+        columns,
+        rows,
+        notes: Vec::new(),
+    };
+    let mut notes = vec![format!(
+        "Per rep: speedup = sequential phase wall / concurrent phase wall; efficiency = speedup / 2; \
+         contention = median concurrent e2e / median sequential e2e of the agent (> 1: slowed by sharing). \
+         Entries: median [{lvl} CI, order statistic]."
+    )];
+    notes.extend(common_notes(view, &entries, &t));
+    t.notes = notes;
+    Some(t)
 }
 
 /// The prompt versions and what happened to each persona (sent as the system prompt, or
@@ -698,8 +1052,6 @@ pub fn num_gpu_table(
     a: &Analysis,
     placements: &[crate::telemetry::CellPlacement],
 ) -> Option<Table> {
-    let tidy_rows = a.tidy();
-    let tidy = Tidy::new(&tidy_rows);
     let place = |id: &str| {
         placements
             .iter()
@@ -720,26 +1072,30 @@ pub fn num_gpu_table(
             .partial_cmp(&(y.arm.as_str(), ng(y).unwrap_or(-1.0)))
             .unwrap_or(std::cmp::Ordering::Equal)
     });
-    let mut others = factor_names(a);
-    others.retain(|f| f != "num_gpu" && !f.contains('.'));
-    let lvl = (a.options.level * 100.0).round();
-    let mut headers = vec!["arm".to_string(), "num_gpu".to_string()];
-    headers.extend(others.iter().cloned());
-    headers.extend([
-        "in VRAM".to_string(),
-        "VRAM (GiB)".to_string(),
-        "layers on GPU".to_string(),
-        format!("decode tok/s [{lvl}% CI]"),
-        format!("J/token [{lvl}% CI]"),
+    let mut others: Vec<String> = cells
+        .iter()
+        .flat_map(|c| c.factors.keys().cloned())
+        .filter(|f| f != "num_gpu")
+        .collect();
+    others.sort();
+    others.dedup();
+    let lvl = level_pct(a);
+    let mut columns = vec![Column::text("arm"), Column::text("num_gpu")];
+    columns.extend(others.iter().map(Column::text));
+    columns.extend([
+        Column::text("in VRAM"),
+        Column::text("VRAM (GiB)"),
+        Column::text("layers on GPU"),
+        Column::number(format!("decode tok/s [{lvl} CI]"), 1, CiStyle::Brackets),
+        Column::number(format!("J/token [{lvl} CI]"), 3, CiStyle::Brackets),
     ]);
     let rows = cells
         .iter()
         .map(|c| {
-            let id = c.cell_id.as_str();
-            let p = place(id);
+            let p = place(&c.cell_id);
             let mut row = vec![
-                TableCell::plain(&c.arm),
-                TableCell::plain(
+                Cell::text(c.arm.clone()),
+                Cell::text(
                     c.factors
                         .get("num_gpu")
                         .cloned()
@@ -747,7 +1103,7 @@ pub fn num_gpu_table(
                 ),
             ];
             for f in &others {
-                row.push(TableCell::plain(
+                row.push(Cell::text(
                     c.factors.get(f).cloned().unwrap_or_else(|| "–".into()),
                 ));
             }
@@ -758,13 +1114,13 @@ pub fn num_gpu_table(
                 Some((Some(lo), _)) => format!("{:.0}%", lo * 100.0),
                 _ => "n/a".into(),
             };
-            row.push(TableCell::plain(frac));
-            row.push(TableCell::plain(
+            row.push(Cell::text(frac));
+            row.push(Cell::text(
                 p.and_then(|p| p.size_vram)
                     .map(|b| format!("{:.2}", b as f64 / f64::from(1u32 << 30)))
                     .unwrap_or_else(|| "n/a".into()),
             ));
-            row.push(TableCell::plain(
+            row.push(Cell::text(
                 match p.map(|p| (p.layers_offloaded, p.layers_total)) {
                     Some((Some(o), Some(t))) => format!("{o}/{t}"),
                     Some((None, Some(t))) => format!("?/{t}"),
@@ -772,35 +1128,41 @@ pub fn num_gpu_table(
                 },
             ));
             for m in [Metric::DecodeTps, Metric::JPerToken] {
-                row.push(TableCell::plain(
-                    median_with_ci(&tidy, id, m.name())
-                        .map(|(_, t)| t)
-                        .unwrap_or_else(|| "n/a".into()),
-                ));
+                row.push(stat_cell(c.metric(m), Statistic::Median));
             }
-            row
+            Row {
+                cells: row,
+                rule_above: false,
+            }
         })
         .collect();
-    let mut footer = vec![
+    let mut notes = vec![
         "in VRAM: size_vram / size from Ollama's /api/ps after each reload probe (a range when \
          reloads differed), or layers offloaded / layers for the embedded engine; layers on GPU: \
          offloaded / total (the model's blocks + the output layer; total from Ollama's \
          /api/show)."
             .to_string(),
         // (Plain words, no Σ: the LaTeX export passes text through as it is.)
-        "decode tok/s: per rep the output tokens of its calls over their server eval \
-         seconds; J/token: per rep the GPU energy of its calls (each call's share of the \
-         GPUs' energy over its own window) over their output tokens, n/a without GPU \
-         telemetry (no NVIDIA driver or nvidia-smi). Value: the median over reps."
-            .to_string(),
+        format!(
+            "decode tok/s: per rep the output tokens of its calls over their server eval \
+             seconds; J/token: per rep the GPU energy of its calls (each call's share of the \
+             GPUs' energy over its own window) over their output tokens, n/a without GPU \
+             telemetry (no NVIDIA driver or nvidia-smi). Entries: median over reps [{lvl} CI, \
+             order statistic]."
+        ),
     ];
     for n in &a.notes {
-        footer.push(format!("Warning: {n}."));
+        notes.push(format!("Warning: {n}."));
     }
-    Some(Table {
-        title: "num_gpu: where the model sat, speed and energy".into(),
-        headers,
+    let mut t = Table {
+        name: "num_gpu".into(),
+        caption: "num_gpu: where the model sat, speed and energy".into(),
+        label: "tab:num_gpu".into(),
+        columns,
         rows,
-        footer,
-    })
+        notes: Vec::new(),
+    };
+    fit_decimals(&mut t, 3);
+    t.notes = notes;
+    Some(t)
 }

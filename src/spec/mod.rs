@@ -6,9 +6,32 @@
 mod diag;
 mod options;
 mod raw;
+mod table;
 
 pub use diag::{Diagnostic, SourceMap};
 pub use options::{ModelOptions, OptionValue, OPTION_NAMES};
+pub use table::{BoldRule, CiStyle, Columns, Statistic, TableSpec};
+
+/// Words the validator accepts for `order`, backend `kind`, `api`, `agent` and `persona`
+/// (the JSON Schema lists the same constants).
+pub const ORDER_WORDS: &[&str] = &["blocks", "interleaved", "grouped", "random", "sequential"];
+pub const BACKEND_KIND_WORDS: &[&str] = &["ollama", "openai", "embedded"];
+pub const API_WORDS: &[&str] = &["generate", "chat"];
+pub const AGENT_WORDS: &[&str] = &["single", "pair"];
+pub const PERSONA_WORDS: &[&str] = &["chimera", "insight", "collector"];
+/// `persona_mode` values.
+pub const PERSONA_MODE_WORDS: &[&str] = &["system", "echo"];
+
+/// The JSON Schema of the experiment file, generated from the structs that parse it
+/// (`sweep schema`; editors pick it up through the `#:schema` directive).
+pub fn json_schema() -> serde_json::Value {
+    let mut s = schemars::schema_for!(raw::RawSpec);
+    s.insert(
+        "$id".into(),
+        "https://sweep.invalid/experiment.schema.json".into(),
+    );
+    s.to_value()
+}
 
 use crate::metrics::Metric;
 use raw::{GridTable, OptTable, RawArm, RawSpec};
@@ -424,6 +447,9 @@ pub struct Spec {
     /// shared-endpoint warning of [`crate::plan::warnings`].
     #[serde(default)]
     pub num_parallel: Option<u32>,
+    /// `[[table]]`: the paper tables `sweep report` writes (its defaults when empty).
+    #[serde(default)]
+    pub tables: Vec<TableSpec>,
 }
 
 /// Default GGUF location for the embedded engine (fetched by `scripts/fetch-model.sh`).
@@ -773,6 +799,7 @@ impl Validator<'_> {
 
         let compare = self.compare(raw.compare);
         let analysis = self.analysis(raw.analysis);
+        let tables = self.tables(raw.tables, &arms);
 
         Spec {
             file: file.to_path_buf(),
@@ -794,6 +821,7 @@ impl Validator<'_> {
             analysis,
             run,
             num_parallel,
+            tables,
         }
     }
 

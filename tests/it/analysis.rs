@@ -245,7 +245,14 @@ use sweep::spec::OptionValue;
 use sweep::store::{self, Manifest};
 
 /// A call with plausible figures: TTFT around `ttft`, decode around `tps`.
-fn call(cell: &str, arm: &str, rep: u32, ttft: f64, tps: f64, rng: &mut ChaCha8Rng) -> Record {
+pub(crate) fn call(
+    cell: &str,
+    arm: &str,
+    rep: u32,
+    ttft: f64,
+    tps: f64,
+    rng: &mut ChaCha8Rng,
+) -> Record {
     let ttft_ms = ttft * rng.gen_range(0.95..1.05);
     let out = rng.gen_range(100..140u64);
     let eval_ms = out as f64 / (tps * rng.gen_range(0.98..1.02)) * 1000.0;
@@ -305,7 +312,7 @@ fn call(cell: &str, arm: &str, rep: u32, ttft: f64, tps: f64, rng: &mut ChaCha8R
 /// Baseline (700 ms, 40 tok/s), a slower cell (1.3× TTFT, 0.8× decode), an equal cell,
 /// and a 4-rep cell (2 complete); each with a warm-up, 4 calls per rep, a cold call in rep 0 and a failed
 /// call in rep 1 (each stored inside its rep's phase, as the store writes them).
-fn synthetic(reps: u32) -> Vec<Record> {
+pub(crate) fn synthetic(reps: u32) -> Vec<Record> {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut out = Vec::new();
     let cells = [
@@ -349,7 +356,7 @@ fn synthetic(reps: u32) -> Vec<Record> {
 }
 
 /// A finished run's manifest (no records digest: the loader reads the JSONL).
-fn manifest(reference: Option<&str>) -> Manifest {
+pub(crate) fn manifest(reference: Option<&str>) -> Manifest {
     let spec = reference
         .map(|r| {
             format!(
@@ -369,7 +376,7 @@ fn manifest(reference: Option<&str>) -> Manifest {
     }
 }
 
-fn write_jsonl(dir: &Path, records: &[Record], torn: bool) {
+pub(crate) fn write_jsonl(dir: &Path, records: &[Record], torn: bool) {
     let m = Manifest::read(dir).unwrap_or_else(|_| manifest(None));
     m.write(dir).unwrap();
     let mut f = std::fs::File::create(dir.join("records.jsonl")).unwrap();
@@ -568,7 +575,7 @@ fn parquet_round_trip_gives_the_same_analysis() {
 }
 
 /// A pair cell: concurrent phase ~2000 ms wall, sequential ~3600 ms; e2e 1900 vs 1500.
-fn pair_records(reps: u32) -> Vec<Record> {
+pub(crate) fn pair_records(reps: u32) -> Vec<Record> {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let mut records = Vec::new();
     for rep in 0..reps {
@@ -647,206 +654,5 @@ fn corrupt_middle_line_is_an_error_with_its_line_number() {
         Err(analysis::AnalysisError::Store(
             store::StoreError::NoRecords(_)
         ))
-    ));
-}
-
-// ---------------------------------------------------------------------------------------
-// report: tables and plots written into the run directory
-// ---------------------------------------------------------------------------------------
-
-use sweep::report::{self, Format, ReportOptions};
-
-/// `all.tex` in `dir` compiles with pdflatex, when pdflatex is installed (else a note).
-fn assert_latex_compiles(dir: &Path) {
-    if std::process::Command::new("pdflatex")
-        .arg("-version")
-        .output()
-        .is_err()
-    {
-        eprintln!("pdflatex not on PATH: LaTeX compile check skipped");
-        return;
-    }
-    let _ = std::fs::remove_file(dir.join("all.pdf"));
-    let out = std::process::Command::new("pdflatex")
-        .args(["-interaction=nonstopmode", "-halt-on-error", "all.tex"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(dir.join("all.pdf").is_file());
-}
-
-#[test]
-fn report_writes_tables_and_plots() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut records = synthetic(8);
-    for r in records.iter_mut().filter(|r| r.arm == "baseline") {
-        // User text with Markdown and LaTeX specials must come out escaped.
-        r.options
-            .insert("keep_alive".into(), OptionValue::Text("5m|a_b&c%".into()));
-    }
-    records.extend(pair_records(6));
-    // The environment footer reads the typed manifest: host, CPU, GPU and driver, backend
-    // and version, model digest, commit (it once looked for keys the manifest never had).
-    let mut m = manifest(Some("baseline"));
-    m.host = sweep::env::HostInfo {
-        hostname: "node_1".into(),
-        cpu_model: "Intel Xeon Platinum 8480+".into(),
-        cpu_threads: 112,
-        gpus: vec![sweep::env::GpuInfo {
-            name: "NVIDIA H100 80GB HBM3".into(),
-            driver: "550.54.15".into(),
-            memory_mib: Some(81559),
-        }],
-        ..Default::default()
-    };
-    m.backend = sweep::backend::BackendInfo {
-        kind: "ollama".into(),
-        version: Some("0.6.5".into()),
-        model_digest: Some(
-            "a2af6cc3eb7fa8be8504abaf9b04e88f17a119ec3f04a3addf55f92841195f5a".into(),
-        ),
-        endpoints: vec![],
-    };
-    m.git_commit = Some("0123456789abcdef0123".into());
-    m.sweep_version = "0.1.0".into();
-    m.write(dir.path()).unwrap();
-    write_jsonl(dir.path(), &records, false);
-
-    let files = report::render(dir.path(), &ReportOptions::default()).unwrap();
-    // To look at the output: SWEEP_KEEP_REPORT=/some/dir cargo test --test analysis report
-    if let Some(keep) = std::env::var_os("SWEEP_KEEP_REPORT") {
-        for f in &files {
-            let to = Path::new(&keep).join(f.strip_prefix(dir.path()).unwrap());
-            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            std::fs::copy(f, to).unwrap();
-        }
-    }
-    for f in &files {
-        assert!(f.is_file() && f.metadata().unwrap().len() > 0, "{f:?}");
-    }
-    let names: Vec<String> = files
-        .iter()
-        .map(|f| f.strip_prefix(dir.path()).unwrap().display().to_string())
-        .collect();
-    for want in [
-        "tables/ttft_ms.md",
-        "tables/ttft_ms.tex",
-        "tables/ttft_ms.csv",
-        "tables/ttft_ms.json",
-        "tables/pairs.md",
-        "tables/all.tex",
-        "plots/ttft_ecdf.svg",
-        "plots/decode_tps_box.svg",
-        "plots/ttft_ms_vs_num_ctx.svg",
-    ] {
-        assert!(
-            names.iter().any(|n| n == want),
-            "{want} missing from {names:?}"
-        );
-    }
-
-    let md = std::fs::read_to_string(dir.path().join("tables/ttft_ms.md")).unwrap();
-    assert!(md.contains("(ref)") && md.contains("geomean"), "{md}");
-    assert!(md.contains("5m\\|a_b&c%"), "{md}");
-    let slow = md.lines().find(|l| l.contains("| 256 |")).unwrap();
-    assert!(slow.contains("**worse**"), "{slow}");
-    let same = md.lines().find(|l| l.contains("| 512 |")).unwrap();
-    assert!(same.contains("| ~ |"), "{same}");
-    let small = md.lines().find(|l| l.contains("| 1024 |")).unwrap();
-    assert!(small.contains("[need ≥ 6]"), "3 reps: {small}");
-    for want in [
-        "host node_1",
-        "CPU Intel Xeon Platinum 8480+ (112 threads)",
-        "GPU NVIDIA H100 80GB HBM3 (driver 550.54.15)",
-        "backend ollama 0.6.5",
-        "model digest a2af6cc3eb7fa8be850",
-        "commit 0123456789ab",
-        "sweep 0.1.0",
-    ] {
-        assert!(md.contains(want), "environment footer lacks {want:?}: {md}");
-    }
-    assert!(md.contains("α = 0.05"), "{md}");
-
-    let tex = std::fs::read_to_string(dir.path().join("tables/ttft_ms.tex")).unwrap();
-    assert!(tex.contains("\\toprule") && tex.contains("$\\pm$"), "{tex}");
-    assert!(tex.contains("5m|a\\_b\\&c\\%"), "{tex}");
-    assert!(tex.contains("\\textbf{worse}"), "{tex}");
-
-    // LaTeX compiles when pdflatex is installed (skipped, with a note, when it is not).
-    assert_latex_compiles(&dir.path().join("tables"));
-
-    let svg = std::fs::read_to_string(dir.path().join("plots/ttft_ecdf.svg")).unwrap();
-    assert!(
-        svg.contains("time to first token (ms)") && svg.contains("baseline (n = 32)"),
-        "{svg}"
-    );
-
-    // Grouping by an axis splits tables; an unknown axis is a typed error.
-    let grouped = ReportOptions {
-        formats: vec![Format::Markdown],
-        group_by: vec!["arm".into()],
-        plots: false,
-        ..ReportOptions::default()
-    };
-    report::render(dir.path(), &grouped).unwrap();
-    let md = std::fs::read_to_string(dir.path().join("tables/ttft_ms.md")).unwrap();
-    assert!(md.contains("### TTFT (ms) — arm=chimera"), "{md}");
-    let bad = ReportOptions {
-        group_by: vec!["nope".into()],
-        ..grouped.clone()
-    };
-    assert!(matches!(
-        report::render(dir.path(), &bad),
-        Err(report::ReportError::UnknownAxis(..))
-    ));
-
-    // The paper layout: num_ctx across the columns, in numeric order, one row per arm.
-    let pivot = ReportOptions {
-        formats: vec![Format::Markdown, Format::Latex],
-        columns: Some("num_ctx".into()),
-        group_by: Vec::new(),
-        ..grouped.clone()
-    };
-    report::render(dir.path(), &pivot).unwrap();
-    let md = std::fs::read_to_string(dir.path().join("tables/ttft_ms_by_num_ctx.md")).unwrap();
-    let header = md.lines().find(|l| l.starts_with("| arm |")).unwrap();
-    let at = |v: &str| header.find(&format!("num_ctx={v} ")).unwrap();
-    assert!(at("256") < at("512") && at("512") < at("1024"), "{header}");
-    let chimera = md.lines().find(|l| l.starts_with("| chimera |")).unwrap();
-    let cols: Vec<&str> = chimera.split('|').map(str::trim).collect();
-    let col = |v: &str| {
-        let i = header
-            .split('|')
-            .map(str::trim)
-            .position(|h| h == format!("num_ctx={v}"))
-            .unwrap();
-        cols[i]
-    };
-    assert!(
-        col("256").starts_with("**"),
-        "slower cell is bold: {chimera}"
-    );
-    assert!(
-        !col("512").starts_with("**"),
-        "equal cell is plain: {chimera}"
-    );
-    assert!(col("1024").contains("[need ≥ 6]"), "{chimera}");
-    let base = md.lines().find(|l| l.starts_with("| baseline |")).unwrap();
-    assert!(base.contains("(ref)") && base.contains("| – |"), "{base}");
-    let tex = std::fs::read_to_string(dir.path().join("tables/all.tex")).unwrap();
-    assert!(tex.contains("TTFT (ms) by num\\_ctx"), "{tex}");
-    assert_latex_compiles(&dir.path().join("tables"));
-    let bad = ReportOptions {
-        columns: Some("nope".into()),
-        ..pivot
-    };
-    assert!(matches!(
-        report::render(dir.path(), &bad),
-        Err(report::ReportError::UnknownAxis(..))
     ));
 }

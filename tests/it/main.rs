@@ -12,6 +12,7 @@ mod gate;
 mod hardening;
 mod measure;
 mod real_server;
+mod report;
 mod runner;
 mod spec_and_plan;
 mod telemetry;

@@ -2,7 +2,7 @@
 
 use super::Exporter;
 use crate::gate::Comparison;
-use crate::report::tables::Table;
+use crate::report::table::Table;
 
 pub struct Json;
 
@@ -12,7 +12,7 @@ impl Exporter for Json {
     }
 
     fn tables(&self, tables: &[Table]) -> Option<String> {
-        serde_json::to_string_pretty(tables).ok()
+        serde_json::to_string_pretty(tables).ok().map(|s| s + "\n")
     }
 
     fn gate(&self, c: &Comparison) -> Option<String> {

@@ -5,7 +5,7 @@
 use super::Exporter;
 use crate::gate::{Comparison, Outcome, Row, Verdict};
 use crate::report::escape::xml;
-use crate::report::tables::Table;
+use crate::report::table::Table;
 use std::fmt::Write as _;
 
 pub struct Junit;

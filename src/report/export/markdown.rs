@@ -1,21 +1,29 @@
 //! Markdown: GitHub-flavoured tables (the analysis' tables and the gate's CI summary).
 
 use super::super::escape;
-use super::super::tables::Table;
+use super::super::table::Table;
 use crate::gate::{Comparison, Method, Outcome};
 use std::fmt::Write as _;
 
-/// GitHub-flavoured Markdown.
+/// GitHub-flavoured Markdown: the caption as a heading, number columns right-aligned, the
+/// notes as a quoted block.
 pub fn table(t: &Table) -> String {
-    let mut s = format!("### {}\n\n", escape::markdown(&t.title));
-    let head: Vec<String> = t.headers.iter().map(|h| escape::markdown(h)).collect();
+    let mut s = format!("### {}\n\n", escape::markdown(&t.caption));
+    let head: Vec<String> = t.headers().iter().map(|h| escape::markdown(h)).collect();
     let _ = writeln!(s, "| {} |", head.join(" | "));
-    let _ = writeln!(s, "|{}", "---|".repeat(t.headers.len()));
-    for r in &t.rows {
+    let align: Vec<&str> = t
+        .columns
+        .iter()
+        .map(|c| if c.is_number() { "---:|" } else { "---|" })
+        .collect();
+    let _ = writeln!(s, "|{}", align.concat());
+    for (r, texts) in t.rows.iter().zip(t.plain_rows()) {
         let cells: Vec<String> = r
+            .cells
             .iter()
-            .map(|c| {
-                let e = escape::markdown(&c.text);
+            .zip(texts)
+            .map(|(c, text)| {
+                let e = escape::markdown(&text);
                 if c.bold && !e.is_empty() {
                     format!("**{e}**")
                 } else {
@@ -26,7 +34,7 @@ pub fn table(t: &Table) -> String {
         let _ = writeln!(s, "| {} |", cells.join(" | "));
     }
     s.push('\n');
-    for f in &t.footer {
+    for f in &t.notes {
         let _ = writeln!(s, "> {}  ", escape::markdown(f));
     }
     s

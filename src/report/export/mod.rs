@@ -4,12 +4,14 @@
 //! `None` for it.
 
 pub mod csv;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod latex;
 pub mod markdown;
+pub mod terminal;
 
-use super::tables::Table;
+use super::table::Table;
 use crate::gate::Comparison;
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +37,8 @@ pub enum Format {
     Latex,
     Csv,
     Json,
+    /// One HTML file per table (report.html is written anyway).
+    Html,
     #[value(name = "junit")]
     Junit,
 }
@@ -49,6 +53,7 @@ impl Format {
             Format::Latex => &latex::Latex,
             Format::Csv => &csv::Csv,
             Format::Json => &json::Json,
+            Format::Html => &html::Html,
             Format::Junit => &junit::Junit,
         }
     }
