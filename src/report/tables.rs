@@ -538,7 +538,10 @@ fn metric_table(
     fit_decimals(&mut t, 4);
     let mut notes = lead_notes_for(view, Statistic::Median, BoldRule::Significant, true);
     notes.push(format!(
-        "n: complete reps; mean ± sd of the per-rep values; p: {} vs the reference cell, Holm over cells; ~ not significant.",
+        "Unit: the repetition; {}. n: complete reps (a rep missing a stage's call is left out of \
+         this metric); mean ± sd of the per-rep values; p: {} vs the reference cell, Holm over \
+         cells; ~ not significant.",
+        m.estimand(),
         test_name(a, m)
     ));
     notes.extend(common_notes(view, entries, &t));
@@ -794,6 +797,11 @@ fn build_declared(view: &View, entries: &[Entry], spec: &TableSpec, group_by: &[
     }
     fit_decimals(&mut t, spec.digits);
     let mut notes = lead_notes_for(view, spec.statistic, spec.bold, spec.delta);
+    let estimands: Vec<String> = spec.metrics.iter().map(|m| m.estimand()).collect();
+    notes.push(format!(
+        "Unit: the repetition; {} (a rep missing a stage's call is left out of that metric).",
+        estimands.join("; ")
+    ));
     if matches!(spec.columns, Columns::Axis(_)) {
         notes.push("–: no such cell in the grid; (ref): a reference cell.".into());
     }
