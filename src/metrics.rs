@@ -98,8 +98,8 @@ pub struct MetricDef {
     pub unit: &'static str,
     /// Label with unit, for tables and plot axes.
     pub label: &'static str,
-    pub direction: Direction,
-    pub estimator: Estimator,
+    pub(crate) direction: Direction,
+    pub(crate) estimator: Estimator,
     /// Multiplicative noise: tests run on ln values (timings and rates).
     pub log_scale: bool,
     /// Compared by `sweep compare` even without a threshold.
@@ -279,7 +279,7 @@ impl Metric {
         self.def().unit
     }
 
-    pub fn direction(self) -> Direction {
+    pub(crate) fn direction(self) -> Direction {
         self.def().direction
     }
 
@@ -292,7 +292,7 @@ impl Metric {
         }
     }
 
-    pub fn log_scale(self) -> bool {
+    pub(crate) fn log_scale(self) -> bool {
         self.def().log_scale
     }
 

@@ -196,7 +196,7 @@ pub enum ColdReason {
 }
 
 impl ColdReason {
-    pub const ALL: [ColdReason; 3] = [
+    pub(crate) const ALL: [ColdReason; 3] = [
         ColdReason::Reload,
         ColdReason::UnexpectedReload,
         ColdReason::LoadMs,

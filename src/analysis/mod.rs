@@ -147,7 +147,7 @@ pub struct RepStats {
     /// One value per measured repetition, in rep order.
     pub reps: Vec<f64>,
     pub summary: Avail<Summary>,
-    pub mean_ci: Avail<Interval>,
+    pub(crate) mean_ci: Avail<Interval>,
     pub median_ci: Avail<Interval>,
     /// Tukey labels (1.5 IQR) of the rep values: labelled and counted, never dropped.
     pub outliers: Avail<TukeyFences>,
@@ -226,7 +226,7 @@ pub struct AxisTest {
     pub metric: Metric,
     pub levels: Vec<String>,
     pub kruskal_wallis: Avail<stats::KSampleTest>,
-    pub anova: Avail<stats::KSampleTest>,
+    pub(crate) anova: Avail<stats::KSampleTest>,
 }
 
 /// Everything `analyze` found; serialised as `analysis/summary.json`.

@@ -39,9 +39,8 @@ use std::path::{Path, PathBuf};
 
 /// Exit codes of `sweep compare` (and the rest of the CLI; see `cli::exit`).
 pub const EXIT_OK: i32 = 0;
-pub const EXIT_REGRESSION: i32 = 1;
-pub const EXIT_ERROR: i32 = 2;
-pub const EXIT_INCONCLUSIVE: i32 = 3;
+pub(crate) const EXIT_REGRESSION: i32 = 1;
+pub(crate) const EXIT_INCONCLUSIVE: i32 = 3;
 
 /// Where a comparison's verdict is kept inside the current run (read by `baseline save`).
 pub const VERDICT_FILE: &str = "gate/verdict.json";
@@ -258,7 +257,7 @@ impl Row {
         }
     }
 
-    pub fn verdict_label(&self) -> String {
+    pub(crate) fn verdict_label(&self) -> String {
         let info = !self.gates();
         let base = match self.verdict {
             Verdict::Regression if info => "worse",
@@ -655,8 +654,8 @@ pub struct CompareRequest {
     pub current: PathBuf,
     pub alpha: Option<f64>,
     pub thresholds: Vec<(Metric, f64)>,
-    pub allow_env_change: bool,
-    pub allow_partial: bool,
+    pub(crate) allow_env_change: bool,
+    pub(crate) allow_partial: bool,
 }
 
 /// Loads the runs, compares them, and keeps the verdict in the current run

@@ -51,7 +51,7 @@ impl Column {
         }
     }
 
-    pub fn is_number(&self) -> bool {
+    pub(crate) fn is_number(&self) -> bool {
         matches!(self.kind, ColKind::Number { .. })
     }
 }
@@ -104,7 +104,7 @@ impl Cell {
         }
     }
 
-    pub fn with_ci(mut self, lo: Option<f64>, hi: Option<f64>, why: &str) -> Self {
+    pub(crate) fn with_ci(mut self, lo: Option<f64>, hi: Option<f64>, why: &str) -> Self {
         match (lo, hi) {
             (Some(l), Some(h)) => {
                 self.lo = Some(l);
@@ -132,7 +132,7 @@ impl Cell {
 pub struct Row {
     pub cells: Vec<Cell>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub rule_above: bool,
+    pub(crate) rule_above: bool,
 }
 
 /// A table, format-neutral.

@@ -15,10 +15,10 @@ pub use table::{BoldRule, CiStyle, Columns, Statistic, TableSpec};
 /// Words the validator accepts for `order`, backend `kind`, `api`, `agent` and `persona`
 /// (the JSON Schema lists the same constants).
 pub const ORDER_WORDS: &[&str] = &["blocks", "interleaved", "grouped", "random", "sequential"];
-pub const BACKEND_KIND_WORDS: &[&str] = &["ollama", "openai", "embedded"];
-pub const API_WORDS: &[&str] = &["generate", "chat"];
-pub const AGENT_WORDS: &[&str] = &["single", "pair"];
-pub const PERSONA_WORDS: &[&str] = &["chimera", "insight", "collector"];
+pub(crate) const BACKEND_KIND_WORDS: &[&str] = &["ollama", "openai", "embedded"];
+pub(crate) const API_WORDS: &[&str] = &["generate", "chat"];
+pub(crate) const AGENT_WORDS: &[&str] = &["single", "pair"];
+pub(crate) const PERSONA_WORDS: &[&str] = &["chimera", "insight", "collector"];
 /// `persona_mode` values.
 pub const PERSONA_MODE_WORDS: &[&str] = &["system", "echo"];
 
@@ -263,7 +263,7 @@ pub enum PromptVersion {
 }
 
 impl PromptVersion {
-    pub const ALL: [PromptVersion; 3] = [
+    pub(crate) const ALL: [PromptVersion; 3] = [
         PromptVersion::Sweep1,
         PromptVersion::Chimera2025,
         PromptVersion::Small1,
@@ -372,7 +372,7 @@ impl Default for AnalysisConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Experiment {
     pub name: String,
-    pub description: Option<String>,
+    pub(crate) description: Option<String>,
     pub repetitions: u32,
     pub warmup: u32,
     pub seed: u64,

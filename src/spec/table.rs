@@ -115,7 +115,7 @@ pub struct TableSpec {
     /// Arms in the table; empty = the default set (see [`TableSpec::arms_for`]).
     pub arms: Vec<String>,
     pub ci: CiStyle,
-    pub digits: u32,
+    pub(crate) digits: u32,
     pub caption: Option<String>,
     pub label: String,
     pub bold: BoldRule,

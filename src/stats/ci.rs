@@ -193,7 +193,7 @@ pub struct BootstrapCi {
     #[serde(default)]
     pub mc_error_lower: f64,
     #[serde(default)]
-    pub mc_error_upper: f64,
+    pub(crate) mc_error_upper: f64,
 }
 
 /// The ends of a two-sided percentile interval at `level` over bootstrap replicates, and the

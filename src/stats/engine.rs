@@ -178,7 +178,7 @@ pub struct ChangeCi {
     pub upper: f64,
     /// Two-sided coverage.
     pub level: f64,
-    pub sides: Sides,
+    pub(crate) sides: Sides,
     /// "percentile bootstrap of the ratio of medians" or "cluster bootstrap of the ratio of
     /// p95s".
     pub method: String,
@@ -186,7 +186,7 @@ pub struct ChangeCi {
     pub seed: u64,
     /// Monte Carlo standard error of each end (relative change units).
     pub mc_error_lower: f64,
-    pub mc_error_upper: f64,
+    pub(crate) mc_error_upper: f64,
 }
 
 /// The test that gives the p-value.
@@ -206,7 +206,7 @@ pub struct TwoSample {
     pub n: usize,
     pub n_reference: usize,
     pub estimate: Option<f64>,
-    pub reference_estimate: Option<f64>,
+    pub(crate) reference_estimate: Option<f64>,
     /// estimate / reference_estimate − 1.
     pub change: Option<f64>,
     pub ci: Option<ChangeCi>,

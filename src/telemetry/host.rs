@@ -19,7 +19,7 @@ const TOP: usize = 3;
 pub struct CpuTimes {
     pub total: u64,
     pub idle: u64,
-    pub steal: u64,
+    pub(crate) steal: u64,
 }
 
 /// The first (`cpu `) line of `/proc/stat`: user nice system idle iowait irq softirq steal

@@ -79,7 +79,7 @@ pub struct GpuReading {
 /// Every GPU read at one instant (Unix epoch ms).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GpuRound {
-    pub t_ms: f64,
+    pub(crate) t_ms: f64,
     pub gpus: Vec<GpuReading>,
 }
 
@@ -97,25 +97,25 @@ pub struct GpuProcess {
 pub struct ProcShare {
     pub pid: u32,
     pub name: String,
-    pub cpu_pct: f64,
+    pub(crate) cpu_pct: f64,
 }
 
 /// The host at one instant; the CPU shares cover the time since the previous sample (all
 /// CPUs = 100%; `None` on the first sample).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostSample {
-    pub t_ms: f64,
-    pub load1: Option<f64>,
+    pub(crate) t_ms: f64,
+    pub(crate) load1: Option<f64>,
     pub cores: Option<u32>,
-    pub governors: Vec<String>,
-    pub cpu_busy_pct: Option<f64>,
+    pub(crate) governors: Vec<String>,
+    pub(crate) cpu_busy_pct: Option<f64>,
     /// sweep itself (the embedded engine runs inside it).
     pub cpu_self_pct: Option<f64>,
     /// Processes named like an LLM server ([`host::SERVER_NAMES`]): the workload.
     pub cpu_server_pct: Option<f64>,
     /// Everyone else.
     pub cpu_other_pct: Option<f64>,
-    pub cpu_steal_pct: Option<f64>,
+    pub(crate) cpu_steal_pct: Option<f64>,
     /// The busiest other processes.
     pub top_other: Vec<ProcShare>,
     /// Processes on the GPUs other than sweep and an LLM server.
@@ -202,10 +202,10 @@ pub struct Session {
     /// Why there is no GPU telemetry.
     pub gpu_unavailable: Option<String>,
     pub gpus: u32,
-    pub gpu_samples: u32,
-    pub host_samples: u32,
-    pub gpu_interval_ms: u64,
-    pub host_interval_ms: u64,
+    pub(crate) gpu_samples: u32,
+    pub(crate) host_samples: u32,
+    pub(crate) gpu_interval_ms: u64,
+    pub(crate) host_interval_ms: u64,
     pub machine: MachineSummary,
     /// What each reload probe found about where the model sat.
     pub placements: Vec<Placement>,

@@ -25,7 +25,7 @@ pub struct Placement {
     pub fraction: Option<f64>,
     pub size: Option<u64>,
     pub size_vram: Option<u64>,
-    pub layers_offloaded: Option<u64>,
+    pub(crate) layers_offloaded: Option<u64>,
     pub layers_total: Option<u64>,
 }
 
@@ -72,13 +72,13 @@ pub struct CellPlacement {
     pub model: String,
     pub num_gpu: Option<i64>,
     pub probes: u32,
-    pub fraction_min: Option<f64>,
-    pub fraction_max: Option<f64>,
+    pub(crate) fraction_min: Option<f64>,
+    pub(crate) fraction_max: Option<f64>,
     /// Median over the probes.
     pub fraction: Option<f64>,
     pub size_vram: Option<u64>,
     pub size: Option<u64>,
-    pub layers_offloaded: Option<u64>,
+    pub(crate) layers_offloaded: Option<u64>,
     pub layers_total: Option<u64>,
 }
 

@@ -177,7 +177,7 @@ pub fn page(p: &Page) -> String {
     s
 }
 
-pub struct Html;
+pub(crate) struct Html;
 
 impl super::Exporter for Html {
     fn ext(&self) -> &'static str {
