@@ -90,12 +90,12 @@ pub enum Estimator {
 /// Everything there is to know about one metric.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct MetricDef {
-    pub metric: Metric,
+    pub(crate) metric: Metric,
     /// The name used everywhere (files, tables, JSON, flags).
     pub name: &'static str,
     /// Other names accepted in experiment files and flags.
     pub aliases: &'static [&'static str],
-    pub unit: &'static str,
+    pub(crate) unit: &'static str,
     /// Label with unit, for tables and plot axes.
     pub label: &'static str,
     pub(crate) direction: Direction,
@@ -267,15 +267,15 @@ impl Metric {
         &METRICS[self as usize]
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         self.def().name
     }
 
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         self.def().label
     }
 
-    pub fn unit(self) -> &'static str {
+    pub(crate) fn unit(self) -> &'static str {
         self.def().unit
     }
 

@@ -157,7 +157,7 @@ impl DoneSet {
 #[derive(Debug, Default)]
 pub struct ResumeInfo {
     pub records: usize,
-    pub(crate) phases_done: usize,
+    pub phases_done: usize,
     /// Line number of a torn last line that was cut off.
     pub torn_line: Option<usize>,
     /// Records of an incomplete last phase that were cut off (that phase runs again).
@@ -296,7 +296,7 @@ impl RunStore {
         ))
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 

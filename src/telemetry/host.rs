@@ -17,8 +17,8 @@ const TOP: usize = 3;
 /// Cumulative CPU times, clock ticks.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CpuTimes {
-    pub total: u64,
-    pub idle: u64,
+    pub(crate) total: u64,
+    pub(crate) idle: u64,
     pub(crate) steal: u64,
 }
 
@@ -123,7 +123,7 @@ impl Default for HostSampler {
 }
 
 impl HostSampler {
-    pub fn new(proc_dir: &Path, sys_cpu: &Path) -> Self {
+    pub(crate) fn new(proc_dir: &Path, sys_cpu: &Path) -> Self {
         Self {
             proc_dir: proc_dir.to_path_buf(),
             sys_cpu: sys_cpu.to_path_buf(),

@@ -80,23 +80,23 @@ pub struct GpuReading {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GpuRound {
     pub(crate) t_ms: f64,
-    pub gpus: Vec<GpuReading>,
+    pub(crate) gpus: Vec<GpuReading>,
 }
 
 /// A process on a GPU.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GpuProcess {
-    pub gpu: u32,
-    pub pid: u32,
-    pub name: String,
-    pub memory_mib: Option<f64>,
+    pub(crate) gpu: u32,
+    pub(crate) pid: u32,
+    pub(crate) name: String,
+    pub(crate) memory_mib: Option<f64>,
 }
 
 /// A process's share of the machine's CPU between two host samples (all CPUs = 100%).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcShare {
-    pub pid: u32,
-    pub name: String,
+    pub(crate) pid: u32,
+    pub(crate) name: String,
     pub(crate) cpu_pct: f64,
 }
 
@@ -106,7 +106,7 @@ pub struct ProcShare {
 pub struct HostSample {
     pub(crate) t_ms: f64,
     pub(crate) load1: Option<f64>,
-    pub cores: Option<u32>,
+    pub(crate) cores: Option<u32>,
     pub(crate) governors: Vec<String>,
     pub(crate) cpu_busy_pct: Option<f64>,
     /// sweep itself (the embedded engine runs inside it).
@@ -195,18 +195,18 @@ impl TelemetryConfig {
 /// One `sweep run` session's telemetry summary.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Session {
-    pub started_at: String,
-    pub finished_at: String,
+    pub(crate) started_at: String,
+    pub(crate) finished_at: String,
     /// `nvml` or `nvidia-smi`; `None` without GPU telemetry.
     pub gpu_source: Option<String>,
     /// Why there is no GPU telemetry.
     pub gpu_unavailable: Option<String>,
-    pub gpus: u32,
+    pub(crate) gpus: u32,
     pub(crate) gpu_samples: u32,
     pub(crate) host_samples: u32,
     pub(crate) gpu_interval_ms: u64,
     pub(crate) host_interval_ms: u64,
-    pub machine: MachineSummary,
+    pub(crate) machine: MachineSummary,
     /// What each reload probe found about where the model sat.
     pub placements: Vec<Placement>,
     /// The session's warnings (busy machine, offload), as the run summary showed them.
@@ -216,7 +216,7 @@ pub struct Session {
 /// `telemetry.json`: one entry per session of the run (a resumed run has several).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TelemetryFile {
-    pub sessions: Vec<Session>,
+    pub(crate) sessions: Vec<Session>,
 }
 
 impl TelemetryFile {

@@ -25,7 +25,7 @@ pub const STEAL_BUSY_PCT: f64 = 5.0;
 pub struct MachineSummary {
     /// Host samples with CPU shares (the first sample only sets the baseline).
     pub samples: u32,
-    pub cores: Option<u32>,
+    pub(crate) cores: Option<u32>,
     /// The first sample with CPU shares: the machine as the run started.
     pub start: Option<HostSample>,
     pub(crate) load1_max: Option<f64>,

@@ -58,7 +58,7 @@ impl Format {
         }
     }
 
-    pub fn ext(self) -> &'static str {
+    pub(crate) fn ext(self) -> &'static str {
         self.exporter().ext()
     }
 }
