@@ -97,8 +97,8 @@ pub struct CorpusFile {
     /// Relative to the corpus root, `/`-separated.
     pub path: String,
     pub kind: FileKind,
-    pub size: u64,
-    pub modified: Option<DateTime<Utc>>,
+    pub(crate) size: u64,
+    pub(crate) modified: Option<DateTime<Utc>>,
     /// `modified` is the time recorded in the corpus' mtimes file, not the filesystem's.
     #[serde(default)]
     pub modified_recorded: bool,
@@ -112,7 +112,7 @@ pub struct CorpusFile {
 /// An ingested corpus.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Corpus {
-    pub root: PathBuf,
+    pub(crate) root: PathBuf,
     /// Sorted by path.
     pub files: Vec<CorpusFile>,
     /// Files skipped or not parsed, one line each (also logged with `tracing::warn!`).

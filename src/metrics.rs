@@ -90,16 +90,16 @@ pub enum Estimator {
 /// Everything there is to know about one metric.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct MetricDef {
-    pub metric: Metric,
+    pub(crate) metric: Metric,
     /// The name used everywhere (files, tables, JSON, flags).
     pub name: &'static str,
     /// Other names accepted in experiment files and flags.
     pub aliases: &'static [&'static str],
-    pub unit: &'static str,
+    pub(crate) unit: &'static str,
     /// Label with unit, for tables and plot axes.
     pub label: &'static str,
-    pub direction: Direction,
-    pub estimator: Estimator,
+    pub(crate) direction: Direction,
+    pub(crate) estimator: Estimator,
     /// Multiplicative noise: tests run on ln values (timings and rates).
     pub log_scale: bool,
     /// Compared by `sweep compare` even without a threshold.
@@ -267,19 +267,19 @@ impl Metric {
         &METRICS[self as usize]
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         self.def().name
     }
 
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         self.def().label
     }
 
-    pub fn unit(self) -> &'static str {
+    pub(crate) fn unit(self) -> &'static str {
         self.def().unit
     }
 
-    pub fn direction(self) -> Direction {
+    pub(crate) fn direction(self) -> Direction {
         self.def().direction
     }
 
@@ -292,7 +292,7 @@ impl Metric {
         }
     }
 
-    pub fn log_scale(self) -> bool {
+    pub(crate) fn log_scale(self) -> bool {
         self.def().log_scale
     }
 

@@ -83,11 +83,11 @@ impl Member {
 pub struct Cell {
     /// `<arm>-<8 hex>`: stable across runs and machines.
     pub id: String,
-    pub arm: String,
-    pub agent: AgentKind,
+    pub(crate) arm: String,
+    pub(crate) agent: AgentKind,
     /// The grid point (factor values for tables).
     pub point: ModelOptions,
-    pub members: Vec<Member>,
+    pub(crate) members: Vec<Member>,
     pub reload_key: String,
 }
 
@@ -172,17 +172,17 @@ pub struct Unit {
 /// Cells sharing a reload key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReloadGroup {
-    pub key: String,
+    pub(crate) key: String,
     pub cells: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
-    pub experiment: String,
+    pub(crate) experiment: String,
     pub cells: Vec<Cell>,
     pub units: Vec<Unit>,
     pub groups: Vec<ReloadGroup>,
-    pub shard: Option<Shard>,
+    pub(crate) shard: Option<Shard>,
 }
 
 /// Deterministic partition of cells: shard `index` of `count` (0-based index).

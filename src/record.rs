@@ -60,10 +60,10 @@ impl Stage {
 /// The key that makes a group of records atomic for resume: a phase of a unit.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PhaseKey {
-    pub cell_id: String,
-    pub rep: u32,
-    pub warmup: bool,
-    pub phase: Phase,
+    pub(crate) cell_id: String,
+    pub(crate) rep: u32,
+    pub(crate) warmup: bool,
+    pub(crate) phase: Phase,
 }
 
 /// One LLM call.
@@ -196,13 +196,13 @@ pub enum ColdReason {
 }
 
 impl ColdReason {
-    pub const ALL: [ColdReason; 3] = [
+    pub(crate) const ALL: [ColdReason; 3] = [
         ColdReason::Reload,
         ColdReason::UnexpectedReload,
         ColdReason::LoadMs,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ColdReason::Reload => "reload",
             ColdReason::UnexpectedReload => "unexpected_reload",

@@ -122,7 +122,7 @@ impl<T> Avail<T> {
         }
     }
 
-    pub fn reason(&self) -> Option<&str> {
+    pub(crate) fn reason(&self) -> Option<&str> {
         match self {
             Avail::Value(_) => None,
             Avail::Unavailable { unavailable } => Some(unavailable),
@@ -147,14 +147,14 @@ pub struct RepStats {
     /// One value per measured repetition, in rep order.
     pub reps: Vec<f64>,
     pub summary: Avail<Summary>,
-    pub mean_ci: Avail<Interval>,
+    pub(crate) mean_ci: Avail<Interval>,
     pub median_ci: Avail<Interval>,
     /// Tukey labels (1.5 IQR) of the rep values: labelled and counted, never dropped.
     pub outliers: Avail<TukeyFences>,
 }
 
 impl RepStats {
-    pub fn new(reps: Vec<f64>, level: f64) -> Self {
+    pub(crate) fn new(reps: Vec<f64>, level: f64) -> Self {
         Self {
             summary: stats::summarize(&reps).into(),
             mean_ci: stats::mean_ci_t(&reps, level).into(),
@@ -169,7 +169,7 @@ impl RepStats {
 /// request-level distribution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellMetric {
-    pub metric: Metric,
+    pub(crate) metric: Metric,
     /// The metric's value: the median of the rep values, or the pooled quantile.
     pub estimate: Option<f64>,
     /// Its interval: order-statistic for a median (with exact coverage), cluster bootstrap
@@ -190,7 +190,7 @@ pub struct CellMetric {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellAnalysis {
     pub cell_id: String,
-    pub arm: String,
+    pub(crate) arm: String,
     /// Factor name → value, from the records' options (`A.num_ctx` for pair members).
     pub factors: BTreeMap<String, String>,
     /// The cell this one is compared against (itself for a reference cell).
@@ -221,19 +221,19 @@ impl CellAnalysis {
 /// Kruskal–Wallis and ANOVA of one metric across the levels of one factor of an arm.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AxisTest {
-    pub arm: String,
+    pub(crate) arm: String,
     pub factor: String,
     pub metric: Metric,
     pub levels: Vec<String>,
     pub kruskal_wallis: Avail<stats::KSampleTest>,
-    pub anova: Avail<stats::KSampleTest>,
+    pub(crate) anova: Avail<stats::KSampleTest>,
 }
 
 /// Everything `analyze` found; serialised as `analysis/summary.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Analysis {
-    pub experiment: String,
-    pub run_id: String,
+    pub(crate) experiment: String,
+    pub(crate) run_id: String,
     pub source: Source,
     pub torn_lines: usize,
     /// Records of a last phase cut short by a crash (left out).
@@ -242,7 +242,7 @@ pub struct Analysis {
     pub reference_arm: String,
     /// How the reference arm and cells were chosen, for the table footer.
     pub reference_rule: String,
-    pub options: AnalysisOptions,
+    pub(crate) options: AnalysisOptions,
     /// The statistics engine's parameters (interval level and sidedness, resamples).
     pub params: Params,
     pub cells: Vec<CellAnalysis>,

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PairAnalysis {
     pub cell_id: String,
-    pub arm: String,
+    pub(crate) arm: String,
     /// Sequential phase wall / concurrent phase wall, per rep.
     pub speedup: RepStats,
     /// Speedup / 2.

@@ -119,7 +119,7 @@ impl Counts {
 /// One metric of one group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricSample {
-    pub metric: Metric,
+    pub(crate) metric: Metric,
     /// Rep metrics: one value per complete rep, in rep order (empty for pooled metrics).
     pub reps: Vec<f64>,
     /// The rep index of each value of `reps` (or of each cluster).
@@ -153,12 +153,12 @@ impl MetricSample {
 pub struct GroupSample {
     /// The cell id, or `<cell> [<phase>]` for a pair phase under [`Grouping::CellPhases`].
     pub key: String,
-    pub cell_id: String,
-    pub arm: String,
+    pub(crate) cell_id: String,
+    pub(crate) arm: String,
     /// Position of the group's first call in the run order.
     pub first_order: u64,
     pub counts: Counts,
-    pub metrics: Vec<MetricSample>,
+    pub(crate) metrics: Vec<MetricSample>,
 }
 
 impl GroupSample {

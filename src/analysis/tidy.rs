@@ -10,13 +10,13 @@ use std::path::Path;
 /// `note` then says why ("need ≥ 6 values, have 3"); verdicts live in `note` too.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TidyRow {
-    pub cell_id: String,
-    pub arm: String,
-    pub factors: String,
-    pub metric: String,
-    pub statistic: String,
-    pub value: Option<f64>,
-    pub note: String,
+    pub(crate) cell_id: String,
+    pub(crate) arm: String,
+    pub(crate) factors: String,
+    pub(crate) metric: String,
+    pub(crate) statistic: String,
+    pub(crate) value: Option<f64>,
+    pub(crate) note: String,
 }
 
 struct Sink<'a> {

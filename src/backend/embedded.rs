@@ -100,7 +100,7 @@ pub struct Placement {
     /// `num_gpu` as it took effect (`None`: llama.cpp's default; a build without the `cuda`
     /// feature ignores `num_gpu`).
     pub gpu_layers_requested: Option<u32>,
-    pub layers_offloaded: u64,
+    pub(crate) layers_offloaded: u64,
     /// The model's layers plus the output layer.
     pub layers_total: u64,
     /// GPU devices llama.cpp sees ("CUDA0: NVIDIA H200 (143771 MiB)").

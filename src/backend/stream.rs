@@ -61,7 +61,7 @@ impl<P: LineParser> LineStream<P> {
         }
     }
 
-    pub fn has_first_token(&self) -> bool {
+    pub(crate) fn has_first_token(&self) -> bool {
         self.st.timer.as_ref().is_some_and(|t| t.has_first_token())
     }
 

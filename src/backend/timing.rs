@@ -69,7 +69,7 @@ impl ClientTimer {
     }
 
     #[inline]
-    pub fn chunk_at(&mut self, now: Instant) {
+    pub(crate) fn chunk_at(&mut self, now: Instant) {
         if self.first.is_none() {
             self.first = Some(now);
         }
@@ -85,7 +85,7 @@ impl ClientTimer {
         ms(self.start.elapsed())
     }
 
-    pub fn has_first_token(&self) -> bool {
+    pub(crate) fn has_first_token(&self) -> bool {
         self.first.is_some()
     }
 
@@ -94,7 +94,7 @@ impl ClientTimer {
         self.finish_at(Instant::now())
     }
 
-    pub fn finish_at(self, end: Instant) -> ClientTiming {
+    pub(crate) fn finish_at(self, end: Instant) -> ClientTiming {
         ClientTiming {
             ttft_ms: self.first.map(|f| ms(f - self.start)),
             itl_ms: self.itl_ms,

@@ -18,18 +18,18 @@ use crate::runner::RunError;
 use crate::spec::SpecError;
 use crate::store::{MergeError, StoreError};
 
-pub const OK: i32 = 0;
-pub const REGRESSION: i32 = 1;
-pub const BAD_INPUT: i32 = 2;
-pub const UNDECIDED: i32 = 3;
-pub const FAILURES: i32 = 4;
-pub const ENVIRONMENT: i32 = 5;
-pub const SIGINT: i32 = 130;
-pub const SIGTERM: i32 = 143;
+pub(crate) const OK: i32 = 0;
+pub(crate) const REGRESSION: i32 = 1;
+pub(crate) const BAD_INPUT: i32 = 2;
+pub(crate) const UNDECIDED: i32 = 3;
+pub(crate) const FAILURES: i32 = 4;
+pub(crate) const ENVIRONMENT: i32 = 5;
+pub(crate) const SIGINT: i32 = 130;
+pub(crate) const SIGTERM: i32 = 143;
 
 /// How a command that did its job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub(crate) enum Status {
     Ok,
     Regression,
     Undecided,
@@ -39,7 +39,7 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn code(self) -> i32 {
+    pub(crate) fn code(self) -> i32 {
         match self {
             Status::Ok => OK,
             Status::Regression => REGRESSION,
@@ -53,7 +53,7 @@ impl Status {
 
 /// Every error a command can end with.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub(crate) enum CliError {
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -95,7 +95,7 @@ fn analysis_code(e: &AnalysisError) -> i32 {
 
 impl CliError {
     /// The exit code of this error (see the module table).
-    pub fn code(&self) -> i32 {
+    pub(crate) fn code(&self) -> i32 {
         match self {
             CliError::Usage(_) | CliError::Spec(_) => BAD_INPUT,
             CliError::Store(e) => store_code(e),
@@ -128,7 +128,7 @@ impl CliError {
 
 /// Prints the error (with the number of problems for an experiment file) and returns its
 /// exit code.
-pub fn report(command: &str, e: &CliError) -> i32 {
+pub(crate) fn report(command: &str, e: &CliError) -> i32 {
     match e {
         CliError::Spec(s) => {
             eprintln!("{s}");

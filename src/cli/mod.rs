@@ -3,7 +3,7 @@
 //! message in one place. The library warns through `tracing` (a subscriber is installed
 //! here: human-readable on stderr, or `--log-format json`; `RUST_LOG` is honoured).
 
-pub mod exit;
+pub(crate) mod exit;
 
 use crate::analysis::{self, AnalysisOptions, Metric};
 use crate::gate::{self, Against, CompareRequest};
@@ -34,23 +34,23 @@ Exit codes: 0 done; 1 regression; 2 bad input; 3 nothing decided (inconclusive, 
 comparable, nothing measured, partial run); 4 run finished with failed calls; 5 machine or \
 backend failure; 130/143 run stopped by SIGINT/SIGTERM (resumable)."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
     /// Log format on stderr (warnings and diagnostics; RUST_LOG sets the level).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
 }
 
 /// How `tracing` output is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Check an experiment file; every problem is reported with file:line:column.
     Validate {
         /// The experiment file (TOML).
@@ -374,7 +374,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum BaselineCommand {
+pub(crate) enum BaselineCommand {
     /// Promote a run to the current baseline. Refuses a run whose `sweep compare` was not a
     /// clean pass (or that was never compared) unless --force.
     Save {
@@ -486,7 +486,7 @@ fn command_name(c: &Command) -> &'static str {
 }
 
 /// Runs one command.
-pub fn run(command: Command) -> Result<Status, CliError> {
+pub(crate) fn run(command: Command) -> Result<Status, CliError> {
     match command {
         Command::Validate { file } => validate(&file),
         Command::Plan { file, json, shard } => plan(&file, json, shard),

@@ -11,7 +11,7 @@ pub mod detect;
 pub mod k8s;
 pub mod slurm;
 
-pub use detect::{detect, AutoShardError, Detected, Scheduler};
+pub use detect::detect;
 
 use crate::plan::Plan;
 use crate::spec::Spec;

@@ -47,7 +47,7 @@ pub fn entries(dir: &Path) -> Result<Vec<String>, GateError> {
 /// What `baseline save` did.
 #[derive(Debug, Clone)]
 pub struct Saved {
-    pub entry: PathBuf,
+    pub(crate) entry: PathBuf,
     /// Set when the run was kept without a clean pass (`--force`): why it would have been
     /// refused.
     pub forced_over: Option<String>,

@@ -39,9 +39,8 @@ use std::path::{Path, PathBuf};
 
 /// Exit codes of `sweep compare` (and the rest of the CLI; see `cli::exit`).
 pub const EXIT_OK: i32 = 0;
-pub const EXIT_REGRESSION: i32 = 1;
-pub const EXIT_ERROR: i32 = 2;
-pub const EXIT_INCONCLUSIVE: i32 = 3;
+pub(crate) const EXIT_REGRESSION: i32 = 1;
+pub(crate) const EXIT_INCONCLUSIVE: i32 = 3;
 
 /// Where a comparison's verdict is kept inside the current run (read by `baseline save`).
 pub const VERDICT_FILE: &str = "gate/verdict.json";
@@ -152,8 +151,8 @@ pub fn load_run(
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnvDifference {
     pub what: String,
-    pub baseline: String,
-    pub current: String,
+    pub(crate) baseline: String,
+    pub(crate) current: String,
 }
 
 /// Differences that make timings incomparable: model digest, GPU name/driver, CPU model,
@@ -258,7 +257,7 @@ impl Row {
         }
     }
 
-    pub fn verdict_label(&self) -> String {
+    pub(crate) fn verdict_label(&self) -> String {
         let info = !self.gates();
         let base = match self.verdict {
             Verdict::Regression if info => "worse",
@@ -285,14 +284,14 @@ impl Row {
 /// A run as the summary describes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
-    pub dir: PathBuf,
-    pub run_id: String,
-    pub experiment: String,
-    pub environment: String,
-    pub model_digest: Option<String>,
-    pub spec_hash: String,
-    pub git_commit: Option<String>,
-    pub counts: samples::Counts,
+    pub(crate) dir: PathBuf,
+    pub(crate) run_id: String,
+    pub(crate) experiment: String,
+    pub(crate) environment: String,
+    pub(crate) model_digest: Option<String>,
+    pub(crate) spec_hash: String,
+    pub(crate) git_commit: Option<String>,
+    pub(crate) counts: samples::Counts,
 }
 
 impl RunSummary {
@@ -360,7 +359,7 @@ impl Outcome {
         }
     }
 
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Outcome::Pass => "pass",
             Outcome::Regression { .. } => "regression",
@@ -373,11 +372,11 @@ impl Outcome {
 /// The whole comparison: what the Markdown, JSON and JUnit outputs render.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
-    pub method: Method,
+    pub(crate) method: Method,
     /// The baseline run (history mode: the newest earlier run, for its environment).
     pub baseline: RunSummary,
-    pub current: RunSummary,
-    pub settings: Settings,
+    pub(crate) current: RunSummary,
+    pub(crate) settings: Settings,
     /// The engine's parameters (interval level and sidedness, resamples).
     pub params: Params,
     /// Tests in the gating family (Holm runs over them; FWER ≤ α).
@@ -386,7 +385,7 @@ pub struct Comparison {
     pub env_differences: Vec<EnvDifference>,
     /// Worst first.
     pub rows: Vec<Row>,
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
     pub outcome: Outcome,
 }
 
@@ -651,12 +650,12 @@ pub enum Against {
 /// What `sweep compare` was asked to do.
 #[derive(Debug, Clone)]
 pub struct CompareRequest {
-    pub against: Against,
-    pub current: PathBuf,
-    pub alpha: Option<f64>,
-    pub thresholds: Vec<(Metric, f64)>,
-    pub allow_env_change: bool,
-    pub allow_partial: bool,
+    pub(crate) against: Against,
+    pub(crate) current: PathBuf,
+    pub(crate) alpha: Option<f64>,
+    pub(crate) thresholds: Vec<(Metric, f64)>,
+    pub(crate) allow_env_change: bool,
+    pub(crate) allow_partial: bool,
 }
 
 /// Loads the runs, compares them, and keeps the verdict in the current run

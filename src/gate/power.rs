@@ -24,8 +24,8 @@ use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 /// One group × metric of a power analysis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PowerRow {
-    pub cell: String,
-    pub metric: Metric,
+    pub(crate) cell: String,
+    pub(crate) metric: Metric,
     pub threshold: Option<f64>,
     /// Complete reps in the stored run.
     pub stored_reps: usize,
@@ -35,15 +35,15 @@ pub struct PowerRow {
     pub detectable: Option<f64>,
     /// Reps per side needed to detect the threshold with the requested power.
     pub reps_needed: Option<usize>,
-    pub note: Option<String>,
+    pub(crate) note: Option<String>,
 }
 
 /// A whole power analysis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PowerReport {
-    pub run_id: String,
-    pub alpha: f64,
-    pub power: f64,
+    pub(crate) run_id: String,
+    pub(crate) alpha: f64,
+    pub(crate) power: f64,
     /// Gating tests Holm runs over (groups × metrics with a threshold).
     pub family: usize,
     /// The reps per side the detectable changes are computed for.

@@ -29,7 +29,7 @@ impl Default for Settings {
 }
 
 impl Settings {
-    pub fn from_config(c: &CompareConfig) -> Settings {
+    pub(crate) fn from_config(c: &CompareConfig) -> Settings {
         Settings {
             alpha: c.alpha,
             thresholds: c.thresholds.clone(),

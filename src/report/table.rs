@@ -26,20 +26,20 @@ pub enum ColKind {
 /// One column: its header and kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Column {
-    pub header: String,
+    pub(crate) header: String,
     #[serde(flatten)]
-    pub kind: ColKind,
+    pub(crate) kind: ColKind,
 }
 
 impl Column {
-    pub fn text(header: impl Into<String>) -> Self {
+    pub(crate) fn text(header: impl Into<String>) -> Self {
         Self {
             header: header.into(),
             kind: ColKind::Text,
         }
     }
 
-    pub fn number(header: impl Into<String>, decimals: usize, ci: CiStyle) -> Self {
+    pub(crate) fn number(header: impl Into<String>, decimals: usize, ci: CiStyle) -> Self {
         Self {
             header: header.into(),
             kind: ColKind::Number {
@@ -51,7 +51,7 @@ impl Column {
         }
     }
 
-    pub fn is_number(&self) -> bool {
+    pub(crate) fn is_number(&self) -> bool {
         matches!(self.kind, ColKind::Number { .. })
     }
 }
@@ -61,13 +61,13 @@ impl Column {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub text: String,
+    pub(crate) text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<f64>,
+    pub(crate) value: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lo: Option<f64>,
+    pub(crate) lo: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hi: Option<f64>,
+    pub(crate) hi: Option<f64>,
     /// A ± term that is not half an interval (the sd of `mean ± sd`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pm: Option<f64>,
@@ -75,7 +75,7 @@ pub struct Cell {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub why: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub bold: bool,
+    pub(crate) bold: bool,
     /// An effective default (not set in the experiment file): marked † everywhere.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub default: bool,
@@ -85,14 +85,14 @@ pub struct Cell {
 }
 
 impl Cell {
-    pub fn text(s: impl Into<String>) -> Self {
+    pub(crate) fn text(s: impl Into<String>) -> Self {
         Self {
             text: s.into(),
             ..Default::default()
         }
     }
 
-    pub fn value(v: Option<f64>) -> Self {
+    pub(crate) fn value(v: Option<f64>) -> Self {
         Self {
             value: v,
             text: if v.is_none() {
@@ -104,7 +104,7 @@ impl Cell {
         }
     }
 
-    pub fn with_ci(mut self, lo: Option<f64>, hi: Option<f64>, why: &str) -> Self {
+    pub(crate) fn with_ci(mut self, lo: Option<f64>, hi: Option<f64>, why: &str) -> Self {
         match (lo, hi) {
             (Some(l), Some(h)) => {
                 self.lo = Some(l);
@@ -121,7 +121,7 @@ impl Cell {
         self
     }
 
-    pub fn bold(mut self, b: bool) -> Self {
+    pub(crate) fn bold(mut self, b: bool) -> Self {
         self.bold = b;
         self
     }
@@ -130,9 +130,9 @@ impl Cell {
 /// One row; `rule_above` draws a rule before it (the geomean row).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
-    pub cells: Vec<Cell>,
+    pub(crate) cells: Vec<Cell>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub rule_above: bool,
+    pub(crate) rule_above: bool,
 }
 
 /// A table, format-neutral.
@@ -144,8 +144,8 @@ pub struct Table {
     pub caption: String,
     /// LaTeX `\label` (and the HTML anchor).
     pub label: String,
-    pub columns: Vec<Column>,
-    pub rows: Vec<Row>,
+    pub(crate) columns: Vec<Column>,
+    pub(crate) rows: Vec<Row>,
     /// A few short lines: what the entries are, marks, exclusions, environment, warnings.
     pub notes: Vec<String>,
 }

@@ -21,7 +21,7 @@ pub enum LabelBy {
 }
 
 impl LabelBy {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             LabelBy::Host => "host",
             LabelBy::Gpu => "gpu",
@@ -66,8 +66,8 @@ impl LabelBy {
 /// One run's analysis as a report sees it.
 #[derive(Debug, Clone)]
 pub struct RunView {
-    pub dir: PathBuf,
-    pub a: Analysis,
+    pub(crate) dir: PathBuf,
+    pub(crate) a: Analysis,
     /// The run's label when several runs are joined.
     pub label: String,
     /// The experiment file, parsed from the manifest (arm kinds, declared tables).
@@ -75,7 +75,7 @@ pub struct RunView {
 }
 
 impl RunView {
-    pub fn new(dir: PathBuf, a: Analysis) -> Self {
+    pub(crate) fn new(dir: PathBuf, a: Analysis) -> Self {
         let spec = a.manifest.as_ref().and_then(Manifest::spec);
         Self {
             dir,
@@ -127,27 +127,27 @@ impl RunView {
 /// A cell of some run.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry<'a> {
-    pub run: &'a RunView,
-    pub cell: &'a CellAnalysis,
+    pub(crate) run: &'a RunView,
+    pub(crate) cell: &'a CellAnalysis,
 }
 
 /// An axis value of a cell: the text and whether it is an effective default.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct AxisValue {
-    pub text: String,
-    pub default: bool,
+    pub(crate) text: String,
+    pub(crate) default: bool,
 }
 
 /// The runs of a report.
 #[derive(Debug, Clone)]
 pub struct View {
-    pub runs: Vec<RunView>,
+    pub(crate) runs: Vec<RunView>,
     /// The axis that tells runs apart (`host` …) when there are several.
     pub label_axis: Option<String>,
 }
 
 impl View {
-    pub fn single(run: RunView) -> Self {
+    pub(crate) fn single(run: RunView) -> Self {
         Self {
             runs: vec![run],
             label_axis: None,

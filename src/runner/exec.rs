@@ -22,7 +22,7 @@ use std::time::Instant;
 /// Error kind stored for a report call that was not attempted because the analysis failed.
 pub const SKIPPED_KIND: &str = "skipped_after_failure";
 
-pub struct AgentExecutor {
+pub(crate) struct AgentExecutor {
     pub backend: Arc<dyn Backend>,
     pub corpus: CorpusConfig,
     pub retry: RetryPolicy,

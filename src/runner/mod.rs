@@ -5,10 +5,10 @@
 
 mod exec;
 mod observe;
-pub mod policy;
+pub(crate) mod policy;
 
-pub use exec::AgentExecutor;
-pub use observe::Observed;
+pub(crate) use exec::AgentExecutor;
+pub(crate) use observe::Observed;
 
 use crate::backend::BoxFuture;
 use crate::plan::{Cell, Plan, Shard, Unit};
@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 /// What one phase of one unit produced: its records (one per planned call, failed or not)
 /// and the agents' report files.
 #[derive(Debug, Default)]
-pub struct PhaseOutput {
+pub(crate) struct PhaseOutput {
     /// Reload probes sent before the phase (stored first, as their own warm-up group).
     pub probes: Vec<Record>,
     pub records: Vec<Record>,
@@ -40,7 +40,7 @@ pub struct PhaseOutput {
 
 /// Everything a phase needs to know about where it sits in the run.
 #[derive(Debug, Clone)]
-pub struct PhaseJob {
+pub(crate) struct PhaseJob {
     pub cell: Cell,
     pub unit: Unit,
     pub phase: Phase,
@@ -59,7 +59,7 @@ pub struct PhaseJob {
 
 /// Runs one phase (the agents' workflow over a backend). The runner owns order, storage and
 /// failure policy; the executor owns what happens inside a phase.
-pub trait PhaseExecutor: Send + Sync {
+pub(crate) trait PhaseExecutor: Send + Sync {
     fn execute<'a>(&'a self, job: &'a PhaseJob) -> BoxFuture<'a, PhaseOutput>;
 
     /// Whether the backend `job` uses answers now: the failure policy's probe while the run
@@ -217,7 +217,7 @@ pub enum RunError {
 /// Starters of one experiment choose one after the other (an [`store::ExperimentLock`] on
 /// the experiment directory): two `sweep run` of one file started at once never make two
 /// runs or share one; the second finds the first's run and is refused by its run lock.
-pub fn open_store(
+pub(crate) fn open_store(
     spec: &Spec,
     plan: &Plan,
     opts: &RunOptions,
@@ -389,7 +389,7 @@ fn newest_run(exp_dir: &Path, spec: &Spec, plan: &Plan) -> Option<String> {
 
 /// Where two versions of an experiment file first differ, for people: `line 12: was `…`,
 /// now `…``.
-pub fn first_difference(stored: &str, current: &str) -> String {
+pub(crate) fn first_difference(stored: &str, current: &str) -> String {
     fn show(l: Option<&str>) -> String {
         match l {
             None => "(end of file)".into(),
@@ -426,7 +426,7 @@ pub fn first_difference(stored: &str, current: &str) -> String {
 
 /// Executes every phase of the plan not yet stored (and, with `--retry-failed`, every
 /// stored phase whose latest attempt failed), under the failure policy for outages.
-pub async fn execute(
+pub(crate) async fn execute(
     spec: &Spec,
     plan: &Plan,
     store: &mut RunStore,
@@ -1154,7 +1154,7 @@ fn observe_run(
 }
 
 /// The end-of-run summary: what was measured, what each rule excluded, failures by kind.
-pub fn failure_summary(s: &RunSummary) -> String {
+pub(crate) fn failure_summary(s: &RunSummary) -> String {
     let cold: usize = s.cold_by_reason.values().sum();
     let reasons: Vec<String> = s
         .cold_by_reason
@@ -1240,7 +1240,7 @@ pub fn failure_summary(s: &RunSummary) -> String {
 /// Estimated wall time of a plan from an earlier run's phase wall times: per (cell, phase)
 /// where the cell was measured, else the mean of that phase kind, else the mean per call.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Eta {
+pub(crate) struct Eta {
     /// The plan's phases, without reload probes.
     pub seconds: f64,
     /// One reload probe (mean of the stored probes; 0 when there were none).
@@ -1251,7 +1251,11 @@ pub struct Eta {
 }
 
 /// Looks for the newest run of the experiment with stored records and estimates from it.
-pub fn estimate(spec: &Spec, plan: &Plan, results_dir: Option<&std::path::Path>) -> Option<Eta> {
+pub(crate) fn estimate(
+    spec: &Spec,
+    plan: &Plan,
+    results_dir: Option<&std::path::Path>,
+) -> Option<Eta> {
     let exp_dir = results_dir
         .map(|d| d.to_path_buf())
         .unwrap_or_else(|| spec.run.results_dir.clone())
@@ -1340,7 +1344,7 @@ fn estimate_from(plan: &Plan, records: &[Record], run: &std::path::Path) -> Eta 
 }
 
 /// `1h 02m`, `12m 30s`, `45s`.
-pub fn human_duration(seconds: f64) -> String {
+pub(crate) fn human_duration(seconds: f64) -> String {
     let s = seconds.round() as u64;
     match s {
         0..=59 => format!("{s}s"),

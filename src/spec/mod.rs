@@ -15,10 +15,10 @@ pub use table::{BoldRule, CiStyle, Columns, Statistic, TableSpec};
 /// Words the validator accepts for `order`, backend `kind`, `api`, `agent` and `persona`
 /// (the JSON Schema lists the same constants).
 pub const ORDER_WORDS: &[&str] = &["blocks", "interleaved", "grouped", "random", "sequential"];
-pub const BACKEND_KIND_WORDS: &[&str] = &["ollama", "openai", "embedded"];
-pub const API_WORDS: &[&str] = &["generate", "chat"];
-pub const AGENT_WORDS: &[&str] = &["single", "pair"];
-pub const PERSONA_WORDS: &[&str] = &["chimera", "insight", "collector"];
+pub(crate) const BACKEND_KIND_WORDS: &[&str] = &["ollama", "openai", "embedded"];
+pub(crate) const API_WORDS: &[&str] = &["generate", "chat"];
+pub(crate) const AGENT_WORDS: &[&str] = &["single", "pair"];
+pub(crate) const PERSONA_WORDS: &[&str] = &["chimera", "insight", "collector"];
 /// `persona_mode` values.
 pub const PERSONA_MODE_WORDS: &[&str] = &["system", "echo"];
 
@@ -110,7 +110,7 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             BackendKind::Ollama => "ollama",
             BackendKind::Openai => "openai",
@@ -185,8 +185,8 @@ pub struct BackendConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CorpusConfig {
-    pub path: PathBuf,
-    pub max_file_bytes: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) max_file_bytes: u64,
 }
 
 /// Agent kind of an arm.
@@ -233,7 +233,7 @@ pub enum PersonaMode {
 }
 
 impl PersonaMode {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             PersonaMode::System => "system",
             PersonaMode::Echo => "echo",
@@ -263,7 +263,7 @@ pub enum PromptVersion {
 }
 
 impl PromptVersion {
-    pub const ALL: [PromptVersion; 3] = [
+    pub(crate) const ALL: [PromptVersion; 3] = [
         PromptVersion::Sweep1,
         PromptVersion::Chimera2025,
         PromptVersion::Small1,
@@ -295,7 +295,7 @@ pub enum Slot {
 }
 
 impl Slot {
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             Slot::Single => "single",
             Slot::A => "A",
@@ -307,20 +307,20 @@ impl Slot {
 /// One agent of an arm before grid expansion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberTemplate {
-    pub slot: Slot,
-    pub persona: Persona,
-    pub persona_mode: PersonaMode,
-    pub prompt_version: PromptVersion,
-    pub options: ModelOptions,
-    pub endpoint: Option<String>,
-    pub model: Option<String>,
+    pub(crate) slot: Slot,
+    pub(crate) persona: Persona,
+    pub(crate) persona_mode: PersonaMode,
+    pub(crate) prompt_version: PromptVersion,
+    pub(crate) options: ModelOptions,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) model: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Arm {
-    pub name: String,
-    pub agent: AgentKind,
-    pub members: Vec<MemberTemplate>,
+    pub(crate) name: String,
+    pub(crate) agent: AgentKind,
+    pub(crate) members: Vec<MemberTemplate>,
     /// Grid points merged over every member's options; one empty point when there is no grid.
     pub points: Vec<ModelOptions>,
 }
@@ -328,7 +328,7 @@ pub struct Arm {
 /// `[compare]`: what the regression gate checks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompareConfig {
-    pub alpha: f64,
+    pub(crate) alpha: f64,
     /// Metric → relative threshold (0.05 = 5%); defaults from [`crate::metrics::METRICS`].
     pub thresholds: BTreeMap<Metric, f64>,
     /// Above this share of failed calls on either side the comparison is inconclusive.
@@ -371,10 +371,10 @@ impl Default for AnalysisConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Experiment {
-    pub name: String,
-    pub description: Option<String>,
+    pub(crate) name: String,
+    pub(crate) description: Option<String>,
     pub repetitions: u32,
-    pub warmup: u32,
+    pub(crate) warmup: u32,
     pub seed: u64,
     pub order: Order,
     /// Arm every comparison is made against.
@@ -385,7 +385,7 @@ pub struct Experiment {
 pub struct RunConfig {
     /// Units in flight at once (1 = strictly one after another).
     pub concurrency: u32,
-    pub results_dir: PathBuf,
+    pub(crate) results_dir: PathBuf,
     /// Refuse a plan of more LLM calls than this (checked before the grid is expanded).
     pub max_calls: u64,
     /// Failure policy: when more than this share of the last [`FAILED_SHARE_WINDOW`] calls
@@ -436,12 +436,12 @@ pub struct Spec {
     /// sha256 of `source`.
     pub hash: String,
     pub experiment: Experiment,
-    pub backend: BackendConfig,
-    pub corpus: CorpusConfig,
-    pub arms: Vec<Arm>,
-    pub compare: CompareConfig,
-    pub analysis: AnalysisConfig,
-    pub run: RunConfig,
+    pub(crate) backend: BackendConfig,
+    pub(crate) corpus: CorpusConfig,
+    pub(crate) arms: Vec<Arm>,
+    pub(crate) compare: CompareConfig,
+    pub(crate) analysis: AnalysisConfig,
+    pub(crate) run: RunConfig,
     /// `[backend] num_parallel`: the requests the server runs at once per model (Ollama's
     /// `OLLAMA_NUM_PARALLEL`), as the user declares it; `None` = unknown. Only informs the
     /// shared-endpoint warning of [`crate::plan::warnings`].
@@ -514,7 +514,7 @@ impl Spec {
         }
     }
 
-    pub fn arm(&self, name: &str) -> Option<&Arm> {
+    pub(crate) fn arm(&self, name: &str) -> Option<&Arm> {
         self.arms.iter().find(|a| a.name == name)
     }
 }

@@ -47,7 +47,7 @@ impl Statistic {
         Statistic::Max,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         STATISTIC_WORDS[Self::ALL.iter().position(|s| *s == self).unwrap_or(0)]
     }
 
@@ -106,19 +106,19 @@ pub enum Columns {
 /// One validated `[[table]]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableSpec {
-    pub name: String,
-    pub metrics: Vec<Metric>,
-    pub statistic: Statistic,
+    pub(crate) name: String,
+    pub(crate) metrics: Vec<Metric>,
+    pub(crate) statistic: Statistic,
     /// Axes down the rows; empty = every axis that varies over the table's cells.
     pub rows: Vec<String>,
-    pub columns: Columns,
+    pub(crate) columns: Columns,
     /// Arms in the table; empty = the default set (see [`TableSpec::arms_for`]).
     pub arms: Vec<String>,
-    pub ci: CiStyle,
-    pub digits: u32,
-    pub caption: Option<String>,
-    pub label: String,
-    pub bold: BoldRule,
+    pub(crate) ci: CiStyle,
+    pub(crate) digits: u32,
+    pub(crate) caption: Option<String>,
+    pub(crate) label: String,
+    pub(crate) bold: BoldRule,
     /// A Δ% vs reference column per metric.
     pub delta: bool,
 }

@@ -10,7 +10,7 @@ use statrs::distribution::{Binomial, ContinuousCDF, DiscreteCDF, StudentsT};
 /// A point estimate with a two-sided interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
-    pub estimate: f64,
+    pub(crate) estimate: f64,
     pub lower: f64,
     pub upper: f64,
     /// Nominal level asked for (0.95).
@@ -186,14 +186,14 @@ pub struct BootstrapCi {
     pub estimate: f64,
     pub lower: f64,
     pub upper: f64,
-    pub level: f64,
-    pub resamples: usize,
-    pub seed: u64,
+    pub(crate) level: f64,
+    pub(crate) resamples: usize,
+    pub(crate) seed: u64,
     /// Monte Carlo standard error of each end (see [`percentile_ends`]).
     #[serde(default)]
     pub mc_error_lower: f64,
     #[serde(default)]
-    pub mc_error_upper: f64,
+    pub(crate) mc_error_upper: f64,
 }
 
 /// The ends of a two-sided percentile interval at `level` over bootstrap replicates, and the

@@ -174,19 +174,19 @@ pub enum Status {
 /// The interval of a change (ratio − 1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChangeCi {
-    pub lower: f64,
-    pub upper: f64,
+    pub(crate) lower: f64,
+    pub(crate) upper: f64,
     /// Two-sided coverage.
     pub level: f64,
-    pub sides: Sides,
+    pub(crate) sides: Sides,
     /// "percentile bootstrap of the ratio of medians" or "cluster bootstrap of the ratio of
     /// p95s".
     pub method: String,
-    pub resamples: usize,
-    pub seed: u64,
+    pub(crate) resamples: usize,
+    pub(crate) seed: u64,
     /// Monte Carlo standard error of each end (relative change units).
     pub mc_error_lower: f64,
-    pub mc_error_upper: f64,
+    pub(crate) mc_error_upper: f64,
 }
 
 /// The test that gives the p-value.
@@ -195,28 +195,28 @@ pub struct TestResult {
     /// "Welch t on ln(rep values)", "Welch t on rep values", "cluster bootstrap".
     pub name: String,
     pub p: f64,
-    pub statistic: Option<f64>,
-    pub df: Option<f64>,
+    pub(crate) statistic: Option<f64>,
+    pub(crate) df: Option<f64>,
 }
 
 /// A sample against its reference: what `analyze` and `compare` both report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TwoSample {
-    pub metric: Metric,
-    pub n: usize,
-    pub n_reference: usize,
-    pub estimate: Option<f64>,
-    pub reference_estimate: Option<f64>,
+    pub(crate) metric: Metric,
+    pub(crate) n: usize,
+    pub(crate) n_reference: usize,
+    pub(crate) estimate: Option<f64>,
+    pub(crate) reference_estimate: Option<f64>,
     /// estimate / reference_estimate − 1.
     pub change: Option<f64>,
     pub ci: Option<ChangeCi>,
     pub test: Option<TestResult>,
     /// Mann–Whitney U on the rep values (robustness column), unadjusted.
     pub p_mann_whitney: Option<f64>,
-    pub cliffs_delta: Option<f64>,
-    pub hodges_lehmann: Option<f64>,
-    pub cohens_d: Option<f64>,
-    pub status: Status,
+    pub(crate) cliffs_delta: Option<f64>,
+    pub(crate) hodges_lehmann: Option<f64>,
+    pub(crate) cohens_d: Option<f64>,
+    pub(crate) status: Status,
     /// Why there is no test or interval, in words.
     pub note: Option<String>,
 }

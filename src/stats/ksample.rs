@@ -9,8 +9,8 @@ use statrs::distribution::{ChiSquared, ContinuousCDF, FisherSnedecor};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct KSampleTest {
     pub statistic: f64,
-    pub df1: f64,
-    pub df2: f64,
+    pub(crate) df1: f64,
+    pub(crate) df2: f64,
     pub p: f64,
 }
 

@@ -206,16 +206,16 @@ pub struct CallFilter {
     pub rep: Option<u32>,
     /// With `rep`: count warm-up runs instead of measured ones. Alone: only warm-up calls.
     pub warmup: bool,
-    pub stage: Option<Stage>,
+    pub(crate) stage: Option<Stage>,
     /// "single", "A" or "B".
     pub agent: Option<String>,
-    pub phase: Option<Phase>,
+    pub(crate) phase: Option<Phase>,
     /// A call id, or the start of one (`<cell>/r1/A` for an agent run's calls).
     pub call: Option<String>,
 }
 
 impl CallFilter {
-    pub fn matches(&self, c: &CallText) -> bool {
+    pub(crate) fn matches(&self, c: &CallText) -> bool {
         let cell = self.cell.as_deref().is_none_or(|want| {
             c.cell_id == want
                 || c.cell_id

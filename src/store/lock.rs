@@ -15,9 +15,9 @@ pub const LOCK_FILE: &str = ".lock";
 /// Who holds a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockHolder {
-    pub pid: u32,
-    pub host: String,
-    pub started_at: String,
+    pub(crate) pid: u32,
+    pub(crate) host: String,
+    pub(crate) started_at: String,
 }
 
 impl std::fmt::Display for LockHolder {

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
-pub enum MergeError {
+pub(crate) enum MergeError {
     #[error("nothing to merge: name at least one run directory")]
     NoRuns,
     #[error("{} and {} come from different experiment files (spec hash differs); refusing to merge", a.display(), b.display())]

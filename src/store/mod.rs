@@ -22,7 +22,7 @@ mod records;
 pub use calls::{read_calls, CallText, CALLS_ZST};
 pub use lock::{ExperimentLock, LockHolder, RunLock};
 pub use manifest::{Manifest, RecordsDigest};
-pub use merge::{merge, MergeError, Merged};
+pub(crate) use merge::{merge, MergeError};
 pub use records::{read_records, ReadOutcome};
 
 use crate::record::{Phase, PhaseKey, Record};
@@ -32,10 +32,10 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-pub const MANIFEST: &str = "manifest.json";
+pub(crate) const MANIFEST: &str = "manifest.json";
 pub const RECORDS_JSONL: &str = "records.jsonl";
-pub const RECORDS_PARQUET: &str = "records.parquet";
-pub const REPORTS_DIR: &str = "reports";
+pub(crate) const RECORDS_PARQUET: &str = "records.parquet";
+pub(crate) const REPORTS_DIR: &str = "reports";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -296,7 +296,7 @@ impl RunStore {
         ))
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
@@ -305,7 +305,7 @@ impl RunStore {
         self.keep_texts = keep;
     }
 
-    pub fn is_done(&self, key: &PhaseKey) -> bool {
+    pub(crate) fn is_done(&self, key: &PhaseKey) -> bool {
         self.is_phase_done(&key.cell_id, key.rep, key.warmup, key.phase)
     }
 

@@ -30,7 +30,7 @@ pub enum GpuChoice {
 }
 
 impl GpuChoice {
-    pub fn parse(s: &str) -> Option<GpuChoice> {
+    pub(crate) fn parse(s: &str) -> Option<GpuChoice> {
         match s.trim().to_ascii_lowercase().as_str() {
             "" | "auto" => Some(GpuChoice::Auto),
             "nvml" => Some(GpuChoice::Nvml),
@@ -61,7 +61,7 @@ pub struct NvmlSampler {
 }
 
 impl NvmlSampler {
-    pub fn open() -> Result<Self, String> {
+    pub(crate) fn open() -> Result<Self, String> {
         let nvml = nvml_wrapper::Nvml::init().map_err(|e| format!("NVML not available: {e}"))?;
         let count = nvml
             .device_count()

@@ -17,9 +17,9 @@ const TOP: usize = 3;
 /// Cumulative CPU times, clock ticks.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CpuTimes {
-    pub total: u64,
-    pub idle: u64,
-    pub steal: u64,
+    pub(crate) total: u64,
+    pub(crate) idle: u64,
+    pub(crate) steal: u64,
 }
 
 /// The first (`cpu `) line of `/proc/stat`: user nice system idle iowait irq softirq steal
@@ -123,7 +123,7 @@ impl Default for HostSampler {
 }
 
 impl HostSampler {
-    pub fn new(proc_dir: &Path, sys_cpu: &Path) -> Self {
+    pub(crate) fn new(proc_dir: &Path, sys_cpu: &Path) -> Self {
         Self {
             proc_dir: proc_dir.to_path_buf(),
             sys_cpu: sys_cpu.to_path_buf(),

@@ -79,43 +79,43 @@ pub struct GpuReading {
 /// Every GPU read at one instant (Unix epoch ms).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GpuRound {
-    pub t_ms: f64,
-    pub gpus: Vec<GpuReading>,
+    pub(crate) t_ms: f64,
+    pub(crate) gpus: Vec<GpuReading>,
 }
 
 /// A process on a GPU.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GpuProcess {
-    pub gpu: u32,
-    pub pid: u32,
-    pub name: String,
-    pub memory_mib: Option<f64>,
+    pub(crate) gpu: u32,
+    pub(crate) pid: u32,
+    pub(crate) name: String,
+    pub(crate) memory_mib: Option<f64>,
 }
 
 /// A process's share of the machine's CPU between two host samples (all CPUs = 100%).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcShare {
-    pub pid: u32,
-    pub name: String,
-    pub cpu_pct: f64,
+    pub(crate) pid: u32,
+    pub(crate) name: String,
+    pub(crate) cpu_pct: f64,
 }
 
 /// The host at one instant; the CPU shares cover the time since the previous sample (all
 /// CPUs = 100%; `None` on the first sample).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostSample {
-    pub t_ms: f64,
-    pub load1: Option<f64>,
-    pub cores: Option<u32>,
-    pub governors: Vec<String>,
-    pub cpu_busy_pct: Option<f64>,
+    pub(crate) t_ms: f64,
+    pub(crate) load1: Option<f64>,
+    pub(crate) cores: Option<u32>,
+    pub(crate) governors: Vec<String>,
+    pub(crate) cpu_busy_pct: Option<f64>,
     /// sweep itself (the embedded engine runs inside it).
     pub cpu_self_pct: Option<f64>,
     /// Processes named like an LLM server ([`host::SERVER_NAMES`]): the workload.
     pub cpu_server_pct: Option<f64>,
     /// Everyone else.
     pub cpu_other_pct: Option<f64>,
-    pub cpu_steal_pct: Option<f64>,
+    pub(crate) cpu_steal_pct: Option<f64>,
     /// The busiest other processes.
     pub top_other: Vec<ProcShare>,
     /// Processes on the GPUs other than sweep and an LLM server.
@@ -195,18 +195,18 @@ impl TelemetryConfig {
 /// One `sweep run` session's telemetry summary.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Session {
-    pub started_at: String,
-    pub finished_at: String,
+    pub(crate) started_at: String,
+    pub(crate) finished_at: String,
     /// `nvml` or `nvidia-smi`; `None` without GPU telemetry.
     pub gpu_source: Option<String>,
     /// Why there is no GPU telemetry.
     pub gpu_unavailable: Option<String>,
-    pub gpus: u32,
-    pub gpu_samples: u32,
-    pub host_samples: u32,
-    pub gpu_interval_ms: u64,
-    pub host_interval_ms: u64,
-    pub machine: MachineSummary,
+    pub(crate) gpus: u32,
+    pub(crate) gpu_samples: u32,
+    pub(crate) host_samples: u32,
+    pub(crate) gpu_interval_ms: u64,
+    pub(crate) host_interval_ms: u64,
+    pub(crate) machine: MachineSummary,
     /// What each reload probe found about where the model sat.
     pub placements: Vec<Placement>,
     /// The session's warnings (busy machine, offload), as the run summary showed them.
@@ -216,7 +216,7 @@ pub struct Session {
 /// `telemetry.json`: one entry per session of the run (a resumed run has several).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TelemetryFile {
-    pub sessions: Vec<Session>,
+    pub(crate) sessions: Vec<Session>,
 }
 
 impl TelemetryFile {

@@ -25,21 +25,21 @@ pub const STEAL_BUSY_PCT: f64 = 5.0;
 pub struct MachineSummary {
     /// Host samples with CPU shares (the first sample only sets the baseline).
     pub samples: u32,
-    pub cores: Option<u32>,
+    pub(crate) cores: Option<u32>,
     /// The first sample with CPU shares: the machine as the run started.
     pub start: Option<HostSample>,
-    pub load1_max: Option<f64>,
-    pub load1_median: Option<f64>,
+    pub(crate) load1_max: Option<f64>,
+    pub(crate) load1_median: Option<f64>,
     /// Share of samples whose 1-minute load average exceeded the CPU count.
     pub load_over_cores_share: Option<f64>,
     /// Mean and maximum share of the machine's CPU used by other processes (neither sweep
     /// nor an LLM server), %.
     pub other_cpu_mean_pct: Option<f64>,
-    pub other_cpu_max_pct: Option<f64>,
+    pub(crate) other_cpu_max_pct: Option<f64>,
     /// The other processes using the most CPU: name → mean share over the samples, %.
     pub top_other: BTreeMap<String, f64>,
-    pub steal_mean_pct: Option<f64>,
-    pub governors: Vec<String>,
+    pub(crate) steal_mean_pct: Option<f64>,
+    pub(crate) governors: Vec<String>,
     /// Processes on the GPUs other than sweep and an LLM server (largest memory seen).
     pub gpu_other: Vec<GpuProcess>,
     /// What made it busy, in words; empty when nothing did.

@@ -17,16 +17,16 @@ pub const FULL: f64 = 0.99;
 /// What one reload probe found.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Placement {
-    pub cell_id: String,
-    pub agent: String,
-    pub model: String,
-    pub num_gpu: Option<i64>,
+    pub(crate) cell_id: String,
+    pub(crate) agent: String,
+    pub(crate) model: String,
+    pub(crate) num_gpu: Option<i64>,
     /// `size_vram / size` (Ollama), or offloaded / total layers (embedded engine).
     pub fraction: Option<f64>,
-    pub size: Option<u64>,
-    pub size_vram: Option<u64>,
-    pub layers_offloaded: Option<u64>,
-    pub layers_total: Option<u64>,
+    pub(crate) size: Option<u64>,
+    pub(crate) size_vram: Option<u64>,
+    pub(crate) layers_offloaded: Option<u64>,
+    pub(crate) layers_total: Option<u64>,
 }
 
 fn as_u64(v: Option<&serde_json::Value>) -> Option<u64> {
@@ -67,19 +67,19 @@ pub fn placement(r: &Record) -> Option<Placement> {
 /// A cell's placements over its reloads (one member of a pair: `agent` A or B).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CellPlacement {
-    pub cell_id: String,
-    pub agent: String,
-    pub model: String,
-    pub num_gpu: Option<i64>,
-    pub probes: u32,
-    pub fraction_min: Option<f64>,
-    pub fraction_max: Option<f64>,
+    pub(crate) cell_id: String,
+    pub(crate) agent: String,
+    pub(crate) model: String,
+    pub(crate) num_gpu: Option<i64>,
+    pub(crate) probes: u32,
+    pub(crate) fraction_min: Option<f64>,
+    pub(crate) fraction_max: Option<f64>,
     /// Median over the probes.
     pub fraction: Option<f64>,
-    pub size_vram: Option<u64>,
-    pub size: Option<u64>,
-    pub layers_offloaded: Option<u64>,
-    pub layers_total: Option<u64>,
+    pub(crate) size_vram: Option<u64>,
+    pub(crate) size: Option<u64>,
+    pub(crate) layers_offloaded: Option<u64>,
+    pub(crate) layers_total: Option<u64>,
 }
 
 fn median_u64(v: &mut [u64]) -> Option<u64> {

@@ -17,11 +17,11 @@ use serde::{Deserialize, Serialize};
 pub struct Point {
     /// Unix epoch, milliseconds.
     pub t_ms: f64,
-    pub power_w: Option<f64>,
+    pub(crate) power_w: Option<f64>,
     /// Cumulative energy counter, joules.
     pub energy_j: Option<f64>,
-    pub memory_mib: Option<f64>,
-    pub util_pct: Option<f64>,
+    pub(crate) memory_mib: Option<f64>,
+    pub(crate) util_pct: Option<f64>,
 }
 
 /// What the GPUs did during one call (or phase).

@@ -84,12 +84,12 @@ fn anchor(label: &str) -> String {
 
 /// What `report.html` shows besides the tables.
 pub struct Page<'a> {
-    pub title: String,
+    pub(crate) title: String,
     /// A few lines under the title (run, experiment, what ran).
     pub summary: Vec<String>,
     /// The headline table (cells × TTFT / decode, verdicts).
     pub headline: Vec<&'a Table>,
-    pub tables: Vec<&'a Table>,
+    pub(crate) tables: Vec<&'a Table>,
     /// (caption, SVG text) of each plot.
     pub plots: Vec<(String, String)>,
     /// (what, value) of the environment.
@@ -177,7 +177,7 @@ pub fn page(p: &Page) -> String {
     s
 }
 
-pub struct Html;
+pub(crate) struct Html;
 
 impl super::Exporter for Html {
     fn ext(&self) -> &'static str {

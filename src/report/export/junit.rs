@@ -8,7 +8,7 @@ use crate::report::escape::xml;
 use crate::report::table::Table;
 use std::fmt::Write as _;
 
-pub struct Junit;
+pub(crate) struct Junit;
 
 fn pct(v: Option<f64>) -> String {
     v.map(|x| format!("{:+.1}%", x * 100.0))

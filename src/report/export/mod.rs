@@ -47,7 +47,7 @@ impl Format {
     /// The table formats (`sweep report` writes these by default).
     pub const TABLES: [Format; 4] = [Format::Markdown, Format::Latex, Format::Csv, Format::Json];
 
-    pub fn exporter(self) -> &'static dyn Exporter {
+    pub(crate) fn exporter(self) -> &'static dyn Exporter {
         match self {
             Format::Markdown => &markdown::Markdown,
             Format::Latex => &latex::Latex,
@@ -58,7 +58,7 @@ impl Format {
         }
     }
 
-    pub fn ext(self) -> &'static str {
+    pub(crate) fn ext(self) -> &'static str {
         self.exporter().ext()
     }
 }

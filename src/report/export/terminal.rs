@@ -44,7 +44,7 @@ pub fn table(t: &Table) -> String {
     s
 }
 
-pub struct Terminal;
+pub(crate) struct Terminal;
 
 impl super::Exporter for Terminal {
     fn ext(&self) -> &'static str {
