@@ -6,21 +6,36 @@
 use serde::{Deserialize, Serialize};
 use std::process::Command;
 
+/// One GPU as `nvidia-smi` reports it (one line of its `--query-gpu` CSV).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GpuInfo {
+    /// Product name, e.g. `NVIDIA H100 80GB HBM3` (nvidia-smi `name`).
     pub name: String,
+    /// Driver version, e.g. `550.54.15` (nvidia-smi `driver_version`); empty when not given.
     pub driver: String,
+    /// Total GPU memory, MiB (nvidia-smi `memory.total`); `None` when it is not a number.
     pub memory_mib: Option<u64>,
 }
 
+/// The machine a run happened on, as [`HostInfo::detect`] found it when the run started
+/// (the manifest's `host`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostInfo {
+    /// Host name (`/proc/sys/kernel/hostname`, else `$HOSTNAME`; empty when neither is there).
     pub hostname: String,
+    /// Operating system the binary was built for (`std::env::consts::OS`, e.g. `linux`).
     pub os: String,
+    /// CPU architecture the binary was built for (`std::env::consts::ARCH`, e.g. `x86_64`).
     pub arch: String,
+    /// The CPU's `model name` from `/proc/cpuinfo` (empty where there is none).
     pub cpu_model: String,
+    /// Threads available to this process (`available_parallelism`: honours affinity and
+    /// cgroup quotas, so it can be below the machine's count); 1 when unknown.
     pub cpu_threads: usize,
+    /// Total memory, bytes (`MemTotal` of `/proc/meminfo`); `None` where it cannot be read.
     pub memory_bytes: Option<u64>,
+    /// NVIDIA GPUs found by `nvidia-smi` (or the program `SWEEP_NVIDIA_SMI` names); empty
+    /// without one.
     pub gpus: Vec<GpuInfo>,
     /// The 1-minute load average when the run started (`/proc/loadavg`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -28,9 +28,14 @@ pub enum Metric {
     DecodeTps,
     /// Σ output tokens / Σ (e2e − TTFT) client seconds over a rep's calls.
     E2eTps,
+    /// Median server prompt-evaluation time of a rep's calls, ms (`prompt_eval_ms`).
     PromptEvalMs,
+    /// Median server generation (eval) time of a rep's calls, ms (`eval_ms`).
     EvalMs,
+    /// Median server-reported model load time of a rep's calls, ms (`load_ms`; cold calls
+    /// are left out, so this is the load a warm call still reports).
     LoadMs,
+    /// Median output tokens of a rep's calls: shown for context, never judged.
     OutputTokens,
     /// Σ GPU joules / Σ output tokens over a rep's calls (also `energy_per_token`).
     JPerToken,
@@ -42,7 +47,9 @@ pub enum Metric {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
+    /// Smaller values are better (latencies, durations, energy).
     LowerIsBetter,
+    /// Larger values are better (throughputs).
     HigherIsBetter,
     /// No better side (token counts): shown, never judged better or worse.
     Neither,
@@ -73,18 +80,32 @@ pub enum EnergyPer {
 #[serde(rename_all = "snake_case")]
 pub enum Estimator {
     /// Per rep: the median of its calls' `column`. The rep is the statistical unit.
-    RepMedian { column: &'static str },
+    RepMedian {
+        /// The record column the median is taken of (e.g. `ttft_ms`).
+        column: &'static str,
+    },
     /// Per rep: Σ output tokens / Σ seconds over its calls (weighted by call length, not a
     /// mean of per-call rates).
-    RepRate { clock: RateClock },
+    RepRate {
+        /// Which clock's seconds the tokens are divided by.
+        clock: RateClock,
+    },
     /// Per cell: the type-7 `q` quantile of `column` over the calls of its complete reps,
     /// pooled (a tail needs more values than one rep has); the rep stays the unit of
     /// resampling (cluster bootstrap).
-    PooledQuantile { column: &'static str, q: f64 },
+    PooledQuantile {
+        /// The record column the quantile is taken of (e.g. `ttft_ms`).
+        column: &'static str,
+        /// The quantile, in (0, 1) (0.95 for a p95).
+        q: f64,
+    },
     /// Per rep: Σ GPU energy (each call's share over its own window, `gpu_energy_j`) / Σ
     /// tokens over its calls. A call without an energy figure (no GPU telemetry) makes its
     /// rep incomplete for this metric, like any missing input.
-    RepEnergy { per: EnergyPer },
+    RepEnergy {
+        /// Which tokens the energy is divided by.
+        per: EnergyPer,
+    },
 }
 
 /// Everything there is to know about one metric.

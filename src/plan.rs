@@ -21,14 +21,20 @@ pub const CALLS_PER_AGENT_RUN: usize = 2;
 /// One agent inside a cell, with its final options.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Member {
+    /// The agent's place in its arm: `single`, or `A` / `B` of a pair.
     pub slot: Slot,
+    /// The agent's persona (`chimera`: none); `persona_mode` says whether its text is sent.
     pub persona: Persona,
     /// Whether the persona is sent (`system`) or only shown in the report (`echo`).
     #[serde(default)]
     pub persona_mode: PersonaMode,
+    /// The prompt set the agent's two calls use.
     #[serde(default)]
     pub prompt_version: PromptVersion,
+    /// The options sent with each of its calls: the arm's options merged with the cell's
+    /// grid point (unset ones are not sent).
     pub options: ModelOptions,
+    /// The model name sent to the backend (the arm's `model`, else `[backend] model`).
     pub model: String,
     /// Endpoint override; `None` uses the backend's endpoints.
     pub endpoint: Option<String>,
@@ -88,6 +94,8 @@ pub struct Cell {
     /// The grid point (factor values for tables).
     pub point: ModelOptions,
     pub(crate) members: Vec<Member>,
+    /// The members' [`Member::reload_key`]s joined with ` + `: cells with the same key run
+    /// without a model reload between them (see [`ReloadGroup`]).
     pub reload_key: String,
 }
 
@@ -160,6 +168,7 @@ pub struct Unit {
     pub cell: usize,
     /// 0-based repetition index, counted separately for warm-up and measured runs.
     pub rep: u32,
+    /// A warm-up unit: run and stored, never in statistics.
     pub warmup: bool,
     /// Position in the run order.
     pub order: usize,
@@ -173,14 +182,22 @@ pub struct Unit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReloadGroup {
     pub(crate) key: String,
+    /// Indices into [`Plan::cells`] of the cells with this key, in file order.
     pub cells: Vec<usize>,
 }
 
+/// What `sweep run` executes: the cells of the grid (of one shard, if sharded) and their
+/// units in run order. Built from a [`Spec`] by [`Plan::build`]; the same spec and seed
+/// always give the same plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub(crate) experiment: String,
+    /// Every cell (only this shard's when sharded), in file order: arms, then their grid
+    /// points.
     pub cells: Vec<Cell>,
+    /// Warm-up and measured units in run order (see [`Order`]).
     pub units: Vec<Unit>,
+    /// The cells grouped by reload key, in order of first appearance.
     pub groups: Vec<ReloadGroup>,
     pub(crate) shard: Option<Shard>,
 }
@@ -188,7 +205,9 @@ pub struct Plan {
 /// Deterministic partition of cells: shard `index` of `count` (0-based index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shard {
+    /// This shard's number, 0-based (< `count`).
     pub index: u32,
+    /// How many shards the cells are split into (≥ 1).
     pub count: u32,
 }
 
@@ -212,7 +231,9 @@ impl std::str::FromStr for Shard {
 /// [`crate::cluster::detect`] where the process runs, not where the command was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShardArg {
+    /// The shard given on the command line as `i/N`.
     Fixed(Shard),
+    /// `auto`: the shard is read from the scheduler's environment when the run starts.
     Auto,
 }
 
@@ -269,6 +290,8 @@ impl Plan {
         Ok(plan)
     }
 
+    /// LLM calls the planned units make (warm-up included, reload probes not: see
+    /// [`Plan::probe_calls`]).
     pub fn total_calls(&self) -> usize {
         self.units
             .iter()
@@ -276,6 +299,7 @@ impl Plan {
             .sum()
     }
 
+    /// Units that count for statistics (warm-up units left out).
     pub fn measured_units(&self) -> usize {
         self.units.iter().filter(|u| !u.warmup).count()
     }
@@ -300,6 +324,7 @@ impl Plan {
         matches!(order, Order::Interleaved | Order::Sequential)
     }
 
+    /// The cell with id `id`, if the plan has it.
     pub fn cell(&self, id: &str) -> Option<&Cell> {
         self.cells.iter().find(|c| c.id == id)
     }

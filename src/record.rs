@@ -27,6 +27,7 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// The word records, call ids and reports use (`single`, `concurrent`, …).
     pub fn as_str(&self) -> &'static str {
         match self {
             Phase::Single => "single",
@@ -43,12 +44,17 @@ impl Phase {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
+    /// The first call: the model analyses the corpus' data summary (a reload probe is
+    /// stored as this stage too).
     #[default]
     Analysis,
+    /// The second call: the model writes the report from the analysis. When the analysis
+    /// call failed it is not sent, and its record is stored failed (`skipped_after_failure`).
     Report,
 }
 
 impl Stage {
+    /// The word records and call ids use (`analysis`, `report`).
     pub fn as_str(&self) -> &'static str {
         match self {
             Stage::Analysis => "analysis",
@@ -70,9 +76,13 @@ pub struct PhaseKey {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     // identity
+    /// The experiment's name (`[experiment] name`).
     pub experiment: String,
+    /// The run this call belongs to: its directory name under `results/<experiment>/`.
     pub run_id: String,
+    /// The `[[arm]]` the cell comes from.
     pub arm: String,
+    /// The cell (`<arm>-<8 hex>`, stable across runs and machines; see [`crate::plan::cell_id`]).
     pub cell_id: String,
     /// This agent's options as sent (only the set ones).
     pub options: BTreeMap<String, OptionValue>,
@@ -94,35 +104,65 @@ pub struct Record {
     /// sent (a report skipped after a failed analysis) and in older logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_id: Option<String>,
+    /// How the unit's agents ran in this call's phase (or `reload` for a reload probe).
     pub phase: Phase,
+    /// Which of the agent run's two calls this is.
     pub stage: Stage,
+    /// 0-based repetition of the cell, counted separately for warm-up and measured units
+    /// (reload probes number theirs differently: see [`Phase::Reload`]).
     pub rep: u32,
+    /// A warm-up unit's call (or a reload probe): never in statistics.
     pub warmup: bool,
     /// Position of the unit in the run order.
     pub order: usize,
     /// RFC 3339 UTC time the call started.
     pub timestamp: String,
+    /// The model name sent to the backend (the arm's `model`, else `[backend] model`).
     pub model: String,
+    /// The server URL the call went to, or `embedded` for the in-process engine.
     pub endpoint: String,
 
     // outcome
+    /// The call succeeded: the stream finished and the metric fields are filled.
     pub ok: bool,
+    /// Why the call failed, as a stable word: the backend error's kind (`connection_refused`,
+    /// `http_5xx`, `timeout_first_token`, … see `BackendError::kind`), or `corpus` /
+    /// `skipped_after_failure` for a call never sent. `None` when `ok`.
     pub error_kind: Option<String>,
+    /// The failure in words (the error's message); `None` when `ok`.
     pub error_message: Option<String>,
     /// Attempts made (1 = first try succeeded or no retry).
     pub attempts: u32,
 
     // client-side metrics (ms)
+    /// Time to first token on the client's monotonic clock, ms: request written → first
+    /// non-empty token chunk (includes any model load). `None` when no token arrived.
     pub ttft_ms: Option<f64>,
+    /// Gaps between successive non-empty token chunks, ms, in stream order (empty with fewer
+    /// than two chunks).
     pub itl_ms: Vec<f64>,
+    /// Median of `itl_ms` (type-7), ms; `None` when there are no gaps.
     pub itl_p50_ms: Option<f64>,
+    /// End-to-end latency on the client's clock, ms: request written → final chunk. `None`
+    /// for a failed call.
     pub e2e_ms: Option<f64>,
     // server-side metrics (ms, counts)
+    /// The server's model load time for this call, ms (Ollama `load_duration`; the embedded
+    /// engine's model load + context creation, 0 when warm); `None` when the server does not
+    /// report it (OpenAI-compatible servers).
     pub load_ms: Option<f64>,
+    /// The server's prompt-processing time, ms (Ollama `prompt_eval_duration`, llama.cpp
+    /// `timings.prompt_ms`, the embedded engine's prompt decode); `None` when not reported.
     pub prompt_eval_ms: Option<f64>,
+    /// The server's token-generation time, ms (Ollama `eval_duration`, llama.cpp
+    /// `timings.predicted_ms`, the embedded engine's decodes); `None` when not reported.
     pub eval_ms: Option<f64>,
+    /// The server's whole-request time, ms (Ollama `total_duration`, the embedded engine's
+    /// call time); `None` when not reported (OpenAI-compatible servers).
     pub total_ms: Option<f64>,
+    /// Prompt tokens as counted per `tokens_source`; `None` when there is no count.
     pub prompt_tokens: Option<u64>,
+    /// Generated tokens as counted per `tokens_source`; `None` when there is no count.
     pub output_tokens: Option<u64>,
     /// output_tokens / eval_ms (server clock), tok/s.
     pub decode_tps: Option<f64>,
@@ -140,11 +180,16 @@ pub struct Record {
     pub cache_defeated: bool,
 
     // placement in time (ms from the phase's start, monotonic) and the phase's wall time
+    /// When the call's first attempt started, ms after the phase started (monotonic clock).
     pub start_offset_ms: f64,
+    /// When the call's last attempt ended, ms after the phase started (monotonic clock).
     pub end_offset_ms: f64,
+    /// Wall time of the whole phase (all its agents), ms; the same on every record of it.
     pub phase_wall_ms: f64,
     /// The whole agent run this call belongs to (ingest + both calls), ms.
     pub agent_wall_ms: f64,
+    /// Time the agent run spent ingesting the corpus, ms (charged to it, as the seeds'
+    /// "ingest" split did); 0 for a reload probe.
     pub ingest_ms: f64,
 
     /// Where the token counts came from: `usage` (the server's counts), `tokenize` (the
@@ -212,6 +257,8 @@ impl ColdReason {
 }
 
 impl Record {
+    /// The phase group this record belongs to (cell, rep, warm-up, phase): the unit the store
+    /// writes atomically and resume skips.
     pub fn phase_key(&self) -> PhaseKey {
         PhaseKey {
             cell_id: self.cell_id.clone(),

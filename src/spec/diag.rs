@@ -7,11 +7,13 @@ use std::path::{Path, PathBuf};
 /// One problem in an experiment file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnostic {
+    /// The experiment file (as given, or as stored in a manifest).
     pub file: PathBuf,
     /// 1-based line.
     pub line: usize,
     /// 1-based column, in characters.
     pub col: usize,
+    /// What is wrong and what was expected, e.g. `top_p must be a number in (0, 1], found …`.
     pub message: String,
 }
 

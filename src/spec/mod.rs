@@ -45,12 +45,16 @@ use toml::Spanned;
 /// Why an experiment file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
+    /// The file could not be read (missing, a directory, no permission).
     #[error("{}: cannot read experiment file: {source}", path.display())]
     Io {
+        /// The experiment file as given.
         path: PathBuf,
+        /// What the file system said.
         #[source]
         source: std::io::Error,
     },
+    /// The file was read but is not a valid experiment: every problem found, each located.
     #[error("{}", render_diags(.0))]
     Invalid(Vec<Diagnostic>),
 }
@@ -63,6 +67,7 @@ fn render_diags(d: &[Diagnostic]) -> String {
 }
 
 impl SpecError {
+    /// The located problems of an invalid file (none for a read error).
     pub fn diagnostics(&self) -> &[Diagnostic] {
         match self {
             SpecError::Invalid(d) => d,
@@ -101,11 +106,16 @@ impl Order {
     }
 }
 
+/// `[backend] kind`: what serves the LLM calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
+    /// An Ollama server, over its native API (`/api/generate` or `/api/chat`).
     Ollama,
+    /// An OpenAI-compatible server (streamed `POST /v1/chat/completions`, e.g. llama.cpp's
+    /// server).
     Openai,
+    /// The llama.cpp engine in-process, running a GGUF file (`model_path`).
     Embedded,
 }
 
@@ -134,10 +144,15 @@ impl BackendKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OllamaApi {
+    /// `POST /api/generate`: a prompt plus a `system` field (the default).
     Generate,
+    /// `POST /api/chat`: the system prompt and the prompt as messages.
     Chat,
 }
 
+/// `[backend.retry]`: how a failed call is tried again. Only errors that may pass are
+/// retried (`BackendError::retryable`: not a missing model, an invalid request or a 4xx other
+/// than 429).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RetryPolicy {
     /// Total attempts per call (1 = no retry).
@@ -155,25 +170,36 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Per-call deadlines, seconds; a call past one fails with a `timeout_*` error kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Timeouts {
+    /// Connecting to the server (`connect_timeout_s`, default 10).
     pub connect_s: f64,
+    /// Request sent → first token (`first_token_timeout_s`, default `total_s`).
     pub first_token_s: f64,
+    /// Request sent → end of the stream (`timeout_s`, default 300).
     pub total_s: f64,
 }
 
+/// `[backend]`, validated: which server (or the embedded engine), model and call policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackendConfig {
+    /// What serves the calls.
     pub kind: BackendKind,
     /// One or more endpoints sharing the plan (empty for the embedded engine).
     pub urls: Vec<String>,
+    /// The model every arm uses unless it names its own (the embedded engine defaults to
+    /// `gemma-3-270m-q4_k_m`).
     pub model: String,
     /// GGUF file for the embedded engine.
     pub model_path: Option<PathBuf>,
+    /// Which Ollama endpoint carries the prompt (`api`; Ollama only).
     pub ollama_api: OllamaApi,
+    /// Per-call deadlines.
     pub timeouts: Timeouts,
     /// Name of the environment variable holding a bearer token; the token itself is never stored.
     pub api_key_env: Option<String>,
+    /// Retries of a failed call (default: 2 attempts, 500 ms backoff).
     pub retry: RetryPolicy,
     /// Threads for the embedded engine (default: physical cores).
     pub threads: Option<u32>,
@@ -183,6 +209,7 @@ pub struct BackendConfig {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+/// `[corpus]`: the directory of files every agent ingests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CorpusConfig {
     pub(crate) path: PathBuf,
@@ -193,7 +220,9 @@ pub struct CorpusConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AgentKind {
+    /// One agent per unit (phase `single`).
     Single,
+    /// Two agents, `A` and `B`: run together (`concurrent`), then back to back (`sequential`).
     Pair,
 }
 
@@ -286,10 +315,13 @@ impl PromptVersion {
 /// Position of an agent within its arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Slot {
+    /// The agent of a single arm.
     #[serde(rename = "single")]
     Single,
+    /// A pair's first agent (the seeds' DataCollector by default).
     #[serde(rename = "A")]
     A,
+    /// A pair's second agent (the seeds' InsightAgent by default).
     #[serde(rename = "B")]
     B,
 }
@@ -316,6 +348,7 @@ pub struct MemberTemplate {
     pub(crate) model: Option<String>,
 }
 
+/// One validated `[[arm]]`: an agent kind, its members and the grid points its cells take.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Arm {
     pub(crate) name: String,
@@ -369,18 +402,23 @@ impl Default for AnalysisConfig {
     }
 }
 
+/// `[experiment]`, validated: name, repetitions, order and reference arm.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Experiment {
     pub(crate) name: String,
     pub(crate) description: Option<String>,
+    /// Measured repetitions per cell (1..=100 000, default 5).
     pub repetitions: u32,
     pub(crate) warmup: u32,
+    /// Seed of the run order's shuffles (default 42): the same seed gives the same order.
     pub seed: u64,
+    /// Run order of the units (default [`Order::Blocks`]).
     pub order: Order,
     /// Arm every comparison is made against.
     pub reference: String,
 }
 
+/// `[run]`: how the runner executes the plan and when it pauses for a failing backend.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
     /// Units in flight at once (1 = strictly one after another).
@@ -435,6 +473,7 @@ pub struct Spec {
     pub source: String,
     /// sha256 of `source`.
     pub hash: String,
+    /// `[experiment]`.
     pub experiment: Experiment,
     pub(crate) backend: BackendConfig,
     pub(crate) corpus: CorpusConfig,

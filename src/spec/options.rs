@@ -8,8 +8,11 @@ use std::fmt::Write as _;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum OptionValue {
+    /// An integer option (`num_gpu`, `num_ctx`, `top_k`, `seed`, `num_predict`).
     Int(i64),
+    /// A real-valued option (`temperature`, `top_p`, `repeat_penalty`).
     Float(f64),
+    /// A text option (`keep_alive`, e.g. `"5m"`).
     Text(String),
 }
 
@@ -28,18 +31,27 @@ impl std::fmt::Display for OptionValue {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelOptions {
+    /// Model layers offloaded to the GPU (0 = CPU only); Ollama and the embedded engine,
+    /// not sent to OpenAI-compatible servers. Part of the reload key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_gpu: Option<u32>,
+    /// Context length, tokens; Ollama and the embedded engine, not sent to
+    /// OpenAI-compatible servers. Part of the reload key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_ctx: Option<u32>,
+    /// Sampling temperature (0 = greedy; validated to 0..=100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
+    /// Nucleus-sampling cut-off, in (0, 1].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f64>,
+    /// Sample only from the k most likely tokens (0 = no limit in Ollama and llama.cpp).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_k: Option<u32>,
+    /// Penalty on repeated tokens (> 0; 1 = none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat_penalty: Option<f64>,
+    /// Sampling seed: fixes the server's random draws, so sampling repeats.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     /// Maximum tokens to generate (`max_tokens` for OpenAI-compatible servers).

@@ -20,12 +20,19 @@ pub enum Statistic {
     Median,
     /// Mean of the rep values with a t interval.
     Mean,
+    /// 5th percentile of the rep values (type-7), without an interval.
     P5,
+    /// 25th percentile (first quartile) of the rep values, without an interval.
     P25,
+    /// 75th percentile (third quartile) of the rep values, without an interval.
     P75,
+    /// 95th percentile of the rep values, without an interval.
     P95,
+    /// 99th percentile of the rep values, without an interval.
     P99,
+    /// Smallest rep value.
     Min,
+    /// Largest rep value.
     Max,
 }
 
@@ -88,6 +95,7 @@ pub enum BoldRule {
     Significant,
     /// The best value of each column (by the metric's direction).
     Best,
+    /// Nothing in bold.
     None,
 }
 

@@ -32,15 +32,20 @@ const LEVEL: i32 = 3;
 pub struct CallText {
     /// The key the call's record carries (`Record::call_id`).
     pub call_id: String,
+    /// The call's cell (`Record::cell_id`), set by the store.
     pub cell_id: String,
+    /// The call's repetition (`Record::rep`), set by the store.
     pub rep: u32,
+    /// A warm-up unit's call or a reload probe (`Record::warmup`), set by the store.
     pub warmup: bool,
+    /// The call's phase (`Record::phase`), set by the store.
     pub phase: Phase,
     /// The phase attempt (`Record::retry`), set by the store.
     #[serde(default)]
     pub retry: u32,
     /// "single", "A" or "B".
     pub agent: String,
+    /// Which of the agent run's two calls this is (`analysis` for a reload probe).
     pub stage: Stage,
     /// The prompt set (`sweep-1`, `chimera-2025`, `small-1`; empty for a reload probe).
     #[serde(default)]
@@ -50,6 +55,7 @@ pub struct CallText {
     pub persona_mode: String,
     /// Attempts made; the request is the last attempt's (all attempts send the same).
     pub attempts: u32,
+    /// Where the request went and its JSON body, exactly as sent, secrets redacted.
     pub request: WireRequest,
     /// The model's full answer; `None` when the call failed.
     pub response: Option<String>,

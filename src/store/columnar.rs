@@ -17,14 +17,19 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
+    /// `records.parquet`, written when the run finished and still matching its digest.
     Parquet,
+    /// `records.jsonl`, the log, read through [`read_records`].
     Jsonl,
 }
 
 /// The records of a run, as a lazy frame (so that a scan reads only the columns used).
 pub struct Loaded {
+    /// One row per record, in the column layout of `records.parquet`.
     pub frame: LazyFrame,
+    /// Which file the rows came from.
     pub source: Source,
+    /// That file's path.
     pub path: PathBuf,
     /// 1 when the log's last line was cut mid-write (a crash); that line is skipped.
     pub torn_lines: usize,

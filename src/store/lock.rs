@@ -77,6 +77,7 @@ impl RunLock {
         Ok(RunLock { _file: file, path })
     }
 
+    /// The lock file held (`<run>/.lock`).
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -23,24 +23,46 @@ pub struct RecordsDigest {
 /// Provenance of a run, written when it starts and completed when it ends.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// The experiment's name (`[experiment] name`): the run's parent directory.
     pub experiment: String,
+    /// The run's id, its directory name: the one given (`--run-id`, a Slurm array task's
+    /// `slurm-<job>-<task>`, a merge's output directory), else `<UTC yyyymmdd-HHMMSS>-<4 hex>`
+    /// (`store::new_run_id`).
     pub run_id: String,
+    /// The sweep version that made the run (the crate's `CARGO_PKG_VERSION`).
     pub sweep_version: String,
+    /// The experiment file's path as given to `sweep run`.
     pub spec_file: String,
+    /// sha256 (hex) of the experiment file's text (`Spec::hash`).
     pub spec_hash: String,
     /// The experiment file's full text.
     pub spec: String,
+    /// The corpus directory as the experiment file names it.
     pub corpus_path: String,
+    /// sha256 (hex) over the corpus' sorted relative paths and contents (never mtimes).
     pub corpus_hash: Option<String>,
+    /// Files ingested from the corpus.
     pub corpus_files: Option<usize>,
+    /// The git commit of the directory `sweep run` ran in, `-dirty` with uncommitted changes;
+    /// `None` where git or a checkout is missing.
     pub git_commit: Option<String>,
+    /// The machine, as detected when the run started.
     pub host: crate::env::HostInfo,
+    /// What the backend's preflight reported (kind, version, model digest, endpoints).
     pub backend: crate::backend::BackendInfo,
+    /// The shard of the cells this run executes; `None` for the whole plan (and a merge).
     pub shard: Option<crate::plan::Shard>,
+    /// Cells in the plan (this shard's only, when sharded).
     pub planned_cells: usize,
+    /// Units in the plan, warm-up included.
     pub planned_units: usize,
+    /// LLM calls the planned units make, warm-up included, reload probes not
+    /// ([`crate::plan::Plan::total_calls`]).
     pub planned_calls: usize,
+    /// RFC 3339 UTC time the run was created (for a merge, its earliest shard's).
     pub started_at: String,
+    /// RFC 3339 UTC time the run finished (every planned phase stored and `records.parquet`
+    /// written); `None` while it is unfinished.
     pub finished_at: Option<String>,
     /// How prompt caches were defeated (unique nonce per call; server cache off).
     pub cache_policy: String,
@@ -68,6 +90,7 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Reads `manifest.json` of the run in `dir`; [`StoreError::NotARun`] without one.
     pub fn read(dir: &Path) -> Result<Manifest, StoreError> {
         let path = dir.join(MANIFEST);
         if !path.exists() {

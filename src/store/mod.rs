@@ -33,39 +33,69 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub(crate) const MANIFEST: &str = "manifest.json";
+/// File name of the crash-safe records log in a run directory (one JSON [`Record`] a line).
 pub const RECORDS_JSONL: &str = "records.jsonl";
 pub(crate) const RECORDS_PARQUET: &str = "records.parquet";
 pub(crate) const REPORTS_DIR: &str = "reports";
 
+/// Why the run store could not read or write a run.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A file-system operation failed (disk full, permissions, a run directory that
+    /// already exists): the machine's problem, see [`StoreError::is_io`].
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file or directory the operation was on.
         path: PathBuf,
+        /// What the file system said.
         #[source]
         source: std::io::Error,
     },
+    /// The directory has no `manifest.json`.
     #[error("{}: not a run directory (no {MANIFEST})", .0.display())]
     NotARun(PathBuf),
+    /// `manifest.json` could not be parsed (or serialized).
     #[error("{}: bad manifest: {message}", path.display())]
-    BadManifest { path: PathBuf, message: String },
-    #[error("{}:{line}: bad record: {message}", path.display())]
-    BadRecord {
+    BadManifest {
+        /// The manifest file.
         path: PathBuf,
-        line: usize,
+        /// The JSON error.
         message: String,
     },
+    /// A record (or call-store frame) that cannot be read or written: a bad line that is not
+    /// the last, or a phase stored twice.
+    #[error("{}:{line}: bad record: {message}", path.display())]
+    BadRecord {
+        /// The records log (or call store).
+        path: PathBuf,
+        /// 1-based line of the log (frame of the call store); 0 when writing.
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// An append of a phase group that is already stored (or of an attempt not newer than
+    /// the latest stored one): storing it would count its calls twice.
     #[error("refusing to store {0:?} twice")]
     Duplicate(PhaseKey),
+    /// Another process holds the run's lock (another `sweep run` is writing to it).
     #[error("{}: the run is in use by another sweep ({}); wait for it to finish or stop it first", dir.display(), holder.as_ref().map(|h| h.to_string()).unwrap_or_else(|| "holder unknown".into()))]
     Locked {
+        /// The run directory.
         dir: PathBuf,
+        /// Who holds it, as the holder wrote into the lock file; `None` when unreadable.
         holder: Option<LockHolder>,
     },
+    /// The run directory has neither records file: nothing to analyse.
     #[error("no records.parquet or records.jsonl in {}", .0.display())]
     NoRecords(PathBuf),
+    /// Polars could not read or build the records' columnar frame.
     #[error("{}: {message}", path.display())]
-    Columnar { path: PathBuf, message: String },
+    Columnar {
+        /// The parquet or JSONL file being read.
+        path: PathBuf,
+        /// Polars' error (or why the path cannot be given to it).
+        message: String,
+    },
 }
 
 impl StoreError {
@@ -156,7 +186,9 @@ impl DoneSet {
 /// What opening an existing run found.
 #[derive(Debug, Default)]
 pub struct ResumeInfo {
+    /// Complete records kept in the log (every attempt, superseded ones included).
     pub records: usize,
+    /// Distinct phases stored (reload probes included), whatever their outcome.
     pub phases_done: usize,
     /// Line number of a torn last line that was cut off.
     pub torn_line: Option<usize>,
@@ -355,6 +387,7 @@ impl RunStore {
         self.write_group(records, calls)
     }
 
+    /// Records in the log: those found on opening plus those appended since.
     pub fn stored(&self) -> usize {
         self.stored
     }
