@@ -28,30 +28,57 @@ const METRIC_WORDS: &[&str] = &["tok", "throughput", "latency", "ttft", "speed"]
 /// Paths listed per kind in the data summary.
 const SUMMARY_LISTED: usize = 5;
 
+/// Why a corpus could not be ingested, or its recorded mtimes read or applied.
 #[derive(Debug, thiserror::Error)]
 pub enum CorpusError {
+    /// The corpus root does not exist.
     #[error("corpus directory {path} does not exist")]
-    Missing { path: PathBuf },
+    Missing {
+        /// The corpus root as configured.
+        path: PathBuf,
+    },
+    /// The corpus root exists but is a file.
     #[error("corpus path {path} is not a directory")]
-    NotADirectory { path: PathBuf },
+    NotADirectory {
+        /// The corpus root as configured.
+        path: PathBuf,
+    },
+    /// No usable file under the root (none of the three kinds, or all over
+    /// `max_file_bytes`): a run would measure nothing.
     #[error("corpus {path} holds no .csv, .json or .md file: refusing a silent empty run")]
-    Empty { path: PathBuf },
+    Empty {
+        /// The corpus root as configured.
+        path: PathBuf,
+    },
+    /// Reading a directory, a file or its metadata, or setting a file's mtime, failed.
     #[error("reading {path}: {source}")]
     Io {
+        /// The path involved.
         path: PathBuf,
+        /// The underlying I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// A line of the mtimes file is not `path<TAB>unix-seconds[<TAB>sha256]` (while loading
+    /// a corpus this only turns off the recorded times, with a warning).
     #[error("{path}, line {line}: expected `path<TAB>unix-seconds[<TAB>sha256]`")]
-    BadMtimeLine { path: PathBuf, line: usize },
+    BadMtimeLine {
+        /// The mtimes file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+    },
 }
 
 /// Kind of a corpus file, from its extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FileKind {
+    /// `.csv` (extension matched case-insensitively, as for the others).
     Csv,
+    /// `.json`.
     Json,
+    /// `.md`.
     Markdown,
 }
 
@@ -83,25 +110,39 @@ impl FileKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Parsed {
     /// Header fields and number of data rows.
-    Csv { headers: Vec<String>, rows: usize },
+    Csv {
+        /// Fields of the first non-blank line (quotes removed, trimmed, BOM stripped).
+        headers: Vec<String>,
+        /// Non-blank lines after the header (a quoted field spanning lines counts per line).
+        rows: usize,
+    },
     /// Numeric fields whose names mention a metric word, keys flattened with dots.
-    Json { metrics: BTreeMap<String, f64> },
+    Json {
+        /// Dot-flattened key → value.
+        metrics: BTreeMap<String, f64>,
+    },
     /// Number of heading lines.
-    Markdown { headings: usize },
+    Markdown {
+        /// Lines that start with `#` after leading whitespace.
+        headings: usize,
+    },
     /// The file could not be parsed (reason); it still counts as a corpus file.
     Unparsed(String),
 }
 
+/// One ingested corpus file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CorpusFile {
     /// Relative to the corpus root, `/`-separated.
     pub path: String,
+    /// From the file's extension.
     pub kind: FileKind,
     pub(crate) size: u64,
     pub(crate) modified: Option<DateTime<Utc>>,
     /// `modified` is the time recorded in the corpus' mtimes file, not the filesystem's.
     #[serde(default)]
     pub modified_recorded: bool,
+    /// What parsing yielded (or why it failed).
     pub parsed: Parsed,
     /// What the seed system harvested from this file for its report prompt (`csv_<column>`
     /// from the first ten rows, `json_<path>` of numeric fields), in file order.
@@ -119,6 +160,7 @@ pub struct Corpus {
     pub warnings: Vec<String>,
     /// sha256 (hex) over sorted relative paths and contents, for the run manifest.
     pub hash: String,
+    /// Sum of the sizes of the ingested files, in bytes (skipped files not counted).
     pub total_bytes: u64,
     /// Wall time of the ingest, ms.
     pub ingest_ms: f64,
@@ -215,14 +257,18 @@ impl Corpus {
         })
     }
 
+    /// Number of ingested files.
     pub fn len(&self) -> usize {
         self.files.len()
     }
 
+    /// True when no file was ingested (never for a corpus from [`Corpus::load`], which
+    /// refuses an empty one).
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
     }
 
+    /// The files of one kind, in path order.
     pub fn of_kind(&self, kind: FileKind) -> impl Iterator<Item = &CorpusFile> {
         self.files.iter().filter(move |f| f.kind == kind)
     }

@@ -33,8 +33,10 @@ use thiserror::Error;
 /// Why a run could not be analysed.
 #[derive(Debug, Error)]
 pub enum AnalysisError {
+    /// Reading the manifest or records, or writing `analysis/`, failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The run directory's records frame has no row.
     #[error("{0}: the run has no records")]
     Empty(PathBuf),
     /// Cells ran but every one of their calls was excluded: nothing to measure there.
@@ -42,16 +44,27 @@ pub enum AnalysisError {
     NothingMeasured {
         /// (cell, why its calls were excluded).
         cells: Vec<(String, String)>,
+        /// Cells in the run, measured or not.
         total: usize,
     },
+    /// The run is a partial merge or unfinished, and `--allow-partial` was not given.
     #[error("{} is {what}; analyse it anyway with --allow-partial", dir.display())]
-    Partial { dir: PathBuf, what: String },
+    Partial {
+        /// The run directory.
+        dir: PathBuf,
+        /// What the run is, in words ("a partial merge …", "unfinished …").
+        what: String,
+    },
+    /// A file could not be read or written (path, cause).
     #[error("{0}: {1}")]
     Io(PathBuf, #[source] std::io::Error),
+    /// The reference arm (`--reference` or the experiment file's) has no cell in the run.
     #[error("reference arm `{0}` has no records in this run")]
     UnknownReference(String),
+    /// A polars query over the records failed.
     #[error("polars: {0}")]
     Polars(#[from] polars::prelude::PolarsError),
+    /// Serialising `analysis/summary.json` failed.
     #[error("writing JSON: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -70,11 +83,15 @@ pub struct AnalysisOptions {
     /// Reference arm; `None` → the manifest's `experiment.reference`, else the arm of
     /// the first cell in run order.
     pub reference: Option<String>,
+    /// Significance level of the verdicts, applied to Holm-adjusted p-values (default 0.05).
     pub alpha: f64,
     /// Confidence level of every interval.
     pub level: f64,
+    /// Resamples of every bootstrap interval (at least 1000).
     pub bootstrap_resamples: usize,
+    /// Base seed of every bootstrap, so that a re-analysis gives the same intervals.
     pub seed: u64,
+    /// Metrics to analyse (default: all of them).
     pub metrics: Vec<Metric>,
     /// Analyse a partial merge or an unfinished run instead of refusing it.
     #[serde(default)]
@@ -110,11 +127,17 @@ impl AnalysisOptions {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Avail<T> {
+    /// The computed value; serialised as the value itself.
     Value(T),
-    Unavailable { unavailable: String },
+    /// No value; serialised as `{"unavailable": "..."}`.
+    Unavailable {
+        /// Why, in words (a statistics error's message, or why no test was run).
+        unavailable: String,
+    },
 }
 
 impl<T> Avail<T> {
+    /// The value, or `None` when it is unavailable.
     pub fn value(&self) -> Option<&T> {
         match self {
             Avail::Value(v) => Some(v),
@@ -146,8 +169,11 @@ impl<T> From<Result<T, StatsError>> for Avail<T> {
 pub struct RepStats {
     /// One value per measured repetition, in rep order.
     pub reps: Vec<f64>,
+    /// n, mean, sd, cv, type-7 percentiles, min and max of `reps`.
     pub summary: Avail<Summary>,
     pub(crate) mean_ci: Avail<Interval>,
+    /// Distribution-free order-statistic interval of the median of `reps` at the analysis
+    /// level (needs ≥ 6 reps at 95%).
     pub median_ci: Avail<Interval>,
     /// Tukey labels (1.5 IQR) of the rep values: labelled and counted, never dropped.
     pub outliers: Avail<TukeyFences>,
@@ -179,6 +205,7 @@ pub struct CellMetric {
     pub n_reps: usize,
     /// Reps left out because one of their calls was excluded or lacked the metric.
     pub incomplete_reps: u32,
+    /// Across-rep statistics of the complete reps' values (empty for pooled metrics).
     #[serde(flatten)]
     pub stats: RepStats,
     /// Per-call distribution over the calls of complete reps (n, mean, sd, median, p5…p99,
@@ -189,18 +216,23 @@ pub struct CellMetric {
 /// One cell of the grid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellAnalysis {
+    /// The cell's id, as in the records.
     pub cell_id: String,
     pub(crate) arm: String,
     /// Factor name → value, from the records' options (`A.num_ctx` for pair members).
     pub factors: BTreeMap<String, String>,
     /// The cell this one is compared against (itself for a reference cell).
     pub reference_cell: String,
+    /// True when the cell is its own reference (no comparison is made for it).
     pub is_reference: bool,
+    /// Calls of the cell and how many each exclusion rule removed.
     pub counts: Counts,
+    /// One entry per analysed metric (`n_reps` 0 when no rep is complete).
     pub metrics: Vec<CellMetric>,
 }
 
 impl CellAnalysis {
+    /// This cell's analysis of metric `m`, when it has one.
     pub fn metric(&self, m: Metric) -> Option<&CellMetric> {
         self.metrics.iter().find(|c| c.metric == m)
     }
@@ -222,9 +254,14 @@ impl CellAnalysis {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AxisTest {
     pub(crate) arm: String,
+    /// The factor whose levels form the groups (`num_ctx`, or `A.num_ctx` for a pair member).
     pub factor: String,
+    /// The tested metric.
     pub metric: Metric,
+    /// The factor's levels among the arm's cells, one group each.
     pub levels: Vec<String>,
+    /// Kruskal–Wallis H of the per-rep values grouped by level (pooled over the arm's other
+    /// factors), unadjusted.
     pub kruskal_wallis: Avail<stats::KSampleTest>,
     pub(crate) anova: Avail<stats::KSampleTest>,
 }
@@ -234,20 +271,28 @@ pub struct AxisTest {
 pub struct Analysis {
     pub(crate) experiment: String,
     pub(crate) run_id: String,
+    /// Which copy of the records was read: `records.parquet` or `records.jsonl`.
     pub source: Source,
+    /// 1 when the records log's last line was cut mid-write (a crash) and skipped, else 0.
     pub torn_lines: usize,
     /// Records of a last phase cut short by a crash (left out).
     #[serde(default)]
     pub incomplete_records: usize,
+    /// The arm every other arm is compared with (see `reference_rule`).
     pub reference_arm: String,
     /// How the reference arm and cells were chosen, for the table footer.
     pub reference_rule: String,
     pub(crate) options: AnalysisOptions,
     /// The statistics engine's parameters (interval level and sidedness, resamples).
     pub params: Params,
+    /// Every cell, in run order.
     pub cells: Vec<CellAnalysis>,
+    /// Every non-reference cell × metric against its reference cell, with Holm- and
+    /// BH-adjusted p-values (family: one metric across cells).
     pub comparisons: Vec<Comparison>,
+    /// Speedup, efficiency and contention of each pair cell.
     pub pairs: Vec<PairAnalysis>,
+    /// Kruskal–Wallis and ANOVA per arm × factor with ≥ 2 levels × metric.
     pub axis_tests: Vec<AxisTest>,
     /// `manifest.json` (environment footer, reference arm, backend).
     pub manifest: Option<Manifest>,
@@ -258,10 +303,13 @@ pub struct Analysis {
 }
 
 impl Analysis {
+    /// The cell with id `id`.
     pub fn cell(&self, id: &str) -> Option<&CellAnalysis> {
         self.cells.iter().find(|c| c.cell_id == id)
     }
 
+    /// The comparison of `cell` with its reference cell on metric `m`; `None` for a
+    /// reference cell or a metric that was not analysed.
     pub fn comparison(&self, cell: &str, m: Metric) -> Option<&Comparison> {
         self.comparisons
             .iter()

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 /// Speedup, efficiency and contention of one pair cell, with per-rep values and CIs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PairAnalysis {
+    /// The pair cell.
     pub cell_id: String,
     pub(crate) arm: String,
     /// Sequential phase wall / concurrent phase wall, per rep.

@@ -12,15 +12,22 @@ use std::collections::BTreeMap;
 /// One cell × metric against its reference cell.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
+    /// The compared (non-reference) cell.
     pub cell_id: String,
+    /// The reference cell it is compared with (see `Analysis::reference_rule`).
     pub reference_cell: String,
+    /// The compared metric.
     pub metric: Metric,
+    /// The engine's result with two-sided intervals: estimates, change, interval, Welch t
+    /// (or cluster bootstrap) p-value, effect sizes.
     #[serde(flatten)]
     pub result: TwoSample,
     /// Holm-adjusted p (family: every cell of this metric).
     pub p_holm: Option<f64>,
     /// Benjamini–Hochberg-adjusted p (same family).
     pub p_bh: Option<f64>,
+    /// [`engine::decide`] from `p_holm` at α with threshold 0: any significant change in
+    /// the bad direction is `Worse`.
     pub verdict: Decision,
 }
 

@@ -52,12 +52,16 @@ pub enum Grouping {
 /// How many calls a group had and how many each rule excluded.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counts {
+    /// Every recorded call, warm-up and superseded ones included.
     pub calls: u32,
+    /// Warm-up calls (always excluded).
     pub warmup: u32,
+    /// Successful non-warm-up calls flagged cold (a model load in the timing), excluded.
     pub cold: u32,
     /// Cold calls by reason (`reload`, `unexpected_reload`, `load_ms`).
     #[serde(default)]
     pub cold_by_reason: BTreeMap<String, u32>,
+    /// Non-warm-up calls of the current attempt that failed, excluded.
     pub failed: u32,
     /// Calls of attempts replaced by `--retry-failed` (not counted anywhere else).
     #[serde(default)]
@@ -157,11 +161,13 @@ pub struct GroupSample {
     pub(crate) arm: String,
     /// Position of the group's first call in the run order.
     pub first_order: u64,
+    /// The group's calls and how many each exclusion rule removed.
     pub counts: Counts,
     pub(crate) metrics: Vec<MetricSample>,
 }
 
 impl GroupSample {
+    /// This group's sample of metric `m`, when `m` was requested.
     pub fn metric(&self, m: Metric) -> Option<&MetricSample> {
         self.metrics.iter().find(|x| x.metric == m)
     }
@@ -170,10 +176,12 @@ impl GroupSample {
 /// Every group of a run, in run order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Samples {
+    /// One entry per group key, in run order.
     pub groups: Vec<GroupSample>,
 }
 
 impl Samples {
+    /// The group with key `key` (a cell id, or `<cell> [<phase>]`).
     pub fn group(&self, key: &str) -> Option<&GroupSample> {
         self.groups.iter().find(|g| g.key == key)
     }

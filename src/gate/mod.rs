@@ -45,28 +45,53 @@ pub(crate) const EXIT_INCONCLUSIVE: i32 = 3;
 /// Where a comparison's verdict is kept inside the current run (read by `baseline save`).
 pub const VERDICT_FILE: &str = "gate/verdict.json";
 
+/// Why `sweep compare` or `sweep baseline` could not run (not a verdict: a regression or an
+/// undecided comparison is an [`Outcome`], not an error).
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
+    /// Reading a run (manifest, records) or writing the verdict or a baseline entry failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Building the samples failed, or the run is a partial merge / unfinished and
+    /// `--allow-partial` was not given.
     #[error(transparent)]
     Analysis(#[from] crate::analysis::AnalysisError),
+    /// The run holds no records (no group to compare, or an empty log for `baseline save`).
     #[error("{}: no records", .0.display())]
     NoRecords(PathBuf),
+    /// A `records.parquet` file was passed where a run directory is needed (the gate reads
+    /// the manifest too).
     #[error("{}: a records.parquet file is not accepted; pass the run directory (manifest.json + records.jsonl)", .0.display())]
     ParquetInput(PathBuf),
+    /// α from `--alpha` or `[compare] alpha` is not strictly between 0 and 1.
     #[error("bad alpha {0}: must be strictly between 0 and 1")]
     BadAlpha(f64),
+    /// History mode found no usable earlier run; the text lists why runs were skipped.
     #[error("no comparable earlier run in the history directory{}", if .0.is_empty() { String::new() } else { format!(" ({})", .0) })]
     NoHistory(String),
+    /// `baseline save` of a run that has no [`VERDICT_FILE`] (it was never compared).
     #[error("{}: this run was never compared (no {VERDICT_FILE}); run `sweep compare` first, or pass --force to keep it as a baseline anyway", .0.display())]
     NotCompared(PathBuf),
+    /// `baseline save` of a run whose stored comparison did not pass.
     #[error("{}: its comparison ended {outcome}; only a clean pass is promoted (pass --force to keep it anyway)", dir.display())]
-    NotAPass { dir: PathBuf, outcome: String },
+    NotAPass {
+        /// The run directory.
+        dir: PathBuf,
+        /// The stored outcome's name ("regression", "inconclusive", "not comparable").
+        outcome: String,
+    },
+    /// `baseline save` whose destination is the run directory itself.
     #[error("refusing to save {} onto itself", .0.display())]
     SameDir(PathBuf),
+    /// A baseline directory's `current` file names an entry that holds no manifest.
     #[error("{}: no baseline entry named {name:?} (see `sweep baseline list`)", dir.display())]
-    NoSuchEntry { dir: PathBuf, name: String },
+    NoSuchEntry {
+        /// The baseline directory.
+        dir: PathBuf,
+        /// The entry name that was asked for.
+        name: String,
+    },
+    /// Reading a stored verdict or writing the comparison as JSON failed.
     #[error("serialising the comparison: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -74,8 +99,11 @@ pub enum GateError {
 /// A run as the gate loaded it.
 #[derive(Debug, Clone)]
 pub struct LoadedRun {
+    /// The run directory (a baseline directory resolved to its current entry).
     pub dir: PathBuf,
+    /// The run's `manifest.json`: environment, spec hash, `[compare]` settings.
     pub manifest: Manifest,
+    /// Per-rep samples grouped per cell and phase ([`Grouping::CellPhases`]).
     pub samples: Samples,
     /// Why parts of the store were not used (torn line, stale parquet).
     pub notes: Vec<String>,
@@ -150,6 +178,7 @@ pub fn load_run(
 /// One way two runs' environments differ.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnvDifference {
+    /// Which property differs: "model digest", "GPU", "CPU model" or "spec hash".
     pub what: String,
     pub(crate) baseline: String,
     pub(crate) current: String,
@@ -202,10 +231,18 @@ pub fn env_differences(b: &Manifest, c: &Manifest) -> Vec<EnvDifference> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    /// Significant (Holm) in the bad direction, and a change of at least the threshold is
+    /// not ruled out.
     Regression,
+    /// Nothing decided: too few reps or calls, no value on a side, a statistic that could
+    /// not be formed, or constant but different data.
     Inconclusive,
+    /// Significant, but the interval rules out a change as large as the threshold.
     WithinNoise,
+    /// Not significant (or constant and identical), or a change of a metric with no
+    /// better side.
     NoChange,
+    /// Significant in the good direction, and the interval reaches the threshold.
     Improved,
 }
 
@@ -226,6 +263,7 @@ impl Verdict {
 pub struct Row {
     /// Cell id, with the phase for pair cells (`<cell> [concurrent]`).
     pub cell: String,
+    /// The compared metric.
     pub metric: Metric,
     /// Relative threshold; `None` = informational, never fails.
     pub threshold: Option<f64>,
@@ -234,6 +272,8 @@ pub struct Row {
     pub result: TwoSample,
     /// Holm-adjusted p within the row's family (gating or informational).
     pub p_holm: Option<f64>,
+    /// The decision from `p_holm`, the interval and the threshold (informational rows use
+    /// threshold 0).
     pub verdict: Verdict,
 }
 
@@ -327,7 +367,10 @@ pub enum Method {
     /// One baseline run: reps against reps.
     TwoRuns,
     /// The last K earlier runs: per-run estimates, t prediction interval on ln values.
-    History { runs: Vec<String> },
+    History {
+        /// Run ids of the earlier runs used, oldest first.
+        runs: Vec<String>,
+    },
 }
 
 /// How the comparison ended: what the exit code says.
@@ -337,14 +380,25 @@ pub enum Outcome {
     /// Every gating row was decided and none regressed.
     Pass,
     /// At least one gating row regressed.
-    Regression { rows: usize },
+    Regression {
+        /// Gating rows whose verdict is a regression.
+        rows: usize,
+    },
     /// Nothing regressed, but the gate could not decide (each reason listed).
-    Inconclusive { reasons: Vec<String> },
+    Inconclusive {
+        /// One sentence per reason, for the summary.
+        reasons: Vec<String>,
+    },
     /// The environments differ (use `--allow-env-change` to compare anyway).
-    NotComparable { differences: Vec<EnvDifference> },
+    NotComparable {
+        /// Every property that differs.
+        differences: Vec<EnvDifference>,
+    },
 }
 
 impl Outcome {
+    /// The exit code of `sweep compare`: 0 pass, 1 regression, 3 inconclusive or not
+    /// comparable (0 instead of 3 when `allow_inconclusive`).
     pub fn exit_code(&self, allow_inconclusive: bool) -> i32 {
         match self {
             Outcome::Pass => EXIT_OK,
@@ -386,6 +440,7 @@ pub struct Comparison {
     /// Worst first.
     pub rows: Vec<Row>,
     pub(crate) notes: Vec<String>,
+    /// How the comparison ended; decides the exit code.
     pub outcome: Outcome,
 }
 
@@ -644,7 +699,12 @@ pub enum Against {
     /// A baseline run or baseline directory.
     Run(PathBuf),
     /// The last `last` runs under `dir`.
-    History { dir: PathBuf, last: usize },
+    History {
+        /// Directory whose subdirectories are earlier runs.
+        dir: PathBuf,
+        /// How many of the newest earlier runs to use (K).
+        last: usize,
+    },
 }
 
 /// What `sweep compare` was asked to do.

@@ -26,6 +26,7 @@ use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 pub struct PowerRow {
     pub(crate) cell: String,
     pub(crate) metric: Metric,
+    /// The metric's relative regression threshold from `[compare]`; `None` = informational.
     pub threshold: Option<f64>,
     /// Complete reps in the stored run.
     pub stored_reps: usize,
@@ -48,6 +49,7 @@ pub struct PowerReport {
     pub family: usize,
     /// The reps per side the detectable changes are computed for.
     pub reps: usize,
+    /// One row per group × metric.
     pub rows: Vec<PowerRow>,
     /// The reps per side that detect every threshold (the largest `reps_needed` of the
     /// gating rows), when all are known.

@@ -11,14 +11,19 @@ use std::collections::BTreeMap;
 /// Alpha, thresholds and limits in force.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
+    /// Significance level: the family-wise error rate Holm holds per family, and each
+    /// interval end is a one-sided 1 − α bound (`[compare] alpha` or `--alpha`).
     pub alpha: f64,
     /// Metric → relative threshold (0.05 = 5%). These metrics gate; the rest inform.
     pub thresholds: BTreeMap<Metric, f64>,
+    /// Compare even when the environments differ (`--allow-env-change`); never from the
+    /// experiment file.
     pub allow_env_change: bool,
     /// Above this share of failed calls on either side the comparison is inconclusive.
     pub max_failed_share: f64,
     /// Bootstrap resamples and seed of every interval.
     pub resamples: usize,
+    /// Base bootstrap seed, fixed so that the same runs give the same verdict.
     pub seed: u64,
 }
 

@@ -99,6 +99,7 @@ pub fn paragraphs(view: &View, metrics: &[Metric]) -> Vec<(String, String)> {
     out
 }
 
+/// `methods.md`: a `# Methods` heading, then one bold-headed paragraph per topic.
 pub fn markdown(view: &View, metrics: &[Metric]) -> String {
     let mut s = String::from("# Methods\n\n");
     for (h, p) in paragraphs(view, metrics) {

@@ -31,21 +31,29 @@ use thiserror::Error;
 /// Why a report could not be written.
 #[derive(Debug, Error)]
 pub enum ReportError {
+    /// Analysing a run (or reading its store) failed.
     #[error(transparent)]
     Analysis(#[from] AnalysisError),
+    /// Creating, reading or removing a file or directory of the report failed (path, cause).
     #[error("{0}: {1}")]
     Io(PathBuf, #[source] std::io::Error),
+    /// Drawing an SVG plot failed (plot file, plotters' message).
     #[error("plot {0}: {1}")]
     Plot(PathBuf, String),
+    /// A `--group-by` axis that is neither `arm` nor a factor of the run (axis, the known
+    /// factors).
     #[error("unknown axis `{0}` for --group-by/--columns (known: arm, {1})")]
     UnknownAxis(String, String),
+    /// A polars query over the records failed.
     #[error("polars: {0}")]
     Polars(#[from] PolarsError),
+    /// Serialising a JSON output (the tidy frame) failed.
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
     /// Runs of different experiments (or different experiment files) asked to share tables.
     #[error("the runs are of different experiments ({0}); join them anyway with --allow-mixed")]
     MixedRuns(String),
+    /// A request that cannot be rendered as asked (exit code 2, bad input).
     #[error("{0}")]
     Usage(String),
 }
@@ -53,6 +61,7 @@ pub enum ReportError {
 /// What to render.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportOptions {
+    /// Table formats to write (default: every table format).
     pub formats: Vec<Format>,
     /// Axes (`arm` or a factor such as `temperature`) that split the default tables into
     /// sections.
@@ -60,10 +69,14 @@ pub struct ReportOptions {
     /// An axis whose values become columns (the paper layout), written as extra tables
     /// `tables/<metric>_by_<axis>.*`.
     pub columns: Option<String>,
+    /// Metrics of the default tables (default: TTFT, e2e latency, decode rate); the methods
+    /// text also covers the metrics of the experiment file's `[[table]]` sections.
     pub metrics: Vec<Metric>,
+    /// Significance level of the verdicts, passed to the analysis (Holm-adjusted p < α).
     pub alpha: f64,
     /// Reference arm override (else the manifest's).
     pub reference: Option<String>,
+    /// Write SVG plots (only for a single run, not for joined runs).
     pub plots: bool,
     /// Write `report.html`.
     pub html: bool,
@@ -685,6 +698,7 @@ pub struct CheckOutcome {
 }
 
 impl CheckOutcome {
+    /// True when every regenerated file matches the committed one.
     pub fn clean(&self) -> bool {
         self.differences.is_empty()
     }

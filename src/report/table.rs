@@ -15,9 +15,13 @@ pub enum ColKind {
     /// Numbers, all with `decimals` decimals; `ci` says how an interval is written;
     /// `signed` prints a `+` on positive values (changes); `unit` follows each value (`%`).
     Number {
+        /// Digits after the decimal point, the same in every row.
         decimals: usize,
+        /// How a value's interval is written beside it.
         ci: CiStyle,
+        /// Print `+` before positive values.
         signed: bool,
+        /// Written after each value (`%`); empty for none.
         #[serde(default, skip_serializing_if = "String::is_empty")]
         unit: String,
     },

@@ -14,9 +14,13 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LabelBy {
+    /// The manifest's hostname.
     Host,
+    /// The GPU names joined with ` + `, or `CPU <model>` on a machine without a GPU.
     Gpu,
+    /// The experiment file's `backend.model`.
     Model,
+    /// The run id (also the fallback when the chosen label is empty).
     Run,
 }
 

@@ -11,7 +11,9 @@ use statrs::distribution::{Binomial, ContinuousCDF, DiscreteCDF, StudentsT};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
     pub(crate) estimate: f64,
+    /// Lower end of the interval, in the sample's unit.
     pub lower: f64,
+    /// Upper end of the interval, in the sample's unit.
     pub upper: f64,
     /// Nominal level asked for (0.95).
     pub level: f64,
@@ -86,7 +88,9 @@ pub fn median_ci(xs: &[f64], level: f64) -> Result<Interval, StatsError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Statistic {
+    /// Sample median (mean of the two middle values for an even n).
     Median,
+    /// Arithmetic mean.
     Mean,
 }
 
@@ -183,8 +187,11 @@ impl Resampler {
 /// A bootstrap interval for `stat(x) / stat(y)`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BootstrapCi {
+    /// `stat(x) / stat(y)` on the full samples (not a bootstrap average); unitless.
     pub estimate: f64,
+    /// Lower end: the (1 − level)/2 percentile of the resampled ratios.
     pub lower: f64,
+    /// Upper end: the (1 + level)/2 percentile of the resampled ratios.
     pub upper: f64,
     pub(crate) level: f64,
     pub(crate) resamples: usize,

@@ -90,18 +90,29 @@ fn multi_select(v: &mut [f64], ks: &[usize]) {
 /// Summary of one sample. `sd`/`cv` are `None` below two values (n − 1 denominator).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
+    /// Number of values summarised.
     pub n: usize,
+    /// Arithmetic mean, in the sample's unit.
     pub mean: f64,
+    /// Sample standard deviation (n − 1 denominator); `None` below two values.
     pub sd: Option<f64>,
     /// sd / mean; `None` when sd is unknown or the mean is zero.
     pub cv: Option<f64>,
+    /// 50th percentile (type 7).
     pub median: f64,
+    /// 5th percentile (type 7).
     pub p5: f64,
+    /// 25th percentile, the first quartile (type 7).
     pub p25: f64,
+    /// 75th percentile, the third quartile (type 7).
     pub p75: f64,
+    /// 95th percentile (type 7).
     pub p95: f64,
+    /// 99th percentile (type 7); with few values this interpolates towards the maximum.
     pub p99: f64,
+    /// Smallest value.
     pub min: f64,
+    /// Largest value.
     pub max: f64,
 }
 
@@ -134,16 +145,22 @@ pub fn summarize(xs: &[f64]) -> Result<Summary, StatsError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutlierLabel {
+    /// Below the lower fence, Q1 − 1.5 IQR.
     Low,
+    /// Between the fences, both included.
     Inside,
+    /// Above the upper fence, Q3 + 1.5 IQR.
     High,
 }
 
 /// Fences and one label per input value (input order kept).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TukeyFences {
+    /// Lower fence Q1 − 1.5 IQR, in the sample's unit.
     pub lower: f64,
+    /// Upper fence Q3 + 1.5 IQR, in the sample's unit.
     pub upper: f64,
+    /// One label per input value, in input order.
     pub labels: Vec<OutlierLabel>,
 }
 

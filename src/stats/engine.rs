@@ -63,10 +63,16 @@ pub enum Sides {
 pub struct Params {
     /// Two-sided coverage of the interval.
     pub level: f64,
+    /// Whether `level` is read as one two-sided interval or as two one-sided bounds.
     pub sides: Sides,
+    /// Bootstrap resamples per interval; at least 1000 or the interval is refused.
     pub resamples: usize,
+    /// Base seed of every bootstrap; each metric XORs in the FNV-1a hash of its name.
     pub seed: u64,
+    /// Fewest reps per side for a test and an interval ([`MIN_REPS`] for both `analyze`
+    /// and `compare`).
     pub min_reps: usize,
+    /// Relative spread (max − min) / |median| at or below which a side counts as constant.
     pub tolerance: f64,
 }
 
@@ -161,6 +167,7 @@ pub fn point_estimate(metric: Metric, s: Sample<'_>) -> Option<f64> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// A test gave a p-value and the bootstrap gave an interval.
     Tested,
     /// A side has fewer reps than [`Params::min_reps`].
     TooFew,
@@ -194,6 +201,8 @@ pub struct ChangeCi {
 pub struct TestResult {
     /// "Welch t on ln(rep values)", "Welch t on rep values", "cluster bootstrap".
     pub name: String,
+    /// Two-sided p-value of "no change", unadjusted (`analyze` and `compare` apply Holm to
+    /// their own families).
     pub p: f64,
     pub(crate) statistic: Option<f64>,
     pub(crate) df: Option<f64>,
@@ -209,7 +218,9 @@ pub struct TwoSample {
     pub(crate) reference_estimate: Option<f64>,
     /// estimate / reference_estimate − 1.
     pub change: Option<f64>,
+    /// Interval of the change; `None` unless `status` is `Tested`.
     pub ci: Option<ChangeCi>,
+    /// The decisive test (Welch t or cluster bootstrap); `None` unless `status` is `Tested`.
     pub test: Option<TestResult>,
     /// Mann–Whitney U on the rep values (robustness column), unadjusted.
     pub p_mann_whitney: Option<f64>,

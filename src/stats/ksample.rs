@@ -8,9 +8,11 @@ use statrs::distribution::{ChiSquared, ContinuousCDF, FisherSnedecor};
 /// Statistic, degrees of freedom (df2 = 0 for χ²) and p-value.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct KSampleTest {
+    /// The test statistic: tie-corrected H for Kruskal–Wallis, F for one-way ANOVA.
     pub statistic: f64,
     pub(crate) df1: f64,
     pub(crate) df2: f64,
+    /// Upper-tail p-value (χ²(k − 1) for H, F(k − 1, N − k) for F), unadjusted.
     pub p: f64,
 }
 

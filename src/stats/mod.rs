@@ -36,19 +36,34 @@ pub enum StatsError {
     /// Not enough observations for an honest answer.
     #[error("{what}: need ≥ {need} values, have {have}")]
     TooFew {
+        /// The statistic that was asked for (e.g. "Welch t-test").
         what: &'static str,
+        /// Least number of values (or groups) it needs.
         need: usize,
+        /// Number of values (or groups) it was given.
         have: usize,
     },
     /// NaN or infinite input.
     #[error("{what}: non-finite value in input")]
-    NonFinite { what: &'static str },
+    NonFinite {
+        /// The statistic that was asked for.
+        what: &'static str,
+    },
     /// A parameter is outside its domain (confidence level, probability, …).
     #[error("{what}: {detail}")]
-    BadParameter { what: &'static str, detail: String },
+    BadParameter {
+        /// The statistic that was asked for.
+        what: &'static str,
+        /// What is wrong, in words (the parameter and its value, or the distribution
+        /// library's message).
+        detail: String,
+    },
     /// Every value is identical, so the statistic is undefined (zero variance).
     #[error("{what}: all values are identical (zero variance)")]
-    Degenerate { what: &'static str },
+    Degenerate {
+        /// The statistic that was asked for.
+        what: &'static str,
+    },
 }
 
 pub(crate) fn check_finite(what: &'static str, xs: &[f64]) -> Result<(), StatsError> {

@@ -8,8 +8,12 @@ use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 /// Welch's unequal-variance t-test, two-sided.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct WelchT {
+    /// t statistic of mean(x) − mean(y) (of the logs for [`welch_t_log`]); positive when x
+    /// is larger.
     pub t: f64,
+    /// Welch–Satterthwaite degrees of freedom (not an integer in general).
     pub df: f64,
+    /// Two-sided p-value from Student's t with `df` degrees of freedom, unadjusted.
     pub p: f64,
 }
 
@@ -64,8 +68,11 @@ pub const MWU_EXACT_MAX_N: usize = 30;
 /// Mann–Whitney U result: `u` is U for x (scipy's convention), p two-sided.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MannWhitney {
+    /// U for x: the number of (x, y) pairs with x > y, ties counting ½ (scipy's U1).
     pub u: f64,
+    /// Two-sided p-value, unadjusted.
     pub p: f64,
+    /// Whether `p` came from the exact distribution or the normal approximation.
     pub method: MwuMethod,
 }
 

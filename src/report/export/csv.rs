@@ -66,6 +66,7 @@ pub fn table(t: &Table) -> String {
     s
 }
 
+/// The CSV exporter (tables only).
 pub struct Csv;
 
 impl super::Exporter for Csv {

@@ -4,6 +4,7 @@ use super::Exporter;
 use crate::gate::Comparison;
 use crate::report::table::Table;
 
+/// The JSON exporter: tables and gate comparisons, pretty-printed.
 pub struct Json;
 
 impl Exporter for Json {

@@ -336,6 +336,7 @@ pub fn document(inputs: &[String]) -> String {
     s
 }
 
+/// The LaTeX exporter (tables only).
 pub struct Latex;
 
 impl super::Exporter for Latex {

@@ -40,6 +40,7 @@ pub fn table(t: &Table) -> String {
     s
 }
 
+/// The Markdown exporter: tables, and the gate's CI summary.
 pub struct Markdown;
 
 impl super::Exporter for Markdown {

@@ -31,14 +31,20 @@ pub trait Exporter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
+    /// GitHub-flavoured Markdown tables and the gate's CI summary (`md`).
     #[value(name = "md")]
     Markdown,
+    /// LaTeX `table` floats with booktabs and siunitx (`tex`); no gate output.
     #[value(name = "tex")]
     Latex,
+    /// One header row and plain number fields, an interval's ends in columns of their own;
+    /// no gate output.
     Csv,
+    /// The tables, or the whole gate comparison, as JSON data.
     Json,
     /// One HTML file per table (report.html is written anyway).
     Html,
+    /// The gate comparison, one test case per gating row, as JUnit XML (`junit`); no tables.
     #[value(name = "junit")]
     Junit,
 }
