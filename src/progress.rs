@@ -10,8 +10,11 @@ use std::io::{IsTerminal, Write};
 pub enum ProgressMode {
     /// Bar when stderr is a terminal, plain lines otherwise.
     Auto,
+    /// One line of text per event on stderr (what CI logs get).
     Plain,
+    /// One JSON object per event on stdout (`{"event": "phase", ...}`), for programs.
     Json,
+    /// Nothing (warnings still go through `tracing`).
     Quiet,
 }
 
@@ -19,45 +22,76 @@ pub enum ProgressMode {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// The run began executing (after preflight and opening the store).
     Started {
         /// An unfinished run is being continued.
         resumed: bool,
+        /// The run's id.
         run_id: String,
+        /// The run directory.
         dir: String,
+        /// Planned units of the whole run (this shard).
         units: usize,
+        /// Planned agent calls of the whole run.
         calls: usize,
+        /// Calls of phases an earlier invocation already stored (not run again).
         already_stored: usize,
     },
+    /// A phase was stored.
     Phase {
+        /// Agent calls stored so far, those of earlier invocations included.
         done_calls: usize,
+        /// Planned agent calls of the whole run.
         total_calls: usize,
+        /// The phase's cell id.
         cell: String,
+        /// Repetition number within the cell.
         rep: u32,
+        /// A warm-up unit (not measured).
         warmup: bool,
+        /// `single`, `concurrent` or `sequential`.
         phase: String,
+        /// Calls of the phase that succeeded.
         ok: usize,
+        /// Calls of the phase that failed.
         failed: usize,
+        /// Client TTFT of the phase's last successful call, ms.
         ttft_ms: Option<f64>,
+        /// Decode rate of the phase's last successful call, tokens/s.
         decode_tps: Option<f64>,
     },
+    /// A call failed (after its retries); one event per failed call.
     Failure {
+        /// The call's cell id.
         cell: String,
+        /// Error kind ([`crate::backend::BackendError::kind`]).
         kind: String,
+        /// The error message.
         message: String,
     },
+    /// The run ended without a signal or an outage stop.
     Finished {
+        /// The run's id.
         run_id: String,
+        /// The run directory.
         dir: String,
+        /// Agent calls that succeeded in this invocation.
         ok: usize,
+        /// Agent calls that failed in this invocation.
         failed: usize,
+        /// Wall time of this invocation's execution, s.
         seconds: f64,
     },
+    /// A signal or an outage stopped the run; it is resumable.
     Interrupted {
+        /// The run's id.
         run_id: String,
+        /// The command that continues it.
         resume: String,
     },
 }
 
+/// Shows [`Event`]s in the chosen [`ProgressMode`].
 pub struct Progress {
     mode: ProgressMode,
     bar: Option<ProgressBar>,
@@ -65,6 +99,7 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// A display in `mode`; `Auto` becomes `Plain` when stderr is not a terminal.
     pub fn new(mode: ProgressMode) -> Progress {
         let mode = match mode {
             ProgressMode::Auto if std::io::stderr().is_terminal() => ProgressMode::Auto,

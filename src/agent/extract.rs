@@ -12,8 +12,11 @@ const MAX_ITEMS: usize = 10;
 /// What the report needs from the analysis call.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Analysis {
+    /// The summary section's lines (the first lines of the text when it has none).
     pub summary: String,
+    /// Key findings, bullet marks cut; at most 10.
     pub key_findings: Vec<String>,
+    /// Recommendations, bullet marks cut; at most 10.
     pub recommendations: Vec<String>,
 }
 

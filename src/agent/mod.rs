@@ -20,6 +20,7 @@ pub use report_md::{ReportInput, RunMetrics};
 /// What one agent run needs.
 #[derive(Debug, Clone)]
 pub struct AgentContext<'a> {
+    /// The agent: model, options, persona, prompt version, endpoint.
     pub member: &'a Member,
     /// Already ingested (once per run, shared by every agent).
     pub corpus: &'a Corpus,
@@ -32,6 +33,7 @@ pub struct AgentContext<'a> {
     /// The stem of this agent run's call ids, e.g. `<cell>/r1/A/concurrent`; a call's id is
     /// `<stem>/<stage>` (what records and the call store key calls by).
     pub call_stem: String,
+    /// The experiment's retry policy, applied to each call.
     pub retry: &'a RetryPolicy,
 }
 
@@ -49,15 +51,18 @@ impl AgentContext<'_> {
 /// One LLM call of an agent run, after retries.
 #[derive(Debug, Clone)]
 pub struct CallResult {
+    /// Which call of the workflow (analysis or report).
     pub stage: Stage,
     /// `<call stem>/<stage>` (see [`AgentContext::call_stem`]).
     pub call_id: String,
     /// The request as sent by the last attempt (each attempt's prompt carries its own
     /// nonce; otherwise they are the same).
     pub request: GenRequest,
-    /// When the first attempt started / the last one ended (monotonic clock).
+    /// When the first attempt started (monotonic clock).
     pub started_at: Instant,
+    /// When the last attempt ended (retry backoff included in between).
     pub ended_at: Instant,
+    /// The last attempt's generation, or its error.
     pub result: Result<Generation, BackendError>,
     /// Attempts made, including the successful one (≥ 1).
     pub attempts: u32,
@@ -78,24 +83,33 @@ impl CallResult {
 pub struct AgentRun {
     /// Analysis, then report (absent when the analysis call failed).
     pub calls: Vec<CallResult>,
+    /// Ingest time charged to this run (copied from [`AgentContext::ingest_ms`]), ms.
     pub ingest_ms: f64,
+    /// Wall time of the analysis call, retries and backoff included, ms (client clock).
     pub analysis_ms: f64,
-    /// `None` when the report call was not attempted.
+    /// Wall time of the report call, retries and backoff included, ms; `None` when the
+    /// report call was not attempted.
     pub report_ms: Option<f64>,
     /// Ingest plus the wall time from the first call's start to the last call's end.
     pub total_ms: f64,
     /// True when the analysis call failed and the report call was therefore skipped.
     pub report_skipped: bool,
+    /// The corpus summary the analysis prompt carried ([`Corpus::data_summary`]).
     pub data_summary: String,
+    /// What was read from the analysis text; `None` when the analysis call failed.
     pub analysis: Option<Analysis>,
+    /// The seeds' per-run metrics over the successful calls.
     pub metrics: RunMetrics,
     /// The report file; `None` unless both calls succeeded.
     pub report_markdown: Option<String>,
+    /// When the analysis call started (monotonic clock; ingest is not in this span).
     pub started_at: Instant,
+    /// When the last call ended.
     pub ended_at: Instant,
 }
 
 impl AgentRun {
+    /// True when the run produced its report file (both calls succeeded).
     pub fn ok(&self) -> bool {
         self.report_markdown.is_some()
     }
@@ -272,7 +286,9 @@ pub async fn run_agent(backend: &dyn Backend, ctx: &AgentContext<'_>) -> AgentRu
 /// Two agent runs and the wall time they took together.
 #[derive(Debug, Clone)]
 pub struct PhaseRun {
+    /// Agent A's run.
     pub a: AgentRun,
+    /// Agent B's run.
     pub b: AgentRun,
     /// First start to last end, ms.
     pub wall_ms: f64,
@@ -295,7 +311,9 @@ impl PhaseRun {
 /// A pair measured both ways.
 #[derive(Debug, Clone)]
 pub struct PairRun {
+    /// A and B started together.
     pub concurrent: PhaseRun,
+    /// A then B, back to back.
     pub sequential: PhaseRun,
     /// sequential wall / concurrent wall (both measured).
     pub speedup: f64,

@@ -23,9 +23,11 @@ pub struct RunMetrics {
     pub total_duration_ms: Option<f64>,
     /// Sum of the server's output token counts.
     pub tokens_generated: Option<u64>,
-    /// Sums of the server-reported durations.
+    /// Sum of the server-reported prompt processing times, ms.
     pub prompt_eval_ms: Option<f64>,
+    /// Sum of the server-reported generation (decode) times, ms.
     pub eval_ms: Option<f64>,
+    /// Sum of the server-reported model load times, ms.
     pub load_ms: Option<f64>,
 }
 
@@ -58,18 +60,27 @@ impl RunMetrics {
 /// Everything a report file shows; `date` is passed in so rendering is reproducible.
 #[derive(Debug, Clone)]
 pub struct ReportInput<'a> {
+    /// The agent (title, model, options, persona mode, prompt version).
     pub member: &'a Member,
     /// `YYYY-MM-DD`.
     pub date: &'a str,
     /// The model's report text (the report call's output).
     pub report_text: &'a str,
+    /// Files in the ingested corpus.
     pub files_analyzed: usize,
+    /// The corpus summary the analysis prompt carried, shown in a code block.
     pub data_summary: &'a str,
+    /// Ingest time charged to the agent run, ms.
     pub ingest_ms: f64,
+    /// Wall time of the analysis call, ms.
     pub analysis_ms: f64,
+    /// Wall time of the report call, ms.
     pub report_ms: f64,
+    /// Ingest plus the calls' wall time, ms (the "Execution time" line).
     pub total_ms: f64,
+    /// The `## Metrics` section's figures.
     pub metrics: &'a RunMetrics,
+    /// Findings and recommendations for their sections.
     pub analysis: &'a Analysis,
     /// The agent's persona text, shown whether it was sent or not (`member.persona_mode`).
     pub persona: Option<&'a str>,

@@ -173,6 +173,7 @@ impl EmbeddedBackend {
         self.inner.threads as u32
     }
 
+    /// The GGUF file the engine runs (`model_path`, else the default path).
     pub fn model_path(&self) -> &Path {
         &self.inner.model_path
     }

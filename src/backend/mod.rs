@@ -26,9 +26,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// One LLM call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenRequest {
+    /// Model name as the server knows it (Ollama tag, OpenAI model id); the embedded engine
+    /// runs its configured GGUF file and only records this name in the wire body.
     pub model: String,
     /// Sent as the system prompt when present (the InsightAgent persona).
     pub system: Option<String>,
+    /// The user message (the agent's analysis or report prompt).
     pub prompt: String,
     /// Only the options that are set are sent.
     pub options: ModelOptions,
@@ -43,6 +46,8 @@ pub struct WireRequest {
     /// The URL the body is POSTed to (a password in it replaced by `redacted`), or
     /// `embedded:<model path>` for the in-process engine.
     pub endpoint: String,
+    /// The JSON body as sent (for the embedded engine: model, chat messages and the sampling
+    /// settings it applied).
     pub body: serde_json::Value,
 }
 
@@ -60,11 +65,23 @@ pub fn redact_url(url: &str) -> String {
 /// Durations and counts the server itself reports. `None` when the server gives none.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServerMetrics {
+    /// Model load time, ms: Ollama's `load_duration`; the embedded engine's model load plus
+    /// context creation on a cold call (0.0 when warm). OpenAI-compatible servers give none.
     pub load_ms: Option<f64>,
+    /// Prompt processing time, ms, server clock (Ollama `prompt_eval_duration`, llama.cpp
+    /// `timings.prompt_ms`, the embedded engine's perf counters).
     pub prompt_eval_ms: Option<f64>,
+    /// Generation (decode) time of the output tokens, ms, server clock (Ollama
+    /// `eval_duration`, llama.cpp `timings.predicted_ms`, embedded perf counters).
     pub eval_ms: Option<f64>,
+    /// Whole request as the server timed it, ms (Ollama `total_duration`; for the embedded
+    /// engine, from its thread taking the call to the last token, queue wait excluded).
     pub total_ms: Option<f64>,
+    /// Prompt tokens (system + user, with the chat template unless counted by tokenize; see
+    /// [`tokens_source`](Self::tokens_source)).
     pub prompt_tokens: Option<u64>,
+    /// Generated tokens (or content chunks when the server reports no count; see
+    /// [`tokens_source`](Self::tokens_source)).
     pub output_tokens: Option<u64>,
     /// Where the counts came from (`usage`, `tokenize`, `chunks`); `None` = the server's own
     /// counts when there are any.
@@ -85,18 +102,25 @@ pub const TOKENS_FROM_CHUNKS: &str = "chunks";
 /// A finished call: the text, the client's clock, the server's figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Generation {
+    /// The generated text: every content piece of the stream, concatenated.
     pub text: String,
+    /// What the client measured on its own monotonic clock.
     pub timing: ClientTiming,
+    /// What the server reported about the same call.
     pub server: ServerMetrics,
 }
 
 /// What a backend says about itself before a run (for the manifest and preflight).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BackendInfo {
+    /// Backend kind: `ollama`, `openai` or `embedded`.
     pub kind: String,
+    /// Server version (Ollama `GET /api/version` of the first endpoint) or the `llama-cpp-2`
+    /// crate version of the embedded engine; `None` for OpenAI-compatible servers.
     pub version: Option<String>,
     /// Model digest (Ollama) or file sha256 (embedded) for provenance.
     pub model_digest: Option<String>,
+    /// The normalised base URLs calls go to (empty for the embedded engine).
     pub endpoints: Vec<String>,
     /// What the backend applies to an option a request leaves unset (option name → value):
     /// the embedded engine's defaults, or the parameters Ollama's `POST /api/show` reports
@@ -110,6 +134,7 @@ pub struct BackendInfo {
 /// `num_gpu` really produced).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoadedModel {
+    /// Model name as the server lists it (e.g. `gemma3:270m`).
     pub name: String,
     /// Bytes the loaded model takes in all.
     pub size: Option<u64>,
@@ -135,32 +160,82 @@ impl LoadedModel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TimeoutPhase {
+    /// Establishing the connection took longer than `connect_s`.
     Connect,
+    /// No content token arrived within `first_token_s` of sending the request (also when the
+    /// total deadline fires before the first token).
     FirstToken,
+    /// The whole call took longer than `total_s`.
     Total,
 }
 
 /// Every way a call can fail; each maps to a stable `kind()` string stored in records.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BackendError {
+    /// Nothing listens at the endpoint (TCP connection refused): the server is down.
     #[error("connection refused by {endpoint}")]
-    ConnectionRefused { endpoint: String },
+    ConnectionRefused {
+        /// Base URL that refused.
+        endpoint: String,
+    },
+    /// Connecting failed for another reason (DNS, TLS, unreachable host).
     #[error("connection to {endpoint} failed: {message}")]
-    Connect { endpoint: String, message: String },
+    Connect {
+        /// Base URL that could not be reached.
+        endpoint: String,
+        /// The transport error chain.
+        message: String,
+    },
+    /// The connection broke after it was established (while sending or reading the body).
     #[error("connection reset mid-stream: {message}")]
-    Reset { message: String },
+    Reset {
+        /// The transport error chain.
+        message: String,
+    },
+    /// The server answered with a non-2xx status.
     #[error("HTTP {status}: {message}")]
-    Http { status: u16, message: String },
+    Http {
+        /// HTTP status code.
+        status: u16,
+        /// The server's own error message from the body (capped), else the body text.
+        message: String,
+    },
+    /// The server (a 404 naming a missing model) or the embedded engine (no GGUF file) does
+    /// not have the model.
     #[error("model {model:?} not found{hint}")]
-    ModelNotFound { model: String, hint: String },
+    ModelNotFound {
+        /// Model name, or the GGUF path for the embedded engine.
+        model: String,
+        /// How to get it, starting with `: ` or ` (`, appended to the message as is (e.g.
+        /// `ollama pull`, the fetch command); may be empty.
+        hint: String,
+    },
+    /// A line of the stream or a metadata answer did not parse as the protocol's JSON.
     #[error("malformed stream data: {message} (in {line:?})")]
-    Malformed { message: String, line: String },
+    Malformed {
+        /// The JSON parser's error.
+        message: String,
+        /// The offending line, lossily decoded and cut to 200 characters.
+        line: String,
+    },
+    /// The body ended without the protocol's end marker (Ollama `done`, SSE `[DONE]` or a
+    /// finished choice).
     #[error("stream ended without a final message")]
     Truncated,
+    /// A deadline from the experiment's timeouts passed.
     #[error("timed out ({phase:?}) after {after_s} s")]
-    Timeout { phase: TimeoutPhase, after_s: f64 },
+    Timeout {
+        /// Which deadline fired.
+        phase: TimeoutPhase,
+        /// The configured limit that was exceeded, s.
+        after_s: f64,
+    },
+    /// The server reported an error inside the stream (an `error` field), or the embedded
+    /// engine failed (load, context, decode, its thread stopped).
     #[error("engine error: {0}")]
     Engine(String),
+    /// The request or the backend configuration cannot work (bad URL, unset API key
+    /// variable, a feature not built in); never retried.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
 }

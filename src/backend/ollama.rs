@@ -24,6 +24,8 @@ pub struct OllamaBackend {
 }
 
 impl OllamaBackend {
+    /// A client for the experiment's `urls` (checked and normalised) with its timeouts and
+    /// Ollama API (`generate` or `chat`); connects to nothing yet.
     pub fn new(cfg: &BackendConfig) -> Result<Self, BackendError> {
         Ok(Self {
             client: http::client(&cfg.timeouts)?,

@@ -77,6 +77,9 @@ impl std::fmt::Debug for OpenAiBackend {
 }
 
 impl OpenAiBackend {
+    /// A client for the experiment's `urls` (a trailing `/v1` stripped); reads the API key
+    /// from the variable `api_key_env` names, an error when that is unset or empty. Connects
+    /// to nothing yet.
     pub fn new(cfg: &BackendConfig) -> Result<Self, BackendError> {
         let api_key = match &cfg.api_key_env {
             None => None,

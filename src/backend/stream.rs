@@ -48,6 +48,8 @@ pub struct LineStream<P> {
 }
 
 impl<P: LineParser> LineStream<P> {
+    /// A parser for one body, timing its chunks with `timer` (started when the request was
+    /// written).
     pub fn new(timer: ClientTimer) -> Self {
         Self {
             lines: LineBuf::with_capacity(8 * 1024),

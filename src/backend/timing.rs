@@ -50,6 +50,7 @@ impl ClientTimer {
         Self::start_at(Instant::now())
     }
 
+    /// Starts the clock at `start` instead of now (to replay a known timeline).
     pub fn start_at(start: Instant) -> Self {
         Self {
             start,

@@ -19,15 +19,20 @@ use crate::plan::Shard;
 /// Where the shard came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheduler {
+    /// `SWEEP_SHARD_INDEX` / `SWEEP_SHARD_COUNT`, set on purpose (a CI matrix, a script).
     Explicit,
+    /// A Slurm job array task (`SLURM_ARRAY_TASK_ID`).
     Slurm,
+    /// A Kubernetes indexed Job pod (`JOB_COMPLETION_INDEX`).
     Kubernetes,
 }
 
 /// The shard this process runs, and what it was read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Detected {
+    /// Shard index (0-based) and count.
     pub shard: Shard,
+    /// Which environment it was read from.
     pub scheduler: Scheduler,
     /// The variables it was read from, for the person reading the log.
     pub source: String,
@@ -36,27 +41,50 @@ pub struct Detected {
     pub run_id: Option<String>,
 }
 
+/// Why `--shard auto` could not tell the shard (the CLI exits 2: a guess would run the
+/// wrong cells).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AutoShardError {
+    /// None of the shard variables is set.
     #[error(
         "--shard auto: no scheduler tells this process its shard (looked for \
          SWEEP_SHARD_INDEX, SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX){hint}; pass --shard i/N"
     )]
-    NoScheduler { hint: String },
+    NoScheduler {
+        /// Advice for where it runs (a GitHub Actions matrix), appended as is; may be empty.
+        hint: String,
+    },
+    /// A Slurm job that is not an array task.
     #[error(
         "--shard auto: Slurm job {job} is not a job array (no SLURM_ARRAY_TASK_ID); submit \
          it with --array=0-<N-1> (`sweep slurm` writes such a script) or pass --shard i/N"
     )]
-    NotAnArray { job: String },
+    NotAnArray {
+        /// `SLURM_JOB_ID`.
+        job: String,
+    },
+    /// A shard variable does not parse as a whole number.
     #[error("--shard auto: {var}={value:?} is not a whole number")]
-    NotANumber { var: &'static str, value: String },
+    NotANumber {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// The variables contradict each other or `--shard-count` (index out of range, a count
+    /// of 0, an array that is not a range).
     #[error("--shard auto: {0}")]
     Inconsistent(String),
+    /// A Kubernetes indexed Job without a shard count (`--shard-count`, `SWEEP_SHARD_COUNT`).
     #[error(
         "--shard auto: a Kubernetes indexed Job (JOB_COMPLETION_INDEX={index}) does not tell \
          a pod its completions count; pass --shard-count N or set SWEEP_SHARD_COUNT"
     )]
-    NoCount { index: u32 },
+    NoCount {
+        /// `JOB_COMPLETION_INDEX`.
+        index: u32,
+    },
+    /// Both Slurm and Kubernetes variables are set and nothing explicit says which wins.
     #[error(
         "--shard auto: both a Slurm array task (SLURM_ARRAY_TASK_ID) and a Kubernetes \
          indexed Job (JOB_COMPLETION_INDEX) are in the environment; set SWEEP_SHARD_INDEX \

@@ -16,19 +16,25 @@
 use super::{directive_value, GenerateError};
 use std::path::PathBuf;
 
+/// What the generated Job runs and asks Kubernetes for.
 #[derive(Debug, Clone)]
 pub struct K8sOptions {
+    /// The experiment file, as the pods will open it (relative to `workdir`, or absolute).
     pub spec_file: PathBuf,
+    /// Experiment name (names the results folder).
     pub experiment: String,
+    /// Indexes (completions) = shards.
     pub shards: u32,
     /// Job name (a DNS label).
     pub name: String,
+    /// Container image with sweep in it.
     pub image: String,
     /// The container's working directory (where `spec_file` is relative to), if not the
     /// image's own.
     pub workdir: Option<PathBuf>,
     /// Pods at once (default: every index).
     pub parallelism: Option<u32>,
+    /// `nvidia.com/gpu` limit per pod; `None` or 0 asks for none.
     pub gpus_per_task: Option<u32>,
     /// PersistentVolumeClaim holding the results (ReadWriteMany when pods may land on
     /// several nodes).
@@ -37,6 +43,7 @@ pub struct K8sOptions {
     pub results_mount: PathBuf,
     /// Failed pods allowed per index before the index counts as failed.
     pub backoff_per_index: u32,
+    /// The sweep executable inside the image.
     pub sweep_bin: String,
 }
 

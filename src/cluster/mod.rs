@@ -19,6 +19,8 @@ use crate::spec::Spec;
 /// Why a generator refused its options.
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
+    /// An option that cannot go into the generated file (out of range, or text that could
+    /// end a directive or inject one); the message names the flag.
     #[error("{0}")]
     Invalid(String),
 }

@@ -36,10 +36,13 @@ pub struct SlurmOptions {
     pub results_dir: PathBuf,
     /// Job logs, one file per task (every attempt appended) and one for the merge job.
     pub log_dir: PathBuf,
+    /// GPUs per task (`--gres=gpu:N`); `None` or 0 asks for none.
     pub gpus_per_task: Option<u32>,
+    /// `--cpus-per-task`; `None` leaves Slurm's default.
     pub cpus_per_task: Option<u32>,
     /// Time limit per task, in Slurm's syntax (`30`, `2:00:00`, `1-12`).
     pub time: Option<String>,
+    /// `--partition`; `None` leaves the cluster's default.
     pub partition: Option<String>,
     /// The sweep executable on the compute nodes.
     pub sweep_bin: String,
@@ -59,9 +62,13 @@ pub struct SlurmScripts {
     pub requeue: String,
 }
 
+/// File name of [`SlurmScripts::array`].
 pub const ARRAY_FILE: &str = "array.sbatch";
+/// File name of [`SlurmScripts::merge`].
 pub const MERGE_FILE: &str = "merge.sbatch";
+/// File name of [`SlurmScripts::submit`].
 pub const SUBMIT_FILE: &str = "submit.sh";
+/// File name of [`SlurmScripts::requeue`].
 pub const REQUEUE_FILE: &str = "requeue.sh";
 
 /// The run id of one array task; a requeued task has the same one. Also used with shell

@@ -68,6 +68,8 @@ pub(crate) trait PhaseExecutor: Send + Sync {
     fn probe<'a>(&'a self, job: &'a PhaseJob) -> BoxFuture<'a, Result<(), String>>;
 }
 
+/// How to run an experiment: the `sweep run` flags that are not in the experiment file.
+/// [`Default`] is a plain run: auto-resume an unfinished run of the same file, else start one.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Continue this run id.
@@ -76,7 +78,9 @@ pub struct RunOptions {
     pub new_run: bool,
     /// Name of the run to create (or to continue, if it exists unfinished).
     pub run_id: Option<String>,
+    /// Run only this shard of the plan's cells (`--shard i/N`); `None` runs them all.
     pub shard: Option<Shard>,
+    /// How progress is shown on stderr.
     pub progress: ProgressMode,
     /// Stop at the first failed call.
     pub fail_fast: bool,
@@ -120,26 +124,41 @@ pub enum StopSignal {
     Terminate,
 }
 
+/// What one `sweep run` invocation did; the CLI prints it and derives the exit code from it.
+/// Counts are of the phases run in this invocation (phases stored earlier are skipped).
 #[derive(Debug, Clone, Default)]
 pub struct RunSummary {
+    /// The run's id (its directory name).
     pub run_id: String,
+    /// The run directory: `<results_dir>/<experiment>/<run_id>`.
     pub dir: PathBuf,
+    /// Agent calls that succeeded (reload probes not counted).
     pub ok_calls: usize,
+    /// Agent calls that failed after their retries.
     pub failed_calls: usize,
+    /// Failed calls by error kind ([`BackendError::kind`](crate::backend::BackendError::kind)).
     pub failures_by_kind: BTreeMap<String, usize>,
     /// Calls that count for statistics (ok, not warm-up, not cold).
     pub measured_calls: usize,
+    /// Warm-up calls: those of warm-up units plus the reload probes (stored, excluded from
+    /// statistics).
     pub warmup_calls: usize,
     /// Cold calls (and reload probes) by reason.
     pub cold_by_reason: BTreeMap<String, usize>,
     /// Cells that ran measured units but have no measured call (every call excluded).
     pub empty_cells: Vec<String>,
+    /// Phases already stored by an earlier invocation, not run again.
     pub skipped_phases: usize,
+    /// Phases run and stored by this invocation.
     pub phases_run: usize,
     /// Set when a signal stopped the run (it stays resumable).
     pub stopped_by: Option<StopSignal>,
+    /// `--fail-fast` stopped the run at a failed call.
     pub stopped_on_failure: bool,
+    /// This invocation continued an existing run (resume or `--retry-failed`).
     pub resumed: bool,
+    /// Every phase to run was run: no signal, fail-fast stop, outage stop or `max_phases`
+    /// cut. (Failed calls do not make a run incomplete; see `remaining_failed_phases`.)
     pub complete: bool,
     /// Stored phases run again by `--retry-failed` in this invocation.
     pub retried_phases: usize,
@@ -161,7 +180,9 @@ pub struct RunSummary {
 /// Why the failure policy stopped a run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OutageStop {
+    /// What paused the run, in words (e.g. `5 calls in a row could not reach the backend`).
     pub trigger: String,
+    /// How long the policy probed the backend before giving up, s.
     pub waited_s: f64,
     /// The last probe's error.
     pub error: String,
@@ -170,32 +191,47 @@ pub struct OutageStop {
 }
 
 impl RunSummary {
+    /// True when SIGINT or SIGTERM stopped the run (exit 130/143; the run is resumable).
     pub fn interrupted(&self) -> bool {
         self.stopped_by.is_some()
     }
 }
 
+/// Why a run could not start or had to stop; `cli/exit.rs` maps each to an exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// Opening, locking or reading the run store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// `--resume` or `--retry-failed` named a run made from another version of the
+    /// experiment file (the manifest's spec hash differs).
     #[error("run {run_id} was made from another version of {file} ({diff}); a run continues only with the file it was made from: restore that version (the manifest keeps a copy: {manifest}), or leave the run as it is and start a new one with --new")]
     SpecChanged {
+        /// The run asked for.
         run_id: String,
+        /// The experiment file as given on the command line.
         file: String,
         /// The first line that differs.
         diff: String,
+        /// Path of the run's manifest, which keeps the file it was made from.
         manifest: String,
     },
     /// Auto-resume found no unfinished run of this file, but one of another version of it.
     #[error("unfinished run {run_id} of experiment {experiment} was made from another version of {file} ({diff}), so it is not continued automatically.\n  to continue it: restore that version (the manifest keeps a copy: {manifest}) and run again; `--resume {run_id}` says what changed\n  to leave it unfinished and start a new run: sweep run {file} --new")]
     SpecEdited {
+        /// The newest unfinished run of this experiment and shard.
         run_id: String,
+        /// The experiment's name (`[experiment] name`).
         experiment: String,
+        /// The experiment file as given on the command line.
         file: String,
+        /// The first line that differs.
         diff: String,
+        /// Path of that run's manifest, which keeps the file it was made from.
         manifest: String,
     },
+    /// The run cannot start as asked: an empty plan, an unreadable corpus, a backend that
+    /// cannot be built, a bad or already finished run id, bad telemetry settings.
     #[error("{0}")]
     Setup(String),
     /// The backend could not be reached or set up (preflight).
@@ -205,8 +241,10 @@ pub enum RunError {
     /// before it are kept, the failed one is not, so the run can be resumed.
     #[error("{source}\nthe run stopped; every phase stored before this error is kept and the run is resumable; resume with: {resume}")]
     StoreFailed {
+        /// The store's error.
         #[source]
         source: StoreError,
+        /// The `sweep run` command that resumes the run.
         resume: String,
     },
 }

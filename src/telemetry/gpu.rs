@@ -22,10 +22,14 @@ pub trait GpuSampler: Send {
 /// none), `nvml`, `nvidia-smi` or `none`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GpuChoice {
+    /// NVML, else nvidia-smi, else no GPU telemetry (the default).
     #[default]
     Auto,
+    /// NVML only (`nvml`).
     Nvml,
+    /// nvidia-smi only (`nvidia-smi` or `smi`).
     NvidiaSmi,
+    /// No GPU telemetry (`none` or `off`).
     None,
 }
 

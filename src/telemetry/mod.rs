@@ -45,20 +45,31 @@ pub const TELEMETRY_PARQUET: &str = "telemetry.parquet";
 /// The sessions' summaries ([`TelemetryFile`]).
 pub const TELEMETRY_JSON: &str = "telemetry.json";
 
+/// What can go wrong with telemetry. Only a bad setting stops a run; a sampler or file error
+/// costs the telemetry, never the results.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
+    /// A GPU could not be read (NVML error, nvidia-smi failed, timed out or answered
+    /// nothing usable).
     #[error("GPU sampler: {0}")]
     Gpu(String),
+    /// A `SWEEP_*` telemetry variable has a value that is not allowed.
     #[error("telemetry setting {name}={value:?}: {why}")]
     Setting {
+        /// The variable, e.g. `SWEEP_GPU_INTERVAL_MS`.
         name: &'static str,
+        /// Its value as set.
         value: String,
+        /// What is allowed instead.
         why: &'static str,
     },
+    /// Writing `telemetry.json` atomically failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// `telemetry.json` could not be serialised (path, error).
     #[error("{0}: {1}")]
     Json(std::path::PathBuf, serde_json::Error),
+    /// `telemetry.parquet` could not be built, read or written (path, Polars' message).
     #[error("{0}: {1}")]
     Polars(std::path::PathBuf, String),
 }
@@ -66,13 +77,20 @@ pub enum TelemetryError {
 /// One GPU at one instant. A reading the GPU does not give is `None`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GpuReading {
+    /// The GPU's index as NVML / nvidia-smi number it.
     pub index: u32,
+    /// Utilisation, % (0–100): share of the driver's last sample period in which a kernel
+    /// ran (NVML `utilization.gpu`).
     pub util_pct: Option<f64>,
+    /// Device memory in use, MiB (all processes, not only the model's).
     pub memory_used_mib: Option<f64>,
+    /// Board power draw, W, as the driver reports it at the sampling instant.
     pub power_w: Option<f64>,
     /// The driver's cumulative energy counter (NVML, Volta and newer), J.
     pub energy_j: Option<f64>,
+    /// GPU core temperature, °C.
     pub temperature_c: Option<f64>,
+    /// Current SM (shader) clock, MHz; a drop under load shows throttling.
     pub sm_clock_mhz: Option<f64>,
 }
 
@@ -125,10 +143,15 @@ pub struct HostSample {
 /// How telemetry samples.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TelemetryConfig {
+    /// Sample at all (`SWEEP_TELEMETRY`; default on).
     pub enabled: bool,
+    /// Which GPU sampler (`SWEEP_GPU_SAMPLER`; default `auto`).
     pub gpu: GpuChoice,
+    /// The nvidia-smi program to run (`SWEEP_NVIDIA_SMI`; default `nvidia-smi` on PATH).
     pub nvidia_smi: String,
+    /// Time between GPU samples (`SWEEP_GPU_INTERVAL_MS`, 10 ms–600 s; default 100 ms).
     pub gpu_interval: Duration,
+    /// Time between host samples (`SWEEP_HOST_INTERVAL_MS`, 10 ms–600 s; default 2 s).
     pub host_interval: Duration,
 }
 

@@ -77,6 +77,7 @@ pub enum GpuSource {
     Open(gpu::GpuChoice, String),
     /// Given (a test's fake).
     Given(Box<dyn GpuSampler>),
+    /// No GPU sampler (telemetry off).
     None,
 }
 
