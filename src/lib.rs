@@ -24,6 +24,8 @@
 //! - [`gate::load_run`] and [`gate::compare`] compare a run with a baseline (what
 //!   `sweep compare` does, with its exit code).
 
+#![warn(missing_docs)]
+
 pub mod agent;
 pub mod analysis;
 pub mod backend;

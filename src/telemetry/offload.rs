@@ -27,6 +27,10 @@ pub struct Placement {
     pub(crate) size_vram: Option<u64>,
     pub(crate) layers_offloaded: Option<u64>,
     pub(crate) layers_total: Option<u64>,
+    /// The engine said it sees no GPU device (the embedded engine's `gpu_devices` is empty):
+    /// nothing can be in VRAM, so a zero offload with `num_gpu` unset is no news.
+    #[serde(default)]
+    pub(crate) no_gpu: bool,
 }
 
 fn as_u64(v: Option<&serde_json::Value>) -> Option<u64> {
@@ -61,6 +65,10 @@ pub fn placement(r: &Record) -> Option<Placement> {
         size_vram: loaded.and_then(|l| l.size_vram),
         layers_offloaded,
         layers_total,
+        no_gpu: st
+            .and_then(|s| s.get("gpu_devices"))
+            .and_then(serde_json::Value::as_array)
+            .is_some_and(Vec::is_empty),
     })
 }
 
@@ -80,6 +88,9 @@ pub struct CellPlacement {
     pub(crate) size: Option<u64>,
     pub(crate) layers_offloaded: Option<u64>,
     pub(crate) layers_total: Option<u64>,
+    /// Every probe's engine saw no GPU device.
+    #[serde(default)]
+    pub(crate) no_gpu: bool,
 }
 
 fn median_u64(v: &mut [u64]) -> Option<u64> {
@@ -125,6 +136,7 @@ pub fn by_placements(placements: &[Placement]) -> Vec<CellPlacement> {
                 size: median_u64(&mut size),
                 layers_offloaded: median_u64(&mut off),
                 layers_total: ps.iter().find_map(|p| p.layers_total),
+                no_gpu: ps.iter().all(|p| p.no_gpu),
                 cell_id,
                 agent,
             }
@@ -168,6 +180,9 @@ pub fn warnings(cells: &[CellPlacement]) -> Vec<String> {
                 ));
                 continue;
             }
+        }
+        if c.no_gpu && c.num_gpu.is_none() {
+            continue; // a CPU engine asked for nothing on a GPU and put nothing there
         }
         let Some(f) = c.fraction_min else { continue };
         let want_all = match (c.num_gpu, c.layers_total) {
@@ -316,6 +331,18 @@ mod tests {
             "{}",
             w[0]
         );
+        // The embedded engine on a machine without a GPU: with num_gpu unset it asked for
+        // nothing on a GPU (the quickstart), so no warning; with num_gpu set, the one above.
+        let mut cpu = probe("cpu", None, 1, 1, None);
+        cpu.loaded = None;
+        cpu.server_state = Some(serde_json::json!({
+            "layers_offloaded": 0, "layers_total": 19, "gpu_devices": [], "cuda_build": false
+        }));
+        let cells = by_cell(&[cpu.clone()]);
+        assert!(cells[0].no_gpu && cells[0].fraction == Some(0.0));
+        assert!(warnings(&cells).is_empty(), "{:?}", warnings(&cells));
+        cpu.options.insert("num_gpu".into(), OptionValue::Int(80));
+        assert_eq!(warnings(&by_cell(&[cpu])).len(), 2, "above the layers, none offloaded");
         let not_probe = Record {
             phase: Phase::Single,
             ..probe("x", None, 1, 0, None)
