@@ -74,7 +74,7 @@ done
 printf '%-12s %10s %8s %8s %8s\n' order wall_s reloads calls failed
 for order in blocks interleaved; do
   start=$(date +%s.%N)
-  "$sweep" run "$tmp/order-$order.toml" --quiet >/dev/null
+  "$sweep" run "$tmp/order-$order.toml" --quiet >/dev/null 2>"$tmp/order-$order.log"
   end=$(date +%s.%N)
   rec=$(ls -d "$tmp"/results/order-"$order"/*/ | head -1)records.jsonl
   python3 - "$rec" "$order" "$start" "$end" <<'PY'

@@ -835,17 +835,24 @@ fn show(
         )));
     }
     let calls = crate::store::read_calls(run)?;
+    use std::io::Write as _;
     let mut shown = 0;
+    let mut out = std::io::stdout().lock();
     for c in calls.iter().filter(|c| filter.matches(c)) {
-        if json {
+        let text = if json {
             let line =
                 serde_json::to_string(c).map_err(|e| CliError::Environment(e.to_string()))?;
-            println!("{line}");
+            format!("{line}\n")
+        } else if shown > 0 {
+            format!("\n{}", crate::store::calls::render(c))
         } else {
-            if shown > 0 {
-                println!();
-            }
-            print!("{}", crate::store::calls::render(c));
+            crate::store::calls::render(c)
+        };
+        match out.write_all(text.as_bytes()) {
+            Ok(()) => {}
+            // `sweep show RUN | head`: the reader has what it wanted.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(Status::Ok),
+            Err(e) => return Err(CliError::Environment(format!("stdout: {e}"))),
         }
         shown += 1;
     }

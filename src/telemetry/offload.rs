@@ -342,7 +342,11 @@ mod tests {
         assert!(cells[0].no_gpu && cells[0].fraction == Some(0.0));
         assert!(warnings(&cells).is_empty(), "{:?}", warnings(&cells));
         cpu.options.insert("num_gpu".into(), OptionValue::Int(80));
-        assert_eq!(warnings(&by_cell(&[cpu])).len(), 2, "above the layers, none offloaded");
+        assert_eq!(
+            warnings(&by_cell(&[cpu])).len(),
+            2,
+            "above the layers, none offloaded"
+        );
         let not_probe = Record {
             phase: Phase::Single,
             ..probe("x", None, 1, 0, None)

@@ -290,6 +290,23 @@ fn show_prints_a_stored_call() {
     assert!(shown
         .iter()
         .all(|c| c.cell_id.starts_with("duo-") && c.rep == 0 && c.stage.as_str() == "analysis"));
+    // A reader that has gone (`sweep show RUN | head -1`): the pipe is closed before sweep
+    // has read its call store, so its first write meets EPIPE: exit 0, no panic.
+    let mut child = sweep()
+        .arg("show")
+        .arg(&run)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // nothing matches: exit 2, said so
     let out = sweep()
         .arg("show")
