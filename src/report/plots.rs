@@ -253,16 +253,7 @@ pub fn metric_vs_ctx(path: &Path, a: &Analysis, m: Metric) -> Result<bool, Repor
     if lines.is_empty() {
         return Ok(false);
     }
-    let pts = lines.values().flatten();
-    let (x0, x1) = pts
-        .clone()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
-            (a.min(p.0), b.max(p.0))
-        });
-    let (y0, y1) = pts.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
-        let (l, h) = p.2.unwrap_or((p.1, p.1));
-        (a.min(l).min(p.1), b.max(h).max(p.1))
-    });
+    let ((x0, x1), (y0, y1)) = extent(&lines);
     let (y0, y1) = padded(y0, y1);
     // Headroom for the legend so it never covers a line.
     let y1 = y1 + 0.08 * (y1 - y0) * (1 + lines.len()) as f64;
@@ -356,6 +347,21 @@ fn group_label(c: &CellAnalysis) -> String {
 /// One point of a line: x, the median of the rep values, its CI band.
 type FactorPt = (f64, f64, Option<(f64, f64)>);
 
+/// The x range and the y range (bands included) of the lines' points.
+fn extent<K>(lines: &BTreeMap<K, Vec<FactorPt>>) -> ((f64, f64), (f64, f64)) {
+    let pts = lines.values().flatten();
+    let x = pts
+        .clone()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.0), b.max(p.0))
+        });
+    let y = pts.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+        let (l, h) = p.2.unwrap_or((p.1, p.1));
+        (a.min(l).min(p.1), b.max(h).max(p.1))
+    });
+    (x, y)
+}
+
 /// The cells' values of `m` against the numeric factor `factor`, one line per group of
 /// cells that differ only in it (single-agent cells).
 fn lines_vs(a: &Analysis, m: Metric, factor: &str) -> BTreeMap<String, Vec<FactorPt>> {
@@ -405,16 +411,7 @@ fn num_gpu_panel<DB: DrawingBackend>(
     let e = |x: DrawingAreaErrorKind<DB::ErrorType>| {
         ReportError::Plot(path.to_path_buf(), x.to_string())
     };
-    let pts = lines.values().flatten();
-    let (x0, x1) = pts
-        .clone()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
-            (a.min(p.0), b.max(p.0))
-        });
-    let (y0, y1) = pts.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
-        let (l, h) = p.2.unwrap_or((p.1, p.1));
-        (a.min(l).min(p.1), b.max(h).max(p.1))
-    });
+    let ((x0, x1), (y0, y1)) = extent(lines);
     let (x0, x1) = padded(x0, x1);
     let (y0, y1) = padded(y0, y1);
     let y1 = y1 + 0.08 * (y1 - y0) * (1 + lines.len()) as f64;
