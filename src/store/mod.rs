@@ -22,6 +22,7 @@ mod records;
 pub use calls::{read_calls, CallText, CALLS_ZST};
 pub use lock::{ExperimentLock, LockHolder, RunLock};
 pub use manifest::{Manifest, RecordsDigest};
+#[cfg(not(fuzzing))]
 pub(crate) use merge::{merge, MergeError};
 pub use records::{read_records, ReadOutcome};
 

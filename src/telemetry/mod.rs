@@ -27,12 +27,15 @@ pub mod gpu;
 pub mod host;
 pub mod noise;
 pub mod offload;
+// Writes telemetry.parquet: not in the fuzz build, which leaves polars out.
+#[cfg(not(fuzzing))]
 mod sampler;
 pub mod window;
 
 pub use gpu::{GpuChoice, GpuSampler};
 pub use noise::MachineSummary;
 pub use offload::{CellPlacement, Placement};
+#[cfg(not(fuzzing))]
 pub use sampler::{GpuSource, Telemetry};
 pub use window::GpuWindow;
 
