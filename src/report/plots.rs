@@ -291,13 +291,7 @@ pub fn metric_vs_ctx(path: &Path, a: &Analysis, m: Metric) -> Result<bool, Repor
     for (i, (label, mut v)) in lines.into_iter().enumerate() {
         v.sort_by(|a, b| a.0.total_cmp(&b.0));
         let c = color(i);
-        let band: Vec<(f64, f64, f64)> = v
-            .iter()
-            .filter_map(|(x, _, b)| b.map(|(l, h)| (*x, l, h)))
-            .collect();
-        if band.len() == v.len() {
-            let mut poly: Vec<(f64, f64)> = band.iter().map(|(x, _, h)| (*x, *h)).collect();
-            poly.extend(band.iter().rev().map(|(x, l, _)| (*x, *l)));
+        if let Some(poly) = band_polygon(&v) {
             chart
                 .draw_series([Polygon::new(poly, c.mix(0.18).filled())])
                 .map_err(&e)?;
@@ -346,6 +340,21 @@ fn group_label(c: &CellAnalysis) -> String {
 
 /// One point of a line: x, the median of the rep values, its CI band.
 type FactorPt = (f64, f64, Option<(f64, f64)>);
+
+/// The CI band of a line as a closed polygon (upper ends left to right, lower ends back);
+/// `None` when a point has no band.
+fn band_polygon(v: &[FactorPt]) -> Option<Vec<(f64, f64)>> {
+    let band: Vec<(f64, f64, f64)> = v
+        .iter()
+        .filter_map(|(x, _, b)| b.map(|(l, h)| (*x, l, h)))
+        .collect();
+    if band.len() != v.len() {
+        return None;
+    }
+    let mut poly: Vec<(f64, f64)> = band.iter().map(|(x, _, h)| (*x, *h)).collect();
+    poly.extend(band.iter().rev().map(|(x, l, _)| (*x, *l)));
+    Some(poly)
+}
 
 /// The x range and the y range (bands included) of the lines' points.
 fn extent<K>(lines: &BTreeMap<K, Vec<FactorPt>>) -> ((f64, f64), (f64, f64)) {
@@ -437,13 +446,7 @@ fn num_gpu_panel<DB: DrawingBackend>(
         .map_err(e)?;
     for (i, (label, v)) in lines.iter().enumerate() {
         let c = color(i);
-        let band: Vec<(f64, f64, f64)> = v
-            .iter()
-            .filter_map(|(x, _, b)| b.map(|(l, h)| (*x, l, h)))
-            .collect();
-        if band.len() == v.len() {
-            let mut poly: Vec<(f64, f64)> = band.iter().map(|(x, _, h)| (*x, *h)).collect();
-            poly.extend(band.iter().rev().map(|(x, l, _)| (*x, *l)));
+        if let Some(poly) = band_polygon(v) {
             chart
                 .draw_series([Polygon::new(poly, c.mix(0.18).filled())])
                 .map_err(e)?;
