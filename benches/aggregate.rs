@@ -82,7 +82,7 @@ fn chunk(start: usize, n: usize, rows: usize, rng: &mut ChaCha8Rng) -> PolarsRes
             e2e,
             1000.0 / tps,
             tps,
-            out as f64 / ((e2e - ttft) / 1000.0),
+            (out - 1) as f64 / ((e2e - ttft) / 1000.0),
             ttft * 0.9,
             eval,
             0.0,

@@ -107,9 +107,12 @@ def main(path):
     m["tok"] = m["output_tokens"].astype(float)
     m["tok_eval"] = m["tok"].where(m["eval_ms"].notna())
     m["eval_s"] = m["eval_ms"].where(m["tok"].notna()) / 1000.0
+    # Client clock: the tokens after the first over (e2e - TTFT); a call of under two tokens
+    # adds nothing to either sum.
     m["client_s"] = (m["e2e_ms"] - m["ttft_ms"]) / 1000.0
-    m["tok_client"] = m["tok"].where(m["client_s"].notna())
-    m["client_s"] = m["client_s"].where(m["tok"].notna())
+    short = m["tok"] < 2
+    m["tok_client"] = (m["tok"] - 1).where(m["client_s"].notna()).mask(short, 0.0)
+    m["client_s"] = m["client_s"].where(m["tok"].notna()).mask(short, 0.0)
     g = m.groupby(["cell_id", "rep"])
     reps = g[LATENCY].median()
     reps["output_tokens"] = g["tok"].median()

@@ -61,7 +61,7 @@ pub enum Direction {
 pub enum RateClock {
     /// The server's `eval_ms`.
     ServerEval,
-    /// The client's e2e − TTFT.
+    /// The client's e2e − TTFT, over the tokens after the first.
     ClientDecode,
 }
 
@@ -383,11 +383,13 @@ impl Metric {
                 self.name()
             ),
             Estimator::RepRate { clock } => format!(
-                "{}: per rep Σ output tokens / Σ {} over its calls",
+                "{}: per rep {} over its calls",
                 self.name(),
                 match clock {
-                    RateClock::ServerEval => "server eval seconds",
-                    RateClock::ClientDecode => "client (e2e − TTFT) seconds",
+                    RateClock::ServerEval => "Σ output tokens / Σ server eval seconds",
+                    RateClock::ClientDecode =>
+                        "Σ (output tokens − 1) / Σ client (e2e − TTFT) seconds, calls of \
+                         ≥ 2 tokens",
                 }
             ),
             Estimator::RepEnergy { per } => format!(

@@ -166,7 +166,7 @@ pub struct Record {
     pub output_tokens: Option<u64>,
     /// output_tokens / eval_ms (server clock), tok/s.
     pub decode_tps: Option<f64>,
-    /// output_tokens / (e2e − ttft) (client clock), tok/s.
+    /// (output_tokens − 1) / (e2e − ttft) (client clock), tok/s: see [`client_decode_tps`].
     pub e2e_tps: Option<f64>,
     /// A model (re)load is in this call: excluded from statistics by rule (see
     /// [`ColdReason`] for when, and `cold_reason` for why).
@@ -256,6 +256,20 @@ impl ColdReason {
     }
 }
 
+/// The client-clock decode rate, tok/s: the tokens generated after the first over
+/// (e2e − TTFT). The first token arrives at TTFT, so that interval holds n − 1 tokens, not n
+/// (vLLM's benchmark TPOT and AIPerf's inter-token latency divide by n − 1 the same way);
+/// dividing n by it overstated the rate by n/(n − 1), 5% on a 20-token answer, and gave a
+/// one-token call an absurd rate. `None` under two tokens or without a positive interval.
+pub fn client_decode_tps(
+    output_tokens: Option<u64>,
+    e2e_ms: Option<f64>,
+    ttft_ms: Option<f64>,
+) -> Option<f64> {
+    let (n, e2e, ttft) = (output_tokens?, e2e_ms?, ttft_ms?);
+    (n >= 2 && e2e > ttft).then(|| (n - 1) as f64 / ((e2e - ttft) / 1000.0))
+}
+
 impl Record {
     /// The phase group this record belongs to (cell, rep, warm-up, phase): the unit the store
     /// writes atomically and resume skips.
@@ -288,12 +302,7 @@ impl Record {
             (Some(n), Some(ms)) if ms > 0.0 => Some(n as f64 / (ms / 1000.0)),
             _ => None,
         };
-        self.e2e_tps = match (s.output_tokens, g.timing.ttft_ms) {
-            (Some(n), Some(t)) if g.timing.e2e_ms > t => {
-                Some(n as f64 / ((g.timing.e2e_ms - t) / 1000.0))
-            }
-            _ => None,
-        };
+        self.e2e_tps = client_decode_tps(s.output_tokens, Some(g.timing.e2e_ms), g.timing.ttft_ms);
         self.tokens_source = s
             .tokens_source
             .clone()

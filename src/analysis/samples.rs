@@ -499,29 +499,32 @@ fn metric_by_key(
             .zip(counts)
             .map(|(v, &ok)| v.filter(|_| ok).map(|x| (x, 0.0)))
             .collect(),
-        Estimator::RepRate { clock } => {
-            let tokens = &cols["output_tokens"];
-            let secs: Vec<Option<f64>> = match clock {
-                RateClock::ServerEval => cols["eval_ms"]
-                    .iter()
-                    .map(|e| e.map(|ms| ms / 1000.0))
-                    .collect(),
-                RateClock::ClientDecode => cols["e2e_ms"]
-                    .iter()
-                    .zip(&cols["ttft_ms"])
-                    .map(|(e, t)| Some((e.as_ref()? - t.as_ref()?) / 1000.0))
-                    .collect(),
-            };
-            tokens
-                .iter()
-                .zip(&secs)
-                .zip(counts)
-                .map(|((t, s), &ok)| match (t, s) {
-                    (Some(t), Some(s)) if ok && *s > 0.0 => Some((*t, *s)),
-                    _ => None,
-                })
-                .collect()
-        }
+        Estimator::RepRate {
+            clock: RateClock::ServerEval,
+        } => cols["output_tokens"]
+            .iter()
+            .zip(&cols["eval_ms"])
+            .zip(counts)
+            .map(|((t, e), &ok)| match (t, e) {
+                (Some(t), Some(ms)) if ok && *ms > 0.0 => Some((*t, ms / 1000.0)),
+                _ => None,
+            })
+            .collect(),
+        // The tokens after the first over (e2e − TTFT): see `record::client_decode_tps`. A
+        // call of one token (or none) has no decode interval: it adds nothing to its rep's
+        // sums (0, 0) and has no rate of its own, but its rep stays complete.
+        Estimator::RepRate {
+            clock: RateClock::ClientDecode,
+        } => cols["output_tokens"]
+            .iter()
+            .zip(cols["e2e_ms"].iter().zip(&cols["ttft_ms"]))
+            .zip(counts)
+            .map(|((n, (e, t)), &ok)| match (n, e, t) {
+                (Some(n), Some(_), Some(_)) if ok && *n < 2.0 => Some((0.0, 0.0)),
+                (Some(n), Some(e), Some(t)) if ok && e > t => Some((n - 1.0, (e - t) / 1000.0)),
+                _ => None,
+            })
+            .collect(),
         Estimator::RepEnergy { per } => {
             // (joules × scale, tokens): the rep value is Σ joules × scale / Σ tokens, formed
             // below exactly as a rate's Σ tokens / Σ seconds.
@@ -585,9 +588,13 @@ fn metric_by_key(
                 let (t, sec) = slice
                     .iter()
                     .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
-                let r = t / sec;
-                reps.push((rep, r));
-                pool.extend(slice.iter().map(|(x, y)| x / y));
+                pool.extend(slice.iter().filter(|(_, y)| *y > 0.0).map(|(x, y)| x / y));
+                if sec > 0.0 {
+                    reps.push((rep, t / sec));
+                } else {
+                    // Only one-token calls: the rep has no decode interval to rate.
+                    incomplete += 1;
+                }
                 continue;
             }
             let mut vals: Vec<f64> = slice.iter().map(|(x, _)| *x).collect();

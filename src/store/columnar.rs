@@ -230,7 +230,15 @@ pub fn records_to_frame(rs: &[Record]) -> PolarsResult<DataFrame> {
         )
         .into(),
         Series::new("decode_tps".into(), f64s(rs, |r| r.decode_tps)).into(),
-        Series::new("e2e_tps".into(), f64s(rs, |r| r.e2e_tps)).into(),
+        // Derived again from the record's own fields, so runs stored before the n − 1 rule
+        // read the same as new ones.
+        Series::new(
+            "e2e_tps".into(),
+            f64s(rs, |r| {
+                crate::record::client_decode_tps(r.output_tokens, r.e2e_ms, r.ttft_ms)
+            }),
+        )
+        .into(),
         Series::new("cold".into(), rs.iter().map(|r| r.cold).collect::<Vec<_>>()).into(),
         Series::new(
             "cold_reason".into(),

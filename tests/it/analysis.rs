@@ -296,7 +296,7 @@ pub(crate) fn call(
         prompt_tokens: Some(288),
         output_tokens: Some(out),
         decode_tps: Some(out as f64 / (eval_ms / 1000.0)),
-        e2e_tps: Some(out as f64 / ((e2e - ttft_ms) / 1000.0)),
+        e2e_tps: sweep::record::client_decode_tps(Some(out), Some(e2e), Some(ttft_ms)),
         cold: false,
         cache_defeated: true,
         start_offset_ms: 0.0,
@@ -453,6 +453,17 @@ fn analysis_of_a_jsonl_run_counts_exclusions_and_compares() {
     let toks: f64 = r0.iter().map(|r| r.output_tokens.unwrap() as f64).sum();
     let secs: f64 = r0.iter().map(|r| r.eval_ms.unwrap() / 1000.0).sum();
     close(dec.stats.reps[0], toks / secs, 1e-12, "rep decode tps");
+    // Rep client tok/s: the tokens after each call's first over its (e2e − TTFT).
+    let cli = base.metric(Metric::E2eTps).unwrap();
+    let toks: f64 = r0
+        .iter()
+        .map(|r| (r.output_tokens.unwrap() - 1) as f64)
+        .sum();
+    let secs: f64 = r0
+        .iter()
+        .map(|r| (r.e2e_ms.unwrap() - r.ttft_ms.unwrap()) / 1000.0)
+        .sum();
+    close(cli.stats.reps[0], toks / secs, 1e-12, "rep client tps");
 
     // Request-level quantiles (over the calls of complete reps) are type 7, like ours.
     let all: Vec<f64> = records
@@ -655,4 +666,63 @@ fn corrupt_middle_line_is_an_error_with_its_line_number() {
             store::StoreError::NoRecords(_)
         ))
     ));
+}
+
+/// The client-clock rate counts the tokens after the first: a stream whose first token came
+/// at TTFT and nine more every 10 ms decodes at 100 tok/s, not 111. A one-token answer has no
+/// decode interval: it adds nothing to its rep, which stays complete (it was counted as an
+/// absurd rate of 1 token over the microseconds between its only token and the stream's end).
+#[test]
+fn client_rate_counts_the_tokens_after_the_first() {
+    use sweep::record::client_decode_tps;
+    close(
+        client_decode_tps(Some(10), Some(190.0), Some(100.0)).unwrap(),
+        100.0,
+        1e-12,
+        "9 tokens in 90 ms",
+    );
+    assert_eq!(client_decode_tps(Some(1), Some(100.001), Some(100.0)), None);
+    assert_eq!(client_decode_tps(Some(10), Some(100.0), Some(100.0)), None);
+    assert_eq!(client_decode_tps(None, Some(190.0), Some(100.0)), None);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut records = synthetic(8);
+    // In rep 3 of the baseline, one call answers with a single token.
+    let one = records
+        .iter_mut()
+        .find(|r| r.cell_id == "baseline-00000001" && r.rep == 3 && !r.warmup)
+        .unwrap();
+    one.output_tokens = Some(1);
+    one.e2e_ms = Some(one.ttft_ms.unwrap() + 0.002);
+    one.e2e_tps = Some(1.0 / 0.000_002); // what a run stored before the n − 1 rule
+    write_jsonl(dir.path(), &records, false);
+    let a = analysis::analyze(dir.path(), &AnalysisOptions::default()).unwrap();
+    let base = a.cell("baseline-00000001").unwrap();
+    let cli = base.metric(Metric::E2eTps).unwrap();
+    assert_eq!(cli.n_reps, 6, "the one-token call leaves its rep complete");
+    let complete = complete_reps(&records, "baseline-00000001");
+    let i = complete.iter().position(|&r| r == 3).unwrap();
+    let rep3: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.cell_id == "baseline-00000001" && r.rep == 3 && !r.warmup)
+        .filter(|r| r.output_tokens.unwrap() >= 2)
+        .collect();
+    assert_eq!(rep3.len(), 3);
+    let toks: f64 = rep3
+        .iter()
+        .map(|r| (r.output_tokens.unwrap() - 1) as f64)
+        .sum();
+    let secs: f64 = rep3
+        .iter()
+        .map(|r| (r.e2e_ms.unwrap() - r.ttft_ms.unwrap()) / 1000.0)
+        .sum();
+    close(
+        cli.stats.reps[i],
+        toks / secs,
+        1e-12,
+        "rep 3 without the one-token call",
+    );
+    // No call-level rate near the stored 500 000 tok/s reaches the distribution.
+    let max = cli.request["max"].unwrap();
+    assert!(max < 100.0, "max client rate {max}");
 }

@@ -318,6 +318,17 @@ fn single_agent_run_on_the_real_model_writes_a_report_matching_the_records() {
         assert!(n > 0 && n <= 24, "{n}");
         assert!(r.ttft_ms.unwrap() <= r.e2e_ms.unwrap());
         assert!(r.eval_ms.unwrap() > 0.0);
+        // The client rate is the tokens after the first over (e2e − TTFT), an interval that
+        // holds every gap between chunks: at most (n − 1) / Σ ITL, and close to it.
+        let gaps_s: f64 = r.itl_ms.iter().sum::<f64>() / 1000.0;
+        if n >= 2 && gaps_s > 0.0 {
+            let bound = (n - 1) as f64 / gaps_s;
+            let got = r.e2e_tps.unwrap();
+            assert!(
+                got <= bound * (1.0 + 1e-9) && got >= 0.5 * bound,
+                "e2e_tps {got} vs (n − 1)/Σ ITL {bound}"
+            );
+        }
     }
     assert!(
         recs.iter().all(|r| !r.cold),
