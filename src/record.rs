@@ -158,7 +158,8 @@ pub struct Record {
     /// `timings.predicted_ms`, the embedded engine's decodes); `None` when not reported.
     pub eval_ms: Option<f64>,
     /// The server's whole-request time, ms (Ollama `total_duration`, the embedded engine's
-    /// call time); `None` when not reported (OpenAI-compatible servers).
+    /// call time including a model load it waited for); `None` when not reported
+    /// (OpenAI-compatible servers).
     pub total_ms: Option<f64>,
     /// Prompt tokens as counted per `tokens_source`; `None` when there is no count.
     pub prompt_tokens: Option<u64>,

@@ -575,6 +575,9 @@ impl<'m> Session<'m> {
 
         // Reuse the context while num_ctx is unchanged; otherwise this call is cold.
         let mut load_ms = 0.0;
+        // The model load this call waited for happened before `began`; like Ollama's
+        // total_duration (which holds its load_duration), the call's total includes it.
+        let mut model_load_ms = 0.0;
         if self.ctx.as_ref().is_none_or(|(n, _)| *n != n_ctx) {
             self.ctx = None; // free the old context first
             let t = Instant::now();
@@ -586,7 +589,8 @@ impl<'m> Session<'m> {
             let ctx = model.new_context(llama()?, params).map_err(|e| {
                 BackendError::Engine(format!("context creation (num_ctx {n_ctx}): {e}"))
             })?;
-            load_ms = self.model_load_ms.take().unwrap_or(0.0) + ms_since(t);
+            model_load_ms = self.model_load_ms.take().unwrap_or(0.0);
+            load_ms = model_load_ms + ms_since(t);
             self.ctx = Some((n_ctx, ctx));
         }
         let Some((_, ctx)) = self.ctx.as_mut() else {
@@ -656,7 +660,7 @@ impl<'m> Session<'m> {
             load_ms: Some(load_ms),
             prompt_eval_ms: Some(perf.t_p_eval_ms()),
             eval_ms: Some(perf.t_eval_ms()),
-            total_ms: Some(ms_since(began)),
+            total_ms: Some(model_load_ms + ms_since(began)),
             prompt_tokens: Some(tokens.len() as u64),
             output_tokens: Some(output_tokens),
             tokens_source: Some("usage".to_string()),

@@ -90,6 +90,15 @@ fn assert_consistent(g: &Generation, num_predict: u32) {
     let total = s.total_ms.unwrap();
     assert!(total <= t.e2e_ms + 1.0, "total {total} e2e {}", t.e2e_ms);
     assert!(s.prompt_eval_ms.unwrap() + s.eval_ms.unwrap() <= total);
+    // As in Ollama's total_duration, the total holds the load (a cold call's model load
+    // and context creation): it once left the model load out, so a cold call's total was
+    // below its own load time.
+    assert!(
+        s.load_ms.unwrap() + s.prompt_eval_ms.unwrap() <= total,
+        "load {:?} + prompt eval {:?} > total {total}",
+        s.load_ms,
+        s.prompt_eval_ms
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
