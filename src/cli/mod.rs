@@ -58,6 +58,7 @@ pub(crate) enum Command {
     },
     /// Show the cells, LLM calls, reload groups and reloads by order, and an ETA.
     Plan {
+        /// The experiment file (TOML).
         file: PathBuf,
         /// Print the plan as JSON (cells, ordered units, groups).
         #[arg(long)]
@@ -72,6 +73,7 @@ pub(crate) enum Command {
     /// how to resume. A finished run (not a shard) ends with its report: the headline table
     /// on stdout and report.html, tables/ and plots/ in the run (not with --quiet or --json).
     Run {
+        /// The experiment file (TOML).
         file: PathBuf,
         /// Continue this run, skipping every phase already stored.
         #[arg(long, value_name = "RUN_ID", conflicts_with = "new")]
@@ -158,6 +160,7 @@ pub(crate) enum Command {
     /// task resumes its run), the afterok job that merges and analyses the shards, a submit
     /// script for both and requeue.sh, into --out (default slurm/<experiment>).
     Slurm {
+        /// The experiment file (TOML).
         file: PathBuf,
         /// Array tasks, one shard each.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100000))]
@@ -165,11 +168,13 @@ pub(crate) enum Command {
         /// GPUs per task (`#SBATCH --gres=gpu:K`).
         #[arg(long, value_name = "K")]
         gpus_per_task: Option<u32>,
+        /// CPUs per task (`#SBATCH --cpus-per-task=C`; default: Slurm's).
         #[arg(long, value_name = "C")]
         cpus_per_task: Option<u32>,
         /// Time limit per task (Slurm syntax: 90, 2:00:00, 1-12).
         #[arg(long, value_name = "TIME")]
         time: Option<String>,
+        /// Slurm partition (`#SBATCH --partition`; default: the cluster's default).
         #[arg(long)]
         partition: Option<String>,
         /// Results directory on the shared filesystem (default: [run] results_dir).
@@ -185,6 +190,7 @@ pub(crate) enum Command {
     /// Write a Kubernetes indexed Job manifest (one shard per completion index) to stdout
     /// or --out.
     K8s {
+        /// The experiment file (TOML).
         file: PathBuf,
         /// Completions, one shard each.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100000))]
@@ -201,6 +207,7 @@ pub(crate) enum Command {
         /// Pods at once (default: all).
         #[arg(long, value_name = "P")]
         parallelism: Option<u32>,
+        /// GPUs per pod (`nvidia.com/gpu` limit).
         #[arg(long, value_name = "K")]
         gpus_per_task: Option<u32>,
         /// PersistentVolumeClaim for the results (ReadWriteMany across nodes).
@@ -212,6 +219,7 @@ pub(crate) enum Command {
         /// Failed pods allowed per index (disruptions do not count).
         #[arg(long, value_name = "K", default_value_t = 3)]
         backoff_per_index: u32,
+        /// The sweep executable in the container.
         #[arg(long, value_name = "PATH", default_value = "sweep")]
         sweep_bin: String,
         /// Write the manifest here instead of stdout.
@@ -284,8 +292,10 @@ pub(crate) enum Command {
         /// Only these formats (default: md, tex, csv, json).
         #[arg(long = "format", value_name = "FMT", value_enum)]
         formats: Vec<Format>,
+        /// Reference arm (default: the experiment's `reference`).
         #[arg(long, value_name = "ARM")]
         reference: Option<String>,
+        /// Significance level.
         #[arg(long, default_value_t = 0.05, value_name = "A", value_parser = parse_alpha)]
         alpha: f64,
         /// Skip the SVG plots.
@@ -363,8 +373,11 @@ pub(crate) enum Command {
         /// Power wanted.
         #[arg(long, default_value_t = 0.8, value_parser = parse_alpha)]
         power: f64,
+        /// Significance level (default: the spec's [compare] alpha, else 0.05).
         #[arg(long, value_parser = parse_alpha)]
         alpha: Option<f64>,
+        /// Per-metric relative threshold to size the reps for, e.g. decode_tps=3% (repeatable;
+        /// default: the spec's [compare] thresholds).
         #[arg(long = "threshold", value_name = "METRIC=REL", value_parser = gate::parse_threshold)]
         thresholds: Vec<(Metric, f64)>,
         /// Print JSON instead of a table.
@@ -388,9 +401,17 @@ pub(crate) enum BaselineCommand {
         force: bool,
     },
     /// List a baseline directory's entries, the current one marked.
-    List { dir: PathBuf },
+    List {
+        /// The baseline directory (e.g. baselines/<experiment>).
+        dir: PathBuf,
+    },
     /// Point the baseline directory's `current` at an earlier entry (a rollback).
-    Use { dir: PathBuf, entry: String },
+    Use {
+        /// The baseline directory (e.g. baselines/<experiment>).
+        dir: PathBuf,
+        /// The entry to make current, as `sweep baseline list` names it.
+        entry: String,
+    },
 }
 
 fn parse_alpha(s: &str) -> Result<f64, String> {
@@ -1200,5 +1221,41 @@ fn end_of_run_report(dir: &Path) {
             }
         }
         Err(e) => tracing::warn!("the run is stored, but its report could not be made: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// `--help` teaches: clap's own consistency checks pass, and every subcommand and every
+    /// argument of every subcommand (positional or flag) says what it is.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let mut missing = Vec::new();
+        let mut stack = vec![(String::from("sweep"), cli)];
+        while let Some((path, cmd)) = stack.pop() {
+            if cmd.get_about().is_none() && path != "sweep" {
+                missing.push(path.clone());
+            }
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} <{id}>"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_name() != "help" {
+                    stack.push((format!("{path} {}", sub.get_name()), sub.clone()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no help text: {missing:?}");
     }
 }
