@@ -88,12 +88,27 @@ start=$(date +%s)
 # libraries into, beside the binary) to the final link only: the dependencies keep the
 # repository's own flags (.cargo/config.toml), so a target directory seeded from a CPU build
 # reuses them.
+# --disable-new-dtags: a DT_RPATH (not DT_RUNPATH), which the loader also uses for the
+# libraries' own dependencies (libggml.so.0 needs libggml-cpu.so.0 and libggml-cuda.so.0, and
+# CMake's install step leaves them without a search path of their own).
 nice -n "$NICE" cargo rustc --profile "$PROFILE" --features cuda --bin sweep -- \
-  -C 'link-arg=-Wl,-rpath,$ORIGIN'
+  -C 'link-arg=-Wl,-rpath,$ORIGIN' -C 'link-arg=-Wl,--disable-new-dtags'
 secs=$(( $(date +%s) - start ))
 dir=$PROFILE
 [ "$PROFILE" = dev ] && dir=debug
 bin=$TARGET/$dir/sweep
 test -x "$bin"
+# llama-cpp-sys-2 copies only the unversioned `lib*.so` names beside the binary, and those are
+# symlinks to the `lib*.so.0` sonames the binary asks for: copy the sonames and the files they
+# name from the newest build of llama-cpp-sys-2 with the CUDA backend.
+libdir=$(ls -dt "$TARGET/$dir"/build/llama-cpp-sys-2-*/out/lib 2>/dev/null |
+  while read -r d; do [ -e "$d/libggml-cuda.so" ] && { echo "$d"; break; }; done)
+[ -n "$libdir" ] || { echo "error: no llama-cpp-sys-2 build with libggml-cuda.so under $TARGET/$dir/build" >&2; exit 1; }
+cp -a "$libdir"/lib*.so.* "$TARGET/$dir/"
+# The binary must find every library it needs (the CUDA ones through the toolkit's lib dir).
+if LD_LIBRARY_PATH=$CUDA_HOME/lib ldd "$bin" | grep 'not found' >&2; then
+  echo "error: $bin cannot find the libraries above" >&2
+  exit 1
+fi
 echo "built $bin in ${secs}s (CUDA archs $ARCHS, $JOBS job(s), profile $PROFILE)" >&2
 echo "run it with: LD_LIBRARY_PATH=$CUDA_HOME/lib $bin" >&2

@@ -31,6 +31,10 @@ pub struct Placement {
     /// nothing can be in VRAM, so a zero offload with `num_gpu` unset is no news.
     #[serde(default)]
     pub(crate) no_gpu: bool,
+    /// Whether the engine was built with a GPU backend (the embedded engine's `cuda_build`);
+    /// `None` where the server does not say.
+    #[serde(default)]
+    pub(crate) gpu_build: Option<bool>,
 }
 
 fn as_u64(v: Option<&serde_json::Value>) -> Option<u64> {
@@ -69,6 +73,9 @@ pub fn placement(r: &Record) -> Option<Placement> {
             .and_then(|s| s.get("gpu_devices"))
             .and_then(serde_json::Value::as_array)
             .is_some_and(Vec::is_empty),
+        gpu_build: st
+            .and_then(|s| s.get("cuda_build"))
+            .and_then(serde_json::Value::as_bool),
     })
 }
 
@@ -91,6 +98,9 @@ pub struct CellPlacement {
     /// Every probe's engine saw no GPU device.
     #[serde(default)]
     pub(crate) no_gpu: bool,
+    /// Whether the engine was built with a GPU backend, where it says.
+    #[serde(default)]
+    pub(crate) gpu_build: Option<bool>,
 }
 
 fn median_u64(v: &mut [u64]) -> Option<u64> {
@@ -137,6 +147,7 @@ pub fn by_placements(placements: &[Placement]) -> Vec<CellPlacement> {
                 layers_offloaded: median_u64(&mut off),
                 layers_total: ps.iter().find_map(|p| p.layers_total),
                 no_gpu: ps.iter().all(|p| p.no_gpu),
+                gpu_build: ps.iter().find_map(|p| p.gpu_build),
                 cell_id,
                 agent,
             }
@@ -173,9 +184,17 @@ pub fn warnings(cells: &[CellPlacement]) -> Vec<String> {
         if let (Some(n), Some(got)) = (c.num_gpu, c.layers_offloaded) {
             let want = c.layers_total.map_or(n as u64, |l| (n as u64).min(l));
             if got < want {
+                let why = match (c.gpu_build, c.no_gpu) {
+                    (Some(false), _) => "this sweep was built without the `cuda` feature",
+                    (Some(true), true) => {
+                        "the engine saw no usable GPU: no device, or a driver older than the \
+                         build's CUDA runtime"
+                    }
+                    _ => "a build without the `cuda` feature, or no usable GPU",
+                };
                 out.push(format!(
                     "{who}: {ng} asked for {want} layers on the GPU but the engine offloaded {got}{} \
-                     (a build without the `cuda` feature, or no usable GPU)",
+                     ({why})",
                     c.layers_total.map(|l| format!(" of {l}")).unwrap_or_default()
                 ));
                 continue;
@@ -342,10 +361,23 @@ mod tests {
         assert!(cells[0].no_gpu && cells[0].fraction == Some(0.0));
         assert!(warnings(&cells).is_empty(), "{:?}", warnings(&cells));
         cpu.options.insert("num_gpu".into(), OptionValue::Int(80));
-        assert_eq!(
-            warnings(&by_cell(&[cpu])).len(),
-            2,
-            "above the layers, none offloaded"
+        let w = warnings(&by_cell(&[cpu.clone()]));
+        assert_eq!(w.len(), 2, "above the layers, none offloaded");
+        assert!(
+            w[1].ends_with("(this sweep was built without the `cuda` feature)"),
+            "{}",
+            w[1]
+        );
+        // A `cuda` build that saw no device (what scripts/build-cuda.sh's binary does on a
+        // machine without an NVIDIA driver: "CUDA driver version is insufficient").
+        cpu.server_state = Some(serde_json::json!({
+            "layers_offloaded": 0, "layers_total": 19, "gpu_devices": [], "cuda_build": true
+        }));
+        let w = warnings(&by_cell(&[cpu]));
+        assert!(
+            w[1].ends_with("(the engine saw no usable GPU: no device, or a driver older than the build's CUDA runtime)"),
+            "{}",
+            w[1]
         );
         let not_probe = Record {
             phase: Phase::Single,
