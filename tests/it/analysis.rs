@@ -389,6 +389,19 @@ pub(crate) fn write_jsonl(dir: &Path, records: &[Record], torn: bool) {
     }
 }
 
+/// A rep's client tok/s by hand: the tokens after each call's first over its (e2e − TTFT).
+fn client_rate(calls: &[&Record]) -> f64 {
+    let toks: f64 = calls
+        .iter()
+        .map(|r| (r.output_tokens.unwrap() - 1) as f64)
+        .sum();
+    let secs: f64 = calls
+        .iter()
+        .map(|r| (r.e2e_ms.unwrap() - r.ttft_ms.unwrap()) / 1000.0)
+        .sum();
+    toks / secs
+}
+
 /// The reps of `cell` in which every call was measured (the analysis' complete reps).
 fn complete_reps(records: &[Record], cell: &str) -> Vec<u32> {
     let mut reps: Vec<u32> = records
@@ -455,15 +468,7 @@ fn analysis_of_a_jsonl_run_counts_exclusions_and_compares() {
     close(dec.stats.reps[0], toks / secs, 1e-12, "rep decode tps");
     // Rep client tok/s: the tokens after each call's first over its (e2e − TTFT).
     let cli = base.metric(Metric::E2eTps).unwrap();
-    let toks: f64 = r0
-        .iter()
-        .map(|r| (r.output_tokens.unwrap() - 1) as f64)
-        .sum();
-    let secs: f64 = r0
-        .iter()
-        .map(|r| (r.e2e_ms.unwrap() - r.ttft_ms.unwrap()) / 1000.0)
-        .sum();
-    close(cli.stats.reps[0], toks / secs, 1e-12, "rep client tps");
+    close(cli.stats.reps[0], client_rate(&r0), 1e-12, "rep client tps");
 
     // Request-level quantiles (over the calls of complete reps) are type 7, like ours.
     let all: Vec<f64> = records
@@ -708,17 +713,9 @@ fn client_rate_counts_the_tokens_after_the_first() {
         .filter(|r| r.output_tokens.unwrap() >= 2)
         .collect();
     assert_eq!(rep3.len(), 3);
-    let toks: f64 = rep3
-        .iter()
-        .map(|r| (r.output_tokens.unwrap() - 1) as f64)
-        .sum();
-    let secs: f64 = rep3
-        .iter()
-        .map(|r| (r.e2e_ms.unwrap() - r.ttft_ms.unwrap()) / 1000.0)
-        .sum();
     close(
         cli.stats.reps[i],
-        toks / secs,
+        client_rate(&rep3),
         1e-12,
         "rep 3 without the one-token call",
     );
