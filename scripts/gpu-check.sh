@@ -7,7 +7,8 @@
 #   3. decode speed rises with num_gpu (median decode tok/s at 0 < 8 < 99, and every call at 99
 #      faster than every call at 0: medians alone rise by chance one time in six).
 # It prints the figures (for BENCHMARKS.md) and exits 0 only when all three hold; 1 when a
-# check fails, 2 when the machine cannot run it (no nvidia-smi, no model, build failed).
+# check fails, 2 when the machine cannot run it (no nvidia-smi, a driver older than R580, no
+# model, build failed).
 #
 #   scripts/gpu-check.sh                  # build (scripts/build-cuda.sh), then check
 #   SWEEP_BIN=path/to/sweep scripts/gpu-check.sh   # check an existing cuda build
@@ -16,8 +17,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v nvidia-smi >/dev/null || { echo "gpu-check: no nvidia-smi: not a GPU machine" >&2; exit 2; }
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >&2 \
+gpus=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader) \
   || { echo "gpu-check: nvidia-smi cannot reach a GPU" >&2; exit 2; }
+echo "$gpus" >&2
+# The CUDA 13 runtime that scripts/build-cuda.sh links needs driver R580 or newer; an older
+# driver makes ggml report "CUDA driver version is insufficient" and run on the CPU.
+driver=$(echo "$gpus" | head -n 1 | cut -d, -f2 | tr -d ' ')
+if [ "${driver%%.*}" -lt 580 ] 2>/dev/null; then
+  echo "gpu-check: driver $driver is older than R580, which the CUDA 13 build needs" >&2
+  exit 2
+fi
 bash scripts/fetch-model.sh >/dev/null || { echo "gpu-check: model fetch failed" >&2; exit 2; }
 
 LIBDIR=$(bash scripts/build-cuda.sh --print-libdir)
