@@ -634,3 +634,69 @@ fn a_busy_machine_is_named_in_the_run_summary_and_the_tables() {
             >= 10.0
     );
 }
+
+/// `scripts/gpu-check.sh` needs an NVIDIA GPU to pass, but how it reads a run can be checked
+/// here: with a fake `nvidia-smi` and this CPU build, it must run the real sweep, read its
+/// records and telemetry, and fail the offload checks (exit 1); and it must refuse a driver
+/// older than R580, which the CUDA 13 build cannot use (exit 2).
+#[test]
+fn gpu_check_script_reads_a_real_run_and_fails_without_a_gpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let smi = bin.join("nvidia-smi");
+    std::fs::write(
+        &smi,
+        r#"#!/bin/sh
+case "$*" in
+  *--query-gpu=name,driver_version,memory.total*) echo "NVIDIA H200, $FAKE_DRIVER, 143771";;
+  *--query-gpu=index,*) echo "0, 50, 1000, 150.00, 40, 1980";;
+  *--query-compute-apps*) ;;
+  *) exit 2;;
+esac
+"#,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let check = |driver: &str| {
+        Command::new("bash")
+            .arg(root().join("scripts/gpu-check.sh"))
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            )
+            .env("FAKE_DRIVER", driver)
+            .env("SWEEP_BIN", env!("CARGO_BIN_EXE_sweep"))
+            .env("GPU_CHECK_REPS", "1")
+            .env("GPU_CHECK_TOKENS", "16")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+
+    let old = check("570.86.15");
+    let err = String::from_utf8_lossy(&old.stderr);
+    assert_eq!(old.status.code(), Some(2), "{err}");
+    assert!(err.contains("driver 570.86.15 is older than R580"), "{err}");
+
+    let out = check("580.95.05");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("Traceback"), "{stderr}");
+    for want in [
+        "GPU telemetry: nvidia-smi on 1 GPU(s)",
+        "num_gpu=0: layers offloaded/total [(0, 19)]",
+        "FAIL: num_gpu=8: offloaded 0 of 19, expected 8",
+        "FAIL: num_gpu=99: offloaded 0 of 19, expected 19",
+    ] {
+        assert!(stdout.contains(want), "{want:?} missing in:\n{stdout}");
+    }
+    assert!(
+        !stdout.contains("calls without GPU energy"),
+        "every call has its GPU window: {stdout}"
+    );
+}
