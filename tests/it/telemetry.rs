@@ -166,7 +166,8 @@ fn fake_sampler_splits_overlapping_calls_and_gives_null_not_zero() {
 }
 
 /// A fake `nvidia-smi`: two GPUs at 150 W and 50 W (GPU 1's power `[N/A]` when
-/// FAKE_SMI_NA is set), and another process on the GPU.
+/// FAKE_SMI_NA is set), driver FAKE_DRIVER (default 570.86.15), and another process on the
+/// GPU.
 fn fake_smi(dir: &Path) -> PathBuf {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -175,7 +176,7 @@ fn fake_smi(dir: &Path) -> PathBuf {
         &p,
         r#"#!/bin/sh
 case "$*" in
-  *--query-gpu=name,driver_version,memory.total*) echo "NVIDIA H200, 570.86.15, 143771";;
+  *--query-gpu=name,driver_version,memory.total*) echo "NVIDIA H200, ${FAKE_DRIVER:-570.86.15}, 143771";;
   *--query-gpu=index,*)
     echo "0, 50, 1000, 150.00, 40, 1980"
     if [ -n "$FAKE_SMI_NA" ]; then echo "1, 10, 2000, [N/A], 41, 1980"; else echo "1, 10, 2000, 50.00, 41, 1980"; fi;;
@@ -642,23 +643,7 @@ fn a_busy_machine_is_named_in_the_run_summary_and_the_tables() {
 #[test]
 fn gpu_check_script_reads_a_real_run_and_fails_without_a_gpu() {
     let tmp = tempfile::tempdir().unwrap();
-    let bin = tmp.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let smi = bin.join("nvidia-smi");
-    std::fs::write(
-        &smi,
-        r#"#!/bin/sh
-case "$*" in
-  *--query-gpu=name,driver_version,memory.total*) echo "NVIDIA H200, $FAKE_DRIVER, 143771";;
-  *--query-gpu=index,*) echo "0, 50, 1000, 150.00, 40, 1980";;
-  *--query-compute-apps*) ;;
-  *) exit 2;;
-esac
-"#,
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = fake_smi(tmp.path());
     let check = |driver: &str| {
         Command::new("bash")
             .arg(root().join("scripts/gpu-check.sh"))
@@ -688,7 +673,7 @@ esac
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(!stderr.contains("Traceback"), "{stderr}");
     for want in [
-        "GPU telemetry: nvidia-smi on 1 GPU(s)",
+        "GPU telemetry: nvidia-smi on 2 GPU(s)",
         "num_gpu=0: layers offloaded/total [(0, 19)]",
         "FAIL: num_gpu=8: offloaded 0 of 19, expected 8",
         "FAIL: num_gpu=99: offloaded 0 of 19, expected 19",
