@@ -18,6 +18,7 @@ pub use crate::metrics::Metric;
 pub use crate::stats::engine::Decision;
 pub use crate::store::columnar::Source;
 pub use pairs::PairAnalysis;
+pub(crate) use reference::symbol as verdict_word;
 pub use reference::Comparison;
 pub use samples::{measured, Counts, GroupSample, Grouping, MetricSample, Samples, PERCENTILES};
 pub use tidy::{csv_field, tidy_csv, write_tidy_csv, TidyRow};

@@ -61,34 +61,27 @@ fn reps<'s>(s: Option<&'s Samples>, key: &str, m: Metric) -> &'s [f64] {
 }
 
 fn median_cell(v: &[f64], level: f64) -> Cell {
-    let st = RepStats::new(v.to_vec(), level);
-    let (lo, hi) = st
-        .median_ci
-        .value()
-        .map(|i| (Some(i.lower), Some(i.upper)))
-        .unwrap_or((None, None));
-    Cell::value(st.summary.value().map(|s| s.median)).with_ci(
-        lo,
-        hi,
-        &short_reason(st.median_ci.reason().unwrap_or("")),
-    )
+    super::tables::median_cell(&RepStats::new(v.to_vec(), level))
 }
 
-/// A change cell from a two-sample result (`test` p kept for the Holm step).
-fn change_cell(t: &TwoSample) -> (Cell, Option<f64>) {
+/// The TTFT change of `x` against `y` (per-rep values) as a Δ% cell; a tested change's p is
+/// queued in `tested` at `at` (row, column) for the Holm step.
+fn ttft_change(
+    x: &[f64],
+    y: &[f64],
+    params: &engine::Params,
+    at: (usize, usize),
+    tested: &mut Vec<(usize, usize, f64)>,
+) -> Cell {
+    let t: TwoSample = engine::two_sample(Metric::TtftMs, Sample::Reps(x), Sample::Reps(y), params);
     match (t.change, &t.ci) {
-        (Some(c), Some(ci)) => (
-            Cell::value(Some(c * 100.0)).with_ci(
-                Some(ci.lower * 100.0),
-                Some(ci.upper * 100.0),
-                "",
-            ),
-            t.test.as_ref().map(|x| x.p),
-        ),
-        _ => (
-            Cell::text(short_reason(t.note.as_deref().unwrap_or("n/a"))),
-            None,
-        ),
+        (Some(c), Some(ci)) => {
+            if let Some(test) = &t.test {
+                tested.push((at.0, at.1, test.p));
+            }
+            Cell::value(Some(c * 100.0)).with_ci(Some(ci.lower * 100.0), Some(ci.upper * 100.0), "")
+        }
+        _ => Cell::text(short_reason(t.note.as_deref().unwrap_or("n/a"))),
     }
 }
 
@@ -124,11 +117,7 @@ pub fn agent_table(view: &View) -> Result<Option<Table>, ReportError> {
             samples.insert(i, agent_samples(r, &cells)?);
         }
     }
-    let mut axes_entries = Vec::new();
-    for e in &entries {
-        axes_entries.push(*e);
-    }
-    let (axes, constant) = super::tables::split_axes(view, &axes_entries, &[], &[]);
+    let (axes, constant) = super::tables::split_axes(view, &entries, &[], &[]);
     let mut columns: Vec<Column> = axes.iter().map(Column::text).collect();
     columns.push(Column::text("agent"));
     columns.push(Column::number(
@@ -185,33 +174,25 @@ pub fn agent_table(view: &View) -> Result<Option<Table>, ReportError> {
             cells.push(Cell::text(ag.as_str()));
             cells.push(median_cell(conc, level));
             cells.push(median_cell(seq, level));
-            let t = engine::two_sample(
-                Metric::TtftMs,
-                Sample::Reps(conc),
-                Sample::Reps(seq),
+            cells.push(ttft_change(
+                conc,
+                seq,
                 &params,
-            );
-            let (c, p) = change_cell(&t);
-            if let Some(p) = p {
-                tested.push((rows.len(), base + 4, p));
-            }
-            cells.push(c);
+                (rows.len(), base + 4),
+                &mut tested,
+            ));
             cells.push(median_cell(reps(sa, &conc_key, Metric::DecodeTps), level));
             if Some(ag) == agents.first() {
                 cells.push(Cell::text("(ref)"));
             } else {
                 let a_conc = reps(s.get(&agents[0]), &conc_key, Metric::TtftMs);
-                let t = engine::two_sample(
-                    Metric::TtftMs,
-                    Sample::Reps(conc),
-                    Sample::Reps(a_conc),
+                cells.push(ttft_change(
+                    conc,
+                    a_conc,
                     &params,
-                );
-                let (c, p) = change_cell(&t);
-                if let Some(p) = p {
-                    tested.push((rows.len(), base + 6, p));
-                }
-                cells.push(c);
+                    (rows.len(), base + 6),
+                    &mut tested,
+                ));
             }
             cells.push(match pair.and_then(|p| p.contention.get(ag)) {
                 Some(st) => median_cell(&st.reps, level),

@@ -331,7 +331,7 @@ pub fn headline(view: &View) -> Vec<Table> {
                     e.run
                         .a
                         .comparison(&e.cell.cell_id, m)
-                        .map(|c| analysis_symbol(c.verdict).to_string())
+                        .map(|c| crate::analysis::verdict_word(c.verdict).to_string())
                         .unwrap_or_else(|| "n/a".into())
                 }
             };
@@ -347,18 +347,6 @@ pub fn headline(view: &View) -> Vec<Table> {
         out.push(t);
     }
     out
-}
-
-fn analysis_symbol(d: crate::stats::engine::Decision) -> &'static str {
-    use crate::stats::engine::Decision;
-    match d {
-        Decision::Better => "better",
-        Decision::Worse => "worse",
-        Decision::NoChange | Decision::WithinThreshold => "~",
-        Decision::Changed => "changed",
-        Decision::Constant => "constant",
-        Decision::Inconclusive => "n/a",
-    }
 }
 
 /// Files in `tables/` a render owns (and replaces): so that the directory holds exactly the

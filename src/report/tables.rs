@@ -18,6 +18,20 @@ use crate::spec::{BoldRule, CiStyle, Columns, Statistic, TableSpec};
 use crate::stats::engine::Decision;
 use std::collections::BTreeMap;
 
+/// A median with its order-statistic CI, or the reason there is no interval.
+pub(crate) fn median_cell(s: &crate::analysis::RepStats) -> Cell {
+    let (lo, hi) = s
+        .median_ci
+        .value()
+        .map(|i| (Some(i.lower), Some(i.upper)))
+        .unwrap_or((None, None));
+    Cell::value(s.summary.value().map(|x| x.median)).with_ci(
+        lo,
+        hi,
+        &short_reason(s.median_ci.reason().unwrap_or("")),
+    )
+}
+
 /// Short form of an "unavailable" reason: "need ≥ 6".
 pub fn short_reason(note: &str) -> String {
     match note.find("need ≥") {
@@ -56,14 +70,7 @@ fn verdict(a: &Analysis, c: &CellAnalysis, m: Metric) -> (String, bool) {
     match a.comparison(&c.cell_id, m) {
         Some(cmp) => {
             let sig = matches!(cmp.verdict, Decision::Better | Decision::Worse);
-            let word = match cmp.verdict {
-                Decision::Better => "better",
-                Decision::Worse => "worse",
-                Decision::NoChange | Decision::WithinThreshold => "~",
-                Decision::Changed => "changed",
-                Decision::Constant => "constant",
-                Decision::Inconclusive => "n/a",
-            };
+            let word = crate::analysis::verdict_word(cmp.verdict);
             (word.into(), sig)
         }
         None => ("n/a".into(), false),
@@ -416,15 +423,7 @@ fn metric_table(
     let (axes, constant) = split_axes(view, entries, &[], group_by);
     let value_name = if m.is_pooled() { "p95" } else { "median" };
     let mut columns: Vec<Column> = axes.iter().map(Column::text).collect();
-    columns.push(Column {
-        header: "n".into(),
-        kind: ColKind::Number {
-            decimals: 0,
-            ci: CiStyle::None,
-            signed: false,
-            unit: String::new(),
-        },
-    });
+    columns.push(Column::number("n", 0, CiStyle::None));
     columns.push(Column::number(
         format!("{value_name} [{lvl} CI]"),
         1,
@@ -889,15 +888,7 @@ pub fn pair_table(view: &View) -> Option<Table> {
     agents.dedup();
     let (axes, constant) = split_axes(view, &entries, &[], &[]);
     let mut columns: Vec<Column> = axes.iter().map(Column::text).collect();
-    columns.push(Column {
-        header: "n".into(),
-        kind: ColKind::Number {
-            decimals: 0,
-            ci: CiStyle::None,
-            signed: false,
-            unit: String::new(),
-        },
-    });
+    columns.push(Column::number("n", 0, CiStyle::None));
     columns.push(Column::number(
         format!("speedup [{lvl} CI]"),
         2,
@@ -915,18 +906,6 @@ pub fn pair_table(view: &View) -> Option<Table> {
             CiStyle::Brackets,
         ));
     }
-    let med = |s: &crate::analysis::RepStats| -> Cell {
-        let (lo, hi) = s
-            .median_ci
-            .value()
-            .map(|i| (Some(i.lower), Some(i.upper)))
-            .unwrap_or((None, None));
-        Cell::value(s.summary.value().map(|x| x.median)).with_ci(
-            lo,
-            hi,
-            &short_reason(s.median_ci.reason().unwrap_or("")),
-        )
-    };
     let mut rows = Vec::new();
     for e in &entries {
         let Some(p) = e.run.a.pairs.iter().find(|p| p.cell_id == e.cell.cell_id) else {
@@ -934,13 +913,13 @@ pub fn pair_table(view: &View) -> Option<Table> {
         };
         let mut cells = axis_cells(view, e, &axes);
         cells.push(Cell::value(p.speedup.summary.value().map(|s| s.n as f64)));
-        cells.push(med(&p.speedup));
-        cells.push(med(&p.efficiency));
+        cells.push(median_cell(&p.speedup));
+        cells.push(median_cell(&p.efficiency));
         for ag in &agents {
             cells.push(
                 p.contention
                     .get(ag)
-                    .map(med)
+                    .map(median_cell)
                     .unwrap_or_else(|| Cell::text("n/a")),
             );
         }
