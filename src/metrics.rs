@@ -317,6 +317,13 @@ impl Metric {
         self.def().log_scale
     }
 
+    /// True for a metric that grows with the number of generated tokens (a whole call's or
+    /// its generation's duration): comparing it between workloads of different output
+    /// lengths compares the lengths, not the speed.
+    pub fn scales_with_output_tokens(self) -> bool {
+        matches!(self, Metric::E2eMs | Metric::EvalMs)
+    }
+
     /// A name or one of its aliases (`ttft_p50` is `ttft_ms`).
     pub fn parse(s: &str) -> Option<Metric> {
         METRICS

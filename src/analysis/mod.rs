@@ -477,7 +477,17 @@ pub fn analyze_frame(
         "reference arm `{reference_arm}` ({how}); each cell is compared with the reference cell \
          with the same factor values, else the reference arm's first cell in run order"
     );
-    let comparisons = reference::compare_all(&cells, &s, opts, &params);
+    // Output lengths, for the metrics that scale with them (the workload check).
+    let tokens = if opts.metrics.iter().any(|m| m.scales_with_output_tokens()) {
+        Some(samples::samples(
+            lf.clone(),
+            &[Metric::OutputTokens],
+            Grouping::Cells,
+        )?)
+    } else {
+        None
+    };
+    let comparisons = reference::compare_all(&cells, &s, tokens.as_ref(), opts, &params);
     let pairs = pairs::pairs(lf, opts)?;
     let axis_tests = reference::axis_tests(&cells, opts, &params);
     let mut notes = Vec::new();

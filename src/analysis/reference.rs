@@ -54,6 +54,7 @@ pub(crate) fn symbol(d: Decision) -> &'static str {
         Decision::Changed => "changed",
         Decision::Constant => "constant",
         Decision::Inconclusive => "n/a",
+        Decision::OtherWorkload => "≠ workload",
     }
 }
 
@@ -82,10 +83,26 @@ pub fn assign_references(cells: &mut [CellAnalysis], arm: &str) -> Result<(), An
     Ok(())
 }
 
-/// Every non-reference cell × metric against its reference cell.
+/// True when two median output lengths differ by more than the gate's workload tolerance.
+fn other_workload(tokens: Option<&Samples>, a: &str, b: &str) -> bool {
+    let median = |k: &str| {
+        let ms = tokens?.group(k)?.metric(Metric::OutputTokens)?;
+        engine::point_estimate(Metric::OutputTokens, ms.sample())
+    };
+    match (median(a), median(b)) {
+        (Some(x), Some(y)) if y > 0.0 => (x / y - 1.0).abs() > crate::gate::WORKLOAD_TOLERANCE,
+        _ => false,
+    }
+}
+
+/// Every non-reference cell × metric against its reference cell. A metric that scales with
+/// the output length (`e2e_ms`, `eval_ms`) between cells whose median output lengths
+/// differ beyond [`crate::gate::WORKLOAD_TOLERANCE`] is computed but not judged
+/// ([`Decision::OtherWorkload`]): its change is the lengths', not the speed's.
 pub fn compare_all(
     cells: &[CellAnalysis],
     s: &Samples,
+    tokens: Option<&Samples>,
     opts: &AnalysisOptions,
     params: &Params,
 ) -> Vec<Comparison> {
@@ -130,7 +147,13 @@ pub fn compare_all(
         for (i, c) in family.iter_mut().enumerate() {
             c.p_holm = Some(holm[i]).filter(|p| !p.is_nan());
             c.p_bh = Some(bh[i]).filter(|p| !p.is_nan());
-            c.verdict = engine::decide(&c.result, c.p_holm, 0.0, opts.alpha);
+            c.verdict = if m.scales_with_output_tokens()
+                && other_workload(tokens, &c.cell_id, &c.reference_cell)
+            {
+                Decision::OtherWorkload
+            } else {
+                engine::decide(&c.result, c.p_holm, 0.0, opts.alpha)
+            };
         }
         out.extend(family);
     }

@@ -311,23 +311,31 @@ pub(crate) enum Command {
     /// Print the JSON Schema of the experiment file (generated from the types that parse
     /// it; editors such as Even Better TOML use it through a `#:schema` directive).
     Schema,
-    /// Compare a run with a baseline and give a verdict: exit 0 pass, 1 regression,
-    /// 3 inconclusive or not comparable (too few reps, nothing measured, too many failed
-    /// calls, environments differ), 2 bad input.
+    /// Judge tonight's run against the nights before it: exit 0 pass (a change of the
+    /// tolerance or worse is ruled out in every gating row), 1 regression (a change worse
+    /// than the tolerance is shown, or a cell's calls fail or reload), 3 undecided or not
+    /// comparable (neither shown; too few reps; environments differ), 2 bad input.
+    ///
+    /// Given a baseline directory (`sweep baseline save`) with ≥ 3 nights, the nights are
+    /// the unit: their between-night variance enters every test, and tonight is tested
+    /// against the recent level and against the anchor (a slow drift cannot pass).
     Compare {
-        /// The baseline: a run directory, or a baseline directory (`sweep baseline save`);
-        /// with `--history`, leave it out and give only the current run.
+        /// The baseline: a baseline directory (its nights), or one run directory; with
+        /// `--history`, leave it out and give only the current run.
         #[arg(value_name = "BASELINE")]
         baseline: PathBuf,
         /// The current run directory.
         #[arg(value_name = "CURRENT")]
         current: Option<PathBuf>,
-        /// Compare against the last K runs under DIR instead of one baseline.
+        /// Use the runs under DIR (e.g. results/<experiment>) as the nights.
         #[arg(long, value_name = "DIR")]
         history: Option<PathBuf>,
-        /// How many earlier runs `--history` uses.
-        #[arg(long, value_name = "K", default_value_t = 7, requires = "history")]
+        /// How many of the newest nights form the window (the anchor may be older).
+        #[arg(long, value_name = "K", default_value_t = gate::DEFAULT_LAST, value_parser = parse_last)]
         last: usize,
+        /// Compare with the baseline directory's current entry only (no night model).
+        #[arg(long, conflicts_with = "history")]
+        two_runs: bool,
         /// Significance level (default: the spec's [compare] alpha, else 0.05).
         #[arg(long, value_parser = parse_alpha)]
         alpha: Option<f64>,
@@ -338,8 +346,8 @@ pub(crate) enum Command {
         #[arg(long)]
         allow_env_change: bool,
         /// Exit 0 instead of 3 when the gate could not decide.
-        #[arg(long)]
-        allow_inconclusive: bool,
+        #[arg(long, alias = "allow-inconclusive")]
+        allow_undecided: bool,
         /// Compare a partial merge or an unfinished run.
         #[arg(long)]
         allow_partial: bool,
@@ -361,12 +369,20 @@ pub(crate) enum Command {
         #[command(subcommand)]
         action: BaselineCommand,
     },
-    /// How many reps the nightly needs: from a stored run's per-rep spread, the smallest
-    /// change each metric can detect and the reps needed to detect the [compare] thresholds
-    /// (α, 80% power, Holm over the gating family).
+    /// How many reps a night needs: from a stored run's per-rep spread (and, with a
+    /// history, the between-night spread), the reps that show a change of DETECT × the
+    /// tolerance to exceed the tolerance (one-sided, α over the gating tests, 80% power),
+    /// with a range for the uncertainty of the spreads.
     Power {
-        /// A run directory or a baseline directory.
+        /// A run directory or a baseline directory (with ≥ 3 nights its history is used).
         run: PathBuf,
+        /// The nights to take the between-night spread from (default: RUN when it is a
+        /// baseline directory).
+        #[arg(long, value_name = "DIR")]
+        history: Option<PathBuf>,
+        /// The change to catch, as a multiple of the tolerance.
+        #[arg(long, default_value_t = 2.0, value_name = "X")]
+        detect: f64,
         /// Reps per side to compute detectable changes for (default: the file's repetitions).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=10000))]
         reps: Option<u32>,
@@ -388,17 +404,27 @@ pub(crate) enum Command {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BaselineCommand {
-    /// Promote a run to the current baseline. Refuses a run whose `sweep compare` was not a
-    /// clean pass (or that was never compared) unless --force.
+    /// Keep a compared run as a night of the history; a clean pass also becomes the
+    /// current baseline. Refuses a run that was never compared unless --force.
     Save {
         /// The run directory to keep.
         run: PathBuf,
         /// Baseline directory (default: baselines/<experiment>).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Keep it even without a clean pass (the first baseline of an experiment).
+        /// Keep it and make it current even without a clean pass (the first nights of an
+        /// experiment).
         #[arg(long)]
         force: bool,
+    },
+    /// Fix the anchor: the nights every later night is held to (a slow drift cannot move
+    /// it; only this command does).
+    Anchor {
+        /// The baseline directory.
+        dir: PathBuf,
+        /// The entries of the anchor (default: the newest 3), as `sweep baseline list`
+        /// names them.
+        entries: Vec<String>,
     },
     /// List a baseline directory's entries, the current one marked.
     List {
@@ -412,6 +438,13 @@ pub(crate) enum BaselineCommand {
         /// The entry to make current, as `sweep baseline list` names it.
         entry: String,
     },
+}
+
+fn parse_last(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(k) if k >= 1 => Ok(k),
+        _ => Err(format!("expected a number of nights ≥ 1, found {s:?}")),
+    }
 }
 
 fn parse_alpha(s: &str) -> Result<f64, String> {
@@ -738,10 +771,11 @@ pub(crate) fn run(command: Command) -> Result<Status, CliError> {
             current,
             history,
             last,
+            two_runs,
             alpha,
             thresholds,
             allow_env_change,
-            allow_inconclusive,
+            allow_undecided,
             allow_partial,
             markdown,
             json,
@@ -751,7 +785,7 @@ pub(crate) fn run(command: Command) -> Result<Status, CliError> {
             // With --history the one positional is the current run.
             let (against, current) = match (history, current) {
                 (None, Some(current)) => (Against::Run(baseline), current),
-                (Some(dir), None) => (Against::History { dir, last }, baseline),
+                (Some(dir), None) => (Against::History { dir }, baseline),
                 (None, None) => {
                     return Err(CliError::Usage(
                         "give BASELINE and CURRENT (or --history DIR CURRENT)".into(),
@@ -770,6 +804,8 @@ pub(crate) fn run(command: Command) -> Result<Status, CliError> {
                 thresholds,
                 allow_env_change,
                 allow_partial,
+                last,
+                two_runs,
             };
             let (cmp, warnings) = gate::run(&req)?;
             for w in warnings {
@@ -789,7 +825,7 @@ pub(crate) fn run(command: Command) -> Result<Status, CliError> {
                     print!("{md}");
                 }
             }
-            Ok(match cmp.outcome.exit_code(allow_inconclusive) {
+            Ok(match cmp.outcome.exit_code(allow_undecided) {
                 gate::EXIT_REGRESSION => Status::Regression,
                 gate::EXIT_INCONCLUSIVE => Status::Undecided,
                 _ => Status::Ok,
@@ -828,12 +864,23 @@ pub(crate) fn run(command: Command) -> Result<Status, CliError> {
         }
         Command::Power {
             run,
+            history,
+            detect,
             reps,
             power,
             alpha,
             thresholds,
             json,
-        } => power_command(&run, reps, power, alpha, &thresholds, json),
+        } => power_command(
+            &run,
+            history.as_deref(),
+            detect,
+            reps,
+            power,
+            alpha,
+            &thresholds,
+            json,
+        ),
     }
 }
 
@@ -976,14 +1023,23 @@ fn baseline(action: BaselineCommand) -> Result<Status, CliError> {
     match action {
         BaselineCommand::Save { run, dir, force } => {
             let saved = gate::baseline::save(&run, dir.as_deref(), force)?;
-            if let Some(why) = &saved.forced_over {
-                tracing::warn!("kept with --force although: {why}");
+            if saved.promoted {
+                if let Some(why) = &saved.why {
+                    tracing::warn!("kept with --force although: {why}");
+                }
+                println!(
+                    "baseline saved: {} → {} (now current)",
+                    run.display(),
+                    saved.entry.display()
+                );
+            } else {
+                println!(
+                    "night kept: {} → {} ({})",
+                    run.display(),
+                    saved.entry.display(),
+                    saved.why.as_deref().unwrap_or("not a pass")
+                );
             }
-            println!(
-                "baseline saved: {} → {} (now current)",
-                run.display(),
-                saved.entry.display()
-            );
         }
         BaselineCommand::List { dir } => {
             let current = gate::baseline::current_entry(&dir)?;
@@ -998,12 +1054,19 @@ fn baseline(action: BaselineCommand) -> Result<Status, CliError> {
             gate::baseline::point_at(&dir, &entry)?;
             println!("{}: current baseline is now {entry}", dir.display());
         }
+        BaselineCommand::Anchor { dir, entries } => {
+            let anchor = gate::baseline::set_anchor(&dir, &entries)?;
+            println!("{}: anchor is now {}", dir.display(), anchor.join(", "));
+        }
     }
     Ok(Status::Ok)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn power_command(
     run: &Path,
+    history: Option<&Path>,
+    detect: f64,
     reps: Option<u32>,
     power: f64,
     alpha: Option<f64>,
@@ -1017,12 +1080,37 @@ fn power_command(
         tracing::warn!("{w}");
     }
     settings.apply_flags(alpha, thresholds)?;
+    if !(detect.is_finite() && detect > 1.0) {
+        return Err(CliError::Usage(format!(
+            "--detect must be above 1 (the change to catch, as a multiple of the tolerance), found {detect}"
+        )));
+    }
     let loaded = gate::load_run(&dir, &settings.metrics(), true)?;
+    let history_dir = history
+        .map(Path::to_path_buf)
+        .or_else(|| (run.join(gate::baseline::CURRENT).is_file()).then(|| run.to_path_buf()));
+    let nights = match history_dir {
+        Some(h) => {
+            let (n, notes) = gate::load_history(
+                &h,
+                gate::DEFAULT_LAST,
+                &std::path::PathBuf::new(),
+                &manifest,
+                false,
+                &settings.metrics(),
+            )?;
+            for note in notes {
+                tracing::warn!("{note}");
+            }
+            Some(n)
+        }
+        None => None,
+    };
     let reps = reps
         .map(|r| r as usize)
         .or_else(|| manifest.spec().map(|s| s.experiment.repetitions as usize))
         .unwrap_or(crate::stats::engine::MIN_REPS);
-    let p = gate::power::analyze(&loaded, &settings, reps, power);
+    let p = gate::power::analyze(&loaded, nights.as_ref(), &settings, reps, power, detect);
     if json {
         let text =
             serde_json::to_string_pretty(&p).map_err(|e| CliError::Environment(e.to_string()))?;

@@ -1,11 +1,14 @@
 //! Baselines for the nightly gate: a directory (default `baselines/<experiment>`) holding
-//! one entry per promoted run (`<YYYYMMDD>-<run-id>/`: manifest, records, the verdict that
-//! promoted it) and a `current` file naming the entry `sweep compare` uses. History mode
-//! reads the entries; `sweep baseline use` rolls the pointer back.
+//! one entry per compared night (`<YYYYMMDD>-<run-id>/`: manifest, records, its verdict), a
+//! `current` file naming the newest clean pass, and an optional `anchor` file naming the
+//! anchor's entries. `sweep compare` reads every entry as a night once there are ≥ 3 (all
+//! compared nights, not only passes: a history of passes alone would understate the
+//! night-to-night spread); `sweep baseline use` rolls the pointer back; `sweep baseline
+//! anchor` moves the anchor, the only way it moves.
 //!
-//! Only a clean pass is promoted: a run whose stored verdict is a regression or
-//! inconclusive, or that was never compared, is refused unless `--force` (the first
-//! baseline of an experiment has nothing to be compared with and needs it).
+//! Every compared night is kept; only a clean pass moves `current`. A run that was never
+//! compared is refused unless `--force` (the first nights of an experiment have nothing to
+//! be compared with and need it; forced entries do move `current`).
 
 use super::{GateError, Outcome, VERDICT_FILE};
 use crate::store::{self, atomic, Manifest, StoreError, MANIFEST, RECORDS_JSONL, RECORDS_PARQUET};
@@ -44,49 +47,61 @@ pub fn entries(dir: &Path) -> Result<Vec<String>, GateError> {
     Ok(v)
 }
 
-/// What `baseline save` did.
-#[derive(Debug, Clone)]
-pub struct Saved {
-    pub(crate) entry: PathBuf,
-    /// Set when the run was kept without a clean pass (`--force`): why it would have been
-    /// refused.
-    pub forced_over: Option<String>,
-}
-
-/// Why `run` is not a clean pass, or `None` when it is one.
-fn not_a_pass(run: &Path) -> Result<Option<GateError>, GateError> {
+/// The outcome stored in `run`'s verdict, or `None` when it was never compared.
+fn stored_outcome(run: &Path) -> Result<Option<Outcome>, GateError> {
     let p = run.join(VERDICT_FILE);
     let text = match std::fs::read_to_string(&p) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Some(GateError::NotCompared(run.to_path_buf())))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(StoreError::Io { path: p, source: e }.into()),
     };
     let v: serde_json::Value = serde_json::from_str(&text)?;
     let outcome: Outcome = serde_json::from_value(v["outcome"].clone())
         .or_else(|_| serde_json::from_value(v.clone()))?;
-    Ok(match outcome {
-        Outcome::Pass => None,
-        o => Some(GateError::NotAPass {
-            dir: run.to_path_buf(),
-            outcome: o.name().to_string(),
-        }),
-    })
+    Ok(Some(outcome))
+}
+
+/// What `baseline save` did.
+#[derive(Debug, Clone)]
+pub struct Saved {
+    pub(crate) entry: PathBuf,
+    /// True when `current` now names the entry (a clean pass, or `--force`).
+    pub promoted: bool,
+    /// Why the entry is kept in the history without moving `current` (its outcome), or
+    /// why `--force` was needed.
+    pub why: Option<String>,
 }
 
 /// `sweep baseline save RUN [--dir D] [--force]`: copies the run's manifest, records and
-/// verdict into a new entry of the baseline directory and points `current` at it.
+/// verdict into a new entry of the baseline directory (every compared night is kept as
+/// history) and points `current` at it when its comparison passed (or with `--force`).
 pub fn save(run: &Path, dir: Option<&Path>, force: bool) -> Result<Saved, GateError> {
     let manifest = Manifest::read(run)?;
     let src_records = run.join(RECORDS_JSONL);
     if store::read_records(&src_records)?.records.is_empty() {
         return Err(GateError::NoRecords(run.to_path_buf()));
     }
-    let forced_over = match not_a_pass(run)? {
-        None => None,
-        Some(e) if force => Some(e.to_string()),
-        Some(e) => return Err(e),
+    let (promoted, why) = match stored_outcome(run)? {
+        Some(Outcome::Pass) => (true, None),
+        Some(o) if force => (
+            true,
+            Some(format!(
+                "its comparison ended {}; kept and made current by --force",
+                o.name()
+            )),
+        ),
+        Some(o) => (
+            false,
+            Some(format!(
+                "its comparison ended {}: kept as a night of the history, `current` unchanged",
+                o.name()
+            )),
+        ),
+        None if force => (
+            true,
+            Some(GateError::NotCompared(run.to_path_buf()).to_string()),
+        ),
+        None => return Err(GateError::NotCompared(run.to_path_buf())),
     };
     let dest = match dir {
         Some(d) => d.to_path_buf(),
@@ -119,8 +134,49 @@ pub fn save(run: &Path, dir: Option<&Path>, force: bool) -> Result<Saved, GateEr
     }
     // Manifest last: an entry is only valid once its records are in place.
     atomic::copy_atomic(&run.join(MANIFEST), &entry.join(MANIFEST))?;
-    point_at(&dest, &name)?;
-    Ok(Saved { entry, forced_over })
+    if promoted {
+        point_at(&dest, &name)?;
+    }
+    Ok(Saved {
+        entry,
+        promoted,
+        why,
+    })
+}
+
+/// `sweep baseline anchor DIR [ENTRY...]`: makes the named entries the anchor (default:
+/// the newest [`super::ANCHOR_NIGHTS`] entries). Returns the anchor's entries.
+pub fn set_anchor(dir: &Path, names: &[String]) -> Result<Vec<String>, GateError> {
+    let all = entries(dir)?;
+    let chosen: Vec<String> = if names.is_empty() {
+        all.iter()
+            .rev()
+            .take(super::ANCHOR_NIGHTS)
+            .rev()
+            .cloned()
+            .collect()
+    } else {
+        for n in names {
+            if !all.contains(n) {
+                return Err(GateError::NoSuchEntry {
+                    dir: dir.to_path_buf(),
+                    name: n.clone(),
+                });
+            }
+        }
+        names.to_vec()
+    };
+    if chosen.is_empty() {
+        return Err(GateError::EmptyAnchor(dir.to_path_buf()));
+    }
+    let mut text =
+        String::from("# sweep baseline anchor: the nights tonight is held to (one entry a line)\n");
+    for c in &chosen {
+        text.push_str(c);
+        text.push('\n');
+    }
+    atomic::write_atomic(&dir.join(super::ANCHOR_FILE), text.as_bytes())?;
+    Ok(chosen)
 }
 
 /// `sweep baseline use ENTRY`: points `current` at an existing entry (a rollback).

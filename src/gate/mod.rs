@@ -1,41 +1,62 @@
-//! The regression gate (`sweep compare`): a current run against a baseline run (or the last
-//! K runs), cell by cell and metric by metric, with a verdict and an exit code that tells a
-//! nightly job what happened. It computes; [`crate::report`] renders (Markdown summary,
-//! JSON, JUnit).
+//! The regression gate (`sweep compare`): tonight's run against the nights before it, cell
+//! by cell and metric by metric, with a verdict and an exit code that tells a nightly job
+//! what happened. It computes; [`crate::report`] renders (Markdown summary, JSON, JUnit).
 //!
-//! Method (the repetition is the unit; one statistics engine with `sweep analyze`):
-//! - Samples come from [`crate::analysis::samples`] grouped per cell and phase (a pair's
-//!   concurrent and sequential phases are different workloads).
-//! - Each (group, metric) goes through [`engine::two_sample`] with [`Params::gate`]: Welch t
-//!   on ln rep values (cluster bootstrap for pooled tails); the change's interval has each
-//!   end a one-sided 1 − α bound.
-//! - Holm runs over the gating family: every (group, metric) with a threshold. Its
-//!   family-wise error rate is at most α: identical runs fail the gate in at most α of
-//!   nights (checked by simulation in the tests). Informational metrics get their own Holm
-//!   family and never fail the job.
-//! - Verdict ([`engine::decide`]): regression when the adjusted p < α, the change is in the
-//!   bad direction, and its interval reaches the threshold (a change that large is not ruled
-//!   out); within noise when significant but shown smaller than the threshold.
-//! - Outcome: regression (exit 1) beats inconclusive (exit 3: too few reps, a cell with no
-//!   measured calls, too many failed calls, cells missing on one side, nothing compared,
-//!   environments not comparable); pass (exit 0) only when every gating row was decided.
+//! The rule (the same words are in README, `methods.md` and `shared/design.md`): each
+//! gating row (cell × metric with a tolerance T) gets one of three outcomes:
+//! - **regression**: the one-sided test of "the change in the bad direction is at most T"
+//!   rejects at α after Holm over the gating family: the data show a change worse than T;
+//! - **pass**: the one-sided test of "the change in the bad direction is at least T"
+//!   rejects at α (non-inferiority: the bad-side bound is below T); the gate passes only
+//!   when every row passes, an intersection–union test that needs no correction;
+//! - **undecided**: neither (exit 3, with the reps that would decide it). "Not significant"
+//!   is undecided, never a pass.
+//!
+//! The model ([`crate::stats::nightly`]): ln of a rep's value = level + night offset + rep
+//! noise. With ≥ [`MIN_HISTORY`] earlier nights, the between-night variance is estimated
+//! from them (every compared night, not only passes; past level shifts and a slow trend
+//! removed first) and enters every standard error, and tonight is tested twice, both tests
+//! in the Holm family: against the **recent level** (the mean of the nights since the
+//! history's last level shift: a step) and against the **anchor** (nights fixed in the
+//! baseline directory's `anchor` file, by default its first three; a passing night never
+//! moves it: a slow drift). With fewer nights, tonight is tested against one baseline night
+//! with Welch's t on ln values, and the summary says the false-alarm rate then assumes no
+//! night-to-night variance.
+//!
+//! Besides the timings, every cell's share of failed (timed-out included) and of cold calls
+//! is gated: above `[compare] max_failed_share` and higher than the reference by a one-sided
+//! Fisher exact test at α is a regression. Metrics that scale with the generated length
+//! (`e2e_ms`, `eval_ms`) are not judged between nights whose median output lengths differ
+//! by more than [`WORKLOAD_TOLERANCE`].
 
 pub mod baseline;
 mod history;
+mod judge;
+pub mod oc;
 pub mod power;
 mod settings;
+mod shares;
 
-pub use history::{compare_history, load_history, MIN_HISTORY};
+pub use history::{load_history, Nights, ANCHOR_FILE, ANCHOR_NIGHTS, DEFAULT_LAST, MIN_HISTORY};
+pub use judge::{compare, compare_nights, CHANGE_POINT_ALPHA, WORKLOAD_TOLERANCE};
 pub use settings::{parse_threshold, Settings};
+pub use shares::{ShareKind, ShareRow};
 
 use crate::analysis::samples::{self, Grouping, Samples};
 use crate::metrics::Metric;
-use crate::stats;
-use crate::stats::engine::{self, Decision, Params, TwoSample};
+use crate::stats::engine::{Params, TwoSample};
+use crate::stats::nightly::{Call, Change, NightVariance};
 use crate::store::{self, Manifest, StoreError};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+/// The rule, in the words README, `methods.md` and the design use.
+pub const RULE: &str = "Each gating row (cell × metric with a tolerance T) is regression when \
+the one-sided test of \"the change in the bad direction is at most T\" rejects at α after Holm \
+over the gating tests (the data show a change worse than T), pass when the one-sided test of \
+\"the change in the bad direction is at least T\" rejects at α (the bad-side bound is below T; \
+the gate passes only when every row does, an intersection–union test), and undecided \
+otherwise: \"not significant\" is never a pass.";
 
 /// Exit codes of `sweep compare` (and the rest of the CLI; see `cli::exit`).
 pub const EXIT_OK: i32 = 0;
@@ -69,17 +90,12 @@ pub enum GateError {
     /// History mode found no usable earlier run; the text lists why runs were skipped.
     #[error("no comparable earlier run in the history directory{}", if .0.is_empty() { String::new() } else { format!(" ({})", .0) })]
     NoHistory(String),
+    /// `baseline anchor` named an entry the baseline directory does not hold.
+    #[error("{}: the anchor needs at least one entry", .0.display())]
+    EmptyAnchor(PathBuf),
     /// `baseline save` of a run that has no [`VERDICT_FILE`] (it was never compared).
     #[error("{}: this run was never compared (no {VERDICT_FILE}); run `sweep compare` first, or pass --force to keep it as a baseline anyway", .0.display())]
     NotCompared(PathBuf),
-    /// `baseline save` of a run whose stored comparison did not pass.
-    #[error("{}: its comparison ended {outcome}; only a clean pass is promoted (pass --force to keep it anyway)", dir.display())]
-    NotAPass {
-        /// The run directory.
-        dir: PathBuf,
-        /// The stored outcome's name ("regression", "inconclusive", "not comparable").
-        outcome: String,
-    },
     /// `baseline save` whose destination is the run directory itself.
     #[error("refusing to save {} onto itself", .0.display())]
     SameDir(PathBuf),
@@ -227,35 +243,94 @@ pub fn env_differences(b: &Manifest, c: &Manifest) -> Vec<EnvDifference> {
         .collect()
 }
 
-/// The gate's words for a (group, metric) result.
+/// The gate's words for a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
-    /// Significant (Holm) in the bad direction, and a change of at least the threshold is
-    /// not ruled out.
+    /// Gating: shown worse than the tolerance. Informational: significantly worse.
     Regression,
-    /// Nothing decided: too few reps or calls, no value on a side, a statistic that could
-    /// not be formed, or constant but different data.
-    Inconclusive,
-    /// Significant, but the interval rules out a change as large as the threshold.
-    WithinNoise,
-    /// Not significant (or constant and identical), or a change of a metric with no
-    /// better side.
+    /// Gating: neither a regression nor a pass was shown (or nothing could be tested).
+    #[serde(alias = "inconclusive")]
+    Undecided,
+    /// Informational: the workloads differ (output lengths), so a token-length-dependent
+    /// metric is not compared.
+    NotComparable,
+    /// Gating: a change of the tolerance or worse is ruled out.
+    Pass,
+    /// Informational: not significant, or constant and identical (zero vs zero included).
     NoChange,
-    /// Significant in the good direction, and the interval reaches the threshold.
+    /// Gating: a pass whose change is shown in the good direction. Informational:
+    /// significantly better.
     Improved,
 }
 
-impl Verdict {
-    fn of(d: Decision) -> Verdict {
-        match d {
-            Decision::Worse => Verdict::Regression,
-            Decision::Better => Verdict::Improved,
-            Decision::WithinThreshold => Verdict::WithinNoise,
-            Decision::NoChange | Decision::Changed => Verdict::NoChange,
-            Decision::Inconclusive | Decision::Constant => Verdict::Inconclusive,
+/// What tonight is compared with in one gating test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reference {
+    /// One baseline night (fewer than [`MIN_HISTORY`] nights stored).
+    Baseline {
+        /// Its run id.
+        run: String,
+    },
+    /// The recent level: the nights since the history's last level shift.
+    Recent {
+        /// Their run ids, oldest first.
+        nights: Vec<String>,
+    },
+    /// The anchor: nights fixed by the baseline directory (its `anchor` file, or its first
+    /// [`ANCHOR_NIGHTS`]).
+    Anchor {
+        /// Their run ids, oldest first.
+        nights: Vec<String>,
+    },
+}
+
+impl Reference {
+    /// "baseline", "recent level (4 nights)", "anchor (3 nights)".
+    pub fn label(&self) -> String {
+        match self {
+            Reference::Baseline { .. } => "baseline night".into(),
+            Reference::Recent { nights } => format!("recent level ({} nights)", nights.len()),
+            Reference::Anchor { nights } => format!("anchor ({} nights)", nights.len()),
         }
     }
+
+    /// The nights the reference holds.
+    pub fn nights(&self) -> Vec<String> {
+        match self {
+            Reference::Baseline { run } => vec![run.clone()],
+            Reference::Recent { nights } | Reference::Anchor { nights } => nights.clone(),
+        }
+    }
+}
+
+/// One test of a gating row: tonight against one reference, against the tolerance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateTest {
+    /// What tonight was compared with.
+    pub reference: Reference,
+    /// Tonight's level: the geometric mean of its rep values (pooled tail: the quantile).
+    pub level: f64,
+    /// The reference's level (geometric mean of its nights' levels).
+    pub reference_level: f64,
+    /// The change on ln scale with its standard error and degrees of freedom.
+    pub log_change: Change,
+    /// level / reference_level − 1.
+    pub change: f64,
+    /// One-sided 1 − α lower bound of the change.
+    pub lower: f64,
+    /// One-sided 1 − α upper bound of the change.
+    pub upper: f64,
+    /// p of "the bad-side change is at most T" (one-sided), unadjusted.
+    pub p_regression: f64,
+    /// `p_regression` after Holm over the gating family.
+    pub p_regression_holm: Option<f64>,
+    /// p of "the bad-side change is at least T" (one-sided; no correction: see the module
+    /// doc).
+    pub p_pass: f64,
+    /// This test's outcome.
+    pub call: Call,
 }
 
 /// One row of the comparison: a group × metric.
@@ -265,16 +340,29 @@ pub struct Row {
     pub cell: String,
     /// The compared metric.
     pub metric: Metric,
-    /// Relative threshold; `None` = informational, never fails.
+    /// Relative tolerance T; `None` = informational, never fails.
     pub threshold: Option<f64>,
-    /// The engine's result: estimates, change, interval, test, effect sizes.
+    /// The statistics engine against the newest reference night (medians, Welch, Mann–
+    /// Whitney, effect sizes): what `sweep analyze` would report. Decisive only for
+    /// informational rows.
     #[serde(flatten)]
     pub result: TwoSample,
-    /// Holm-adjusted p within the row's family (gating or informational).
+    /// Gating rows: the tests that decide (one per reference).
+    #[serde(default)]
+    pub tests: Vec<GateTest>,
+    /// Gating rows: the smallest Holm-adjusted regression p of its tests. Informational
+    /// rows: the Holm-adjusted two-sided p in their own family.
     pub p_holm: Option<f64>,
-    /// The decision from `p_holm`, the interval and the threshold (informational rows use
-    /// threshold 0).
+    /// The outcome.
     pub verdict: Verdict,
+    /// Why the row is undecided or not comparable, in words.
+    #[serde(default)]
+    pub why: Option<String>,
+    /// Undecided gating rows: reps per night that would decide it if the change stays as
+    /// measured (`None`: no number of reps can, e.g. the between-night spread alone is too
+    /// large, or the change sits at the tolerance).
+    #[serde(default)]
+    pub reps_to_decide: Option<usize>,
 }
 
 impl Row {
@@ -288,9 +376,20 @@ impl Row {
         self.threshold.is_some()
     }
 
+    /// The change the row is judged on: the first gating test's, else the engine's.
+    pub fn change(&self) -> Option<f64> {
+        self.tests.first().map(|t| t.change).or(self.result.change)
+    }
+
     /// Change signed so that positive is worse (for sorting worst first).
     pub fn badness(&self) -> f64 {
-        let c = self.result.change.unwrap_or(0.0);
+        let c = self
+            .tests
+            .iter()
+            .map(|t| t.change)
+            .max_by(|a, b| a.abs().total_cmp(&b.abs()))
+            .or(self.result.change)
+            .unwrap_or(0.0);
         match self.metric.higher_is_better() {
             Some(true) => -c,
             _ => c,
@@ -299,19 +398,19 @@ impl Row {
 
     pub(crate) fn verdict_label(&self) -> String {
         let info = !self.gates();
-        let base = match self.verdict {
-            Verdict::Regression if info => "worse",
-            Verdict::Improved if info => "better",
-            Verdict::Regression => "❌ regression",
-            Verdict::Improved => "✅ improved",
-            Verdict::WithinNoise => "within noise",
-            Verdict::NoChange => "~",
-            Verdict::Inconclusive => "inconclusive",
+        let mut s = match self.verdict {
+            Verdict::Regression if info => "worse".to_string(),
+            Verdict::Improved if info => "better".to_string(),
+            Verdict::Regression => "❌ regression".to_string(),
+            Verdict::Improved => "✅ pass (better)".to_string(),
+            Verdict::Pass => "✅ pass".to_string(),
+            Verdict::NoChange => "~".to_string(),
+            Verdict::NotComparable => "≠ workload".to_string(),
+            Verdict::Undecided => "⚠️ undecided".to_string(),
         };
-        let mut s = base.to_string();
-        if self.verdict == Verdict::Inconclusive {
-            if let Some(n) = &self.result.note {
-                s = format!("inconclusive ({n})");
+        if self.verdict == Verdict::Undecided {
+            if let Some(w) = &self.why {
+                s = format!("{s} ({w})");
             }
         }
         if info {
@@ -348,28 +447,48 @@ impl RunSummary {
             counts: r.samples.total(),
         }
     }
+}
 
-    /// Failed calls / non-warm-up calls.
-    pub fn failed_share(&self) -> f64 {
-        let live = self.counts.calls - self.counts.warmup - self.counts.superseded;
-        if live == 0 {
-            0.0
-        } else {
-            f64::from(self.counts.failed) / f64::from(live)
-        }
-    }
+/// The between-night variance of one metric, as the history gave it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricNights {
+    /// The metric.
+    pub metric: Metric,
+    /// The estimate (pooled over the metric's cells); `None`: too few nights.
+    pub variance: Option<NightVariance>,
+}
+
+/// A level shift found in a row's series of nights (tonight included).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shift {
+    /// Cell id (with phase).
+    pub cell: String,
+    /// The metric.
+    pub metric: Metric,
+    /// The run id of the first night at the new level.
+    pub night: String,
+    /// New level / old level − 1 (segment means of ln values).
+    pub change: f64,
+    /// True when the shift is in the bad direction.
+    pub worse: bool,
 }
 
 /// What the current run was compared against.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Method {
-    /// One baseline run: reps against reps.
+    /// One baseline night: reps against reps, no between-night variance.
     TwoRuns,
-    /// The last K earlier runs: per-run estimates, t prediction interval on ln values.
+    /// The stored nights: between-night variance, recent level and anchor.
     History {
-        /// Run ids of the earlier runs used, oldest first.
+        /// Run ids of the nights in the window, oldest first.
         runs: Vec<String>,
+        /// Run ids of the anchor nights.
+        #[serde(default)]
+        anchor: Vec<String>,
+        /// Per gating metric, the between-night variance used.
+        #[serde(default)]
+        nights: Vec<MetricNights>,
     },
 }
 
@@ -377,15 +496,16 @@ pub enum Method {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    /// Every gating row was decided and none regressed.
+    /// Every gating row passed.
     Pass,
-    /// At least one gating row regressed.
+    /// At least one gating row (or call share) regressed.
     Regression {
-        /// Gating rows whose verdict is a regression.
+        /// Gating rows and call shares that regressed.
         rows: usize,
     },
-    /// Nothing regressed, but the gate could not decide (each reason listed).
-    Inconclusive {
+    /// Nothing regressed, but something was not decided (each reason listed).
+    #[serde(alias = "inconclusive")]
+    Undecided {
         /// One sentence per reason, for the summary.
         reasons: Vec<String>,
     },
@@ -397,14 +517,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The exit code of `sweep compare`: 0 pass, 1 regression, 3 inconclusive or not
-    /// comparable (0 instead of 3 when `allow_inconclusive`).
-    pub fn exit_code(&self, allow_inconclusive: bool) -> i32 {
+    /// The exit code of `sweep compare`: 0 pass, 1 regression, 3 undecided or not
+    /// comparable (0 instead of 3 when `allow_undecided`).
+    pub fn exit_code(&self, allow_undecided: bool) -> i32 {
         match self {
             Outcome::Pass => EXIT_OK,
             Outcome::Regression { .. } => EXIT_REGRESSION,
-            Outcome::Inconclusive { .. } | Outcome::NotComparable { .. } => {
-                if allow_inconclusive {
+            Outcome::Undecided { .. } | Outcome::NotComparable { .. } => {
+                if allow_undecided {
                     EXIT_OK
                 } else {
                     EXIT_INCONCLUSIVE
@@ -417,7 +537,7 @@ impl Outcome {
         match self {
             Outcome::Pass => "pass",
             Outcome::Regression { .. } => "regression",
-            Outcome::Inconclusive { .. } => "inconclusive",
+            Outcome::Undecided { .. } => "undecided",
             Outcome::NotComparable { .. } => "not comparable",
         }
     }
@@ -427,42 +547,59 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
     pub(crate) method: Method,
-    /// The baseline run (history mode: the newest earlier run, for its environment).
+    /// The newest reference night (for its environment and the informational rows).
     pub baseline: RunSummary,
     pub(crate) current: RunSummary,
     pub(crate) settings: Settings,
-    /// The engine's parameters (interval level and sidedness, resamples).
+    /// The engine's parameters of the informational statistics.
     pub params: Params,
-    /// Tests in the gating family (Holm runs over them; FWER ≤ α).
+    /// Tests in the gating family (Holm runs over them).
     pub gating_tests: usize,
     /// Environment differences that were allowed (`--allow-env-change`).
     pub env_differences: Vec<EnvDifference>,
     /// Worst first.
     pub rows: Vec<Row>,
+    /// Per cell: failed and cold call shares against the reference.
+    #[serde(default)]
+    pub shares: Vec<ShareRow>,
+    /// Level shifts found in the nights' series (history mode).
+    #[serde(default)]
+    pub shifts: Vec<Shift>,
     pub(crate) notes: Vec<String>,
     /// How the comparison ended; decides the exit code.
     pub outcome: Outcome,
 }
 
 impl Comparison {
-    /// Regressions that fail the job.
+    /// Regressions that fail the job (rows and call shares).
     pub fn regressions(&self) -> usize {
         self.rows.iter().filter(|r| r.fails()).count()
+            + self.shares.iter().filter(|s| s.fails).count()
+    }
+
+    /// How the comparison was made.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The notes (skipped nights, the night-variance assumption, …).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// The one line a CI summary starts with.
     pub fn headline(&self) -> String {
         match &self.outcome {
             Outcome::Pass => format!(
-                "✅ no regression ({} gating tests decided)",
+                "✅ pass ({} gating tests: a change of the tolerance or worse is ruled out in every row)",
                 self.gating_tests
             ),
             Outcome::Regression { rows } => match rows {
                 1 => "❌ 1 regression".to_string(),
                 n => format!("❌ {n} regressions"),
             },
-            Outcome::Inconclusive { reasons } => format!(
-                "⚠️ inconclusive: the gate could not decide ({} reason{})",
+            Outcome::Undecided { reasons } => format!(
+                "⚠️ undecided: the data neither show a regression nor rule one out ({} reason{})",
                 reasons.len(),
                 if reasons.len() == 1 { "" } else { "s" }
             ),
@@ -471,239 +608,16 @@ impl Comparison {
     }
 }
 
-/// Holm over each family separately, verdicts, the outcome, rows worst first.
-fn finish_rows(mut rows: Vec<Row>, alpha: f64) -> (Vec<Row>, usize) {
-    for gating in [true, false] {
-        let idx: Vec<usize> = (0..rows.len())
-            .filter(|&i| rows[i].gates() == gating)
-            .collect();
-        let ps: Vec<f64> = idx
-            .iter()
-            .map(|&i| {
-                rows[i]
-                    .result
-                    .test
-                    .as_ref()
-                    .map(|t| t.p)
-                    .unwrap_or(f64::NAN)
-            })
-            .collect();
-        let adjusted = stats::holm(&ps);
-        for (k, &i) in idx.iter().enumerate() {
-            let r = &mut rows[i];
-            r.p_holm = Some(adjusted[k]).filter(|p| !p.is_nan());
-            let d = engine::decide(&r.result, r.p_holm, r.threshold.unwrap_or(0.0), alpha);
-            r.verdict = Verdict::of(d);
-        }
-    }
-    let gating_tests = rows
-        .iter()
-        .filter(|r| r.gates() && r.result.test.is_some())
-        .count();
-    rows.sort_by(|a, b| {
-        b.fails()
-            .cmp(&a.fails())
-            .then(a.verdict.cmp(&b.verdict))
-            .then(b.badness().total_cmp(&a.badness()))
-            .then(a.cell.cmp(&b.cell))
-            .then(a.metric.cmp(&b.metric))
-    });
-    (rows, gating_tests)
-}
-
-/// Why the gate could not decide, from its rows, runs and notes.
-fn inconclusive_reasons(
-    rows: &[Row],
-    runs: &[&RunSummary],
-    missing: &[String],
-    empty: &[String],
-    s: &Settings,
-) -> Vec<String> {
-    let mut reasons = Vec::new();
-    let undecided: Vec<&Row> = rows
-        .iter()
-        .filter(|r| r.gates() && r.verdict == Verdict::Inconclusive)
-        .collect();
-    if !undecided.is_empty() {
-        let example = undecided[0]
-            .result
-            .note
-            .clone()
-            .unwrap_or_else(|| "no test".into());
-        reasons.push(format!(
-            "{} of {} gating rows undecided (e.g. {} {}: {example})",
-            undecided.len(),
-            rows.iter().filter(|r| r.gates()).count(),
-            undecided[0].cell,
-            undecided[0].metric
-        ));
-    }
-    if !rows.iter().any(|r| r.gates()) {
-        reasons.push(
-            "no gating row: no metric has a threshold, or there was nothing to compare".into(),
-        );
-    }
-    for r in runs {
-        let share = r.failed_share();
-        if share > s.max_failed_share {
-            reasons.push(format!(
-                "{:.0}% of the calls of run {} failed (limit {:.0}%, [compare] max_failed_share)",
-                share * 100.0,
-                r.run_id,
-                s.max_failed_share * 100.0
-            ));
-        }
-    }
-    if !missing.is_empty() {
-        reasons.push(format!(
-            "{} cell(s) on one side only: {}",
-            missing.len(),
-            missing.join(", ")
-        ));
-    }
-    if !empty.is_empty() {
-        reasons.push(format!(
-            "nothing measured in {} cell(s): {}",
-            empty.len(),
-            empty.join("; ")
-        ));
-    }
-    reasons
-}
-
-fn outcome_of(rows: &[Row], reasons: Vec<String>) -> Outcome {
-    let failing = rows.iter().filter(|r| r.fails()).count();
-    if failing > 0 {
-        Outcome::Regression { rows: failing }
-    } else if !reasons.is_empty() {
-        Outcome::Inconclusive { reasons }
-    } else {
-        Outcome::Pass
-    }
-}
-
-/// Groups that ran but have no measured calls, with why.
-fn empty_groups(run: &LoadedRun) -> Vec<String> {
-    run.samples
-        .empty_groups()
-        .iter()
-        .map(|g| {
-            format!(
-                "{} in {} ({})",
-                g.key,
-                run.manifest.run_id,
-                g.counts.exclusions()
-            )
-        })
-        .collect()
-}
-
-/// Compares two loaded runs.
-pub fn compare(
-    baseline: &LoadedRun,
-    current: &LoadedRun,
-    s: &Settings,
-) -> Result<Comparison, GateError> {
-    if !crate::stats::is_open_unit(s.alpha) {
-        return Err(GateError::BadAlpha(s.alpha));
-    }
-    let params = Params {
-        resamples: s.resamples,
-        ..Params::gate(s.alpha, s.seed)
-    };
-    let diffs = env_differences(&baseline.manifest, &current.manifest);
-    let (b, c) = (RunSummary::of(baseline), RunSummary::of(current));
-    let mut notes: Vec<String> = baseline
-        .notes
-        .iter()
-        .chain(&current.notes)
-        .cloned()
-        .collect();
-    if !diffs.is_empty() && !s.allow_env_change {
-        return Ok(Comparison {
-            method: Method::TwoRuns,
-            baseline: b,
-            current: c,
-            settings: s.clone(),
-            params,
-            gating_tests: 0,
-            env_differences: diffs.clone(),
-            rows: Vec::new(),
-            notes,
-            outcome: Outcome::NotComparable { differences: diffs },
-        });
-    }
-    let keys: BTreeSet<&str> = baseline
-        .samples
-        .groups
-        .iter()
-        .chain(&current.samples.groups)
-        .map(|g| g.key.as_str())
-        .collect();
-    let mut missing = Vec::new();
-    for k in &keys {
-        match (baseline.samples.group(k), current.samples.group(k)) {
-            (None, Some(_)) => missing.push(format!("{k} (new, not in the baseline)")),
-            (Some(_), None) => missing.push(format!("{k} (missing from the current run)")),
-            _ => {}
-        }
-    }
-    notes.extend(missing.iter().map(|m| format!("cell {m}")));
-    let mut rows = Vec::new();
-    for key in &keys {
-        let (Some(gb), Some(gc)) = (baseline.samples.group(key), current.samples.group(key)) else {
-            continue;
-        };
-        for m in s.metrics() {
-            let (Some(y), Some(x)) = (gb.metric(m), gc.metric(m)) else {
-                continue;
-            };
-            let p = Params {
-                seed: params.seed ^ engine::fnv(key),
-                ..params.clone()
-            };
-            rows.push(Row {
-                cell: key.to_string(),
-                metric: m,
-                threshold: s.thresholds.get(&m).copied(),
-                result: engine::two_sample(m, x.sample(), y.sample(), &p),
-                p_holm: None,
-                verdict: Verdict::Inconclusive,
-            });
-        }
-    }
-    let (rows, gating_tests) = finish_rows(rows, s.alpha);
-    let empty: Vec<String> = empty_groups(baseline)
-        .into_iter()
-        .chain(empty_groups(current))
-        .collect();
-    let reasons = inconclusive_reasons(&rows, &[&b, &c], &missing, &empty, s);
-    let outcome = outcome_of(&rows, reasons);
-    Ok(Comparison {
-        method: Method::TwoRuns,
-        baseline: b,
-        current: c,
-        settings: s.clone(),
-        params,
-        gating_tests,
-        env_differences: diffs,
-        rows,
-        notes,
-        outcome,
-    })
-}
-
 /// What the current run is compared against.
 #[derive(Debug, Clone)]
 pub enum Against {
-    /// A baseline run or baseline directory.
+    /// A baseline run, or a baseline directory (its nights when it holds ≥
+    /// [`MIN_HISTORY`], else its current entry).
     Run(PathBuf),
-    /// The last `last` runs under `dir`.
+    /// The runs under `dir` as the nights.
     History {
         /// Directory whose subdirectories are earlier runs.
         dir: PathBuf,
-        /// How many of the newest earlier runs to use (K).
-        last: usize,
     },
 }
 
@@ -716,6 +630,15 @@ pub struct CompareRequest {
     pub(crate) thresholds: Vec<(Metric, f64)>,
     pub(crate) allow_env_change: bool,
     pub(crate) allow_partial: bool,
+    /// Nights of the window (the newest `last`).
+    pub(crate) last: usize,
+    /// Compare with the baseline's current entry only, even when it holds a history.
+    pub(crate) two_runs: bool,
+}
+
+/// True when `dir` is a baseline directory (entries and a `current` pointer), not a run.
+fn is_baseline_dir(dir: &Path) -> bool {
+    !dir.join(store::MANIFEST).is_file() && dir.join(baseline::CURRENT).is_file()
 }
 
 /// Loads the runs, compares them, and keeps the verdict in the current run
@@ -727,20 +650,30 @@ pub fn run(req: &CompareRequest) -> Result<(Comparison, Vec<String>), GateError>
     let (mut settings, warning) = Settings::from_manifest(&cm);
     settings.apply_flags(req.alpha, &req.thresholds)?;
     settings.allow_env_change = req.allow_env_change;
-    let metrics = settings.metrics();
-    let mut warnings: Vec<String> = warning.into_iter().collect();
+    let metrics = settings.load_metrics();
+    let warnings: Vec<String> = warning.into_iter().collect();
+    let against_history = |dir: &Path| -> Result<Comparison, GateError> {
+        let current = load_run(&current_dir, &metrics, req.allow_partial)?;
+        let (nights, notes) = load_history(
+            dir,
+            req.last,
+            &current_dir,
+            &current.manifest,
+            settings.allow_env_change,
+            &metrics,
+        )?;
+        let mut cmp = compare_nights(&nights, &current, &settings)?;
+        cmp.notes.extend(notes);
+        Ok(cmp)
+    };
     let cmp = match &req.against {
+        Against::History { dir } => against_history(dir)?,
+        Against::Run(b) if !req.two_runs && is_baseline_dir(b) => against_history(b)?,
         Against::Run(b) => {
             // Baseline first, so a bad baseline path is the error reported.
             let baseline = load_run(b, &metrics, req.allow_partial)?;
             let current = load_run(&current_dir, &metrics, req.allow_partial)?;
             compare(&baseline, &current, &settings)?
-        }
-        Against::History { dir, last } => {
-            let current = load_run(&current_dir, &metrics, req.allow_partial)?;
-            let (history, notes) = load_history(dir, *last, &current_dir, &metrics)?;
-            warnings.extend(notes);
-            compare_history(&history, &current, &settings)?
         }
     };
     let text = serde_json::to_string_pretty(&cmp)?;

@@ -1,41 +1,50 @@
-//! Power analysis for the nightly gate (`sweep power RUN`): from a stored run's per-rep
-//! spread of each metric, the smallest change the gate can detect at a given number of reps
-//! (α, 80% power), and the reps needed to detect each threshold of `[compare]`.
+//! Power analysis for the nightly gate (`sweep power RUN`), for the gate's rule: how many
+//! reps a night needs so that a change of `detect` × T (default 2T) is shown to exceed the
+//! tolerance T with the requested power, one-sided, at Holm's first-step level α/m (m = the
+//! gating tests: rows × tests per row).
 //!
-//! Model: the gate tests ln values (Welch t for rep metrics; a normal approximation of the
-//! cluster bootstrap for pooled tails). With s the per-rep standard deviation of ln values
-//! on each side (taken from the stored run, assumed equal on both sides) and n reps per
-//! side, the standard error of the ln change is s·√(2/n). Holm over m gating tests is at
-//! least as powerful as Bonferroni, so the level used is α/m: a change δ (ln scale) is
-//! detected with probability ≥ power when δ ≥ (q(1 − α/2m) + q(power))·s·√(2/n), with q the
-//! t quantile at 2n − 2 df (the normal one for pooled tails). The gate's simulation tests
-//! check that, at the reps this recommends, a change equal to the threshold is flagged in
-//! ≥ 80% of simulated nights.
+//! Model ([`crate::stats::nightly`]): the standard error of tonight against k reference
+//! nights is √((σ_w²/n + σ_b²)·(1 + 1/k)), σ_w the per-rep sd of ln values (from the stored
+//! run), σ_b the between-night sd (from the history when one is given with ≥ 3 nights,
+//! else 0 and the report says so). The reps needed solve (t(1 − α/m) + t(power))·SE ≤ gap
+//! with t quantiles at the Satterthwaite df, within one rep of the exact noncentral-t
+//! answer (checked against statsmodels in the tests). Because σ_w and σ_b are estimates,
+//! the reps needed come with a range: the same formula at the ends of their 90% χ²
+//! intervals.
 
+use super::history::{Nights, ANCHOR_NIGHTS, MIN_HISTORY};
+use super::judge::{plan_tests, RowNights};
 use super::{LoadedRun, Settings};
 use crate::analysis::samples::MetricSample;
-use crate::metrics::Metric;
-use crate::stats::engine::{self, Sample, MIN_REPS};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use crate::metrics::{Direction, Estimator, Metric};
+use crate::stats::engine::Sample;
+use crate::stats::nightly::{self, Night, NightVariance, Tolerance};
 use serde::{Deserialize, Serialize};
-use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
+use statrs::distribution::{ChiSquared, ContinuousCDF};
+
+/// Largest reps per night considered.
+pub const MAX_REPS: usize = 10_000;
 
 /// One group × metric of a power analysis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PowerRow {
     pub(crate) cell: String,
     pub(crate) metric: Metric,
-    /// The metric's relative regression threshold from `[compare]`; `None` = informational.
+    /// The metric's tolerance from `[compare]`; `None` = informational.
     pub threshold: Option<f64>,
     /// Complete reps in the stored run.
     pub stored_reps: usize,
-    /// Per-rep standard deviation of ln values.
+    /// Per-rep standard deviation of ln values (within a night).
     pub sd_log: Option<f64>,
-    /// The smallest relative change detected with the requested power at `reps`.
+    /// Between-night sd of ln values (0 without a history).
+    pub between_sd: f64,
+    /// The smallest bad-side change shown beyond T with the requested power at `reps`.
     pub detectable: Option<f64>,
-    /// Reps per side needed to detect the threshold with the requested power.
+    /// Reps per night to show a change of `detect` × T beyond T.
     pub reps_needed: Option<usize>,
+    /// The reps needed at the ends of the 90% intervals of σ_w and σ_b: (low, high), high
+    /// `None` when no number of reps is enough there.
+    pub reps_needed_range: Option<(usize, Option<usize>)>,
     pub(crate) note: Option<String>,
 }
 
@@ -45,96 +54,96 @@ pub struct PowerReport {
     pub(crate) run_id: String,
     pub(crate) alpha: f64,
     pub(crate) power: f64,
-    /// Gating tests Holm runs over (groups × metrics with a threshold).
+    /// The change to catch, as a multiple of the tolerance.
+    pub detect: f64,
+    /// Gating tests Holm runs over (rows × tests per row).
     pub family: usize,
-    /// The reps per side the detectable changes are computed for.
+    /// Tests per gating row: 2 with a history (recent level and anchor), else 1.
+    pub tests_per_row: usize,
+    /// Reference nights per test (k).
+    pub reference_nights: usize,
+    /// Nights of history the between-night variance came from (0: none, assumed 0).
+    pub history_nights: usize,
+    /// The reps per night the detectable changes are computed for.
     pub reps: usize,
     /// One row per group × metric.
     pub rows: Vec<PowerRow>,
-    /// The reps per side that detect every threshold (the largest `reps_needed` of the
-    /// gating rows), when all are known.
+    /// The reps per night that catch `detect` × T in every gating row.
     pub recommended_reps: Option<usize>,
+    /// Its range from the spread estimates' uncertainty.
+    pub recommended_range: Option<(usize, Option<usize>)>,
 }
 
-/// Largest reps per side considered.
-pub const MAX_REPS: usize = 10_000;
-
-/// Per-rep sd of ln values of one side.
+/// Per-rep sd of ln values of one night of a metric (pooled tails: the cluster-bootstrap
+/// standard error scaled to one rep).
 pub fn sd_log(m: &MetricSample) -> Option<f64> {
-    match m.sample() {
-        Sample::Reps(v) => {
-            if v.len() < 2 || v.iter().any(|x| *x <= 0.0) {
-                return None;
-            }
-            let l: Vec<f64> = v.iter().map(|x| x.ln()).collect();
-            let mean = l.iter().sum::<f64>() / l.len() as f64;
-            let var = l.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (l.len() - 1) as f64;
-            Some(var.sqrt())
-        }
+    let night = match m.sample() {
+        Sample::Reps(v) => Night::from_reps(v)?,
         Sample::Clusters(c) => {
-            if c.len() < 2 {
-                return None;
-            }
-            // Cluster-bootstrap SE of ln(pooled quantile), scaled to one rep: SE·√n.
-            let mut rng = ChaCha8Rng::seed_from_u64(0x9e37_79b9);
-            let n = c.len() as u32;
-            let mut buf = Vec::new();
-            let mut logs = Vec::with_capacity(2000);
-            for _ in 0..2000 {
-                buf.clear();
-                for _ in 0..n {
-                    buf.extend_from_slice(&c[rng.gen_range(0..n) as usize]);
-                }
-                let cl = [buf.clone()];
-                if let Some(v) = engine::point_estimate(m.metric, Sample::Clusters(&cl)) {
-                    if v > 0.0 {
-                        logs.push(v.ln());
-                    }
-                }
-            }
-            if logs.len() < 100 {
-                return None;
-            }
-            let mean = logs.iter().sum::<f64>() / logs.len() as f64;
-            let var =
-                logs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (logs.len() - 1) as f64;
-            Some(var.sqrt() * (c.len() as f64).sqrt())
+            let q = match m.metric.def().estimator {
+                Estimator::PooledQuantile { q, .. } => q,
+                _ => 0.5,
+            };
+            Night::from_clusters(c, q, 2000, 0x9e37_79b9)?
         }
-    }
+    };
+    Some((night.var * night.n as f64).sqrt())
 }
 
-/// The smallest relative change detectable at `n` reps per side.
-pub fn detectable(s: f64, n: usize, alpha_each: f64, power: f64, pooled: bool) -> Option<f64> {
+/// The bad-side ln gap between a change of `detect` × T and the tolerance T.
+pub fn gap(m: Metric, t: f64, detect: f64) -> Option<f64> {
+    let worse_up = m.direction() == Direction::LowerIsBetter;
+    let tol = Tolerance::new(worse_up, t)?;
+    let big = Tolerance::new(worse_up, (detect * t).min(0.99))?;
+    Some(big.limit - tol.limit).filter(|g| *g > 0.0)
+}
+
+/// The standard error and df of tonight against `k` nights at `n` reps.
+fn se_df(sd: f64, between: f64, df_between: f64, k: usize, n: usize) -> (f64, f64) {
+    let kk = k as f64;
+    let within = sd * sd / n as f64 * (1.0 + 1.0 / kk);
+    let b = between * (1.0 + 1.0 / kk);
+    let df = nightly::satterthwaite(&[
+        (within, (k as f64 + 1.0) * (n as f64 - 1.0)),
+        (b, df_between),
+    ]);
+    ((within + b).sqrt(), df)
+}
+
+/// The smallest bad-side gap beyond T shown with `power` at `n` reps.
+pub fn detectable_gap(
+    sd: f64,
+    between: f64,
+    df_between: f64,
+    k: usize,
+    n: usize,
+    alpha_each: f64,
+    power: f64,
+) -> Option<f64> {
     if n < 2 {
         return None;
     }
-    let (qa, qb) = if pooled {
-        let z = Normal::new(0.0, 1.0).ok()?;
-        (z.inverse_cdf(1.0 - alpha_each / 2.0), z.inverse_cdf(power))
-    } else {
-        let t = StudentsT::new(0.0, 1.0, (2 * n - 2) as f64).ok()?;
-        (t.inverse_cdf(1.0 - alpha_each / 2.0), t.inverse_cdf(power))
-    };
-    Some(((qa + qb) * s * (2.0 / n as f64).sqrt()).exp() - 1.0)
+    let (se, df) = se_df(sd, between, df_between, k, n);
+    Some((nightly::t_quantile(1.0 - alpha_each, df) + nightly::t_quantile(power, df)) * se)
 }
 
-/// The fewest reps per side (≥ the gate's minimum) that detect `threshold`.
+/// The fewest reps per night (≥ 2) whose detectable gap is at most `gap`.
 pub fn reps_needed(
-    s: f64,
-    threshold: f64,
+    sd: f64,
+    between: f64,
+    df_between: f64,
+    k: usize,
+    gap: f64,
     alpha_each: f64,
     power: f64,
-    pooled: bool,
 ) -> Option<usize> {
-    if threshold <= 0.0 {
-        return None;
-    }
-    let ok = |n: usize| detectable(s, n, alpha_each, power, pooled).is_some_and(|d| d <= threshold);
+    let ok = |n: usize| {
+        detectable_gap(sd, between, df_between, k, n, alpha_each, power).is_some_and(|d| d <= gap)
+    };
     if !ok(MAX_REPS) {
         return None;
     }
-    // detectable() falls with n: binary search the first n that is enough.
-    let (mut lo, mut hi) = (MIN_REPS, MAX_REPS);
+    let (mut lo, mut hi) = (2usize, MAX_REPS);
     if ok(lo) {
         return Some(lo);
     }
@@ -149,10 +158,73 @@ pub fn reps_needed(
     Some(hi)
 }
 
-/// Power analysis of a stored run under `settings`, for `reps` reps per side.
-pub fn analyze(run: &LoadedRun, s: &Settings, reps: usize, power: f64) -> PowerReport {
+/// The 90% χ² interval of a variance estimated with `df` degrees of freedom.
+fn variance_interval(v: f64, df: f64) -> (f64, f64) {
+    match ChiSquared::new(df.max(1e-3)) {
+        Ok(c) => (v * df / c.inverse_cdf(0.95), v * df / c.inverse_cdf(0.05)),
+        Err(_) => (v, v),
+    }
+}
+
+/// Power analysis of a stored run under `settings`, with the between-night variance from
+/// `history` when it holds ≥ [`MIN_HISTORY`] nights.
+pub fn analyze(
+    run: &LoadedRun,
+    history: Option<&Nights>,
+    s: &Settings,
+    reps: usize,
+    power: f64,
+    detect: f64,
+) -> PowerReport {
     let metrics = s.metrics();
-    let family = run
+    let history = history.filter(|h| h.window.len() >= MIN_HISTORY);
+    // The between-night variance per metric, as the gate would estimate it.
+    let mut nv: Vec<(Metric, NightVariance)> = Vec::new();
+    if let Some(h) = history {
+        let mut rows = Vec::new();
+        for g in &run.samples.groups {
+            for &m in &metrics {
+                let (Some(t), Some(ms)) = (s.thresholds.get(&m), g.metric(m)) else {
+                    continue;
+                };
+                let Some(tol) = Tolerance::new(m.direction() == Direction::LowerIsBetter, *t)
+                else {
+                    continue;
+                };
+                let night = |ms: &MetricSample| match ms.sample() {
+                    Sample::Reps(v) => Night::from_reps(v),
+                    Sample::Clusters(_) => None,
+                };
+                let Some(tonight) = night(ms) else { continue };
+                let hist: Vec<(String, Night)> = h
+                    .window
+                    .iter()
+                    .filter_map(|r| {
+                        let n = night(r.samples.group(&g.key)?.metric(m)?)?;
+                        Some((r.manifest.run_id.clone(), n))
+                    })
+                    .collect();
+                rows.push(RowNights {
+                    key: g.key.clone(),
+                    metric: m,
+                    tolerance: tol,
+                    tonight,
+                    history: hist,
+                    anchor: Vec::new(),
+                });
+            }
+        }
+        for mn in plan_tests(&rows, s.alpha, s.seed).nights {
+            if let Some(v) = mn.variance {
+                nv.push((mn.metric, v));
+            }
+        }
+    }
+    let (tests_per_row, k) = match history {
+        Some(h) => (2, h.anchor.len().clamp(1, ANCHOR_NIGHTS)),
+        None => (1, 1),
+    };
+    let gating_rows = run
         .samples
         .groups
         .iter()
@@ -164,34 +236,80 @@ pub fn analyze(run: &LoadedRun, s: &Settings, reps: usize, power: f64) -> PowerR
         })
         .sum::<usize>()
         .max(1);
+    let family = gating_rows * tests_per_row;
     let alpha_each = s.alpha / family as f64;
     let mut rows = Vec::new();
+    let mut ranges = Vec::new();
     for g in &run.samples.groups {
         for &m in &metrics {
             let Some(ms) = g.metric(m) else { continue };
             let threshold = s.thresholds.get(&m).copied();
-            let sd = sd_log(ms);
-            let pooled = m.is_pooled();
-            let note = match sd {
+            let sd = sd_log(ms).filter(|x| *x > 0.0);
+            let v = nv.iter().find(|(x, _)| *x == m).map(|(_, v)| *v);
+            let (between, df_b) = v.map_or((0.0, f64::INFINITY), |v| (v.between, v.df));
+            let mut note = match sd {
                 None => Some(format!(
-                    "need ≥ 2 complete reps with positive values, have {}",
+                    "need ≥ 2 complete reps with positive values and a spread, have {}",
                     ms.n()
                 )),
-                Some(x) if x <= 0.0 => Some("no spread in the stored run".into()),
                 _ => None,
             };
-            let sd_ok = sd.filter(|x| *x > 0.0);
+            let g_ = threshold.and_then(|t| gap(m, t, detect));
+            let needed = match (sd, g_) {
+                (Some(x), Some(gp)) => reps_needed(x, between, df_b, k, gp, alpha_each, power),
+                _ => None,
+            };
+            let range = match (sd, g_) {
+                (Some(x), Some(gp)) if ms.n() >= 2 => {
+                    let (w_lo, w_hi) = variance_interval(x * x, (ms.n() - 1) as f64);
+                    let (b_lo, b_hi) = match v {
+                        Some(v) => {
+                            let (lo, hi) = variance_interval(v.night, v.df);
+                            ((lo - v.within).max(0.0), (hi - v.within).max(0.0))
+                        }
+                        None => (0.0, 0.0),
+                    };
+                    let lo = reps_needed(w_lo.sqrt(), b_lo, df_b, k, gp, alpha_each, power);
+                    let hi = reps_needed(w_hi.sqrt(), b_hi, df_b, k, gp, alpha_each, power);
+                    lo.map(|l| (l, hi))
+                }
+                _ => None,
+            };
+            if threshold.is_some() && sd.is_some() && needed.is_none() && note.is_none() {
+                note = Some(if between > 0.0 {
+                    format!(
+                        "no number of reps: the between-night sd ({:.1}%) alone is too large for this tolerance",
+                        between.sqrt() * 100.0
+                    )
+                } else {
+                    format!("more than {MAX_REPS} reps")
+                });
+            }
+            if threshold.is_some() {
+                ranges.push(range);
+            }
+            let detectable = sd
+                .and_then(|x| detectable_gap(x, between, df_b, k, reps, alpha_each, power))
+                .and_then(|d| {
+                    let t = threshold?;
+                    let tol = Tolerance::new(m.direction() == Direction::LowerIsBetter, t)?;
+                    let bad = tol.limit + d;
+                    Some(if tol.bad_sign > 0.0 {
+                        bad.exp() - 1.0
+                    } else {
+                        1.0 - (-bad).exp()
+                    })
+                });
             rows.push(PowerRow {
                 cell: g.key.clone(),
                 metric: m,
                 threshold,
                 stored_reps: ms.n(),
                 sd_log: sd,
-                detectable: sd_ok.and_then(|x| detectable(x, reps, alpha_each, power, pooled)),
-                reps_needed: match (sd_ok, threshold) {
-                    (Some(x), Some(t)) => reps_needed(x, t, alpha_each, power, pooled),
-                    _ => None,
-                },
+                between_sd: between.sqrt(),
+                detectable,
+                reps_needed: needed,
+                reps_needed_range: range,
                 note,
             });
         }
@@ -202,14 +320,30 @@ pub fn analyze(run: &LoadedRun, s: &Settings, reps: usize, power: f64) -> PowerR
     } else {
         None
     };
+    let recommended_range = if !ranges.is_empty() && ranges.iter().all(Option::is_some) {
+        let lo = ranges.iter().flatten().map(|r| r.0).max();
+        let hi = ranges
+            .iter()
+            .flatten()
+            .map(|r| r.1)
+            .try_fold(0usize, |acc, h| h.map(|h| acc.max(h)));
+        lo.map(|l| (l, hi))
+    } else {
+        None
+    };
     PowerReport {
         run_id: run.manifest.run_id.clone(),
         alpha: s.alpha,
         power,
+        detect,
         family,
+        tests_per_row,
+        reference_nights: k,
+        history_nights: history.map_or(0, |h| h.window.len()),
         reps,
         rows,
         recommended_reps,
+        recommended_range,
     }
 }
 
@@ -218,13 +352,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn detectable_falls_with_reps_and_inverts() {
-        let s = 0.05;
-        let a = detectable(s, 6, 0.05 / 20.0, 0.8, false).unwrap();
-        let b = detectable(s, 24, 0.05 / 20.0, 0.8, false).unwrap();
-        assert!(a > b && b > 0.0, "{a} {b}");
-        let n = reps_needed(s, 0.05, 0.05 / 20.0, 0.8, false).unwrap();
-        assert!(detectable(s, n, 0.05 / 20.0, 0.8, false).unwrap() <= 0.05);
-        assert!(n == MIN_REPS || detectable(s, n - 1, 0.05 / 20.0, 0.8, false).unwrap() > 0.05);
+    fn two_runs_match_statsmodels_within_one_rep() {
+        // statsmodels TTestIndPower().solve_power(effect_size=gap/s, alpha=a, power=0.8,
+        // alternative="larger"), gap = ln 1.10 − ln 1.05 (2T against T = 5%): 41.9, 37.2,
+        // 98.2 → 42, 38, 99.
+        let g = gap(Metric::TtftMs, 0.05, 2.0).unwrap();
+        assert!((g - 0.046_520_015_634_892_886).abs() < 1e-12);
+        for (sd, a, want) in [
+            (0.0707, 0.05 / 3.0, 42usize),
+            (0.0707, 0.025, 38),
+            (0.10, 0.05 / 6.0, 99),
+        ] {
+            let n = reps_needed(sd, 0.0, f64::INFINITY, 1, g, a, 0.8).unwrap();
+            assert!(n.abs_diff(want) <= 1, "sd {sd} α {a}: {n} vs {want}");
+        }
+        // Throughput, lower is worse: gap = −ln 0.94 + ln 0.97; statsmodels 15.3 → 16.
+        let g = gap(Metric::DecodeTps, 0.03, 2.0).unwrap();
+        assert!((g - 0.031_416_196_233_378_955).abs() < 1e-12);
+        let n = reps_needed(0.03, 0.0, f64::INFINITY, 1, g, 0.025, 0.8).unwrap();
+        assert!(n.abs_diff(16) <= 1, "{n}");
+    }
+
+    #[test]
+    fn between_night_spread_sets_a_floor() {
+        let g = gap(Metric::TtftMs, 0.05, 2.0).unwrap();
+        let without = reps_needed(0.075, 0.0, f64::INFINITY, 3, g, 0.05 / 6.0, 0.8).unwrap();
+        let with = reps_needed(0.075, 0.01f64.powi(2), 20.0, 3, g, 0.05 / 6.0, 0.8).unwrap();
+        assert!(with > without, "{with} {without}");
+        assert_eq!(
+            reps_needed(0.075, 0.03f64.powi(2), 20.0, 3, g, 0.05 / 6.0, 0.8),
+            None
+        );
     }
 }

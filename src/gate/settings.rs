@@ -19,7 +19,8 @@ pub struct Settings {
     /// Compare even when the environments differ (`--allow-env-change`); never from the
     /// experiment file.
     pub allow_env_change: bool,
-    /// Above this share of failed calls on either side the comparison is inconclusive.
+    /// Per cell: a share of failed (or of cold) calls above this, shown higher than the
+    /// reference's, is a regression.
     pub max_failed_share: f64,
     /// Bootstrap resamples and seed of every interval.
     pub resamples: usize,
@@ -73,6 +74,16 @@ impl Settings {
             self.thresholds.insert(*m, *v);
         }
         Ok(())
+    }
+
+    /// The metrics to load: [`Settings::metrics`] and the output tokens the workload check
+    /// reads.
+    pub fn load_metrics(&self) -> Vec<Metric> {
+        let mut v = self.metrics();
+        v.push(Metric::OutputTokens);
+        v.sort();
+        v.dedup();
+        v
     }
 
     /// Compared metrics: the gate's defaults and every metric with a threshold.

@@ -148,7 +148,6 @@ pub fn agent_table(view: &View) -> Result<Option<Table>, ReportError> {
     let mut rows: Vec<Row> = Vec::new();
     // (row, column) of each tested change, and its p.
     let mut tested: Vec<(usize, usize, f64)> = Vec::new();
-    let base = axes.len();
     for e in &entries {
         let ri = view
             .runs
@@ -174,11 +173,14 @@ pub fn agent_table(view: &View) -> Result<Option<Table>, ReportError> {
             cells.push(Cell::text(ag.as_str()));
             cells.push(median_cell(conc, level));
             cells.push(median_cell(seq, level));
+            // The bold goes on the column the change is pushed into: its index is the
+            // number of cells before it.
+            let at = cells.len();
             cells.push(ttft_change(
                 conc,
                 seq,
                 &params,
-                (rows.len(), base + 4),
+                (rows.len(), at),
                 &mut tested,
             ));
             cells.push(median_cell(reps(sa, &conc_key, Metric::DecodeTps), level));
@@ -186,11 +188,12 @@ pub fn agent_table(view: &View) -> Result<Option<Table>, ReportError> {
                 cells.push(Cell::text("(ref)"));
             } else {
                 let a_conc = reps(s.get(&agents[0]), &conc_key, Metric::TtftMs);
+                let at = cells.len();
                 cells.push(ttft_change(
                     conc,
                     a_conc,
                     &params,
-                    (rows.len(), base + 6),
+                    (rows.len(), at),
                     &mut tested,
                 ));
             }

@@ -539,9 +539,19 @@ fn metric_table(
     notes.push(format!(
         "Unit: the repetition; {}. n: complete reps (a rep missing a stage's call is left out of \
          this metric); mean ± sd of the per-rep values; p: {} vs the reference cell, Holm over \
-         cells; ~ not significant.",
+         cells; ~ not significant.{}",
         m.estimand(),
-        test_name(a, m)
+        test_name(a, m),
+        if m.scales_with_output_tokens() {
+            format!(
+                " ≠ workload: the cell's median output length differs from its reference's by \
+                 more than {:.0}%, so this duration of the whole generation is not judged (a \
+                 throughput is).",
+                crate::gate::WORKLOAD_TOLERANCE * 100.0
+            )
+        } else {
+            String::new()
+        }
     ));
     notes.extend(common_notes(view, entries, &t));
     t.notes = notes;

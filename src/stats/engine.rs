@@ -325,7 +325,12 @@ pub fn two_sample(metric: Metric, x: Sample<'_>, y: Sample<'_>, p: &Params) -> T
     }
     if is_constant(&vx, p.tolerance) && is_constant(&vy, p.tolerance) {
         out.status = Status::Constant;
+        let same = out.estimate.is_some() && out.estimate == out.reference_estimate;
         out.note = Some(match change {
+            _ if same => format!(
+                "constant on both sides within {:e} (relative): identical, no test",
+                p.tolerance
+            ),
             Some(c) if c.abs() <= p.tolerance => format!(
                 "constant on both sides within {:e} (relative): identical, no test",
                 p.tolerance
@@ -623,6 +628,9 @@ pub enum Decision {
     Changed,
     /// Significant in the good direction and the interval reaches the threshold.
     Better,
+    /// Not judged: a metric that scales with the output length, between workloads whose
+    /// output lengths differ (set by the callers, never by [`decide`]).
+    OtherWorkload,
 }
 
 /// Decides a comparison from its adjusted p-value. Regression rule: adjusted p < α, the
@@ -633,11 +641,14 @@ pub fn decide(t: &TwoSample, p_adjusted: Option<f64>, threshold: f64, alpha: f64
     match t.status {
         Status::TooFew | Status::Undefined => return Decision::Inconclusive,
         Status::Constant => {
-            return if t.change.is_some_and(|c| c.abs() <= 1e-9) {
+            // Zero against zero has no ratio, and no change either.
+            let identical = t.change.is_some_and(|c| c.abs() <= 1e-9)
+                || (t.estimate.is_some() && t.estimate == t.reference_estimate);
+            return if identical {
                 Decision::NoChange
             } else {
                 Decision::Constant
-            }
+            };
         }
         Status::Tested => {}
     }
@@ -759,6 +770,17 @@ mod tests {
         let z = vec![90.0; 8];
         let t = two_sample(Metric::DecodeTps, Sample::Reps(&x), Sample::Reps(&z), &p);
         assert_eq!(decide(&t, None, 0.0, 0.05), Decision::Constant);
+        // Zero against zero (a load time a warm call never has): no change, not "constant
+        // but different".
+        let zeros = vec![0.0; 8];
+        let t = two_sample(
+            Metric::LoadMs,
+            Sample::Reps(&zeros),
+            Sample::Reps(&zeros),
+            &p,
+        );
+        assert_eq!(decide(&t, None, 0.0, 0.05), Decision::NoChange);
+        assert!(t.note.unwrap().contains("identical"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod describe;
 mod effect;
 pub mod engine;
 mod ksample;
+pub mod nightly;
 mod twosample;
 
 pub use adjust::{benjamini_hochberg, holm};

@@ -832,3 +832,47 @@ fn example_tables_are_current_and_its_paper_compiles() {
     assert!(share > 0.01, "first page is blank ({share:.4})");
     assert!(ex.join("paper-page1.png").is_file() && ex.join("report.png").is_file());
 }
+
+/// The pair_agents table bolds the tested change itself: B's +30% concurrent TTFT (against
+/// its sequential phase and against A) is bold in its two Δ% columns, and decode tok/s and
+/// contention beside them are not (the bold once sat one column to the right).
+#[test]
+fn pair_agents_bold_sits_on_the_tested_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut records = pair_records(8);
+    for r in records
+        .iter_mut()
+        .filter(|r| r.agent == "B" && r.phase == sweep::record::Phase::Concurrent)
+    {
+        r.ttft_ms = r.ttft_ms.map(|t| t * 1.3);
+    }
+    manifest(None).write(dir.path()).unwrap();
+    write_jsonl(dir.path(), &records, false);
+    let opts = ReportOptions {
+        formats: vec![Format::Markdown],
+        plots: false,
+        ..ReportOptions::default()
+    };
+    report::render(dir.path(), &opts).unwrap();
+    let agents = read(&dir.path().join("tables/pair_agents.md"));
+    let split = |l: &str| -> Vec<String> {
+        l.trim()
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+    let header = split(agents.lines().find(|l| l.contains("| agent |")).unwrap());
+    let b = split(agents.lines().find(|l| l.contains("| B |")).unwrap());
+    let bold: Vec<&str> = header
+        .iter()
+        .zip(&b)
+        .filter(|(_, c)| c.starts_with("**"))
+        .map(|(h, _)| h.as_str())
+        .collect();
+    assert_eq!(bold.len(), 2, "{agents}");
+    assert!(
+        bold.iter().all(|h| h.starts_with("TTFT Δ%")),
+        "{bold:?}\n{agents}"
+    );
+}

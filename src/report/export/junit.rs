@@ -1,6 +1,6 @@
-//! JUnit XML for CI systems: one testcase per gating (cell, metric); a failure element for
-//! each regression, skipped for undecided rows; an inconclusive or not-comparable outcome is
-//! an error testcase of its own, so no CI shows it green.
+//! JUnit XML for CI systems: one testcase per gating (cell, metric) and per cell's call
+//! share; a failure element for each regression, skipped for undecided rows; an undecided
+//! or not-comparable outcome is an error testcase of its own, so no CI shows it green.
 
 use super::Exporter;
 use crate::gate::{Comparison, Outcome, Row, Verdict};
@@ -16,25 +16,34 @@ fn pct(v: Option<f64>) -> String {
 }
 
 fn detail(r: &Row) -> String {
-    let ci = r.result.ci.as_ref();
+    let tests: Vec<String> = r
+        .tests
+        .iter()
+        .map(|t| {
+            format!(
+                "against the {}: {:.3} → {:.3}, change {} [{}, {}], p regression (Holm) {}, p pass {:.3}",
+                t.reference.label(),
+                t.reference_level,
+                t.level,
+                pct(Some(t.change)),
+                pct(Some(t.lower)),
+                pct(Some(t.upper)),
+                t.p_regression_holm
+                    .map(|p| format!("{p:.3}"))
+                    .unwrap_or_else(|| "—".into()),
+                t.p_pass
+            )
+        })
+        .collect();
     format!(
-        "{}: baseline {}, current {}, change {}, CI [{}, {}], p (Holm) {}, threshold {}",
+        "{}; tolerance {}; {}",
         r.verdict_label(),
-        r.result
-            .reference_estimate
-            .map(|v| format!("{v:.3}"))
-            .unwrap_or_else(|| "—".into()),
-        r.result
-            .estimate
-            .map(|v| format!("{v:.3}"))
-            .unwrap_or_else(|| "—".into()),
-        pct(r.result.change),
-        pct(ci.map(|c| c.lower)),
-        pct(ci.map(|c| c.upper)),
-        r.p_holm
-            .map(|p| format!("{p:.3}"))
-            .unwrap_or_else(|| "—".into()),
-        pct(r.threshold)
+        pct(r.threshold),
+        if tests.is_empty() {
+            r.why.clone().unwrap_or_else(|| "no test".into())
+        } else {
+            tests.join("; ")
+        }
     )
 }
 
@@ -52,10 +61,10 @@ impl Exporter for Junit {
         let failures = c.regressions();
         let skipped = rows
             .iter()
-            .filter(|r| r.verdict == Verdict::Inconclusive)
+            .filter(|r| r.verdict == Verdict::Undecided)
             .count();
         let outcome_error = match &c.outcome {
-            Outcome::Inconclusive { reasons } => Some(reasons.join("; ")),
+            Outcome::Undecided { reasons } => Some(reasons.join("; ")),
             Outcome::NotComparable { differences } => Some(
                 differences
                     .iter()
@@ -66,7 +75,7 @@ impl Exporter for Junit {
             _ => None,
         };
         let errors = usize::from(outcome_error.is_some());
-        let tests = rows.len() + errors;
+        let tests = rows.len() + c.shares.len() + errors;
         let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         let _ = writeln!(
             s,
@@ -100,17 +109,51 @@ impl Exporter for Junit {
                     xml(&format!("{} regressed", r.metric.name())),
                     xml(&detail(r))
                 );
-            } else if r.verdict == Verdict::Inconclusive {
+            } else if r.verdict == Verdict::Undecided {
                 let _ = writeln!(
                     s,
                     ">\n      <skipped message=\"{}\"/>\n    </testcase>",
-                    xml(r.result.note.as_deref().unwrap_or("inconclusive"))
+                    xml(r.why.as_deref().unwrap_or("undecided"))
                 );
             } else {
                 let _ = writeln!(
                     s,
                     ">\n      <system-out>{}</system-out>\n    </testcase>",
                     xml(&detail(r))
+                );
+            }
+        }
+        for sh in &c.shares {
+            let text = format!(
+                "{}: {}/{} tonight ({:.1}%) against {}/{} ({:.1}%), limit {:.0}%, Fisher one-sided p {:.3}",
+                sh.kind.label(),
+                sh.current.0,
+                sh.current.1,
+                sh.share() * 100.0,
+                sh.reference.0,
+                sh.reference.1,
+                sh.reference_share() * 100.0,
+                sh.limit * 100.0,
+                sh.p
+            );
+            let _ = write!(
+                s,
+                "    <testcase classname=\"{}\" name=\"{}\" time=\"0\"",
+                xml(&sh.cell),
+                xml(sh.kind.label())
+            );
+            if sh.fails {
+                let _ = writeln!(
+                    s,
+                    ">\n      <failure message=\"{}\" type=\"regression\">{}</failure>\n    </testcase>",
+                    xml(&format!("{} above the limit", sh.kind.label())),
+                    xml(&text)
+                );
+            } else {
+                let _ = writeln!(
+                    s,
+                    ">\n      <system-out>{}</system-out>\n    </testcase>",
+                    xml(&text)
                 );
             }
         }
