@@ -44,6 +44,9 @@ pub enum Scenario {
     /// Every row gets worse by this relative amount each night, from the first judged
     /// night on (each judged night is stored before the next).
     Drift(f64),
+    /// Every row gets worse by this relative amount from the first judged night on and
+    /// stays there (each judged night is stored before the next).
+    Shift(f64),
     /// One row's calls time out at this share tonight.
     Timeouts(f64),
 }
@@ -79,10 +82,19 @@ pub struct Rates {
     pub failed: usize,
     /// … passed.
     pub passed: usize,
-    /// Drift: trials whose drift was caught within 5 judged nights.
+    /// Drift and shift: trials whose change was caught within 5 judged nights.
     pub caught_within_5: usize,
-    /// Drift: total judged nights to detection over the trials that caught it.
+    /// Drift and shift: total judged nights to detection over the trials that caught it.
     pub nights_to_detect: usize,
+    /// Drift and shift: trials first caught on judged night k (index k, 1 to 10).
+    pub caught_on: [usize; 11],
+}
+
+impl Rates {
+    /// Trials caught within `k` judged nights.
+    pub fn within(&self, k: usize) -> usize {
+        self.caught_on[..=k.min(10)].iter().sum()
+    }
 }
 
 fn normal(rng: &mut ChaCha8Rng) -> f64 {
@@ -200,15 +212,20 @@ pub fn simulate(noise: &Noise, scenario: Scenario, gate: &Gate, trials: usize, s
             .collect();
         let judge_seed = seed.wrapping_add(t as u64);
         match scenario {
-            Scenario::Drift(per_night) => {
+            Scenario::Drift(_) | Scenario::Shift(_) => {
                 for i in 1..=10usize {
-                    let shift = i as f64 * per_night.ln_1p();
+                    let shift = match scenario {
+                        Scenario::Drift(per_night) => i as f64 * per_night.ln_1p(),
+                        Scenario::Shift(c) => c.ln_1p(),
+                        _ => 0.0,
+                    };
                     let id = format!("d{i}");
                     let night = draw_night(&mut rng, noise, id, shift, None);
                     let out = judge(&stored, &night, gate, judge_seed);
                     if out == NightOutcome::Regression {
                         rates.failed += 1;
                         rates.nights_to_detect += i;
+                        rates.caught_on[i] += 1;
                         if i <= 5 {
                             rates.caught_within_5 += 1;
                         }

@@ -1481,3 +1481,97 @@ fn token_length_metrics_are_not_compared_across_workloads() {
     assert_eq!(code, 3, "{stdout}");
     assert!(stdout.contains("output lengths differ"), "{stdout}");
 }
+
+/// Not a check: the operating-characteristic table of BENCHMARKS.md and the README
+/// (`scripts/gate-oc.sh` runs it). Each line: 1 000 simulated nightlies, seeded.
+#[test]
+#[ignore]
+fn operating_characteristics_table() {
+    use sweep::gate::oc::{simulate, Gate, Noise, Scenario};
+    let trials = 1000;
+    let gap = gate::power::gap(Metric::TtftMs, 0.05, 2.0).unwrap();
+    println!("| noise (per-rep sd, night sd, rows, stored nights) | α | reps | identical: fail / pass | T/2 (+2.5%): fail | 2T (+10%) same night | +10% within 2 nights | +5% within 3 nights | +2%/night within 3 | +T/2 (+2.5%)/night within 5 | timeouts (30% of one row's calls) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let configs: [(f64, f64, usize, usize, Option<usize>); 5] = [
+        // The design's reference series: 10 reps at 7.5%, night sd 1.8%, one series.
+        (0.075, 0.018, 1, 10, Some(10)),
+        (0.075, 0.018, 1, 10, None),
+        (0.075, 0.010, 2, 10, None),
+        (0.075, 0.005, 2, 10, None),
+        (0.075, 0.005, 6, 10, None),
+    ];
+    for (within, between, rows, history, fixed) in configs {
+        for alpha in [0.05, 0.01] {
+            let g = Gate {
+                tolerance: 0.05,
+                alpha,
+                max_share: 0.10,
+            };
+            // What `sweep power` recommends for this model (df of the between-night
+            // variance: rows × (history − 2) second differences / 1.944).
+            let df = (rows * (history - 2)) as f64 / 1.944;
+            let recommended = gate::power::reps_needed(
+                within,
+                between * between,
+                df,
+                3,
+                gap,
+                alpha / (2 * rows) as f64,
+                0.8,
+            );
+            let reps = match (fixed, recommended) {
+                (Some(n), _) => n,
+                (None, Some(n)) => n,
+                (None, None) => {
+                    println!(
+                        "| {:.1}%, {:.1}%, {rows}, {history} | {alpha} | unreachable (`sweep power`: the night sd alone is too large) | | | | | | | | |",
+                        within * 100.0,
+                        between * 100.0
+                    );
+                    continue;
+                }
+            };
+            let noise = Noise {
+                within,
+                between,
+                rows,
+                reps,
+                calls_per_rep: 2,
+                fail_rate: 0.01,
+                history,
+            };
+            let r = |sc, seed| simulate(&noise, sc, &g, trials, seed);
+            let pct = |k: usize| format!("{:.1}%", 100.0 * k as f64 / trials as f64);
+            let identical = r(Scenario::Identical, 1);
+            let half = r(Scenario::Step(0.025), 2);
+            let double = r(Scenario::Step(0.10), 3);
+            let shift10 = r(Scenario::Shift(0.10), 4);
+            let shift5 = r(Scenario::Shift(0.05), 5);
+            let drift2 = r(Scenario::Drift(0.02), 6);
+            let drift_half = r(Scenario::Drift(0.025), 7);
+            let timeouts = r(Scenario::Timeouts(0.30), 8);
+            println!(
+                "| {:.1}%, {:.1}%, {rows}, {history} | {alpha} | {reps}{} | {} / {} | {} | {} | {} | {} | {} | {} | {} |",
+                within * 100.0,
+                between * 100.0,
+                if fixed.is_some() {
+                    match recommended {
+                        Some(n) => format!(" (power: {n})"),
+                        None => " (power: unreachable)".to_string(),
+                    }
+                } else {
+                    " (power)".to_string()
+                },
+                pct(identical.failed),
+                pct(identical.passed),
+                pct(half.failed),
+                pct(double.failed),
+                pct(shift10.within(2)),
+                pct(shift5.within(3)),
+                pct(drift2.within(3)),
+                pct(drift_half.within(5)),
+                pct(timeouts.failed),
+            );
+        }
+    }
+}
