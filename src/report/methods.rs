@@ -90,6 +90,17 @@ pub fn paragraphs(view: &View, metrics: &[Metric]) -> Vec<(String, String)> {
         ));
     }
     out.push((
+        "Nightly gate".to_string(),
+        format!(
+            "`sweep compare` (not these tables) judges a night against the nights before it. {} \
+             With at least three stored nights the night is the unit: the between-night \
+             variance, estimated from the second differences of the night means within their \
+             levels and pooled over cells, enters every standard error, and tonight is tested \
+             against its recent level and against a fixed anchor.",
+            crate::gate::RULE
+        ),
+    ));
+    out.push((
         "Defaults".to_string(),
         "A cell that leaves an option unset runs with the backend's value for it; the tables \
          show that value marked † (the embedded engine's own defaults, or the model's \
