@@ -298,7 +298,7 @@ fn reps_to_decide(r: &RowNights, tests: &[GateTest], family: usize, alpha: f64) 
         // The between-night part of this test's variance: what the reps cannot remove.
         let within = r.tonight.var + r.tonight.var / k as f64;
         let between = ((t.log_change.se.powi(2) - within) / (1.0 + 1.0 / k as f64)).max(0.0);
-        let n = nightly::reps_needed(sd_within, between, k, gap, a, 0.5, super::power::MAX_REPS)?;
+        let n = super::power::reps_needed(sd_within, between, t.log_change.df, k, gap, a, 0.5)?;
         need = Some(need.map_or(n, |x: usize| x.max(n)));
     }
     need
@@ -335,6 +335,288 @@ pub fn compare_nights(
     judge(nights, current, s, true)
 }
 
+/// What a comparison reads tonight against: the nights of the window (or the one fallback
+/// night), the anchor, and whether the night model is on.
+struct Sources<'a> {
+    window: &'a [LoadedRun],
+    anchor: &'a [LoadedRun],
+    fallback: &'a LoadedRun,
+    use_history: bool,
+}
+
+/// The keys of a run's groups (cells, with phases).
+fn group_keys(run: &LoadedRun) -> BTreeSet<&str> {
+    run.samples.groups.iter().map(|g| g.key.as_str()).collect()
+}
+
+/// Why a token-length-dependent metric of `key` is not comparable tonight, if it is not.
+fn workload_note(current: &LoadedRun, window: &[LoadedRun], key: &str) -> Option<String> {
+    let now = output_tokens(current, key)?;
+    let mut v: Vec<f64> = window
+        .iter()
+        .filter_map(|r| output_tokens(r, key))
+        .collect();
+    let reference = stats::select_quantiles(&mut v, &[0.5]).map(|q| q[0])?;
+    (reference > 0.0 && (now / reference - 1.0).abs() > WORKLOAD_TOLERANCE).then(|| {
+        format!(
+            "output lengths differ: median {reference:.0} → {now:.0} tokens ({:+.0}%), beyond the {:.0}% a duration of the whole generation can be compared across",
+            (now / reference - 1.0) * 100.0,
+            WORKLOAD_TOLERANCE * 100.0
+        )
+    })
+}
+
+/// A gating row's nights, and whether it fell back to one baseline night (too few usable
+/// nights for the night model); the error says why it has none.
+fn gating_nights(
+    key: &str,
+    m: Metric,
+    tol: Tolerance,
+    current: &LoadedRun,
+    src: &Sources<'_>,
+    seed: u64,
+) -> Result<(RowNights, bool), String> {
+    let tonight = night_of(current, key, m, seed)?;
+    let mut history = Vec::new();
+    let mut last_err = None;
+    for r in src.window {
+        match night_of(r, key, m, seed) {
+            Ok(n) => history.push((r.manifest.run_id.clone(), n)),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    let short = src.use_history && history.len() < MIN_HISTORY;
+    if short {
+        // One baseline night: the current entry when it has the row, else the newest.
+        history = match night_of(src.fallback, key, m, seed) {
+            Ok(n) => vec![(src.fallback.manifest.run_id.clone(), n)],
+            Err(_) => history.pop().into_iter().collect(),
+        };
+    }
+    if history.is_empty() {
+        return Err(last_err.unwrap_or_else(|| "no reference night".into()));
+    }
+    let anchor = if src.use_history && history.len() >= MIN_HISTORY {
+        src.anchor
+            .iter()
+            .filter_map(|r| {
+                night_of(r, key, m, seed)
+                    .ok()
+                    .map(|n| (r.manifest.run_id.clone(), n))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let rn = RowNights {
+        key: key.to_string(),
+        metric: m,
+        tolerance: tol,
+        tonight,
+        history,
+        anchor,
+    };
+    Ok((rn, short))
+}
+
+/// The rows of every key both sides have (engine statistics against the newest reference
+/// night), the gating rows' nights (by row index), and how many rows fell back to one
+/// baseline night.
+fn build_rows(
+    keys: &[&str],
+    current: &LoadedRun,
+    src: &Sources<'_>,
+    s: &Settings,
+    params: &Params,
+) -> (Vec<Row>, Vec<(usize, RowNights)>, usize) {
+    let mut rows: Vec<Row> = Vec::new();
+    let mut row_nights: Vec<(usize, RowNights)> = Vec::new();
+    let mut short_rows = 0usize;
+    for &key in keys {
+        let workload = workload_note(current, src.window, key);
+        for m in s.metrics() {
+            let Some(x) = current.samples.group(key).and_then(|g| g.metric(m)) else {
+                continue;
+            };
+            let reference = src
+                .window
+                .iter()
+                .rev()
+                .find_map(|r| r.samples.group(key)?.metric(m));
+            let Some(y) = reference else { continue };
+            let p = Params {
+                seed: params.seed ^ engine::fnv(key),
+                ..params.clone()
+            };
+            let threshold = s.thresholds.get(&m).copied();
+            let mut row = Row {
+                cell: key.to_string(),
+                metric: m,
+                threshold,
+                result: engine::two_sample(m, x.sample(), y.sample(), &p),
+                tests: Vec::new(),
+                p_holm: None,
+                verdict: Verdict::Undecided,
+                why: None,
+                reps_to_decide: None,
+            };
+            let not_comparable = workload.clone().filter(|_| m.scales_with_output_tokens());
+            match (threshold, not_comparable) {
+                (Some(_), Some(w)) => row.why = Some(w),
+                (Some(t), None) => {
+                    let seed = s.seed ^ engine::fnv(key) ^ engine::fnv(m.name());
+                    match tolerance(m, t)
+                        .and_then(|tol| gating_nights(key, m, tol, current, src, seed))
+                    {
+                        Ok((rn, short)) => {
+                            short_rows += usize::from(short);
+                            row_nights.push((rows.len(), rn));
+                        }
+                        Err(e) => row.why = Some(e),
+                    }
+                }
+                (None, Some(w)) => {
+                    row.verdict = Verdict::NotComparable;
+                    row.why = Some(w);
+                }
+                (None, None) => {}
+            }
+            rows.push(row);
+        }
+    }
+    (rows, row_nights, short_rows)
+}
+
+/// Tests the gating rows, Holm over all their tests, verdicts; returns the family size and
+/// what the planning found (between-night variances, level shifts).
+fn decide_gating(
+    rows: &mut [Row],
+    row_nights: &[(usize, RowNights)],
+    alpha: f64,
+    seed: u64,
+) -> (usize, Planned) {
+    let inputs: Vec<RowNights> = row_nights.iter().map(|(_, r)| r.clone()).collect();
+    let mut planned = plan_tests(&inputs, alpha, seed);
+    let mut tested: Vec<(usize, usize, Vec<GateTest>)> = Vec::new();
+    for (k, ((i, rn), t)) in row_nights
+        .iter()
+        .zip(std::mem::take(&mut planned.tests))
+        .enumerate()
+    {
+        match t {
+            Ok(tests) => tested.push((*i, k, tests)),
+            Err(e) => rows[*i].why = Some(format!("{}: {e}", rn.key)),
+        }
+    }
+    let family: usize = tested.iter().map(|(_, _, t)| t.len()).sum();
+    {
+        let mut all: Vec<&mut GateTest> = tested
+            .iter_mut()
+            .flat_map(|(_, _, t)| t.iter_mut())
+            .collect();
+        holm_and_call(&mut all, alpha);
+    }
+    for (i, k, tests) in tested {
+        let rn = &row_nights[k].1;
+        let r = &mut rows[i];
+        r.verdict = row_verdict(&tests, &rn.tolerance);
+        r.p_holm = tests
+            .iter()
+            .filter_map(|t| t.p_regression_holm)
+            .min_by(f64::total_cmp);
+        if r.verdict == Verdict::Undecided {
+            r.reps_to_decide = reps_to_decide(rn, &tests, family, alpha);
+            r.why = Some(match r.reps_to_decide {
+                Some(n) => format!("≈ {n} reps a night would decide it if the change stays"),
+                None => "no number of reps decides it: the change sits at the tolerance or the \
+                         between-night spread alone is too large"
+                    .to_string(),
+            });
+        }
+        r.tests = tests;
+    }
+    (family, planned)
+}
+
+/// Informational rows: the analysis rule (threshold 0) in their own Holm family.
+fn decide_informational(rows: &mut [Row], alpha: f64) {
+    let info: Vec<usize> = (0..rows.len())
+        .filter(|&i| !rows[i].gates() && rows[i].verdict != Verdict::NotComparable)
+        .collect();
+    let ps: Vec<f64> = info
+        .iter()
+        .map(|&i| {
+            rows[i]
+                .result
+                .test
+                .as_ref()
+                .map(|t| t.p)
+                .unwrap_or(f64::NAN)
+        })
+        .collect();
+    for (k, p) in stats::holm(&ps).into_iter().enumerate() {
+        let r = &mut rows[info[k]];
+        r.p_holm = Some(p).filter(|p| !p.is_nan());
+        r.verdict = match engine::decide(&r.result, r.p_holm, 0.0, alpha) {
+            Decision::Worse => Verdict::Regression,
+            Decision::Better => Verdict::Improved,
+            Decision::Inconclusive | Decision::Constant => {
+                r.why = r.result.note.clone();
+                Verdict::Undecided
+            }
+            Decision::OtherWorkload => Verdict::NotComparable,
+            Decision::NoChange | Decision::Changed | Decision::WithinThreshold => Verdict::NoChange,
+        };
+    }
+}
+
+/// Per cell, its failed and cold call shares against the window's nights.
+fn call_shares(
+    keys: &[&str],
+    current: &LoadedRun,
+    window: &[LoadedRun],
+    s: &Settings,
+) -> Vec<ShareRow> {
+    keys.iter()
+        .flat_map(|key| {
+            let now = current.samples.group(key).map(|g| g.counts.clone());
+            let refs: Vec<_> = window
+                .iter()
+                .filter_map(|r| r.samples.group(key).map(|g| g.counts.clone()))
+                .collect();
+            now.map(|n| shares::rows(key, &n, &refs, s.max_failed_share, s.alpha))
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Groups that ran but have no measured calls, with why.
+fn empty_groups<'a>(runs: impl Iterator<Item = &'a LoadedRun>) -> Vec<String> {
+    runs.flat_map(|run| {
+        run.samples.empty_groups().into_iter().map(|g| {
+            format!(
+                "{} in {} ({})",
+                g.key,
+                run.manifest.run_id,
+                g.counts.exclusions()
+            )
+        })
+    })
+    .collect()
+}
+
+/// What one baseline night assumes, for the notes.
+fn one_night_note(have: usize) -> String {
+    let more = MIN_HISTORY.saturating_sub(have).max(1);
+    format!(
+        "compared with one baseline night: the false-alarm rate assumes no night-to-night \
+         variance (a reboot, clocks, thermal state or another tenant would count as a change); \
+         {more} stored night{} more make it honest (≥ {MIN_HISTORY} nights: `sweep baseline \
+         save` every compared night)",
+        if more == 1 { "" } else { "s" }
+    )
+}
+
 fn judge(
     nights: &Nights,
     current: &LoadedRun,
@@ -356,10 +638,7 @@ fn judge(
     // Too short a history: the baseline directory's current entry (the newest clean pass),
     // else the newest night.
     let fallback = nights.current.as_ref().unwrap_or(newest);
-    let (b, c) = (
-        RunSummary::of(if use_history { newest } else { fallback }),
-        RunSummary::of(current),
-    );
+    let reference_run = if use_history { newest } else { fallback };
     let mut notes: Vec<String> = nights
         .window
         .iter()
@@ -368,286 +647,66 @@ fn judge(
         .cloned()
         .collect();
     notes.dedup();
-    let env_diffs = nights.env_differences.clone();
-    let method = |window: &[LoadedRun], anchor: &[LoadedRun], nights: Vec<MetricNights>| {
-        if history_mode && window.len() >= MIN_HISTORY {
-            Method::History {
-                runs: window.iter().map(|r| r.manifest.run_id.clone()).collect(),
-                anchor: anchor.iter().map(|r| r.manifest.run_id.clone()).collect(),
-                nights,
-            }
-        } else {
-            Method::TwoRuns
-        }
+    let mut cmp = Comparison {
+        method: Method::TwoRuns,
+        baseline: RunSummary::of(reference_run),
+        current: RunSummary::of(current),
+        settings: s.clone(),
+        params: params.clone(),
+        gating_tests: 0,
+        env_differences: nights.env_differences.clone(),
+        rows: Vec::new(),
+        shares: Vec::new(),
+        shifts: Vec::new(),
+        notes: Vec::new(),
+        outcome: Outcome::Pass,
     };
-    if !env_diffs.is_empty() && !s.allow_env_change {
-        return Ok(Comparison {
-            method: Method::TwoRuns,
-            baseline: b,
-            current: c,
-            settings: s.clone(),
-            params,
-            gating_tests: 0,
-            env_differences: env_diffs.clone(),
-            rows: Vec::new(),
-            shares: Vec::new(),
-            shifts: Vec::new(),
-            notes,
-            outcome: Outcome::NotComparable {
-                differences: env_diffs,
-            },
-        });
+    if !cmp.env_differences.is_empty() && !s.allow_env_change {
+        cmp.outcome = Outcome::NotComparable {
+            differences: cmp.env_differences.clone(),
+        };
+        cmp.notes = notes;
+        return Ok(cmp);
     }
     if !use_history {
-        let have = nights.window.len();
-        notes.push(format!(
-            "compared with one baseline night: the false-alarm rate assumes no night-to-night \
-             variance (a reboot, clocks, thermal state or another tenant would count as a \
-             change); {} stored night{} more make it honest (≥ {MIN_HISTORY} nights: `sweep \
-             baseline save` every compared night)",
-            MIN_HISTORY.saturating_sub(have).max(1),
-            if MIN_HISTORY.saturating_sub(have).max(1) == 1 {
-                ""
-            } else {
-                "s"
-            }
-        ));
+        notes.push(one_night_note(nights.window.len()));
     }
     // Cells on one side only.
-    let reference_keys: BTreeSet<&str> = nights
-        .window
-        .iter()
-        .flat_map(|r| r.samples.groups.iter().map(|g| g.key.as_str()))
-        .collect();
-    let current_keys: BTreeSet<&str> = current
-        .samples
-        .groups
-        .iter()
-        .map(|g| g.key.as_str())
-        .collect();
-    let reference_run = if use_history { newest } else { fallback };
-    let newest_keys: BTreeSet<&str> = reference_run
-        .samples
-        .groups
-        .iter()
-        .map(|g| g.key.as_str())
-        .collect();
+    let reference_keys: BTreeSet<&str> = nights.window.iter().flat_map(group_keys).collect();
+    let current_keys = group_keys(current);
     let mut missing = Vec::new();
     for k in current_keys.difference(&reference_keys) {
         missing.push(format!("{k} (new, not in the baseline)"));
     }
-    for k in newest_keys.difference(&current_keys) {
+    for k in group_keys(reference_run).difference(&current_keys) {
         missing.push(format!("{k} (missing from the current run)"));
     }
     notes.extend(missing.iter().map(|m| format!("cell {m}")));
 
-    // Gating rows: their nights first, then the tests, then Holm.
-    let window: &[LoadedRun] = if use_history {
-        &nights.window
-    } else {
-        std::slice::from_ref(fallback)
+    let src = Sources {
+        window: if use_history {
+            &nights.window
+        } else {
+            std::slice::from_ref(fallback)
+        },
+        anchor: &nights.anchor,
+        fallback,
+        use_history,
     };
-    let mut rows: Vec<Row> = Vec::new();
-    let mut row_nights: Vec<(usize, RowNights)> = Vec::new();
-    let mut short_rows = 0usize;
-    for key in current_keys.intersection(&reference_keys) {
-        let tokens_now = output_tokens(current, key);
-        let tokens_ref = {
-            let mut v: Vec<f64> = window
-                .iter()
-                .filter_map(|r| output_tokens(r, key))
-                .collect();
-            stats::select_quantiles(&mut v, &[0.5]).map(|q| q[0])
-        };
-        let workload = match (tokens_now, tokens_ref) {
-            (Some(a), Some(b)) if b > 0.0 && (a / b - 1.0).abs() > WORKLOAD_TOLERANCE => Some(
-                format!(
-                    "output lengths differ: median {b:.0} → {a:.0} tokens ({:+.0}%), beyond the {:.0}% a duration of the whole generation can be compared across",
-                    (a / b - 1.0) * 100.0,
-                    WORKLOAD_TOLERANCE * 100.0
-                ),
-            ),
-            _ => None,
-        };
-        for m in s.metrics() {
-            if current
-                .samples
-                .group(key)
-                .and_then(|g| g.metric(m))
-                .is_none()
-            {
-                continue;
-            }
-            let reference = window
-                .iter()
-                .rev()
-                .find_map(|r| r.samples.group(key)?.metric(m));
-            let Some(y) = reference else { continue };
-            let Some(x) = current.samples.group(key).and_then(|g| g.metric(m)) else {
-                continue;
-            };
-            let p = Params {
-                seed: params.seed ^ engine::fnv(key),
-                ..params.clone()
-            };
-            let result = engine::two_sample(m, x.sample(), y.sample(), &p);
-            let threshold = s.thresholds.get(&m).copied();
-            let mut row = Row {
-                cell: key.to_string(),
-                metric: m,
-                threshold,
-                result,
-                tests: Vec::new(),
-                p_holm: None,
-                verdict: Verdict::Undecided,
-                why: None,
-                reps_to_decide: None,
-            };
-            let not_comparable = workload.clone().filter(|_| m.scales_with_output_tokens());
-            if let Some(t) = threshold {
-                if let Some(w) = not_comparable {
-                    row.why = Some(w);
-                } else {
-                    match tolerance(m, t).and_then(|tol| {
-                        let seed = s.seed ^ engine::fnv(key) ^ engine::fnv(m.name());
-                        let tonight = night_of(current, key, m, seed)?;
-                        let mut history = Vec::new();
-                        let mut last_err = None;
-                        for r in window {
-                            match night_of(r, key, m, seed) {
-                                Ok(n) => history.push((r.manifest.run_id.clone(), n)),
-                                Err(e) => last_err = Some(e),
-                            }
-                        }
-                        if use_history && history.len() < MIN_HISTORY {
-                            // Too few usable nights for this row: one baseline night (the
-                            // current entry when it has the row), no night model.
-                            short_rows += 1;
-                            history = match night_of(fallback, key, m, seed) {
-                                Ok(n) => vec![(fallback.manifest.run_id.clone(), n)],
-                                Err(_) => history.pop().into_iter().collect(),
-                            };
-                        }
-                        if history.is_empty() {
-                            return Err(last_err.unwrap_or_else(|| "no reference night".into()));
-                        }
-                        let anchor = if use_history && history.len() >= MIN_HISTORY {
-                            nights
-                                .anchor
-                                .iter()
-                                .filter_map(|r| {
-                                    night_of(r, key, m, seed)
-                                        .ok()
-                                        .map(|n| (r.manifest.run_id.clone(), n))
-                                })
-                                .collect()
-                        } else {
-                            Vec::new()
-                        };
-                        Ok(RowNights {
-                            key: key.to_string(),
-                            metric: m,
-                            tolerance: tol,
-                            tonight,
-                            history,
-                            anchor,
-                        })
-                    }) {
-                        Ok(rn) => row_nights.push((rows.len(), rn)),
-                        Err(e) => row.why = Some(e),
-                    }
-                }
-            } else if not_comparable.is_some() {
-                row.verdict = Verdict::NotComparable;
-                row.why = not_comparable;
-            }
-            rows.push(row);
-        }
-    }
+    let keys: Vec<&str> = current_keys
+        .intersection(&reference_keys)
+        .copied()
+        .collect();
+    let (mut rows, row_nights, short_rows) = build_rows(&keys, current, &src, s, &params);
     if short_rows > 0 {
         notes.push(format!(
             "{short_rows} gating row(s) had fewer than {MIN_HISTORY} nights with enough reps: \
              compared with one baseline night, which assumes no night-to-night variance"
         ));
     }
-    let inputs: Vec<RowNights> = row_nights.iter().map(|(_, r)| r.clone()).collect();
-    let planned = plan_tests(&inputs, s.alpha, s.seed);
-    let mut tested: Vec<(usize, usize, Vec<GateTest>)> = Vec::new();
-    for (k, ((i, rn), t)) in row_nights.iter().zip(planned.tests).enumerate() {
-        match t {
-            Ok(tests) => tested.push((*i, k, tests)),
-            Err(e) => rows[*i].why = Some(format!("{}: {e}", rn.key)),
-        }
-    }
-    let family: usize = tested.iter().map(|(_, _, t)| t.len()).sum();
-    {
-        let mut all: Vec<&mut GateTest> = tested
-            .iter_mut()
-            .flat_map(|(_, _, t)| t.iter_mut())
-            .collect();
-        holm_and_call(&mut all, s.alpha);
-    }
-    for (i, k, tests) in tested {
-        let rn = &row_nights[k].1;
-        let r = &mut rows[i];
-        r.verdict = row_verdict(&tests, &rn.tolerance);
-        r.p_holm = tests
-            .iter()
-            .filter_map(|t| t.p_regression_holm)
-            .min_by(f64::total_cmp);
-        if r.verdict == Verdict::Undecided {
-            r.reps_to_decide = reps_to_decide(rn, &tests, family, s.alpha);
-            r.why = Some(match r.reps_to_decide {
-                Some(n) => format!("≈ {n} reps a night would decide it if the change stays"),
-                None => "no number of reps decides it: the change sits at the tolerance or the \
-                         between-night spread alone is too large"
-                    .to_string(),
-            });
-        }
-        r.tests = tests;
-    }
-    // Informational rows: the analysis rule (threshold 0) in their own Holm family.
-    let info: Vec<usize> = (0..rows.len())
-        .filter(|&i| !rows[i].gates() && rows[i].verdict != Verdict::NotComparable)
-        .collect();
-    let ps: Vec<f64> = info
-        .iter()
-        .map(|&i| {
-            rows[i]
-                .result
-                .test
-                .as_ref()
-                .map(|t| t.p)
-                .unwrap_or(f64::NAN)
-        })
-        .collect();
-    for (k, p) in stats::holm(&ps).into_iter().enumerate() {
-        let r = &mut rows[info[k]];
-        r.p_holm = Some(p).filter(|p| !p.is_nan());
-        r.verdict = match engine::decide(&r.result, r.p_holm, 0.0, s.alpha) {
-            Decision::Worse => Verdict::Regression,
-            Decision::Better => Verdict::Improved,
-            Decision::Inconclusive | Decision::Constant => {
-                r.why = r.result.note.clone();
-                Verdict::Undecided
-            }
-            Decision::OtherWorkload => Verdict::NotComparable,
-            Decision::NoChange | Decision::Changed | Decision::WithinThreshold => Verdict::NoChange,
-        };
-    }
-    // Call shares per cell against the window's nights.
-    let share_rows: Vec<ShareRow> = current_keys
-        .intersection(&reference_keys)
-        .flat_map(|key| {
-            let now = current.samples.group(key).map(|g| g.counts.clone());
-            let refs: Vec<_> = window
-                .iter()
-                .filter_map(|r| r.samples.group(key).map(|g| g.counts.clone()))
-                .collect();
-            now.map(|n| shares::rows(key, &n, &refs, s.max_failed_share, s.alpha))
-                .unwrap_or_default()
-        })
-        .collect();
+    let (family, planned) = decide_gating(&mut rows, &row_nights, s.alpha, s.seed);
+    decide_informational(&mut rows, s.alpha);
+    let share_rows = call_shares(&keys, current, src.window, s);
     rows.sort_by(|a, b| {
         b.fails()
             .cmp(&a.fails())
@@ -657,35 +716,29 @@ fn judge(
             .then(a.cell.cmp(&b.cell))
             .then(a.metric.cmp(&b.metric))
     });
-    let empty: Vec<String> = window
-        .iter()
-        .chain(std::iter::once(current))
-        .flat_map(|run| {
-            run.samples.empty_groups().into_iter().map(|g| {
-                format!(
-                    "{} in {} ({})",
-                    g.key,
-                    run.manifest.run_id,
-                    g.counts.exclusions()
-                )
-            })
-        })
-        .collect();
-    let outcome = outcome_of(&rows, &share_rows, &missing, &empty);
-    Ok(Comparison {
-        method: method(&nights.window, &nights.anchor, planned.nights),
-        baseline: b,
-        current: c,
-        settings: s.clone(),
-        params,
-        gating_tests: family,
-        env_differences: env_diffs,
-        rows,
-        shares: share_rows,
-        shifts: planned.shifts,
-        notes,
-        outcome,
-    })
+    let empty = empty_groups(src.window.iter().chain(std::iter::once(current)));
+    cmp.outcome = outcome_of(&rows, &share_rows, &missing, &empty);
+    if use_history {
+        cmp.method = Method::History {
+            runs: nights
+                .window
+                .iter()
+                .map(|r| r.manifest.run_id.clone())
+                .collect(),
+            anchor: nights
+                .anchor
+                .iter()
+                .map(|r| r.manifest.run_id.clone())
+                .collect(),
+            nights: planned.nights,
+        };
+    }
+    cmp.gating_tests = family;
+    cmp.rows = rows;
+    cmp.shares = share_rows;
+    cmp.shifts = planned.shifts;
+    cmp.notes = notes;
+    Ok(cmp)
 }
 
 /// Regression beats undecided beats pass.

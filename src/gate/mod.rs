@@ -577,16 +577,6 @@ impl Comparison {
             + self.shares.iter().filter(|s| s.fails).count()
     }
 
-    /// How the comparison was made.
-    pub fn method(&self) -> &Method {
-        &self.method
-    }
-
-    /// The notes (skipped nights, the night-variance assumption, …).
-    pub fn notes(&self) -> &[String] {
-        &self.notes
-    }
-
     /// The one line a CI summary starts with.
     pub fn headline(&self) -> String {
         match &self.outcome {

@@ -451,37 +451,6 @@ pub fn change_points(x: &[f64], alpha: f64, seed: u64) -> Vec<usize> {
     out
 }
 
-/// Reps per night that make the standard error of tonight against `k` reference nights
-/// small enough to tell a bad-side change of `detect` (ln) from the tolerance `limit` (ln)
-/// with probability `power`, at one-sided level `alpha_each` (normal quantiles). `None`
-/// when the between-night part alone is too large (no number of reps is enough).
-pub fn reps_needed(
-    sd_within: f64,
-    between: f64,
-    k: usize,
-    gap: f64,
-    alpha_each: f64,
-    power: f64,
-    max: usize,
-) -> Option<usize> {
-    if gap.is_nan() || gap <= 0.0 || k == 0 {
-        return None;
-    }
-    let z = |p: f64| t_quantile(p, f64::INFINITY);
-    let need_se = gap / (z(1.0 - alpha_each) + z(power));
-    let kk = k as f64;
-    let room = need_se * need_se - between * (1.0 + 1.0 / kk);
-    if room <= 0.0 {
-        return None;
-    }
-    // Var = σ_w²/n · (1 + 1/k) from the within parts of tonight and the k nights.
-    let n = (sd_within * sd_within * (1.0 + 1.0 / kk) / room).ceil();
-    if n > max as f64 {
-        return None;
-    }
-    Some((n as usize).max(2))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -628,19 +597,5 @@ mod tests {
             .map(|i| if i >= 8 { 0.1 } else { 0.0 } + noise())
             .collect();
         assert_eq!(change_points(&step, 0.01, 1), vec![8]);
-    }
-
-    #[test]
-    fn reps_needed_meets_its_standard_error_and_says_when_nights_dominate() {
-        let (sd, k, gap, a) = (0.075, 7, 0.1f64.ln_1p() - 0.05f64.ln_1p(), 0.05);
-        let n = reps_needed(sd, 0.0, k, gap, a, 0.8, 10_000).unwrap();
-        let se = |n: usize| sd * ((1.0 + 1.0 / k as f64) / n as f64).sqrt();
-        let z = 1.644_853_627 + 0.841_621_234;
-        assert!(se(n) * z <= gap && se(n - 1) * z > gap, "{n}");
-        // A between-night sd of 2.5% leaves no room for a 5-point gap at this level.
-        assert_eq!(
-            reps_needed(sd, 0.025f64.powi(2), k, gap, a, 0.8, 10_000),
-            None
-        );
     }
 }
