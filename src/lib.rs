@@ -40,6 +40,7 @@ pub(crate) mod progress;
 pub mod record;
 pub mod report;
 pub mod runner;
+pub mod server;
 pub mod spec;
 pub mod stats;
 pub mod store;

@@ -72,15 +72,22 @@ pub fn member_titles(members: &[Member]) -> Vec<String> {
 }
 
 impl Member {
-    /// What forces the server to reload the model when it changes.
+    /// What forces the server to reload the model when it changes: the model, its context
+    /// and offload, and the server-level options (a managed server restarts for those; the
+    /// embedded engine makes a new context).
     pub fn reload_key(&self) -> String {
         let show = |v: Option<u32>| v.map(|x| x.to_string()).unwrap_or_else(|| "default".into());
-        format!(
+        let mut key = format!(
             "{} num_ctx={} num_gpu={}",
             self.model,
             show(self.options.num_ctx),
             show(self.options.num_gpu)
-        )
+        );
+        let server = self.options.server_level().canonical();
+        if !server.is_empty() {
+            key.push_str(&format!(" server[{server}]"));
+        }
+        key
     }
 }
 
@@ -100,6 +107,16 @@ pub struct Cell {
 }
 
 impl Cell {
+    /// The arm the cell belongs to.
+    pub fn arm(&self) -> &str {
+        &self.arm
+    }
+
+    /// Its agents with their final options.
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
     /// The phases of a unit of this cell, in the order they run.
     pub fn phases(&self) -> &'static [Phase] {
         match self.agent {
@@ -600,12 +617,23 @@ pub fn render(spec: &Spec, plan: &Plan) -> String {
     );
     let _ = writeln!(
         s,
-        "reload groups: {}  (model, num_ctx, num_gpu); reloads in run order: {} (each followed \
+        "reload groups: {}  (model, num_ctx, num_gpu, server-level options); reloads in run order: {} (each followed \
          by a reload probe: {} one-token calls, stored as warm-up)",
         plan.groups.len(),
         plan.reloads(),
         plan.probe_calls()
     );
+    if let Some(srv) = &spec.server {
+        let _ = writeln!(
+            s,
+            "managed server: {} ({}); server configurations: {}; starts in run order: {} (a \
+             restart is a reload, with its probe)",
+            srv.preset.as_str(),
+            srv.command,
+            server_configs(spec, plan).len(),
+            server_starts(spec, plan)
+        );
+    }
     let blocks = plan.reloads_in(spec, Order::Blocks);
     let grouped = plan.reloads_in(spec, Order::Interleaved);
     let _ = writeln!(
@@ -617,6 +645,43 @@ pub fn render(spec: &Spec, plan: &Plan) -> String {
         let _ = writeln!(s, "warning: {w}");
     }
     s
+}
+
+/// A managed server's configuration for each unit, in run order (empty without `[server]`).
+fn unit_server_configs(spec: &Spec, plan: &Plan) -> Vec<String> {
+    let Some(srv) = &spec.server else {
+        return Vec::new();
+    };
+    plan.units
+        .iter()
+        .map(|u| {
+            plan.cells[u.cell]
+                .members
+                .first()
+                .map(|m| {
+                    srv.launch_options(&m.options, spec.backend.kind)
+                        .canonical()
+                })
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The distinct managed-server configurations of the plan.
+pub fn server_configs(spec: &Spec, plan: &Plan) -> Vec<String> {
+    let mut v = unit_server_configs(spec, plan);
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Server starts the run order makes: the first, then one per change of configuration.
+pub fn server_starts(spec: &Spec, plan: &Plan) -> usize {
+    let v = unit_server_configs(spec, plan);
+    if v.is_empty() {
+        return 0;
+    }
+    1 + v.windows(2).filter(|w| w[0] != w[1]).count()
 }
 
 /// `prompts: sweep-1 (13 cells), chimera-2025 (3 cells); personas: system 4 agents, echo 2`:

@@ -22,7 +22,7 @@ use super::{
     ServerMetrics, TimeoutPhase, WireRequest,
 };
 use crate::spec::{BackendConfig, ModelOptions, Timeouts, DEFAULT_MODEL_PATH};
-use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -226,8 +226,14 @@ impl Backend for EmbeddedBackend {
             "num_ctx": o.num_ctx.unwrap_or(DEFAULT_NUM_CTX),
             "num_predict": o.num_predict.unwrap_or(DEFAULT_NUM_PREDICT),
             "gpu_layers": effective_gpu_layers(o),
+            "threads": o.threads.unwrap_or(self.threads()),
             "chat_template": "from the GGUF, else llama.cpp's named template \"gemma\"",
         });
+        for (name, v) in o.server_level().entries() {
+            if name != "threads" {
+                settings[name] = serde_json::json!(v.to_string());
+            }
+        }
         // An f32 as its shortest decimal (0.8, not 0.800000011920929).
         let short = |x: f32| x.to_string().parse::<f64>().unwrap_or(f64::from(x));
         if let Ok(s) = Sampling::from_options(o) {
@@ -531,9 +537,91 @@ struct Session<'m> {
     cfg: &'m EngineConfig,
     loaded: &'m Loaded,
     /// The context and the `num_ctx` it was made for (llama.cpp may round its own figure).
-    ctx: Option<(u32, LlamaContext<'m>)>,
+    ctx: Option<(ContextKey, LlamaContext<'m>)>,
     /// Model load time, reported (once) by the next cold call.
     model_load_ms: Option<f64>,
+}
+
+/// The engine-level settings a context is created with: a call whose key differs gets a
+/// new context (and is cold), as a server restart would be.
+#[derive(Debug, Clone, PartialEq)]
+struct ContextKey {
+    n_ctx: u32,
+    flash_attn: Option<bool>,
+    kv_cache_type: Option<String>,
+    batch_size: Option<u32>,
+    ubatch_size: Option<u32>,
+    threads: i32,
+}
+
+impl ContextKey {
+    fn of(o: &ModelOptions, default_threads: i32) -> Self {
+        ContextKey {
+            n_ctx: o.num_ctx.unwrap_or(DEFAULT_NUM_CTX),
+            flash_attn: o.flash_attn,
+            kv_cache_type: o.kv_cache_type.clone(),
+            batch_size: o.batch_size,
+            ubatch_size: o.ubatch_size,
+            threads: o
+                .threads
+                .map_or(default_threads, |t| t.min(i32::MAX as u32) as i32),
+        }
+    }
+
+    fn params(&self) -> Result<LlamaContextParams, BackendError> {
+        let mut p = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(self.n_ctx))
+            .with_n_threads(self.threads)
+            .with_n_threads_batch(self.threads)
+            .with_no_perf(false);
+        if let Some(fa) = self.flash_attn {
+            // llama.h: LLAMA_FLASH_ATTN_TYPE_DISABLED = 0, _ENABLED = 1 (unset: _AUTO).
+            p = p.with_flash_attention_policy(i32::from(fa));
+        }
+        if let Some(t) = &self.kv_cache_type {
+            let t = kv_cache_type(t)?;
+            p = p.with_type_k(t).with_type_v(t);
+        }
+        if let Some(n) = self.batch_size {
+            p = p.with_n_batch(n);
+        }
+        if let Some(n) = self.ubatch_size {
+            p = p.with_n_ubatch(n);
+        }
+        Ok(p)
+    }
+
+    fn describe(&self) -> String {
+        let mut s = format!("num_ctx {}, threads {}", self.n_ctx, self.threads);
+        if let Some(fa) = self.flash_attn {
+            s += &format!(", flash_attn {fa}");
+        }
+        if let Some(t) = &self.kv_cache_type {
+            s += &format!(", kv_cache_type {t}");
+        }
+        s
+    }
+}
+
+/// `kv_cache_type` words (the spec's [`crate::spec::KV_CACHE_TYPES`]) as llama.cpp types.
+fn kv_cache_type(name: &str) -> Result<KvCacheType, BackendError> {
+    Ok(match name {
+        "f32" => KvCacheType::F32,
+        "f16" => KvCacheType::F16,
+        "bf16" => KvCacheType::BF16,
+        "q8_0" => KvCacheType::Q8_0,
+        "q4_0" => KvCacheType::Q4_0,
+        "q4_1" => KvCacheType::Q4_1,
+        "iq4_nl" => KvCacheType::IQ4_NL,
+        "q5_0" => KvCacheType::Q5_0,
+        "q5_1" => KvCacheType::Q5_1,
+        other => {
+            return Err(BackendError::InvalidRequest(format!(
+                "kv_cache_type {other:?} is not one of {}",
+                crate::spec::KV_CACHE_TYPES.join(", ")
+            )))
+        }
+    })
 }
 
 impl<'m> Session<'m> {
@@ -554,8 +642,9 @@ impl<'m> Session<'m> {
 
         let opts = &req.options;
         let n_ctx = opts.num_ctx.unwrap_or(DEFAULT_NUM_CTX);
-        let n_ctx_nz = NonZeroU32::new(n_ctx)
-            .ok_or_else(|| BackendError::InvalidRequest("num_ctx must be > 0".into()))?;
+        if n_ctx == 0 {
+            return Err(BackendError::InvalidRequest("num_ctx must be > 0".into()));
+        }
         let n_predict = opts.num_predict.unwrap_or(DEFAULT_NUM_PREDICT);
         let sampling = Sampling::from_options(opts)?;
         let model = &self.loaded.model;
@@ -578,20 +667,16 @@ impl<'m> Session<'m> {
         // The model load this call waited for happened before `began`; like Ollama's
         // total_duration (which holds its load_duration), the call's total includes it.
         let mut model_load_ms = 0.0;
-        if self.ctx.as_ref().is_none_or(|(n, _)| *n != n_ctx) {
+        let key = ContextKey::of(opts, self.cfg.threads);
+        if self.ctx.as_ref().is_none_or(|(k, _)| *k != key) {
             self.ctx = None; // free the old context first
             let t = Instant::now();
-            let params = LlamaContextParams::default()
-                .with_n_ctx(Some(n_ctx_nz))
-                .with_n_threads(self.cfg.threads)
-                .with_n_threads_batch(self.cfg.threads)
-                .with_no_perf(false);
-            let ctx = model.new_context(llama()?, params).map_err(|e| {
-                BackendError::Engine(format!("context creation (num_ctx {n_ctx}): {e}"))
+            let ctx = model.new_context(llama()?, key.params()?).map_err(|e| {
+                BackendError::Engine(format!("context creation ({}): {e}", key.describe()))
             })?;
             model_load_ms = self.model_load_ms.take().unwrap_or(0.0);
             load_ms = model_load_ms + ms_since(t);
-            self.ctx = Some((n_ctx, ctx));
+            self.ctx = Some((key, ctx));
         }
         let Some((_, ctx)) = self.ctx.as_mut() else {
             return Err(BackendError::Engine("no context".into()));

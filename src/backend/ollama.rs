@@ -335,9 +335,11 @@ impl Options {
             seed: o.seed,
             num_predict: o.num_predict,
         };
+        // Server-level options (flash_attn, …) are the managed server's environment, never a
+        // request option.
         let empty = ModelOptions {
             keep_alive: None,
-            ..o.clone()
+            ..o.request_level()
         } == ModelOptions::default();
         (!empty).then_some(out)
     }

@@ -964,7 +964,9 @@ fn plan(file: &Path, json: bool, shard: Option<Shard>) -> Result<Status, CliErro
     match crate::runner::estimate(&spec, &plan, None) {
         Some(eta) => {
             use crate::spec::Order;
-            let probe = |order| plan.reloads_in(&spec, order) as f64 * eta.probe_seconds;
+            // Server starts (under [server]) come on top of the reload probes.
+            let starts = crate::plan::server_starts(&spec, &plan) as f64 * eta.server_start_seconds;
+            let probe = |order| plan.reloads_in(&spec, order) as f64 * eta.probe_seconds + starts;
             println!(
                 "ETA: {} in this order (blocks {}, interleaved {}), from phase timings of run {} \
                  ({} of {} cells measured there, the rest estimated)",

@@ -272,6 +272,11 @@ pub fn build_tables(
             out.push(("num_gpu".into(), vec![t]));
         }
     }
+    if let [rv] = view.runs.as_slice() {
+        if let Some(t) = tables::startup_table(&crate::server::read_events(&rv.dir)) {
+            out.push(("server_startup".into(), vec![t]));
+        }
+    }
     if let Some(t) = tables::pair_table(view) {
         out.push(("pairs".into(), vec![t]));
     }

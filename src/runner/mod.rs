@@ -4,6 +4,7 @@
 //! --retry-failed` re-runs exactly the phases whose latest attempt failed.
 
 mod exec;
+mod managed;
 mod observe;
 pub(crate) mod policy;
 
@@ -1062,6 +1063,22 @@ fn continue_command(spec: &Spec, plan: &Plan, run_dir: &std::path::Path, flag: &
 /// Everything `sweep run FILE` does: corpus and backend checks, store, execution,
 /// the end-of-run files and the failure summary.
 pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary, RunError> {
+    // A managed server listens where sweep says: the configured port, else a free one.
+    let (spec, managed_port) = match &spec.server {
+        Some(s) => {
+            let port = match s.port {
+                Some(p) => p,
+                None => crate::server::free_port(&s.host).map_err(|e| {
+                    RunError::Setup(format!("no free port on {} for the server: {e}", s.host))
+                })?,
+            };
+            let mut with_address = spec.clone();
+            with_address.backend.urls = vec![format!("http://{}:{port}", s.host)];
+            (std::borrow::Cow::Owned(with_address), Some(port))
+        }
+        None => (std::borrow::Cow::Borrowed(spec), None),
+    };
+    let spec: &Spec = &spec;
     let plan = Plan::build(spec, opts.shard);
     if plan.units.is_empty() {
         return Err(RunError::Setup(
@@ -1082,11 +1099,19 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
         .collect();
     models.sort_unstable();
     models.dedup();
-    let mut info = crate::backend::BackendInfo::default();
-    for model in models {
-        info = backend.preflight(model).await.map_err(|e| {
-            RunError::Backend(format!("backend preflight for model {model:?}: {e}"))
-        })?;
+    let mut info = crate::backend::BackendInfo {
+        kind: spec.backend.kind.as_str().to_string(),
+        endpoints: spec.backend.urls.clone(),
+        ..Default::default()
+    };
+    // A managed server is not running yet: its preflight comes once it is (below), and its
+    // version and settings are in servers.jsonl.
+    if spec.server.is_none() {
+        for model in &models {
+            info = backend.preflight(model).await.map_err(|e| {
+                RunError::Backend(format!("backend preflight for model {model:?}: {e}"))
+            })?;
+        }
     }
     let manifest = |id: &str| Manifest {
         experiment: spec.experiment.name.clone(),
@@ -1151,9 +1176,59 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
         spec.backend.retry.clone(),
         spec.analysis.cold_load_ms,
     ));
-    let observed = observe_run(spec, agents, backend)?;
-    let executor = observed.clone();
-    let mut summary = execute(spec, &plan, &mut store, &run_id, resumed, executor, opts).await?;
+    let observed = observe_run(spec, agents, backend.clone())?;
+    let mut executor: Arc<dyn PhaseExecutor> = observed.clone();
+    let mut managers = Vec::new();
+    if let (Some(cfg), Some(port)) = (&spec.server, managed_port) {
+        let instances = Arc::default();
+        let manager = |port: u16| {
+            Arc::new(crate::server::ServerManager::new(
+                cfg.clone(),
+                spec.backend.kind,
+                spec.backend.model.clone(),
+                port,
+                store.dir(),
+                Arc::clone(&instances),
+            ))
+        };
+        let m = manager(port);
+        // Agent B of a pair whose agents load the model differently gets its own server.
+        let second = plan
+            .cells
+            .iter()
+            .any(|c| match c.members.as_slice() {
+                [a, b] => crate::spec::separate_servers(&a.options, &b.options),
+                _ => false,
+            })
+            .then(|| crate::server::free_port(&cfg.host).map(manager))
+            .transpose()
+            .map_err(|e| RunError::Setup(format!("no free port for a second server: {e}")))?;
+        if let Some(first) = plan.units.first() {
+            let options = &plan.cells[first.cell].members[0].options;
+            let lease = m
+                .acquire(&m.config_of(options))
+                .await
+                .map_err(|e| RunError::Backend(format!("managed server: {e}")))?;
+            for model in &models {
+                backend.preflight(model).await.map_err(|e| {
+                    RunError::Backend(format!("backend preflight for model {model:?}: {e}"))
+                })?;
+            }
+            drop(lease);
+        }
+        executor = Arc::new(managed::ManagedExecutor::new(
+            executor,
+            m.clone(),
+            second.clone(),
+        ));
+        managers.push(m);
+        managers.extend(second);
+    }
+    let result = execute(spec, &plan, &mut store, &run_id, resumed, executor, opts).await;
+    for m in &managers {
+        m.shutdown().await;
+    }
+    let mut summary = result?;
     if let Some(session) = observed.finish(store.dir()) {
         if opts.progress == ProgressMode::Quiet {
             for w in &session.warnings {
@@ -1161,6 +1236,23 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
             }
         }
         summary.warnings = session.warnings;
+    }
+    // A server that runs with other values than its cell asked for is flagged, as the
+    // offload check flags a model that is not where num_gpu put it.
+    for ev in crate::server::read_events(store.dir()) {
+        if let crate::server::ServerEvent::Start {
+            instance,
+            config,
+            mismatches,
+            ..
+        } = ev
+        {
+            for m in mismatches {
+                summary
+                    .warnings
+                    .push(format!("managed server {instance} ({config}): {m}"));
+            }
+        }
     }
     // A finished run that --retry-failed found nothing to do in is left as it was.
     if summary.complete && (summary.phases_run > 0 || !was_finished) {
@@ -1286,6 +1378,9 @@ pub(crate) struct Eta {
     pub from_run: String,
     pub cells_known: usize,
     pub cells_total: usize,
+    /// One managed-server start, spawn → first token (mean of that run's starts; 0 without
+    /// `[server]`).
+    pub server_start_seconds: f64,
 }
 
 /// Looks for the newest run of the experiment with stored records and estimates from it.
@@ -1365,7 +1460,23 @@ fn estimate_from(plan: &Plan, records: &[Record], run: &std::path::Path) -> Eta 
             known += 1;
         }
     }
+    let starts: Vec<f64> = crate::server::read_events(run)
+        .into_iter()
+        .filter_map(|e| match e {
+            crate::server::ServerEvent::Start {
+                healthy_ms,
+                first_token_ms,
+                ..
+            } => Some(first_token_ms.unwrap_or(healthy_ms)),
+            _ => None,
+        })
+        .collect();
     Eta {
+        server_start_seconds: if starts.is_empty() {
+            0.0
+        } else {
+            starts.iter().sum::<f64>() / starts.len() as f64 / 1000.0
+        },
         seconds: ms / 1000.0,
         probe_seconds: if probes > 0 {
             probe_ms / probes as f64 / 1000.0

@@ -6,10 +6,15 @@
 mod diag;
 mod options;
 mod raw;
+mod server;
 mod table;
 
 pub use diag::{Diagnostic, SourceMap};
-pub use options::{ModelOptions, OptionValue, OPTION_NAMES};
+pub use options::{ModelOptions, OptionValue, KV_CACHE_TYPES, OPTION_NAMES, SERVER_OPTION_NAMES};
+pub use server::{
+    route, separate_servers, Launch, Preset, Route, ServerConfig, DEFAULT_READY_TIMEOUT_S,
+    DEFAULT_STOP_GRACE_S,
+};
 pub use table::{BoldRule, CiStyle, Columns, Statistic, TableSpec};
 
 /// Words the validator accepts for `order`, backend `kind`, `api`, `agent` and `persona`
@@ -489,6 +494,10 @@ pub struct Spec {
     /// `[[table]]`: the paper tables `sweep report` writes (its defaults when empty).
     #[serde(default)]
     pub tables: Vec<TableSpec>,
+    /// `[server]`: the server sweep starts for each server configuration (`None`: an
+    /// external server, or the embedded engine).
+    #[serde(default)]
+    pub server: Option<ServerConfig>,
 }
 
 /// Default GGUF location for the embedded engine (fetched by `scripts/fetch-model.sh`).
@@ -544,6 +553,8 @@ impl Spec {
             check_paths,
             prompt_version: PromptVersion::default(),
             persona_mode: PersonaMode::default(),
+            kind: BackendKind::Ollama,
+            server: None,
         };
         let spec = v.spec(file, text, raw);
         if v.diags.is_empty() {
@@ -605,6 +616,9 @@ struct Validator<'a> {
     /// `[experiment]` defaults that arms and agents inherit.
     prompt_version: PromptVersion,
     persona_mode: PersonaMode,
+    /// `[backend] kind` and `[server]`: which options a cell can carry (see [`route`]).
+    kind: BackendKind,
+    server: Option<ServerConfig>,
 }
 
 fn span_of<T>(s: &Spanned<T>) -> Option<Range<usize>> {
@@ -613,7 +627,15 @@ fn span_of<T>(s: &Spanned<T>) -> Option<Range<usize>> {
 
 impl Validator<'_> {
     fn err(&mut self, span: Option<Range<usize>>, msg: impl Into<String>) {
-        self.diags.push(self.map.at(span, msg));
+        let d = self.map.at(span, msg);
+        // One grid axis checked value by value says a problem of the axis once per line.
+        if !self
+            .diags
+            .iter()
+            .any(|x| x.line == d.line && x.message == d.message)
+        {
+            self.diags.push(d);
+        }
     }
 
     fn int_in(&mut self, v: &Spanned<i64>, what: &str, min: i64, max: i64) -> i64 {
@@ -724,6 +746,12 @@ impl Validator<'_> {
             .num_parallel
             .as_ref()
             .map(|n| self.int_in(n, "num_parallel", 1, 1024) as u32);
+        self.kind = match raw.backend.get_ref().kind.get_ref().as_str() {
+            "openai" => BackendKind::Openai,
+            "embedded" => BackendKind::Embedded,
+            _ => BackendKind::Ollama,
+        };
+        self.server = raw.server.map(|s| self.server(s));
         let backend = self.backend(raw.backend);
         let corpus = {
             let c = raw.corpus.into_inner();
@@ -840,6 +868,7 @@ impl Validator<'_> {
         let analysis = self.analysis(raw.analysis);
         let tables = self.tables(raw.tables, &arms);
 
+        let num_parallel = server_parallel(&self.server, &arms).or(num_parallel);
         Spec {
             file: file.to_path_buf(),
             source: text.to_string(),
@@ -861,6 +890,148 @@ impl Validator<'_> {
             run,
             num_parallel,
             tables,
+            server: self.server.take(),
+        }
+    }
+
+    /// `[server]`: the preset against the backend kind, the command, the address and the
+    /// probe's limits, every default written here once.
+    fn server(&mut self, s: Spanned<raw::RawServer>) -> ServerConfig {
+        let sspan = s.span();
+        let s = s.into_inner();
+        let preset = Preset::parse(s.preset.get_ref()).unwrap_or_else(|| {
+            self.err(
+                span_of(&s.preset),
+                format!(
+                    "server preset must be one of {}, found {:?}",
+                    server::PRESET_WORDS
+                        .iter()
+                        .map(|w| format!("{w:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    s.preset.get_ref()
+                ),
+            );
+            Preset::Custom
+        });
+        match (preset.backend_kind(), self.kind) {
+            (_, BackendKind::Embedded) => self.err(
+                Some(sspan.clone()),
+                "[server] starts an HTTP server; the embedded engine runs in-process and takes \
+                 its engine options (flash_attn, kv_cache_type, batch_size, ubatch_size, \
+                 threads) directly: remove [server] or set [backend] kind = \"openai\"",
+            ),
+            (Some(want), have) if want != have => self.err(
+                span_of(&s.preset),
+                format!(
+                    "preset {:?} serves [backend] kind = {:?}, but the backend is {:?}",
+                    preset.as_str(),
+                    want.as_str(),
+                    have.as_str()
+                ),
+            ),
+            _ => {}
+        }
+        let command = match (&s.command, preset.default_command()) {
+            (Some(c), _) if c.get_ref().trim().is_empty() => {
+                self.err(span_of(c), "server command must not be empty");
+                String::new()
+            }
+            (Some(c), _) => c.get_ref().clone(),
+            (None, Some(d)) => d.to_string(),
+            (None, None) => {
+                self.err(
+                    span_of(&s.preset),
+                    "a custom server needs command = \"/path/to/server\" (and args with \
+                     {port} where it takes its port)",
+                );
+                String::new()
+            }
+        };
+        let args: Vec<String> = s
+            .args
+            .map(|a| a.into_inner().into_iter().map(|x| x.into_inner()).collect())
+            .unwrap_or_default();
+        let mut env = BTreeMap::new();
+        for (k, v) in s.env.map(|e| e.into_inner()).unwrap_or_default() {
+            if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                self.err(
+                    span_of(&v),
+                    format!("environment variable name {k:?} must be letters, digits and '_'"),
+                );
+            }
+            env.insert(k, v.into_inner());
+        }
+        let model_path = match (&s.model_path, preset) {
+            (Some(p), _) => Some(PathBuf::from(p.get_ref())),
+            (None, Preset::LlamaServer) => Some(PathBuf::from(DEFAULT_MODEL_PATH)),
+            (None, _) => None,
+        };
+        if let (true, Some(p), Preset::LlamaServer) = (self.check_paths, &model_path, preset) {
+            if !p.is_file() {
+                let span = s
+                    .model_path
+                    .as_ref()
+                    .and_then(span_of)
+                    .or(Some(sspan.clone()));
+                self.err(
+                    span,
+                    format!(
+                        "llama-server's model {} is not a file (scripts/fetch-model.sh fetches \
+                         the default; set [server] model_path for another GGUF)",
+                        p.display()
+                    ),
+                );
+            }
+        }
+        let host = s
+            .host
+            .as_ref()
+            .map(|h| h.get_ref().clone())
+            .unwrap_or_else(|| "127.0.0.1".into());
+        if host.is_empty() || host.contains('/') || host.contains(' ') {
+            let span = s.host.as_ref().and_then(span_of);
+            self.err(
+                span,
+                format!("server host must be an address like 127.0.0.1, found {host:?}"),
+            );
+        }
+        let port = s
+            .port
+            .as_ref()
+            .map(|p| self.int_in(p, "server port", 1, 65535) as u16);
+        let health_path = match &s.health_path {
+            Some(h) if !h.get_ref().starts_with('/') => {
+                self.err(
+                    span_of(h),
+                    "health_path must start with '/' (e.g. \"/health\")",
+                );
+                preset.default_health_path().to_string()
+            }
+            Some(h) => h.get_ref().clone(),
+            None => preset.default_health_path().to_string(),
+        };
+        let ready_timeout_s = s
+            .ready_timeout_s
+            .as_ref()
+            .map(|t| self.positive_f64(t, "ready_timeout_s"))
+            .unwrap_or(DEFAULT_READY_TIMEOUT_S);
+        let stop_grace_s = s
+            .stop_grace_s
+            .as_ref()
+            .map(|t| self.seconds_in(t, "stop_grace_s", 0.0))
+            .unwrap_or(DEFAULT_STOP_GRACE_S);
+        ServerConfig {
+            preset,
+            command,
+            args,
+            env,
+            model_path,
+            host,
+            port,
+            health_path,
+            ready_timeout_s,
+            stop_grace_s,
         }
     }
 
@@ -968,7 +1139,26 @@ impl Validator<'_> {
         for u in &urls {
             self.check_url(u);
         }
+        if let (Some(srv), Some(u)) = (&self.server, urls.first()) {
+            let at = format!(
+                "{}:{}",
+                srv.host,
+                srv.port.map_or("PORT".into(), |p| p.to_string())
+            );
+            self.err(
+                span_of(u),
+                format!(
+                    "with [server], sweep starts the server and talks to it at {at}: remove \
+                     url/urls (set [server] host and port to choose the address)"
+                ),
+            );
+        }
         let mut urls: Vec<String> = urls.into_iter().map(|u| u.into_inner()).collect();
+        if let Some(srv) = &self.server {
+            // The port is chosen when the run starts (a free one where none is set); the
+            // runner puts the real address here.
+            urls = vec![format!("http://{}:{}", srv.host, srv.port.unwrap_or(0))];
+        }
         if urls.is_empty() {
             match kind {
                 BackendKind::Ollama => urls.push("http://127.0.0.1:11434".into()),
@@ -986,6 +1176,20 @@ impl Validator<'_> {
             }
             (Some(m), _) => m.get_ref().clone(),
             (None, BackendKind::Embedded) => "gemma-3-270m-q4_k_m".into(),
+            // llama-server serves the one model it loaded, whatever a request names.
+            (None, _)
+                if self
+                    .server
+                    .as_ref()
+                    .is_some_and(|s| s.preset == Preset::LlamaServer) =>
+            {
+                self.server
+                    .as_ref()
+                    .and_then(|s| s.model_path.as_ref())
+                    .and_then(|p| p.file_stem())
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "gemma-3-270m-q4_k_m".into())
+            }
             (None, _) => {
                 self.err(
                     Some(bspan.clone()),
@@ -1346,6 +1550,32 @@ impl Validator<'_> {
             &name,
             calls_per_point,
         );
+        let quantized_without_fa = points.iter().find_map(|p| {
+            members.iter().find_map(|m| {
+                let o = m.options.merged_with(p);
+                match (o.flash_attn, o.kv_cache_type.as_deref()) {
+                    (Some(false), Some(t)) if t.starts_with('q') || t.starts_with("iq") => {
+                        Some(t.to_string())
+                    }
+                    _ => None,
+                }
+            })
+        });
+        if let Some(t) = quantized_without_fa {
+            let at = arm.grid.as_ref().and_then(span_of).or(Some(span.clone()));
+            self.err(
+                at,
+                format!(
+                    "arm {name:?}: kv_cache_type {t:?} with flash_attn = false: llama.cpp \
+                     refuses a quantized V cache without flash attention (llama-context.cpp: \
+                     \"quantized V cache requires flash_attn to be enabled\"); exclude those \
+                     points, e.g. exclude = [{{ flash_attn = false, kv_cache_type = \"{t}\" }}]"
+                ),
+            );
+        }
+        if self.server.is_some() {
+            self.managed_arm(&arm, &name, &members, span);
+        }
         if self.diags.len() > before {
             return None;
         }
@@ -1355,6 +1585,26 @@ impl Validator<'_> {
             members,
             points,
         })
+    }
+
+    /// An arm under `[server]` has no endpoint of its own: sweep chooses the addresses.
+    fn managed_arm(
+        &mut self,
+        arm: &RawArm,
+        name: &str,
+        members: &[MemberTemplate],
+        span: Range<usize>,
+    ) {
+        if members.iter().any(|m| m.endpoint.is_some()) {
+            let at = arm.endpoint.as_ref().and_then(span_of).or(Some(span));
+            self.err(
+                at,
+                format!(
+                    "arm {name:?} sets an endpoint, but [server] makes sweep start the server \
+                     and choose its address: remove the endpoint"
+                ),
+            );
+        }
     }
 
     /// Expands `grid` (cartesian product), drops `exclude` matches, appends `include` points.
@@ -1367,6 +1617,7 @@ impl Validator<'_> {
         calls_per_point: u64,
     ) -> Vec<ModelOptions> {
         let mut points = vec![ModelOptions::default()];
+        let before = self.diags.len();
         if let Some(g) = grid {
             // Size the grid before expanding it: a cartesian product can outgrow memory.
             let size = g.get_ref().values().fold(1u128, |n, v| {
@@ -1456,7 +1707,7 @@ impl Validator<'_> {
                 }
             }
         }
-        if points.is_empty() {
+        if points.is_empty() && self.diags.len() == before {
             let span = grid.as_ref().and_then(span_of);
             self.err(
                 span,
@@ -1569,10 +1820,65 @@ impl Validator<'_> {
                 toml::Value::Integer(i) => o.keep_alive = Some(format!("{i}s")),
                 _ => bad!("keep_alive must be a duration string like \"5m\" or seconds as an integer, found {}", found()),
             },
+            "flash_attn" => match val {
+                toml::Value::Boolean(b) => o.flash_attn = Some(*b),
+                _ => bad!("flash_attn must be true or false, found {}", found()),
+            },
+            "kv_cache_type" => match val {
+                toml::Value::String(s) if KV_CACHE_TYPES.contains(&s.as_str()) => {
+                    o.kv_cache_type = Some(s.clone())
+                }
+                _ => bad!(
+                    "kv_cache_type must be one of {} (llama.cpp's KV cache types), found {}",
+                    KV_CACHE_TYPES.join(", "),
+                    found()
+                ),
+            },
+            "parallel" => match as_int(val) {
+                Some(i) if (1..=1024).contains(&i) => o.parallel = Some(i as u32),
+                _ => bad!("parallel must be an integer in 1..=1024 (requests served at once), found {}", found()),
+            },
+            "batch_size" | "ubatch_size" => match as_int(val) {
+                Some(i) if (1..=1_000_000).contains(&i) => {
+                    if key == "batch_size" {
+                        o.batch_size = Some(i as u32)
+                    } else {
+                        o.ubatch_size = Some(i as u32)
+                    }
+                }
+                _ => bad!("{key} must be a positive integer (tokens per batch), found {}", found()),
+            },
+            "threads" => match as_int(val) {
+                Some(i) if (1..=4096).contains(&i) => o.threads = Some(i as u32),
+                _ => bad!("threads must be a positive integer (CPU threads), found {}", found()),
+            },
             _ => bad!("unknown option `{key}`"),
+        }
+        let name = if key == "max_tokens" {
+            "num_predict"
+        } else {
+            key
+        };
+        if let Err(why) = route(name, self.kind, self.server.as_ref()) {
+            bad!("{why}");
         }
         true
     }
+}
+
+/// A managed server's slots, where every cell asks for the same number: what the
+/// shared-endpoint warning needs instead of a hand-declared `num_parallel`.
+fn server_parallel(server: &Option<ServerConfig>, arms: &[Arm]) -> Option<u32> {
+    server.as_ref()?;
+    let mut values = arms.iter().flat_map(|a| {
+        a.points.iter().flat_map(move |p| {
+            a.members
+                .iter()
+                .map(move |m| m.options.merged_with(p).parallel)
+        })
+    });
+    let first = values.next()?;
+    values.all(|v| v == first).then_some(first.unwrap_or(1))
 }
 
 /// True when every option set in `pat` has the same value in `p`.

@@ -12,8 +12,10 @@ pub enum OptionValue {
     Int(i64),
     /// A real-valued option (`temperature`, `top_p`, `repeat_penalty`).
     Float(f64),
-    /// A text option (`keep_alive`, e.g. `"5m"`).
+    /// A text option (`keep_alive`, e.g. `"5m"`; `kv_cache_type`, e.g. `"q8_0"`).
     Text(String),
+    /// A switch (`flash_attn`). Last, so that stored numbers and texts read back as before.
+    Bool(bool),
 }
 
 impl std::fmt::Display for OptionValue {
@@ -23,6 +25,7 @@ impl std::fmt::Display for OptionValue {
             // Rust's shortest round-trip formatting: 0.8 prints as "0.8".
             OptionValue::Float(v) => write!(f, "{v}"),
             OptionValue::Text(v) => write!(f, "{v}"),
+            OptionValue::Bool(v) => write!(f, "{v}"),
         }
     }
 }
@@ -60,6 +63,29 @@ pub struct ModelOptions {
     /// How long Ollama keeps the model loaded, e.g. "5m" (Ollama only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_alive: Option<String>,
+    /// Server level: flash attention on or off (llama-server `-fa`, Ollama
+    /// `OLLAMA_FLASH_ATTENTION`, the embedded engine's context). Never sent with a request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flash_attn: Option<bool>,
+    /// Server level: KV cache data type, e.g. `f16`, `q8_0` (llama-server `-ctk/-ctv`, Ollama
+    /// `OLLAMA_KV_CACHE_TYPE`, vLLM `--kv-cache-dtype`, the embedded engine's context).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_cache_type: Option<String>,
+    /// Server level: requests served at once (llama-server `-np`, Ollama
+    /// `OLLAMA_NUM_PARALLEL`, vLLM `--max-num-seqs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<u32>,
+    /// Server level: logical batch size, tokens (llama-server `-b`, vLLM
+    /// `--max-num-batched-tokens`, the embedded engine's `n_batch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u32>,
+    /// Server level: physical batch size, tokens (llama-server `-ub`, the embedded engine's
+    /// `n_ubatch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ubatch_size: Option<u32>,
+    /// Server level: CPU threads (llama-server `-t`, the embedded engine's threads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u32>,
 }
 
 /// Names of every option, in canonical order.
@@ -73,6 +99,28 @@ pub const OPTION_NAMES: &[&str] = &[
     "seed",
     "num_predict",
     "keep_alive",
+    "flash_attn",
+    "kv_cache_type",
+    "parallel",
+    "batch_size",
+    "ubatch_size",
+    "threads",
+];
+
+/// The options a server (or the embedded engine) takes at start-up, never per request: a
+/// change of one is a restart of a managed server (see [`crate::server`]).
+pub const SERVER_OPTION_NAMES: &[&str] = &[
+    "flash_attn",
+    "kv_cache_type",
+    "parallel",
+    "batch_size",
+    "ubatch_size",
+    "threads",
+];
+
+/// KV cache types llama.cpp accepts for `-ctk/-ctv` (its `kv_cache_types` list, common/arg.cpp).
+pub const KV_CACHE_TYPES: &[&str] = &[
+    "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1",
 ];
 
 impl ModelOptions {
@@ -112,7 +160,51 @@ impl ModelOptions {
         if let Some(v) = &self.keep_alive {
             out.push(("keep_alive", OptionValue::Text(v.clone())));
         }
+        if let Some(v) = self.flash_attn {
+            out.push(("flash_attn", OptionValue::Bool(v)));
+        }
+        if let Some(v) = &self.kv_cache_type {
+            out.push(("kv_cache_type", OptionValue::Text(v.clone())));
+        }
+        if let Some(v) = self.parallel {
+            out.push(("parallel", int(v.into())));
+        }
+        if let Some(v) = self.batch_size {
+            out.push(("batch_size", int(v.into())));
+        }
+        if let Some(v) = self.ubatch_size {
+            out.push(("ubatch_size", int(v.into())));
+        }
+        if let Some(v) = self.threads {
+            out.push(("threads", int(v.into())));
+        }
         out
+    }
+
+    /// Only the server-level options (see [`SERVER_OPTION_NAMES`]).
+    pub fn server_level(&self) -> ModelOptions {
+        ModelOptions {
+            flash_attn: self.flash_attn,
+            kv_cache_type: self.kv_cache_type.clone(),
+            parallel: self.parallel,
+            batch_size: self.batch_size,
+            ubatch_size: self.ubatch_size,
+            threads: self.threads,
+            ..Default::default()
+        }
+    }
+
+    /// Only the options sent with a request (the server-level ones removed).
+    pub fn request_level(&self) -> ModelOptions {
+        ModelOptions {
+            flash_attn: None,
+            kv_cache_type: None,
+            parallel: None,
+            batch_size: None,
+            ubatch_size: None,
+            threads: None,
+            ..self.clone()
+        }
     }
 
     /// The set options as an ordered map (for records and tables).
@@ -135,6 +227,15 @@ impl ModelOptions {
             seed: other.seed.or(self.seed),
             num_predict: other.num_predict.or(self.num_predict),
             keep_alive: other.keep_alive.clone().or_else(|| self.keep_alive.clone()),
+            flash_attn: other.flash_attn.or(self.flash_attn),
+            kv_cache_type: other
+                .kv_cache_type
+                .clone()
+                .or_else(|| self.kv_cache_type.clone()),
+            parallel: other.parallel.or(self.parallel),
+            batch_size: other.batch_size.or(self.batch_size),
+            ubatch_size: other.ubatch_size.or(self.ubatch_size),
+            threads: other.threads.or(self.threads),
         }
     }
 
@@ -179,6 +280,10 @@ impl ModelOptions {
         }
         if let Some(v) = &self.keep_alive {
             let _ = write!(line, ", keep_alive={v}");
+        }
+        let server = self.server_level().canonical();
+        if !server.is_empty() {
+            let _ = write!(line, ", server: {}", server.replace(',', ", "));
         }
         line
     }

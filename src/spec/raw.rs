@@ -41,6 +41,10 @@ pub struct RawSpec {
     #[serde(default)]
     #[schemars(with = "Option<RawRun>")]
     pub run: Option<Spanned<RawRun>>,
+    /// A server sweep starts, restarts for each server configuration, and stops.
+    #[serde(default)]
+    #[schemars(with = "Option<RawServer>")]
+    pub server: Option<Spanned<RawServer>>,
     /// Paper tables `sweep report` writes (today's default tables when there are none).
     #[serde(default, rename = "table")]
     #[schemars(with = "Option<Vec<RawTable>>")]
@@ -133,6 +137,56 @@ pub struct RawBackend {
     #[serde(default)]
     #[schemars(with = "Option<i64>", range(min = 1))]
     pub num_parallel: Option<Spanned<i64>>,
+}
+
+/// `[server]`: the backend sweep starts and stops itself (see `sweep::server`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// "llama-server", "ollama", "vllm" (which know their flags) or "custom".
+    #[schemars(schema_with = "preset_schema")]
+    pub preset: Spanned<String>,
+    /// The program (default: the preset's name on PATH; required for "custom").
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub command: Option<Spanned<String>>,
+    /// Extra arguments after the preset's own; for "custom", all of them. `{port}`, `{host}`,
+    /// `{model}`, `{model_path}` and `{<option>}` (e.g. `{num_ctx}`) are filled in.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub args: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Environment of the server (placeholders as in `args`).
+    #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
+    pub env: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    /// GGUF file llama-server loads (`-m`; default the project's Gemma 3 270M).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub model_path: Option<Spanned<String>>,
+    /// Address the server listens on (default 127.0.0.1).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub host: Option<Spanned<String>>,
+    /// Port (default: a free one chosen by sweep at the start of the run).
+    #[serde(default)]
+    #[schemars(with = "Option<i64>", range(min = 1, max = 65535))]
+    pub port: Option<Spanned<i64>>,
+    /// Path answered with 200 once the server is ready (preset default).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub health_path: Option<Spanned<String>>,
+    /// Seconds from spawn to healthy before the start counts as failed (default 120).
+    #[serde(default)]
+    #[schemars(with = "Option<f64>", range(min = 0))]
+    pub ready_timeout_s: Option<Spanned<f64>>,
+    /// Seconds between SIGTERM and SIGKILL when stopping it (default 10).
+    #[serde(default)]
+    #[schemars(with = "Option<f64>", range(min = 0))]
+    pub stop_grace_s: Option<Spanned<f64>>,
+}
+
+fn preset_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "string", "enum": super::server::PRESET_WORDS })
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -420,6 +474,11 @@ fn option_value_schema(name: &str) -> serde_json::Value {
         "top_p" => json!({ "type": "number", "exclusiveMinimum": 0, "maximum": 1 }),
         "repeat_penalty" => json!({ "type": "number", "exclusiveMinimum": 0 }),
         "keep_alive" => json!({ "type": ["string", "integer"] }),
+        "flash_attn" => json!({ "type": "boolean" }),
+        "kv_cache_type" => json!({ "type": "string", "enum": super::KV_CACHE_TYPES }),
+        "parallel" | "batch_size" | "ubatch_size" | "threads" => {
+            json!({ "type": "integer", "minimum": 1 })
+        }
         _ => json!({}),
     }
 }

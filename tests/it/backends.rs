@@ -479,6 +479,7 @@ async fn unset_options_are_absent_and_set_ones_exact() {
         seed: Some(42),
         num_predict: Some(128),
         keep_alive: Some("5m".into()),
+        ..Default::default()
     };
     let mut oc = cfg(BackendKind::Ollama, &url);
     let ollama = OllamaBackend::new(&oc).unwrap();

@@ -381,3 +381,60 @@ fn single_agent_run_on_the_real_model_writes_a_report_matching_the_records() {
         "prompt eval {prompt:.2} not in\n{md}"
     );
 }
+
+/// The engine-level axes reach llama.cpp's context: a change of one is a new (cold) context,
+/// and llama.cpp's own rule that a quantized V cache needs flash attention shows that both
+/// settings really arrive (a setting that was dropped would make this call succeed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_level_options_reach_the_llama_cpp_context() {
+    let b = backend();
+    let prompt = "Name one way to speed up decoding.";
+    let with = |fa: bool, kv: &str, ub: Option<u32>| ModelOptions {
+        flash_attn: Some(fa),
+        kv_cache_type: Some(kv.into()),
+        ubatch_size: ub,
+        temperature: Some(0.0),
+        ..opts(512, 8, 1)
+    };
+    let f16 = b
+        .generate(&request(prompt, with(true, "f16", None)))
+        .await
+        .unwrap();
+    assert_consistent(&f16, 8);
+    let again = b
+        .generate(&request(prompt, with(true, "f16", None)))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.server.load_ms,
+        Some(0.0),
+        "same engine settings are warm"
+    );
+    let q8 = b
+        .generate(&request(prompt, with(true, "q8_0", None)))
+        .await
+        .unwrap();
+    assert_consistent(&q8, 8);
+    assert!(
+        q8.server.load_ms.unwrap() > 0.0,
+        "a KV cache type change is a new context"
+    );
+    let ub = b
+        .generate(&request(prompt, with(true, "q8_0", Some(64))))
+        .await
+        .unwrap();
+    assert!(
+        ub.server.load_ms.unwrap() > 0.0,
+        "a ubatch change is a new context"
+    );
+    let err = b
+        .generate(&request(prompt, with(false, "q8_0", None)))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("context creation"), "{err}");
+    assert!(
+        err.contains("flash_attn false") && err.contains("q8_0"),
+        "{err}"
+    );
+}

@@ -10,6 +10,7 @@ mod common;
 mod embedded;
 mod gate;
 mod hardening;
+mod managed_server;
 mod measure;
 mod real_server;
 mod report;

@@ -228,6 +228,32 @@ const CATALOGUE: &[(&str, usize, usize, &str)] = &[
         1,
         "this grid expands to 1280000000 points",
     ),
+    (
+        "50_num_gpu_on_external_openai",
+        12,
+        12,
+        "num_gpu cannot be applied per request",
+    ),
+    (
+        "51_server_option_without_server",
+        10,
+        29,
+        "kv_cache_type is a server setting",
+    ),
+    ("52_server_preset_wrong_kind", 9, 10, "preset \"vllm\" serves"),
+    ("53_server_with_url", 7, 7, "sweep starts the server"),
+    (
+        "54_quantized_kv_without_flash_attn",
+        10,
+        1,
+        "quantized V cache requires flash_attn",
+    ),
+    (
+        "55_custom_server_option_unused",
+        15,
+        12,
+        "not used by the custom server",
+    ),
 ];
 
 fn bad_dir() -> PathBuf {
