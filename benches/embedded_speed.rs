@@ -88,6 +88,7 @@ async fn main() {
         threads: Some(threads),
         cache_prompt: false,
         extra: Default::default(),
+        fresh_connections: false,
     };
     let backend = match EmbeddedBackend::new(&cfg) {
         Ok(b) => b,

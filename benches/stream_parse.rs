@@ -88,6 +88,7 @@ fn cfg(kind: BackendKind, url: String) -> BackendConfig {
         threads: None,
         cache_prompt: false,
         extra: Default::default(),
+        fresh_connections: false,
     }
 }
 

@@ -15,12 +15,19 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// Builds the client: HTTP/1.1, connect timeout from the config, no overall timeout
 /// (first-token and total are enforced per call so that each gets its own error kind).
-pub(crate) fn client(t: &Timeouts) -> Result<reqwest::Client, BackendError> {
-    reqwest::Client::builder()
+/// `fresh_connections` keeps no idle connection (see `BackendConfig::fresh_connections`).
+pub(crate) fn client(
+    t: &Timeouts,
+    fresh_connections: bool,
+) -> Result<reqwest::Client, BackendError> {
+    let mut b = reqwest::Client::builder()
         .connect_timeout(secs(t.connect_s, "connect_s")?)
         .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()
+        .pool_idle_timeout(Duration::from_secs(30));
+    if fresh_connections {
+        b = b.pool_max_idle_per_host(0);
+    }
+    b.build()
         .map_err(|e| BackendError::InvalidRequest(format!("cannot build HTTP client: {e}")))
 }
 

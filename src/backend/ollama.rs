@@ -28,7 +28,7 @@ impl OllamaBackend {
     /// Ollama API (`generate` or `chat`); connects to nothing yet.
     pub fn new(cfg: &BackendConfig) -> Result<Self, BackendError> {
         Ok(Self {
-            client: http::client(&cfg.timeouts)?,
+            client: http::client(&cfg.timeouts, cfg.fresh_connections)?,
             urls: http::base_urls(&cfg.urls)?,
             api: cfg.ollama_api,
             timeouts: cfg.timeouts.clone(),

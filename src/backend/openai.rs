@@ -93,7 +93,7 @@ impl OpenAiBackend {
             },
         };
         Ok(Self {
-            client: http::client(&cfg.timeouts)?,
+            client: http::client(&cfg.timeouts, cfg.fresh_connections)?,
             urls: cfg
                 .urls
                 .iter()

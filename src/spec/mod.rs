@@ -212,6 +212,11 @@ pub struct BackendConfig {
     pub cache_prompt: bool,
     /// Extra fields passed through in OpenAI-compatible request bodies.
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// A new connection for every call, none kept idle: set under `[server]`, whose server
+    /// restarts on the same port, where a pooled connection to the old process would fail
+    /// the new one's first call.
+    #[serde(default)]
+    pub fresh_connections: bool,
 }
 
 /// `[corpus]`: the directory of files every agent ingests.
@@ -1293,6 +1298,7 @@ impl Validator<'_> {
             threads,
             cache_prompt: b.cache_prompt.unwrap_or(false),
             extra,
+            fresh_connections: self.server.is_some(),
         }
     }
 

@@ -32,6 +32,7 @@ fn cfg(kind: BackendKind, url: &str) -> BackendConfig {
         threads: None,
         cache_prompt: false,
         extra: Default::default(),
+        fresh_connections: false,
     }
 }
 

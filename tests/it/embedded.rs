@@ -25,6 +25,7 @@ fn config(model_path: PathBuf) -> BackendConfig {
         threads: None,
         cache_prompt: false,
         extra: Default::default(),
+        fresh_connections: false,
     }
 }
 

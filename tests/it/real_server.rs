@@ -535,6 +535,7 @@ fn llama_cpp_python_counts_come_from_its_tokenize_endpoint() {
         threads: None,
         cache_prompt: false,
         extra: Default::default(),
+        fresh_connections: false,
     };
     let backend = OpenAiBackend::new(&cfg).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
