@@ -84,3 +84,21 @@ pub fn assert_complete(spec_path: &Path, records: &[Record]) {
     assert!(dups.is_empty(), "duplicates: {dups:?}");
     assert_eq!(seen.len(), plan.total_calls());
 }
+
+/// The cached llama-server, found by the same script that builds it. Absent: fail loudly.
+pub fn llama_server_binary() -> PathBuf {
+    let out = Command::new("bash")
+        .arg(root().join("scripts/llama-server.sh"))
+        .arg("--path")
+        .output()
+        .expect("run scripts/llama-server.sh --path");
+    assert!(
+        out.status.success(),
+        "llama-server is not built: run scripts/llama-server.sh (scripts/test.sh does) \
+         before this test. Script said: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert!(path.is_file(), "{} is not a file", path.display());
+    path
+}

@@ -4,10 +4,10 @@
 //! values; that a server killed mid-run is restarted and the run completes; and, by PID, that
 //! no server outlives sweep: after a normal end, SIGTERM, and kill -9.
 
-use crate::common::{assert_complete, only_run, root, sweep};
+use crate::common::{assert_complete, llama_server_binary, only_run, root, sweep};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 use sweep::plan::Plan;
 use sweep::server::{read_events, ServerEvent};
@@ -15,22 +15,6 @@ use sweep::spec::Spec;
 use sweep::store::read_records;
 
 const MODEL: &str = "models/gemma-3-270m-q4_k_m.gguf";
-
-/// The cached binary, found by the script that builds it. Absent: fail with the reason.
-fn llama_server_binary() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(root().join("scripts/llama-server.sh"))
-        .arg("--path")
-        .output()
-        .expect("run scripts/llama-server.sh --path");
-    assert!(
-        out.status.success(),
-        "llama-server is not built: run scripts/llama-server.sh (scripts/test.sh does). \
-         Script said: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 /// A single-agent arm over `grid` (and `extra_arms`) on a managed llama-server.
 fn write_spec(dir: &Path, reps: u32, max_tokens: u32, grid: &str, extra_arms: &str) -> PathBuf {

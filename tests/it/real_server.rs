@@ -4,6 +4,7 @@
 //! sent, so the test checks the stored token counts against the server's own `usage`
 //! chunks on the wire, not against what our parser made of them.
 
+use crate::common::llama_server_binary;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -18,24 +19,6 @@ const REPS: usize = 2;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The cached binary, found by the same script that builds it. Absent: fail loudly.
-fn llama_server_binary() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(root().join("scripts/llama-server.sh"))
-        .arg("--path")
-        .output()
-        .expect("run scripts/llama-server.sh --path");
-    assert!(
-        out.status.success(),
-        "llama-server is not built: run scripts/llama-server.sh (scripts/test.sh does) \
-         before this test. Script said: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    assert!(path.is_file(), "{} is not a file", path.display());
-    path
 }
 
 /// Kills the server when the test ends, panics included.
