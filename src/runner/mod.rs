@@ -1180,49 +1180,19 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
     let mut executor: Arc<dyn PhaseExecutor> = observed.clone();
     let mut managers = Vec::new();
     if let (Some(cfg), Some(port)) = (&spec.server, managed_port) {
-        let instances = Arc::default();
-        let manager = |port: u16| {
-            Arc::new(crate::server::ServerManager::new(
-                cfg.clone(),
-                spec.backend.kind,
-                spec.backend.model.clone(),
-                port,
-                store.dir(),
-                Arc::clone(&instances),
-            ))
-        };
-        let m = manager(port);
-        // Agent B of a pair whose agents load the model differently gets its own server.
-        let second = plan
-            .cells
-            .iter()
-            .any(|c| match c.members.as_slice() {
-                [a, b] => crate::spec::separate_servers(&a.options, &b.options),
-                _ => false,
-            })
-            .then(|| crate::server::free_port(&cfg.host).map(manager))
-            .transpose()
-            .map_err(|e| RunError::Setup(format!("no free port for a second server: {e}")))?;
-        if let Some(first) = plan.units.first() {
-            let options = &plan.cells[first.cell].members[0].options;
-            let lease = m
-                .acquire(&m.config_of(options))
-                .await
-                .map_err(|e| RunError::Backend(format!("managed server: {e}")))?;
-            for model in &models {
-                backend.preflight(model).await.map_err(|e| {
-                    RunError::Backend(format!("backend preflight for model {model:?}: {e}"))
-                })?;
-            }
-            drop(lease);
-        }
-        executor = Arc::new(managed::ManagedExecutor::new(
+        let (managed, started) = start_managed(
+            spec,
+            &plan,
+            cfg,
+            port,
+            store.dir(),
+            &backend,
+            &models,
             executor,
-            m.clone(),
-            second.clone(),
-        ));
-        managers.push(m);
-        managers.extend(second);
+        )
+        .await?;
+        executor = managed;
+        managers = started;
     }
     let result = execute(spec, &plan, &mut store, &run_id, resumed, executor, opts).await;
     for m in &managers {
@@ -1263,6 +1233,71 @@ pub async fn run_experiment(spec: &Spec, opts: &RunOptions) -> Result<RunSummary
         })?;
     }
     Ok(summary)
+}
+
+/// Under `[server]`: the server managers (a second one for Agent B where a pair's agents
+/// load the model differently), the first configuration started and the backend's preflight
+/// run against it, and the executor wrapped so that each phase runs on its server.
+#[allow(clippy::too_many_arguments)]
+async fn start_managed(
+    spec: &Spec,
+    plan: &Plan,
+    cfg: &crate::spec::ServerConfig,
+    port: u16,
+    run_dir: &Path,
+    backend: &Arc<dyn crate::backend::Backend>,
+    models: &[&str],
+    inner: Arc<dyn PhaseExecutor>,
+) -> Result<
+    (
+        Arc<dyn PhaseExecutor>,
+        Vec<Arc<crate::server::ServerManager>>,
+    ),
+    RunError,
+> {
+    let instances = Arc::default();
+    let manager = |port: u16| {
+        Arc::new(crate::server::ServerManager::new(
+            cfg.clone(),
+            spec.backend.kind,
+            spec.backend.model.clone(),
+            port,
+            run_dir,
+            Arc::clone(&instances),
+        ))
+    };
+    let m = manager(port);
+    let second = plan
+        .cells
+        .iter()
+        .any(|c| match c.members.as_slice() {
+            [a, b] => crate::spec::separate_servers(&a.options, &b.options),
+            _ => false,
+        })
+        .then(|| crate::server::free_port(&cfg.host).map(manager))
+        .transpose()
+        .map_err(|e| RunError::Setup(format!("no free port for a second server: {e}")))?;
+    if let Some(first) = plan.units.first() {
+        let options = &plan.cells[first.cell].members[0].options;
+        let lease = m
+            .acquire(&m.config_of(options))
+            .await
+            .map_err(|e| RunError::Backend(format!("managed server: {e}")))?;
+        for model in models {
+            backend.preflight(model).await.map_err(|e| {
+                RunError::Backend(format!("backend preflight for model {model:?}: {e}"))
+            })?;
+        }
+        drop(lease);
+    }
+    let executor: Arc<dyn PhaseExecutor> = Arc::new(managed::ManagedExecutor::new(
+        inner,
+        m.clone(),
+        second.clone(),
+    ));
+    let mut managers = vec![m];
+    managers.extend(second);
+    Ok((executor, managers))
 }
 
 /// Starts the run's telemetry (settings from the environment: see [`crate::telemetry`]) and

@@ -108,15 +108,9 @@ pub const OPTION_NAMES: &[&str] = &[
 ];
 
 /// The options a server (or the embedded engine) takes at start-up, never per request: a
-/// change of one is a restart of a managed server (see [`crate::server`]).
-pub const SERVER_OPTION_NAMES: &[&str] = &[
-    "flash_attn",
-    "kv_cache_type",
-    "parallel",
-    "batch_size",
-    "ubatch_size",
-    "threads",
-];
+/// change of one is a restart of a managed server (see [`crate::server`]). The tail of
+/// [`OPTION_NAMES`], from `flash_attn` on.
+pub const SERVER_OPTION_NAMES: &[&str] = OPTION_NAMES.split_at(9).1;
 
 /// KV cache types llama.cpp accepts for `-ctk/-ctv` (its `kv_cache_types` list, common/arg.cpp).
 pub const KV_CACHE_TYPES: &[&str] = &[

@@ -98,19 +98,8 @@ pub fn route(
     kind: BackendKind,
     server: Option<&ServerConfig>,
 ) -> Result<Route, String> {
-    const SAMPLING: &[&str] = &[
-        "temperature",
-        "top_p",
-        "top_k",
-        "repeat_penalty",
-        "seed",
-        "num_predict",
-        "max_tokens",
-    ];
-    if SAMPLING.contains(&option) {
-        return Ok(Route::Request);
-    }
-    if option == "keep_alive" {
+    // Sampling options and keep_alive: every backend takes them with each request.
+    if !matches!(option, "num_ctx" | "num_gpu") && !super::SERVER_OPTION_NAMES.contains(&option) {
         return Ok(Route::Request);
     }
     if let Some(s) = server.filter(|s| s.preset == Preset::Custom) {
@@ -494,6 +483,29 @@ mod tests {
         assert!(l
             .display_redacted()
             .starts_with("HF_TOKEN=<redacted> llama-server"));
+    }
+
+    #[test]
+    fn server_option_names_are_the_tail_of_the_option_names() {
+        assert_eq!(
+            super::super::SERVER_OPTION_NAMES,
+            [
+                "flash_attn",
+                "kv_cache_type",
+                "parallel",
+                "batch_size",
+                "ubatch_size",
+                "threads"
+            ]
+        );
+        assert_eq!(
+            route("temperature", BackendKind::Openai, None),
+            Ok(Route::Request)
+        );
+        assert_eq!(
+            route("keep_alive", BackendKind::Ollama, None),
+            Ok(Route::Request)
+        );
     }
 
     #[test]
