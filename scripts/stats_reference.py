@@ -3,7 +3,7 @@
 
 Writes tests/fixtures/stats_reference.json. Rerun with:
     pip install scipy numpy && python3 scripts/stats_reference.py
-The Rust tests (tests/analysis.rs) read the JSON and compare every function.
+The Rust tests (tests/it/analysis.rs) read the JSON and compare every function.
 """
 import json
 import os

@@ -61,30 +61,9 @@ impl HostInfo {
             load_at_start: std::fs::read_to_string("/proc/loadavg")
                 .ok()
                 .as_deref()
-                .and_then(crate::telemetry::host::parse_loadavg),
-            governors: crate::telemetry::host::governors(std::path::Path::new(
-                "/sys/devices/system/cpu",
-            )),
+                .and_then(parse_loadavg),
+            governors: governors(std::path::Path::new("/sys/devices/system/cpu")),
         }
-    }
-
-    /// The fields that make two runs' timings comparable.
-    pub fn fingerprint(&self) -> String {
-        let gpus: Vec<String> = self
-            .gpus
-            .iter()
-            .map(|g| format!("{} ({})", g.name, g.driver))
-            .collect();
-        format!(
-            "{} / {} / {}",
-            self.cpu_model,
-            if gpus.is_empty() {
-                "no GPU".to_string()
-            } else {
-                gpus.join(", ")
-            },
-            self.arch
-        )
     }
 }
 
@@ -108,6 +87,37 @@ fn cpu_model() -> String {
         .unwrap_or_default()
 }
 
+/// The 1-minute load average from `/proc/loadavg`.
+pub fn parse_loadavg(text: &str) -> Option<f64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// The distinct CPU frequency governors (`powersave`, `performance`, `schedutil`, …); empty
+/// where cpufreq is not exposed (most VMs).
+pub fn governors(sys_cpu: &std::path::Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(sys_cpu)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| {
+                    let n = e.file_name();
+                    let n = n.to_string_lossy();
+                    n.starts_with("cpu")
+                        && n[3..].chars().all(|c| c.is_ascii_digit())
+                        && n.len() > 3
+                })
+                .filter_map(|e| {
+                    std::fs::read_to_string(e.path().join("cpufreq/scaling_governor")).ok()
+                })
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out.dedup();
+    out
+}
+
 fn memory_bytes() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
@@ -116,23 +126,62 @@ fn memory_bytes() -> Option<u64> {
 }
 
 /// GPUs via `nvidia-smi` (or the program `SWEEP_NVIDIA_SMI` names) when it is installed;
-/// empty otherwise.
+/// empty otherwise (or when it does not answer within [`SMI_TIMEOUT`]).
 fn nvidia_gpus() -> Vec<GpuInfo> {
     let smi = std::env::var("SWEEP_NVIDIA_SMI")
         .ok()
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| "nvidia-smi".into());
-    let out = Command::new(smi)
-        .args([
+    run_nvidia_smi(
+        &smi,
+        &[
             "--query-gpu=name,driver_version,memory.total",
             "--format=csv,noheader,nounits",
-        ])
-        .output();
-    let Ok(out) = out else { return Vec::new() };
-    if !out.status.success() {
-        return Vec::new();
+        ],
+        SMI_TIMEOUT,
+    )
+    .map(|text| parse_nvidia_smi(&text))
+    .unwrap_or_default()
+}
+
+/// How long one `nvidia-smi` call may take before it is killed: a wedged driver can hang
+/// it, and neither the manifest nor a stopping sampler may wait on it.
+pub const SMI_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The one way sweep runs `nvidia-smi` (the host facts here, the telemetry sampler above):
+/// `program args…`, killed after `timeout`; its stdout, or what went wrong. Its output is a
+/// few lines, well within a pipe's buffer, so waiting before reading cannot block it.
+pub fn run_nvidia_smi(
+    program: &str,
+    args: &[&str],
+    timeout: std::time::Duration,
+) -> Result<String, String> {
+    let fail = |e: std::io::Error| format!("{program}: {e}");
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(fail)?;
+    let started = std::time::Instant::now();
+    while child.try_wait().map_err(fail)?.is_none() {
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{program} did not answer within {timeout:?}"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    parse_nvidia_smi(&String::from_utf8_lossy(&out.stdout))
+    let out = child.wait_with_output().map_err(fail)?;
+    if !out.status.success() {
+        return Err(format!(
+            "{program} exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn parse_nvidia_smi(text: &str) -> Vec<GpuInfo> {

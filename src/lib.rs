@@ -11,6 +11,24 @@
 //! statistics engine in `stats`) → `report` (every output format) and `gate` (the nightly
 //! regression verdict). `metrics` is the one table of metric definitions everything reads.
 //!
+//! The modules stand on floors: each uses only modules on lower floors, never one above it
+//! (`tests/it/architecture.rs` fails on any cycle between top-level modules):
+//!
+//! | floor | modules |
+//! |---|---|
+//! | 0 | `env` (host facts, the one `nvidia-smi` runner), `metrics`, `progress` |
+//! | 1 | `stats` |
+//! | 2 | `spec` |
+//! | 3 | `backend`, `corpus`, `server` |
+//! | 4 | `record` (with the GPU window every record carries) |
+//! | 5 | `plan` |
+//! | 6 | `agent`, `cluster`, `store` |
+//! | 7 | `telemetry` |
+//! | 8 | `analysis`, `runner` |
+//! | 9 | `gate` |
+//! | 10 | `report` |
+//! | 11 | `cli` |
+//!
 //! The API a library user needs, in that order:
 //! - [`spec::Spec::load`] reads and validates an experiment file ([`spec::Spec::parse`]
 //!   validates text); validation errors point at file:line:col.

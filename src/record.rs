@@ -210,7 +210,7 @@ pub struct Record {
     /// The GPUs over this call's window (energy, power, memory, utilisation): `None` without
     /// GPU telemetry (no NVIDIA driver or nvidia-smi), never zeros.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gpu: Option<crate::telemetry::GpuWindow>,
+    pub gpu: Option<GpuWindow>,
 
     // integrity
     /// How many records the call's phase group has, written on each of them by the store, so
@@ -322,4 +322,34 @@ impl Record {
         self.error_kind = Some(e.kind().to_string());
         self.error_message = Some(e.to_string());
     }
+}
+
+/// What the GPUs did during one call (or phase): computed by telemetry
+/// (`crate::telemetry::window`), stored in the record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuWindow {
+    /// This call's share of the GPUs' energy over its window: the energy of each stretch of
+    /// time divided by the number of the phase's calls running then (a pair's concurrent
+    /// calls split it). J. `None` without readings covering the window.
+    pub energy_j: Option<f64>,
+    /// The GPUs' whole energy over the window, J.
+    pub window_energy_j: Option<f64>,
+    /// `counter` (the driver's cumulative energy counter) or `power` (power samples
+    /// integrated with the trapezoid rule).
+    pub energy_source: Option<String>,
+    /// Mean power over the window, W (all GPUs).
+    pub mean_power_w: Option<f64>,
+    /// Highest power seen in the window, W (all GPUs).
+    pub max_power_w: Option<f64>,
+    /// Highest memory in use from the last sample before the window to the first after it,
+    /// MiB (all GPUs, every process).
+    pub peak_memory_mib: Option<f64>,
+    /// Time-weighted mean utilisation over the window, % (mean over GPUs).
+    pub mean_util_pct: Option<f64>,
+    /// Samples inside the window (0: the figures are interpolated from the neighbours).
+    pub samples: u32,
+    /// GPUs sampled.
+    pub gpus: u32,
+    /// `nvml` or `nvidia-smi`.
+    pub source: String,
 }

@@ -23,6 +23,11 @@ pub use reference::Comparison;
 pub use samples::{measured, Counts, GroupSample, Grouping, MetricSample, Samples, PERCENTILES};
 pub use tidy::{csv_field, tidy_csv, write_tidy_csv, TidyRow};
 
+/// Relative difference of median output tokens beyond which a metric that scales with the
+/// output length (a duration of the whole generation) is not compared: the cells did
+/// different work. The tables and the nightly gate apply this one rule.
+pub const WORKLOAD_TOLERANCE: f64 = 0.10;
+
 use crate::stats::engine::{self, Params, Sample};
 use crate::stats::{self, Interval, StatsError, Summary, TukeyFences};
 use crate::store::{self, Manifest, StoreError};

@@ -90,14 +90,14 @@ fn other_workload(tokens: Option<&Samples>, a: &str, b: &str) -> bool {
         engine::point_estimate(Metric::OutputTokens, ms.sample())
     };
     match (median(a), median(b)) {
-        (Some(x), Some(y)) if y > 0.0 => (x / y - 1.0).abs() > crate::gate::WORKLOAD_TOLERANCE,
+        (Some(x), Some(y)) if y > 0.0 => (x / y - 1.0).abs() > super::WORKLOAD_TOLERANCE,
         _ => false,
     }
 }
 
 /// Every non-reference cell × metric against its reference cell. A metric that scales with
 /// the output length (`e2e_ms`, `eval_ms`) between cells whose median output lengths
-/// differ beyond [`crate::gate::WORKLOAD_TOLERANCE`] is computed but not judged
+/// differ beyond [`super::WORKLOAD_TOLERANCE`] is computed but not judged
 /// ([`Decision::OtherWorkload`]): its change is the lengths', not the speed's.
 pub fn compare_all(
     cells: &[CellAnalysis],

@@ -94,20 +94,8 @@ struct Inner {
 /// Where the engine put the model's layers at its last load: what llama.cpp's own
 /// `load_tensors: offloaded N/M layers to GPU` line says, computed the way llama.cpp does
 /// (`llama_model::load_tensors`: `min(n_gpu_layers, n_layer + 1)` when a GPU device is
-/// present, else 0).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Placement {
-    /// `num_gpu` as it took effect (`None`: llama.cpp's default; a build without the `cuda`
-    /// feature ignores `num_gpu`).
-    pub gpu_layers_requested: Option<u32>,
-    pub(crate) layers_offloaded: u64,
-    /// The model's layers plus the output layer.
-    pub layers_total: u64,
-    /// GPU devices llama.cpp sees ("CUDA0: NVIDIA H200 (143771 MiB)").
-    pub gpu_devices: Vec<String>,
-    /// Built with the `cuda` feature.
-    pub cuda_build: bool,
-}
+/// present, else 0); every field is set.
+pub type Placement = super::EnginePlacement;
 
 /// One call handed to the engine thread.
 struct Job {
@@ -294,7 +282,7 @@ impl Backend for EmbeddedBackend {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone()?;
-            serde_json::to_value(p).ok()
+            Some(p.to_state())
         })
     }
 }
@@ -801,14 +789,14 @@ fn placement_of(model: &LlamaModel, n_gpu_layers: i32, requested: Option<u32>) -
     let want = u64::try_from(n_gpu_layers).unwrap_or(layers_total);
     Placement {
         gpu_layers_requested: requested,
-        layers_offloaded: if gpu_devices.is_empty() {
+        layers_offloaded: Some(if gpu_devices.is_empty() {
             0
         } else {
             want.min(layers_total)
-        },
-        layers_total,
-        gpu_devices,
-        cuda_build: cfg!(feature = "cuda"),
+        }),
+        layers_total: Some(layers_total),
+        gpu_devices: Some(gpu_devices),
+        cuda_build: Some(cfg!(feature = "cuda")),
     }
 }
 

@@ -20,6 +20,45 @@ pub use openai::{OpenAiBackend, SseLines, SseStream};
 pub use stream::{LineParser, LineStream, StreamState};
 pub use timing::{ClientTimer, ClientTiming};
 
+/// Where an engine put the model's layers, as a reload probe stores it in
+/// `Record::server_state`: the embedded engine writes every field; an Ollama probe only
+/// `layers_total` (from `/api/show`). One type for the writers and the reader
+/// (`telemetry::offload`), so a renamed field cannot silently break the offload check.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EnginePlacement {
+    /// `num_gpu` as it took effect (`None`: llama.cpp's default, or not said; a build
+    /// without the `cuda` feature ignores `num_gpu`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_layers_requested: Option<u32>,
+    /// Layers on a GPU device (`None` where the server does not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers_offloaded: Option<u64>,
+    /// The model's layers plus the output layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers_total: Option<u64>,
+    /// GPU devices llama.cpp sees ("CUDA0: NVIDIA H200 (143771 MiB)"); `None` where the
+    /// server does not say, empty when it sees none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_devices: Option<Vec<String>>,
+    /// Built with the `cuda` feature (`None` where the server does not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda_build: Option<bool>,
+}
+
+impl EnginePlacement {
+    /// The placement in a record's `server_state`, when it carries any of its fields (a
+    /// llama-server's `/props` state carries none).
+    pub fn from_state(state: &serde_json::Value) -> Option<Self> {
+        let p: Self = serde_json::from_value(state.clone()).ok()?;
+        (p != Self::default()).then_some(p)
+    }
+
+    /// As stored in `Record::server_state`.
+    pub fn to_state(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
 /// A boxed future, so that backends can live behind `dyn Backend`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

@@ -35,15 +35,20 @@ pub fn current_entry(dir: &Path) -> Result<Option<PathBuf>, GateError> {
     Ok(Some(entry))
 }
 
-/// Entries of a baseline directory, oldest first (by name: dates sort).
+/// Entries of a baseline directory, oldest first: the nights in the order they were run
+/// ([`store::ExperimentDir::runs`]), the order the gate's history reads them in; an entry
+/// whose manifest cannot be read comes last (the history names it as skipped).
 pub fn entries(dir: &Path) -> Result<Vec<String>, GateError> {
-    let rd = std::fs::read_dir(dir).map_err(store::io(dir))?;
-    let mut v: Vec<String> = rd
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join(MANIFEST).is_file())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
+    // A missing or unreadable directory is an error here, not an empty list.
+    std::fs::read_dir(dir).map_err(store::io(dir))?;
+    let found = store::ExperimentDir::new(dir).runs();
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let mut v: Vec<String> = found.runs.iter().map(store::StoredRun::name).collect();
+    v.extend(found.unreadable.iter().map(|(p, _)| name(p)));
     Ok(v)
 }
 

@@ -6,7 +6,7 @@
 
 use super::{env_differences, load_run, EnvDifference, GateError, LoadedRun};
 use crate::metrics::Metric;
-use crate::store::{Manifest, MANIFEST};
+use crate::store::Manifest;
 use std::path::{Path, PathBuf};
 
 /// Fewest earlier nights for the night-level model (a between-night variance needs a
@@ -74,26 +74,24 @@ pub fn load_history(
     allow_env_change: bool,
     metrics: &[Metric],
 ) -> Result<(Nights, Vec<String>), GateError> {
-    let entries = std::fs::read_dir(dir).map_err(crate::store::io(dir))?;
+    // A missing or unreadable directory is an error here, not an empty history.
+    std::fs::read_dir(dir).map_err(crate::store::io(dir))?;
     let me = std::fs::canonicalize(current).ok();
     let current_entry = super::baseline::current_entry(dir).ok().flatten();
     let mut notes = Vec::new();
-    let mut found: Vec<(PathBuf, Manifest)> = Vec::new();
-    for e in entries.filter_map(|e| e.ok()) {
-        let p = e.path();
-        if !p.join(MANIFEST).is_file() || std::fs::canonicalize(&p).ok() == me {
-            continue;
-        }
-        match Manifest::read(&p) {
-            // A night is never its own history (a saved copy of tonight has its run id).
-            Ok(m) if m.run_id == current_manifest.run_id => {}
-            Ok(m) => found.push((p, m)),
-            Err(err) => notes.push(format!("history: skipped {} ({err})", p.display())),
-        }
+    // Oldest first, in the one order every reader of a run directory uses.
+    let stored = crate::store::ExperimentDir::new(dir).runs();
+    for (p, err) in &stored.unreadable {
+        notes.push(format!("history: skipped {} ({err})", p.display()));
     }
-    found.sort_by(|a, b| {
-        (&a.1.started_at, &a.1.run_id, &a.0).cmp(&(&b.1.started_at, &b.1.run_id, &b.0))
-    });
+    let found: Vec<(PathBuf, Manifest)> = stored
+        .runs
+        .into_iter()
+        .filter(|r| std::fs::canonicalize(&r.dir).ok() != me)
+        // A night is never its own history (a saved copy of tonight has its run id).
+        .filter(|r| r.manifest.run_id != current_manifest.run_id)
+        .map(|r| (r.dir, r.manifest))
+        .collect();
     let mut nights = Nights::default();
     let mut comparable: Vec<(PathBuf, Manifest)> = Vec::new();
     for (p, m) in found {

@@ -18,9 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 /// shift began).
 pub const CHANGE_POINT_ALPHA: f64 = 0.01;
 
-/// Relative difference of median output tokens beyond which a metric that scales with the
-/// output length is not compared.
-pub const WORKLOAD_TOLERANCE: f64 = 0.10;
+/// The analysis owns the workload rule; the gate applies the same one.
+pub use crate::analysis::WORKLOAD_TOLERANCE;
 
 /// Cluster-bootstrap resamples of one night of a pooled tail.
 const NIGHT_RESAMPLES: usize = 2000;

@@ -194,7 +194,8 @@ pub fn load_run(
 /// One way two runs' environments differ.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EnvDifference {
-    /// Which property differs: "model digest", "GPU", "CPU model" or "spec hash".
+    /// Which property differs: "model digest", "GPU", "CPU" or "experiment file"
+    /// ([`crate::store::Fact::TIMING`]).
     pub what: String,
     pub(crate) baseline: String,
     pub(crate) current: String,
@@ -203,42 +204,13 @@ pub struct EnvDifference {
 /// Differences that make timings incomparable: model digest, GPU name/driver, CPU model,
 /// spec hash.
 pub fn env_differences(b: &Manifest, c: &Manifest) -> Vec<EnvDifference> {
-    let gpus = |m: &Manifest| {
-        let g: Vec<String> = m
-            .host
-            .gpus
-            .iter()
-            .map(|g| format!("{} (driver {})", g.name, g.driver))
-            .collect();
-        if g.is_empty() {
-            "none".to_string()
-        } else {
-            g.join(", ")
-        }
-    };
-    let digest = |m: &Manifest| {
-        m.backend
-            .model_digest
-            .clone()
-            .unwrap_or_else(|| "unknown".into())
-    };
-    let pairs = [
-        ("model digest", digest(b), digest(c)),
-        ("GPU", gpus(b), gpus(c)),
-        (
-            "CPU model",
-            b.host.cpu_model.clone(),
-            c.host.cpu_model.clone(),
-        ),
-        ("spec hash", b.spec_hash.clone(), c.spec_hash.clone()),
-    ];
-    pairs
+    b.environment()
+        .differences(&c.environment(), &crate::store::Fact::TIMING)
         .into_iter()
-        .filter(|(_, x, y)| x != y)
-        .map(|(w, x, y)| EnvDifference {
-            what: w.to_string(),
-            baseline: x,
-            current: y,
+        .map(|d| EnvDifference {
+            what: d.fact.label().to_string(),
+            baseline: d.first,
+            current: d.second,
         })
         .collect()
 }
@@ -440,7 +412,7 @@ impl RunSummary {
             dir: r.dir.clone(),
             run_id: m.run_id.clone(),
             experiment: m.experiment.clone(),
-            environment: m.host.fingerprint(),
+            environment: m.environment().fingerprint(),
             model_digest: m.backend.model_digest.clone(),
             spec_hash: m.spec_hash.clone(),
             git_commit: m.git_commit.clone(),

@@ -18,12 +18,12 @@ use super::{LoadedRun, Settings};
 use crate::analysis::samples::MetricSample;
 use crate::metrics::{Direction, Estimator, Metric};
 use crate::stats::engine::Sample;
-use crate::stats::nightly::{self, Night, NightVariance, Tolerance};
+use crate::stats::nightly::{Night, NightVariance, Tolerance};
 use serde::{Deserialize, Serialize};
-use statrs::distribution::{ChiSquared, ContinuousCDF};
 
-/// Largest reps per night considered.
-pub const MAX_REPS: usize = 10_000;
+// The sample-size arithmetic is the statistics engine's (`stats::power`); the gate sizes
+// its rows with it.
+pub use crate::stats::power::{detectable_gap, reps_needed, variance_interval, MAX_REPS};
 
 /// One group × metric of a power analysis.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,74 +96,6 @@ pub fn gap(m: Metric, t: f64, detect: f64) -> Option<f64> {
     let tol = Tolerance::new(worse_up, t)?;
     let big = Tolerance::new(worse_up, (detect * t).min(0.99))?;
     Some(big.limit - tol.limit).filter(|g| *g > 0.0)
-}
-
-/// The standard error and df of tonight against `k` nights at `n` reps.
-fn se_df(sd: f64, between: f64, df_between: f64, k: usize, n: usize) -> (f64, f64) {
-    let kk = k as f64;
-    let within = sd * sd / n as f64 * (1.0 + 1.0 / kk);
-    let b = between * (1.0 + 1.0 / kk);
-    let df = nightly::satterthwaite(&[
-        (within, (k as f64 + 1.0) * (n as f64 - 1.0)),
-        (b, df_between),
-    ]);
-    ((within + b).sqrt(), df)
-}
-
-/// The smallest bad-side gap beyond T shown with `power` at `n` reps.
-pub fn detectable_gap(
-    sd: f64,
-    between: f64,
-    df_between: f64,
-    k: usize,
-    n: usize,
-    alpha_each: f64,
-    power: f64,
-) -> Option<f64> {
-    if n < 2 {
-        return None;
-    }
-    let (se, df) = se_df(sd, between, df_between, k, n);
-    Some((nightly::t_quantile(1.0 - alpha_each, df) + nightly::t_quantile(power, df)) * se)
-}
-
-/// The fewest reps per night (≥ 2) whose detectable gap is at most `gap`.
-pub fn reps_needed(
-    sd: f64,
-    between: f64,
-    df_between: f64,
-    k: usize,
-    gap: f64,
-    alpha_each: f64,
-    power: f64,
-) -> Option<usize> {
-    let ok = |n: usize| {
-        detectable_gap(sd, between, df_between, k, n, alpha_each, power).is_some_and(|d| d <= gap)
-    };
-    if !ok(MAX_REPS) {
-        return None;
-    }
-    let (mut lo, mut hi) = (2usize, MAX_REPS);
-    if ok(lo) {
-        return Some(lo);
-    }
-    while hi - lo > 1 {
-        let mid = (lo + hi) / 2;
-        if ok(mid) {
-            hi = mid;
-        } else {
-            lo = mid;
-        }
-    }
-    Some(hi)
-}
-
-/// The 90% χ² interval of a variance estimated with `df` degrees of freedom.
-fn variance_interval(v: f64, df: f64) -> (f64, f64) {
-    match ChiSquared::new(df.max(1e-3)) {
-        Ok(c) => (v * df / c.inverse_cdf(0.95), v * df / c.inverse_cdf(0.05)),
-        Err(_) => (v, v),
-    }
 }
 
 /// Power analysis of a stored run under `settings`, with the between-night variance from

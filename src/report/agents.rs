@@ -226,13 +226,13 @@ pub fn agent_table(view: &View) -> Result<Option<Table>, ReportError> {
         rows,
         notes: Vec::new(),
     };
-    let mut notes = vec![format!(
-        "Per agent, per rep: median TTFT of its calls in each phase; entries: median [{lvl} CI, order statistic]. \
-         Δ%: ratio of medians − 1 [{lvl} percentile bootstrap]; bold: Welch t on ln(rep values), Holm-adjusted over this table, p < {}. \
-         Contention: concurrent / sequential e2e of the agent.",
-        a0.options.alpha
-    )];
-    notes.extend(super::tables::common_notes(view, &entries, &t));
-    t.notes = notes;
+    t.notes = vec![
+        format!(
+            "Per agent: median TTFT of its calls per phase [{lvl} CI]; Δ%: ratio − 1 [{lvl} CI]; \
+             bold: Holm p < {} over this table; contention: concurrent / sequential e2e.",
+            a0.options.alpha
+        ),
+        super::tables::tail_note(&entries, &t),
+    ];
     Ok(Some(t))
 }

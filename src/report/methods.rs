@@ -6,6 +6,7 @@
 use super::escape;
 use super::view::View;
 use crate::analysis::Metric;
+use std::collections::BTreeMap;
 
 /// The method paragraphs, plain text (Markdown-safe apart from the escaping done by the
 /// caller).
@@ -21,10 +22,13 @@ pub fn paragraphs(view: &View, metrics: &[Metric]) -> Vec<(String, String)> {
          call). A rep counts for a metric only when every one of its calls was measured: warm-up \
          calls are always excluded; cold calls (a reload the runner caused, one the server \
          reported, or a server load time above the experiment's cold_load_ms), failed calls and \
-         calls superseded by a retry are excluded and counted by reason in each table's notes. \
-         Outliers are labelled (Tukey fences, 1.5 IQR) and never dropped."
+         calls superseded by a retry are excluded and counted by reason (each table's notes \
+         give its own count). A rep missing a stage's call is left out of that metric, so n \
+         (complete reps) can differ between metrics. Outliers are labelled (Tukey fences, \
+         1.5 IQR) and never dropped."
             .to_string(),
     ));
+    out.extend(run_facts(view));
     let estimands: Vec<String> = metrics
         .iter()
         .map(|m| format!("{}: {}", m.label(), m.estimand()))
@@ -102,11 +106,117 @@ pub fn paragraphs(view: &View, metrics: &[Metric]) -> Vec<(String, String)> {
     ));
     out.push((
         "Defaults".to_string(),
-        "A cell that leaves an option unset runs with the backend's value for it; the tables \
-         show that value marked † (the embedded engine's own defaults, or the model's \
-         parameters as Ollama's /api/show reports them, recorded in the run's manifest)."
-            .to_string(),
+        format!(
+            "A cell that leaves an option unset runs with the backend's value for it; the \
+             tables show that value marked † (here: {}, recorded in the run's manifest).",
+            view.defaults_source()
+        ),
     ));
+    let sets_num_gpu = view
+        .runs
+        .iter()
+        .any(|r| r.a.cells.iter().any(|c| c.factors.contains_key("num_gpu")));
+    if sets_num_gpu {
+        out.push((
+            "Placement and energy".to_string(),
+            "In VRAM: size_vram / size from Ollama's /api/ps after each reload probe (a range \
+             when reloads differed), or layers offloaded / layers for the embedded engine; \
+             layers on GPU: offloaded / total (the model's blocks + the output layer; total \
+             from Ollama's /api/show). Decode tok/s: per rep the output tokens of its calls \
+             over their server eval seconds. J/token: per rep the GPU energy of its calls (each \
+             call's share of the GPUs' energy over its own window) over their output tokens, \
+             n/a without GPU telemetry (no NVIDIA driver or nvidia-smi)."
+                .to_string(),
+        ));
+    }
+    out
+}
+
+/// What the run's tables share and state once: the reference, the calls excluded by rule,
+/// where token counts came from, the prompts, the environment, the runs joined, and the
+/// analysis' warnings. Each fact is prefixed with its run's label when a view joins runs.
+fn run_facts(view: &View) -> Vec<(String, String)> {
+    let joined = view.runs.len() > 1;
+    let per_run = |f: &dyn Fn(&super::view::RunView) -> Option<String>| -> Option<String> {
+        let parts: Vec<String> = view
+            .runs
+            .iter()
+            .filter_map(|r| {
+                f(r).map(|s| {
+                    if joined {
+                        format!("{}: {s}", r.label)
+                    } else {
+                        s
+                    }
+                })
+            })
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    };
+    let mut out = Vec::new();
+    if let Some(p) = per_run(&|r| {
+        let rule = r.a.reference_rule.split(';').next().unwrap_or("");
+        (!rule.is_empty()).then(|| format!("{rule}."))
+    }) {
+        out.push(("Reference".to_string(), p));
+    }
+    let mut entries = view.entries(false);
+    entries.extend(view.entries(true));
+    let mut counted = format!(
+        "Excluded by rule and counted: {}.",
+        super::tables::compact_exclusions(&entries)
+    );
+    let mut by_source: BTreeMap<String, u32> = BTreeMap::new();
+    for e in &entries {
+        for (k, v) in &e.cell.counts.tokens_by_source {
+            *by_source.entry(k.clone()).or_default() += v;
+        }
+    }
+    if !by_source.is_empty() {
+        counted.push_str(&format!(
+            " Token counts of the measured calls from: {}{}.",
+            by_source
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if by_source.contains_key("chunks") {
+                " (chunks: counted content chunks, an approximation)"
+            } else {
+                ""
+            }
+        ));
+    }
+    out.push(("Calls".to_string(), counted));
+    if let Some(p) = per_run(&|r| {
+        super::tables::prompts_note(&r.a)
+            .map(|p| format!("Prompt set {}", p.trim_start_matches("Prompts: ")))
+    }) {
+        out.push(("Prompts".to_string(), p));
+    }
+    if let Some(p) = per_run(&|r| super::tables::environment(&r.a).map(|e| format!("{e}."))) {
+        out.push(("Environment".to_string(), p));
+    }
+    if joined {
+        let diffs = super::view::joined_differences(&view.runs);
+        if !diffs.is_empty() {
+            out.push((
+                "Runs joined".to_string(),
+                format!("The runs differ in: {}.", diffs.join("; ")),
+            ));
+        }
+    }
+    if let Some(p) = per_run(&|r| {
+        (!r.a.notes.is_empty()).then(|| {
+            r.a.notes
+                .iter()
+                .map(|n| format!("Warning: {n}."))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+    }) {
+        out.push(("Warnings".to_string(), p));
+    }
     out
 }
 

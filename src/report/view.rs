@@ -274,64 +274,25 @@ pub fn cmp_values(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
-/// One fact of a manifest, as text.
-type Fact = fn(&Manifest) -> String;
-
 /// The differences between runs joined in one table, in words (`host: a, b`).
 pub fn joined_differences(runs: &[RunView]) -> Vec<String> {
     let mut out = Vec::new();
-    let facts: [(&str, Fact); 8] = [
-        ("experiment", |m| m.experiment.clone()),
-        ("experiment file", |m| {
-            m.spec_hash.get(..12).unwrap_or(&m.spec_hash).to_string()
-        }),
-        ("host", |m| m.host.hostname.clone()),
-        ("CPU", |m| m.host.cpu_model.clone()),
-        ("GPU", |m| {
-            m.host
-                .gpus
-                .iter()
-                .map(|g| format!("{} (driver {})", g.name, g.driver))
-                .collect::<Vec<_>>()
-                .join(" + ")
-        }),
-        ("backend", |m| {
-            format!(
-                "{} {}",
-                m.backend.kind,
-                m.backend.version.clone().unwrap_or_default()
-            )
-            .trim()
-            .to_string()
-        }),
-        ("model digest", |m| {
-            m.backend
-                .model_digest
-                .as_ref()
-                .map(|d| d.get(..12).unwrap_or(d).to_string())
-                .unwrap_or_default()
-        }),
-        ("commit", |m| {
-            m.git_commit
-                .as_ref()
-                .map(|c| c.get(..12).unwrap_or(c).to_string())
-                .unwrap_or_default()
-        }),
-    ];
-    for (what, f) in facts {
-        let mut seen: Vec<String> = Vec::new();
-        for r in runs {
-            let v = r.a.manifest.as_ref().map(f).unwrap_or_default();
-            if !seen.contains(&v) {
-                seen.push(v);
+    let envs: Vec<crate::store::Environment> = runs
+        .iter()
+        .filter_map(|r| r.a.manifest.as_ref().map(|m| m.environment()))
+        .collect();
+    for fact in crate::store::Fact::ALL {
+        // Distinct whole values, each shown the one way the environment writes it.
+        let mut seen: Vec<(String, String)> = Vec::new();
+        for e in &envs {
+            let v = e.value(fact);
+            if !seen.iter().any(|(raw, _)| *raw == v) {
+                seen.push((v, e.fact(fact)));
             }
         }
         if seen.len() > 1 {
-            let vals: Vec<String> = seen
-                .into_iter()
-                .map(|v| if v.is_empty() { "unknown".into() } else { v })
-                .collect();
-            out.push(format!("{what}: {}", vals.join(" | ")));
+            let vals: Vec<String> = seen.into_iter().map(|(_, shown)| shown).collect();
+            out.push(format!("{}: {}", fact.label(), vals.join(" | ")));
         }
     }
     out

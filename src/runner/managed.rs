@@ -4,7 +4,8 @@
 //! phase that met a server exit runs again on the restarted server, as a phase that met an
 //! outage does.
 
-use super::{PhaseExecutor, PhaseJob, PhaseOutput, MAX_OUTAGE_RERUNS};
+use super::event_loop::MAX_OUTAGE_RERUNS;
+use super::{PhaseExecutor, PhaseJob, PhaseOutput};
 use crate::backend::BoxFuture;
 use crate::server::{Lease, ServerError, ServerManager};
 use crate::spec::{separate_servers, ModelOptions};

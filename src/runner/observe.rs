@@ -63,10 +63,13 @@ impl Observed {
             r.server_state = self.backend.server_state(endpoint.as_deref()).await;
             if self.ollama && r.server_state.is_none() {
                 if let Some(e) = endpoint.as_deref() {
-                    r.server_state = self
-                        .ollama_layers(e, &r.model)
-                        .await
-                        .map(|l| serde_json::json!({ "layers_total": l }));
+                    r.server_state = self.ollama_layers(e, &r.model).await.map(|l| {
+                        crate::backend::EnginePlacement {
+                            layers_total: Some(l),
+                            ..Default::default()
+                        }
+                        .to_state()
+                    });
                 }
             }
             if let Some(p) = offload::placement(r) {

@@ -194,6 +194,8 @@ pub struct ServerConfig {
 
 /// Default `[server] ready_timeout_s`: vLLM compiles graphs for a minute or two.
 pub const DEFAULT_READY_TIMEOUT_S: f64 = 120.0;
+/// Default `[server] host`: the loopback interface (a managed server is sweep's own).
+pub const DEFAULT_HOST: &str = "127.0.0.1";
 /// Default `[server] stop_grace_s`.
 pub const DEFAULT_STOP_GRACE_S: f64 = 10.0;
 

@@ -4,7 +4,8 @@
 //! with located errors like every other section.
 
 use super::raw::RawTable;
-use super::{span_of, AgentKind, Arm, Validator, OPTION_NAMES};
+use super::validate::{span_of, Validator};
+use super::{AgentKind, Arm, OPTION_NAMES};
 use crate::metrics::Metric;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -85,6 +86,8 @@ pub enum CiStyle {
 }
 
 pub const CI_WORDS: &[&str] = &["brackets", "pm", "none"];
+/// Default `[[table]] digits`: significant digits of the largest value of a column.
+pub const DEFAULT_DIGITS: u32 = 3;
 
 /// Which entries are set in bold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -371,8 +374,8 @@ impl Validator<'_> {
         let digits = t
             .digits
             .as_ref()
-            .map(|d| self.int_in(d, "digits", 1, 8))
-            .unwrap_or(3) as u32;
+            .map(|d| self.int_in(d, "digits", 1, 8) as u32)
+            .unwrap_or(DEFAULT_DIGITS);
         let bold = match t.bold.as_ref().map(|c| c.get_ref().as_str()) {
             None | Some("significant") => BoldRule::Significant,
             Some("best") => BoldRule::Best,

@@ -13,6 +13,7 @@ mod effect;
 pub mod engine;
 mod ksample;
 pub mod nightly;
+pub mod power;
 mod twosample;
 
 pub use adjust::{benjamini_hochberg, holm};

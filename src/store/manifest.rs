@@ -90,6 +90,65 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The manifest a new run of `spec`'s `plan` starts with: the experiment file, the
+    /// corpus it read, this machine and commit, what the backend's preflight reported
+    /// (`backend`), the plan's size, the prompt sets and personas, and `call_texts` when the
+    /// run keeps its call store. Unfinished until [`Manifest::write`] records `finished_at`.
+    pub fn for_run(
+        spec: &crate::spec::Spec,
+        plan: &crate::plan::Plan,
+        run_id: &str,
+        corpus: &crate::corpus::Corpus,
+        backend: crate::backend::BackendInfo,
+        call_texts: Option<String>,
+    ) -> Manifest {
+        let mut prompt_versions: Vec<String> = plan
+            .cells
+            .iter()
+            .flat_map(|c| {
+                c.members
+                    .iter()
+                    .map(|m| m.prompt_version.as_str().to_string())
+            })
+            .collect();
+        prompt_versions.sort();
+        prompt_versions.dedup();
+        Manifest {
+            experiment: spec.experiment.name.clone(),
+            run_id: run_id.to_string(),
+            sweep_version: env!("CARGO_PKG_VERSION").to_string(),
+            spec_file: spec.file.display().to_string(),
+            spec_hash: spec.hash.clone(),
+            spec: spec.source.clone(),
+            corpus_path: spec.corpus.path.display().to_string(),
+            corpus_hash: Some(corpus.hash.clone()),
+            corpus_files: Some(corpus.len()),
+            git_commit: crate::env::git_commit(),
+            host: crate::env::HostInfo::detect(),
+            backend,
+            shard: plan.shard,
+            planned_cells: plan.cells.len(),
+            planned_units: plan.units.len(),
+            planned_calls: plan.total_calls(),
+            started_at: chrono::Utc::now().to_rfc3339(),
+            finished_at: None,
+            partial: false,
+            records: None,
+            cache_policy: format!(
+                "unique nonce line per call; server prompt cache {}",
+                if spec.backend.cache_prompt {
+                    "ON (cache_prompt = true)"
+                } else {
+                    "off where the server allows (cache_prompt = false)"
+                }
+            ),
+            merged_from: Vec::new(),
+            prompt_versions,
+            personas: crate::plan::persona_lines(spec),
+            call_texts,
+        }
+    }
+
     /// Reads `manifest.json` of the run in `dir`; [`StoreError::NotARun`] without one.
     pub fn read(dir: &Path) -> Result<Manifest, StoreError> {
         let path = dir.join(MANIFEST);
@@ -125,5 +184,10 @@ impl Manifest {
     /// True once the run ended with every planned phase stored.
     pub fn is_finished(&self) -> bool {
         self.finished_at.is_some()
+    }
+
+    /// Where the run ran: each fact written one way, and what differs from another run.
+    pub fn environment(&self) -> super::Environment<'_> {
+        super::Environment::of(self)
     }
 }

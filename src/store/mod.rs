@@ -14,12 +14,16 @@ pub mod atomic;
 pub mod calls;
 #[cfg(not(fuzzing))]
 pub mod columnar;
+mod environment;
+mod experiment_dir;
 pub mod lock;
 mod manifest;
 mod merge;
 mod records;
 
 pub use calls::{read_calls, CallText, CALLS_ZST};
+pub use environment::{Difference, Environment, Fact, SHORT_HASH};
+pub use experiment_dir::{ExperimentDir, Runs, StoredRun};
 pub use lock::{ExperimentLock, LockHolder, RunLock};
 pub use manifest::{Manifest, RecordsDigest};
 #[cfg(not(fuzzing))]
@@ -572,23 +576,17 @@ pub fn clean_leftovers(exp_dir: &Path) {
     }
 }
 
-/// Unfinished runs of an experiment with the same spec hash, newest first.
+/// Unfinished runs of an experiment with the same spec hash, newest first (start order,
+/// [`ExperimentDir::runs`]).
 pub fn unfinished_runs(exp_dir: &Path, spec_hash: &str) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(exp_dir) else {
-        return Vec::new();
-    };
-    let mut out: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            Manifest::read(p)
-                .map(|m| m.finished_at.is_none() && m.spec_hash == spec_hash)
-                .unwrap_or(false)
-        })
-        .collect();
-    out.sort();
-    out.reverse();
-    out
+    ExperimentDir::new(exp_dir)
+        .runs()
+        .runs
+        .into_iter()
+        .rev()
+        .filter(|r| r.manifest.finished_at.is_none() && r.manifest.spec_hash == spec_hash)
+        .map(|r| r.dir)
+        .collect()
 }
 
 #[cfg(test)]

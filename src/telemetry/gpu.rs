@@ -4,7 +4,6 @@
 //! fallback where NVML cannot be opened. A reading a GPU does not support is `None`, never 0.
 
 use super::{GpuProcess, GpuReading, TelemetryError};
-use std::process::Command;
 
 /// Reads every GPU once. Implemented by [`NvmlSampler`], [`SmiSampler`] and test fakes.
 pub trait GpuSampler: Send {
@@ -146,8 +145,7 @@ impl GpuSampler for NvmlSampler {
 pub const SMI_QUERY: &str =
     "index,utilization.gpu,memory.used,power.draw,temperature.gpu,clocks.sm";
 
-/// How long one nvidia-smi call may take.
-pub const SMI_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub use crate::env::SMI_TIMEOUT;
 
 /// `nvidia-smi` run once per sample (a few tens of ms each on a real driver, which bounds the
 /// rate it can sample at).
@@ -170,40 +168,10 @@ impl SmiSampler {
         }
     }
 
-    /// Runs nvidia-smi, killed after [`SMI_TIMEOUT`] (a wedged driver can hang it, and the
-    /// run must still be able to stop its sampler). Its output is a few lines, well within
-    /// a pipe's buffer, so waiting before reading cannot block it.
+    /// Runs nvidia-smi through [`crate::env::run_nvidia_smi`] (killed after the timeout:
+    /// the run must still be able to stop its sampler).
     fn run(&self, args: &[&str]) -> Result<String, TelemetryError> {
-        let fail = |e: std::io::Error| TelemetryError::Gpu(format!("{}: {e}", self.program));
-        let mut child = Command::new(&self.program)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map_err(fail)?;
-        let started = std::time::Instant::now();
-        while child.try_wait().map_err(fail)?.is_none() {
-            if started.elapsed() > self.timeout {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(TelemetryError::Gpu(format!(
-                    "{} did not answer within {:?}",
-                    self.program, self.timeout
-                )));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-        let out = child.wait_with_output().map_err(fail)?;
-        if !out.status.success() {
-            return Err(TelemetryError::Gpu(format!(
-                "{} exited with {}: {}",
-                self.program,
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        crate::env::run_nvidia_smi(&self.program, args, self.timeout).map_err(TelemetryError::Gpu)
     }
 }
 

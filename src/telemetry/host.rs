@@ -63,36 +63,8 @@ pub fn parse_pid_stat(text: &str) -> Option<(String, u64)> {
     Some((name, ut + st))
 }
 
-/// The 1-minute load average from `/proc/loadavg`.
-pub fn parse_loadavg(text: &str) -> Option<f64> {
-    text.split_whitespace().next()?.parse().ok()
-}
-
-/// The distinct CPU frequency governors (`powersave`, `performance`, `schedutil`, …); empty
-/// where cpufreq is not exposed (most VMs).
-pub fn governors(sys_cpu: &Path) -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir(sys_cpu)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter(|e| {
-                    let n = e.file_name();
-                    let n = n.to_string_lossy();
-                    n.starts_with("cpu")
-                        && n[3..].chars().all(|c| c.is_ascii_digit())
-                        && n.len() > 3
-                })
-                .filter_map(|e| {
-                    std::fs::read_to_string(e.path().join("cpufreq/scaling_governor")).ok()
-                })
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out.dedup();
-    out
-}
+// The load average and the governors are host facts: `env` owns them (below telemetry).
+pub use crate::env::{governors, parse_loadavg};
 
 /// `/proc/<pid>/comm`, or `pid <n>` when it cannot be read.
 pub fn process_name(pid: u32) -> String {

@@ -5,6 +5,7 @@
 //! model's layer count (the same placement as any other value above it), a partial offload,
 //! and a partial offload although every layer was asked for (VRAM pressure).
 
+use crate::backend::EnginePlacement;
 use crate::record::{Phase, Record};
 use crate::spec::OptionValue;
 use serde::{Deserialize, Serialize};
@@ -37,18 +38,17 @@ pub struct Placement {
     pub(crate) gpu_build: Option<bool>,
 }
 
-fn as_u64(v: Option<&serde_json::Value>) -> Option<u64> {
-    v.and_then(serde_json::Value::as_u64)
-}
-
 /// The placement a reload probe recorded, if it recorded any.
 pub fn placement(r: &Record) -> Option<Placement> {
     if r.phase != Phase::Reload || (r.loaded.is_none() && r.server_state.is_none()) {
         return None;
     }
-    let st = r.server_state.as_ref();
-    let layers_offloaded = as_u64(st.and_then(|s| s.get("layers_offloaded")));
-    let layers_total = as_u64(st.and_then(|s| s.get("layers_total")));
+    let engine = r
+        .server_state
+        .as_ref()
+        .and_then(EnginePlacement::from_state)
+        .unwrap_or_default();
+    let (layers_offloaded, layers_total) = (engine.layers_offloaded, engine.layers_total);
     let loaded = r.loaded.as_ref();
     let fraction = loaded.and_then(|l| l.offload_fraction()).or_else(|| {
         match (layers_offloaded, layers_total) {
@@ -69,13 +69,8 @@ pub fn placement(r: &Record) -> Option<Placement> {
         size_vram: loaded.and_then(|l| l.size_vram),
         layers_offloaded,
         layers_total,
-        no_gpu: st
-            .and_then(|s| s.get("gpu_devices"))
-            .and_then(serde_json::Value::as_array)
-            .is_some_and(Vec::is_empty),
-        gpu_build: st
-            .and_then(|s| s.get("cuda_build"))
-            .and_then(serde_json::Value::as_bool),
+        no_gpu: engine.gpu_devices.as_ref().is_some_and(Vec::is_empty),
+        gpu_build: engine.cuda_build,
     })
 }
 
@@ -336,6 +331,31 @@ mod tests {
         assert!(w
             .iter()
             .any(|x| x.starts_with("cell auto: only 60%") && x.contains("num_gpu unset")));
+    }
+
+    /// The type the embedded engine writes is the one the check reads: a field renamed on
+    /// one side cannot silently turn the offload check off.
+    #[test]
+    fn the_writers_placement_is_what_the_check_reads() {
+        let written = EnginePlacement {
+            gpu_layers_requested: Some(8),
+            layers_offloaded: Some(3),
+            layers_total: Some(19),
+            gpu_devices: Some(vec!["CUDA0: NVIDIA H100 (81559 MiB)".into()]),
+            cuda_build: Some(true),
+        };
+        let mut r = probe("e", Some(8), 1, 1, None);
+        r.loaded = None;
+        r.server_state = Some(written.to_state());
+        let p = placement(&r).unwrap();
+        assert_eq!(
+            (p.layers_offloaded, p.layers_total, p.no_gpu, p.gpu_build),
+            (Some(3), Some(19), false, Some(true))
+        );
+        assert_eq!(p.fraction, Some(3.0 / 19.0));
+        // A llama-server's /props state carries no placement.
+        let props = serde_json::json!({"props": {"n_ctx": 4096, "total_slots": 1}});
+        assert_eq!(EnginePlacement::from_state(&props), None);
     }
 
     #[test]

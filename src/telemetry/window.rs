@@ -8,7 +8,6 @@
 //! ends after the last one has no figure (`None`), never a partial one.
 
 use super::GpuRound;
-use serde::{Deserialize, Serialize};
 
 /// The GPUs' readings summed (power, energy, memory) or averaged (utilisation) over every
 /// GPU at one sampling instant. A figure is `None` when any GPU lacked it: a sum over part
@@ -24,34 +23,9 @@ pub struct Point {
     pub(crate) util_pct: Option<f64>,
 }
 
-/// What the GPUs did during one call (or phase).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct GpuWindow {
-    /// This call's share of the GPUs' energy over its window: the energy of each stretch of
-    /// time divided by the number of the phase's calls running then (a pair's concurrent
-    /// calls split it). J. `None` without readings covering the window.
-    pub energy_j: Option<f64>,
-    /// The GPUs' whole energy over the window, J.
-    pub window_energy_j: Option<f64>,
-    /// `counter` (the driver's cumulative energy counter) or `power` (power samples
-    /// integrated with the trapezoid rule).
-    pub energy_source: Option<String>,
-    /// Mean power over the window, W (all GPUs).
-    pub mean_power_w: Option<f64>,
-    /// Highest power seen in the window, W (all GPUs).
-    pub max_power_w: Option<f64>,
-    /// Highest memory in use from the last sample before the window to the first after it,
-    /// MiB (all GPUs, every process).
-    pub peak_memory_mib: Option<f64>,
-    /// Time-weighted mean utilisation over the window, % (mean over GPUs).
-    pub mean_util_pct: Option<f64>,
-    /// Samples inside the window (0: the figures are interpolated from the neighbours).
-    pub samples: u32,
-    /// GPUs sampled.
-    pub gpus: u32,
-    /// `nvml` or `nvidia-smi`.
-    pub source: String,
-}
+// The window itself is a field of every record: a data type, so it lives with the record
+// at the bottom of the crate (`crate::record::GpuWindow`); telemetry only computes it.
+pub use crate::record::GpuWindow;
 
 /// Sums the GPUs of each round.
 pub fn points(rounds: &[GpuRound]) -> Vec<Point> {

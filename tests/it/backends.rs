@@ -679,7 +679,7 @@ async fn request_endpoint_overrides_the_first_url() {
 
 /// Requests per second that one current-thread runtime drives against an instant server.
 /// Ignored by default (it is a measurement, not a check); run with
-/// `cargo test --test backends -- --ignored --nocapture drive_rate` (BENCHMARKS.md).
+/// `cargo test --test it backends::drive_rate -- --ignored --nocapture` (BENCHMARKS.md).
 #[test]
 #[ignore]
 fn drive_rate() {

@@ -479,12 +479,13 @@ b = {{ num_ctx = 512 }}
     let b = std::fs::read_to_string(dir.join("chimera_agent_b_report.md")).unwrap();
     assert!(b.contains("persona sent as the system prompt"), "{b}");
 
-    // The tables' footers say which prompts ran and which personas were sent.
+    // The methods printed after the tables say which prompts ran and which personas were
+    // sent (once for the run, not under every table).
     let out = sweep().arg("analyze").arg(&run).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains(
-            "Prompts: chimera-2025, sweep-1; personas sent as the system prompt: sent/B insight; \
+            "**Prompts.** Prompt set chimera-2025, sweep-1; personas sent as the system prompt: sent/B insight; \
              personas shown in the reports but not sent (persona_mode = \"echo\", as the seed \
              system did): seed/A collector, seed/B insight, sent/A collector."
         ),

@@ -551,7 +551,7 @@ fn corpus_symlink_out_of_root_and_oversize_file_are_skipped_with_warnings() {
 
 /// Peak RSS of `sweep run` over sweeps of different sizes against an instant server (one
 /// token, no delays). Not part of the suite: run by hand with a release binary, e.g.
-/// `SWEEP_BIN=target/release/sweep SWEEP_MEM_CALLS=10000,100000 cargo test --test hardening
+/// `SWEEP_BIN=target/release/sweep SWEEP_MEM_CALLS=10000,100000 cargo test --test it
 /// runner_memory -- --ignored --nocapture`. Prints one line per size.
 #[test]
 #[ignore = "long: a manual memory measurement (see BENCHMARKS.md)"]

@@ -3,6 +3,7 @@
 
 mod agents;
 mod analysis;
+mod architecture;
 mod backends;
 mod calls;
 mod cluster;

@@ -214,23 +214,48 @@ fn default_tables_follow_the_rules_and_compile() {
         decimals.windows(2).all(|w| w[0] == w[1]),
         "{decimals:?}\n{md}"
     );
+    // A journal prints one or two lines under a table: what an entry is and the dagger,
+    // the exclusions of this table, and where the method is.
+    let notes: Vec<&str> = md.lines().filter(|l| l.starts_with("> ")).collect();
+    assert!(notes.len() <= 2, "{} note lines: {md}", notes.len());
+    for want in ["† not set in the experiment file", "methods.md"] {
+        assert!(md.contains(want), "notes lack {want:?}: {md}");
+    }
+    // Every table the report writes (metric, pair, per-agent tables alike): at most two
+    // note lines, each short enough to print on one line of a landscape page.
+    for f in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|x| x == "json") && !f.ends_with("tidy.json"))
+    {
+        let tables: serde_json::Value = serde_json::from_str(&read(f)).unwrap();
+        for t in tables.as_array().unwrap() {
+            let notes = t["notes"].as_array().unwrap();
+            assert!(notes.len() <= 2, "{}: {notes:?}", f.display());
+            for n in notes {
+                let chars = n.as_str().unwrap().chars().count();
+                assert!(chars <= 240, "{}: {chars} characters: {n}", f.display());
+            }
+        }
+    }
+    // What the run's tables share is stated once, in the methods.
+    let methods = read(&dir.path().join("tables/methods.md"));
     for want in [
+        "Holm",
+        "order-statistic",
         "host node_1",
         "CPU Intel Xeon Platinum 8480+ (112 threads)",
         "GPU NVIDIA H100 80GB HBM3 (driver 550.54.15)",
         "backend embedded 0.1.160",
-        "model digest a2af6cc3eb7fa8be850",
+        "model digest a2af6cc3eb7f",
         "commit 0123456789ab",
         "sweep 0.1.0",
-        "† not set in the experiment file",
-        "Method: see methods.md",
+        "Excluded by rule and counted:",
     ] {
-        assert!(md.contains(want), "notes lack {want:?}: {md}");
+        assert!(methods.contains(want), "methods lack {want:?}: {methods}");
     }
-    let methods = read(&dir.path().join("tables/methods.md"));
     assert!(
-        methods.contains("Holm") && methods.contains("order-statistic"),
-        "{methods}"
+        !md.contains("host node"),
+        "environment repeated under a table: {md}"
     );
 
     let tex = read(&dir.path().join("tables/ttft_ms.tex"));
@@ -463,7 +488,13 @@ fn several_runs_share_a_table_labelled_and_mixed_ones_are_refused() {
         md.contains("| node_1 |") && md.contains("| node_2 |"),
         "{md}"
     );
-    assert!(md.contains("Runs joined over: host"), "{md}");
+    // Where the joined runs differ is stated once, in the methods; the table cites them.
+    assert!(md.contains("methods.md"), "{md}");
+    let methods = read(&out.join("tables/methods.md"));
+    assert!(
+        methods.contains("The runs differ in: host: node_1 \\| node_2"),
+        "{methods}"
+    );
     assert!(out.join("report.html").is_file());
 
     // A run of another experiment file is refused, unless asked.
