@@ -156,7 +156,10 @@ fn run_facts(view: &View) -> Vec<(String, String)> {
     let mut out = Vec::new();
     if let Some(p) = per_run(&|r| {
         let rule = r.a.reference_rule.split(';').next().unwrap_or("");
-        (!rule.is_empty()).then(|| format!("{rule}."))
+        let mut chars = rule.chars();
+        chars
+            .next()
+            .map(|c| format!("{}{}.", c.to_uppercase(), chars.as_str()))
     }) {
         out.push(("Reference".to_string(), p));
     }

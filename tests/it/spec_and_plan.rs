@@ -465,7 +465,7 @@ fn randomized_blocks_are_balanced_and_deterministic() {
 fn quickstart_is_valid_and_small() {
     let spec = load("experiments/quickstart.toml");
     let plan = Plan::build(&spec, None);
-    // Enough reps for intervals and verdicts in every cell, few enough calls for ≤ 5 min on
+    // Enough reps for intervals and verdicts in every cell, few and short enough calls for ≤ 3 min on
     // 2 cores (results/example/README.md has the measured time).
     assert!(spec.experiment.repetitions as usize >= sweep::stats::engine::MIN_REPS);
     assert_eq!(plan.cells.len(), 4);
