@@ -228,8 +228,8 @@ pub fn agent_table(view: &View) -> Result<Option<Table>, ReportError> {
     };
     t.notes = vec![
         format!(
-            "Per agent: median TTFT of its calls per phase [{lvl} CI]; Δ%: ratio − 1 [{lvl} CI]; \
-             bold: Holm p < {} over this table; contention: concurrent / sequential e2e.",
+            "Entries: median TTFT per phase [{lvl} CI]; Δ% [{lvl} CI]; bold: Holm p < {} in \
+             this table; contention: concurrent / sequential e2e.",
             a0.options.alpha
         ),
         super::tables::tail_note(&entries, &t),

@@ -208,10 +208,7 @@ pub(super) fn metric_table(
     };
     fit_decimals(&mut t, 4);
     let mut lead = entry_note(view, Statistic::Median, BoldRule::Significant, true);
-    lead.push_str(&format!(
-        "; mean ± sd; n: complete reps; p: {}; ~: not significant",
-        test_name(a, m)
-    ));
+    lead.push_str("; ~ not significant");
     let other_workload = t
         .rows
         .iter()
@@ -225,20 +222,6 @@ pub(super) fn metric_table(
     lead.push('.');
     t.notes = vec![lead, tail_note(entries, &t)];
     t
-}
-
-pub(super) fn test_name(a: &Analysis, m: Metric) -> String {
-    a.comparisons
-        .iter()
-        .find(|c| c.metric == m)
-        .and_then(|c| c.result.test.as_ref().map(|t| t.name.clone()))
-        .unwrap_or_else(|| {
-            if m.is_pooled() {
-                "cluster bootstrap".into()
-            } else {
-                "Welch t on ln(rep values)".into()
-            }
-        })
 }
 
 /// The paper layout: an axis' values across the columns, `median [CI]` per entry, single

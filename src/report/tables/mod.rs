@@ -222,12 +222,12 @@ pub(super) fn tail_note(entries: &[Entry], t: &Table) -> String {
         || t.caption.contains(super::table::DEFAULT_MARK);
     if marked {
         s.push_str(&format!(
-            "{} not set in the experiment file: the backend's value. ",
+            "{} not set in the experiment file. ",
             super::table::DEFAULT_MARK
         ));
     }
     s.push_str(&format!(
-        "Excluded: {}. Method, reference, environment: Methods (methods.md, methods.tex).",
+        "Excluded: {}. See Methods (methods.md, methods.tex).",
         compact_exclusions(entries)
     ));
     s
@@ -276,12 +276,12 @@ fn entry_note(view: &View, stat: Statistic, bold: BoldRule, delta: bool) -> Stri
     };
     let lvl = level_pct(a);
     let mut s = match stat {
-        Statistic::Median => format!("Entries: median of the per-rep values [{lvl} CI]"),
-        Statistic::Mean => format!("Entries: mean of the per-rep values [{lvl} CI]"),
-        s => format!("Entries: {} of the per-rep values", s.as_str()),
+        Statistic::Median => format!("Median of per-rep values [{lvl} CI]"),
+        Statistic::Mean => format!("Mean of per-rep values [{lvl} CI]"),
+        s => format!("{} of per-rep values", s.as_str()),
     };
     if delta {
-        s.push_str(&format!("; Δ%: vs the reference cell [{lvl} CI]"));
+        s.push_str(&format!("; Δ% vs the reference cell [{lvl} CI]"));
     }
     match bold {
         BoldRule::Significant => s.push_str(&format!("; bold: Holm p < {}", a.options.alpha)),

@@ -100,8 +100,8 @@ pub fn num_gpu_table(
             "in VRAM: size_vram / size (Ollama /api/ps) or offloaded / total layers (embedded); \
              entries: median over reps [{lvl} CI]; J/token: n/a without GPU telemetry."
         ),
-        "How placement and energy are measured, environment, warnings: Methods (methods.md, \
-         methods.tex)."
+        "How placement and energy are measured, and the run's warnings: see Methods \
+         (methods.md, methods.tex)."
             .to_string(),
     ];
     let mut t = Table {

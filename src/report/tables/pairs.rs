@@ -79,8 +79,8 @@ pub fn pair_table(view: &View) -> Option<Table> {
     };
     t.notes = vec![
         format!(
-            "Per rep: speedup = sequential / concurrent phase wall; efficiency = speedup / 2; \
-             contention = concurrent / sequential e2e of the agent. Entries: median [{lvl} CI]."
+            "Entries: median of the per-rep ratios [{lvl} CI]; efficiency = speedup / 2; \
+             contention = concurrent / sequential e2e of an agent."
         ),
         tail_note(&entries, &t),
     ];
