@@ -412,7 +412,7 @@ impl RunSummary {
             dir: r.dir.clone(),
             run_id: m.run_id.clone(),
             experiment: m.experiment.clone(),
-            environment: m.environment().fingerprint(),
+            environment: m.environment().to_string(),
             model_digest: m.backend.model_digest.clone(),
             spec_hash: m.spec_hash.clone(),
             git_commit: m.git_commit.clone(),

@@ -98,6 +98,55 @@ pub fn gap(m: Metric, t: f64, detect: f64) -> Option<f64> {
     Some(big.limit - tol.limit).filter(|g| *g > 0.0)
 }
 
+/// The between-night variance per metric, as the gate would estimate it from `history`
+/// (the gating rows of `run` against the history's nights).
+fn between_night_variances(
+    run: &LoadedRun,
+    h: &Nights,
+    s: &Settings,
+    metrics: &[Metric],
+) -> Vec<(Metric, NightVariance)> {
+    let mut nv: Vec<(Metric, NightVariance)> = Vec::new();
+    let mut rows = Vec::new();
+    for g in &run.samples.groups {
+        for &m in metrics {
+            let (Some(t), Some(ms)) = (s.thresholds.get(&m), g.metric(m)) else {
+                continue;
+            };
+            let Some(tol) = Tolerance::new(m.direction() == Direction::LowerIsBetter, *t) else {
+                continue;
+            };
+            let night = |ms: &MetricSample| match ms.sample() {
+                Sample::Reps(v) => Night::from_reps(v),
+                Sample::Clusters(_) => None,
+            };
+            let Some(tonight) = night(ms) else { continue };
+            let hist: Vec<(String, Night)> = h
+                .window
+                .iter()
+                .filter_map(|r| {
+                    let n = night(r.samples.group(&g.key)?.metric(m)?)?;
+                    Some((r.manifest.run_id.clone(), n))
+                })
+                .collect();
+            rows.push(RowNights {
+                key: g.key.clone(),
+                metric: m,
+                tolerance: tol,
+                tonight,
+                history: hist,
+                anchor: Vec::new(),
+            });
+        }
+    }
+    for mn in plan_tests(&rows, s.alpha, s.seed).nights {
+        if let Some(v) = mn.variance {
+            nv.push((mn.metric, v));
+        }
+    }
+    nv
+}
+
 /// Power analysis of a stored run under `settings`, with the between-night variance from
 /// `history` when it holds ≥ [`MIN_HISTORY`] nights.
 pub fn analyze(
@@ -110,48 +159,9 @@ pub fn analyze(
 ) -> PowerReport {
     let metrics = s.metrics();
     let history = history.filter(|h| h.window.len() >= MIN_HISTORY);
-    // The between-night variance per metric, as the gate would estimate it.
-    let mut nv: Vec<(Metric, NightVariance)> = Vec::new();
-    if let Some(h) = history {
-        let mut rows = Vec::new();
-        for g in &run.samples.groups {
-            for &m in &metrics {
-                let (Some(t), Some(ms)) = (s.thresholds.get(&m), g.metric(m)) else {
-                    continue;
-                };
-                let Some(tol) = Tolerance::new(m.direction() == Direction::LowerIsBetter, *t)
-                else {
-                    continue;
-                };
-                let night = |ms: &MetricSample| match ms.sample() {
-                    Sample::Reps(v) => Night::from_reps(v),
-                    Sample::Clusters(_) => None,
-                };
-                let Some(tonight) = night(ms) else { continue };
-                let hist: Vec<(String, Night)> = h
-                    .window
-                    .iter()
-                    .filter_map(|r| {
-                        let n = night(r.samples.group(&g.key)?.metric(m)?)?;
-                        Some((r.manifest.run_id.clone(), n))
-                    })
-                    .collect();
-                rows.push(RowNights {
-                    key: g.key.clone(),
-                    metric: m,
-                    tolerance: tol,
-                    tonight,
-                    history: hist,
-                    anchor: Vec::new(),
-                });
-            }
-        }
-        for mn in plan_tests(&rows, s.alpha, s.seed).nights {
-            if let Some(v) = mn.variance {
-                nv.push((mn.metric, v));
-            }
-        }
-    }
+    let nv = history
+        .map(|h| between_night_variances(run, h, s, &metrics))
+        .unwrap_or_default();
     let (tests_per_row, k) = match history {
         Some(h) => (2, h.anchor.len().clamp(1, ANCHOR_NIGHTS)),
         None => (1, 1),

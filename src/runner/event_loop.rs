@@ -15,39 +15,25 @@ pub(crate) async fn execute(
     opts: &RunOptions,
 ) -> Result<RunSummary, RunError> {
     let started = Instant::now();
-    let mut summary = RunSummary {
-        run_id: run_id.to_string(),
-        dir: store.dir().to_path_buf(),
-        resumed,
-        ..Default::default()
-    };
     // The phases still to run; jobs (which carry a copy of their cell) are made lazily as
     // the stream pulls them, so memory stays flat however many calls the sweep has.
     let planned = schedule::schedule(plan, &*store, opts.retry_failed.is_some(), opts.max_phases);
-    summary.retried_phases += planned.retried;
-    summary.skipped_phases += planned.skipped;
+    let summary = RunSummary {
+        run_id: run_id.to_string(),
+        dir: store.dir().to_path_buf(),
+        resumed,
+        retried_phases: planned.retried,
+        skipped_phases: planned.skipped,
+        ..Default::default()
+    };
     let (stored_calls, truncated) = (planned.stored_calls, planned.truncated);
-    let mut placer = schedule::Placer::new(spec.backend.urls.clone());
-    let jobs = planned
-        .pending
-        .into_iter()
-        .enumerate()
-        .map(move |(n, (i, phase, retry))| {
-            let unit = plan.units[i];
-            let cell = &plan.cells[unit.cell];
-            let (endpoint, cold_start) = placer.place(n, cell);
-            PhaseJob {
-                cell: cell.clone(),
-                unit,
-                phase,
-                endpoint,
-                cold_start,
-                run_id: run_id.to_string(),
-                experiment: spec.experiment.name.clone(),
-                retry,
-                outage_reruns: 0,
-            }
-        });
+    let jobs = schedule::jobs(
+        plan,
+        planned.pending,
+        schedule::Placer::new(spec.backend.urls.clone()),
+        run_id,
+        &spec.experiment.name,
+    );
     let total_calls = plan.total_calls();
     let mut progress = Progress::new(opts.progress);
     progress.emit(&Event::Started {
@@ -64,41 +50,22 @@ pub(crate) async fn execute(
     // phases already under way finish, no new one starts.
     let (gate, gate_rx) = tokio::sync::watch::channel(true);
     let passed_gate = Arc::new(AtomicUsize::new(0));
-    let mut stream = futures_util::stream::iter(jobs.map(|job| {
-        let ex = executor.clone();
-        let mut open = gate_rx.clone();
-        let passed = passed_gate.clone();
-        async move {
-            // An error means the runner is gone: nothing will read the output anyway.
-            let _ = open.wait_for(|o| *o).await;
-            passed.fetch_add(1, Ordering::SeqCst);
-            let out = ex.execute(&job).await;
-            (job, out)
-        }
-    }))
-    .buffer_unordered(concurrency);
-
-    let mut lp = Loop {
-        sink: Sink {
-            store,
-            summary,
-            progress,
-            measured_by_cell: BTreeMap::new(),
-            done_calls: stored_calls,
-            total_calls,
-        },
-        watch: policy::Watch::new(&spec.run),
-        policy_on: !opts.fail_fast,
-        fail_fast: opts.fail_fast,
-        suspects: Vec::new(),
-        outage: None,
-        reruns: FuturesUnordered::new(),
-        gate,
-        executor: executor.clone(),
-        wait: Duration::try_from_secs_f64(spec.run.outage_wait_s)
-            .unwrap_or(Duration::from_secs_f64(crate::spec::DEFAULT_OUTAGE_WAIT_S)),
-        stop: false,
+    let mut stream = gated(
+        jobs,
+        executor.clone(),
+        gate_rx,
+        passed_gate.clone(),
+        concurrency,
+    );
+    let sink = Sink {
+        store,
+        summary,
+        progress,
+        measured_by_cell: BTreeMap::new(),
+        done_calls: stored_calls,
+        total_calls,
     };
+    let mut lp = Loop::new(sink, spec, opts, gate, executor.clone());
     let store_failed = |source: StoreError, dir: &std::path::Path| RunError::StoreFailed {
         source,
         resume: resume_command(spec, plan, dir),
@@ -108,10 +75,7 @@ pub(crate) async fn execute(
     let mut term = terminate_signal();
     let mut delivered = 0usize;
     let mut stream_done = false;
-    loop {
-        if lp.stop {
-            break;
-        }
+    while !lp.stop {
         if lp.outage.as_ref().is_some_and(|o| o.probed.is_some()) {
             let in_flight =
                 passed_gate.load(Ordering::SeqCst).saturating_sub(delivered) + lp.reruns.len();
@@ -154,10 +118,7 @@ pub(crate) async fn execute(
                 lp.handle(job, out)
             }
             Ev::Probed(p) => {
-                if let Some(o) = lp.outage.as_mut() {
-                    o.probe = None;
-                    o.probed = Some(p);
-                }
+                lp.probed(p);
                 Ok(())
             }
             Ev::Signal(s) => {
@@ -172,22 +133,79 @@ pub(crate) async fn execute(
         }
     }
     drop(stream);
-    if lp.sink.summary.stopped_by.is_none() {
-        // Suspects left at the end were isolated failures, not an outage.
-        for (job, out) in std::mem::take(&mut lp.suspects) {
-            if let Err(e) = lp.sink.put(&job, &out) {
-                let dir = lp.sink.store.dir().to_path_buf();
-                return Err(store_failed(e, &dir));
-            }
-        }
+    if let Err(e) = lp.flush_suspects() {
+        let dir = lp.sink.store.dir().to_path_buf();
+        return Err(store_failed(e, &dir));
     }
+    Ok(finish(
+        lp.sink,
+        Finish {
+            spec,
+            plan,
+            run_id,
+            n_jobs,
+            truncated,
+            started,
+        },
+    ))
+}
+
+/// The jobs' outputs as they finish, `concurrency` at a time; each job first waits for the
+/// gate to be open (the failure policy closes it while it probes a backend that stopped
+/// answering) and counts itself in `passed` when it goes through.
+fn gated<'a>(
+    jobs: impl Iterator<Item = PhaseJob> + 'a,
+    executor: Arc<dyn PhaseExecutor>,
+    gate: tokio::sync::watch::Receiver<bool>,
+    passed: Arc<AtomicUsize>,
+    concurrency: usize,
+) -> impl futures_util::Stream<Item = (PhaseJob, PhaseOutput)> + Unpin + 'a {
+    futures_util::stream::iter(jobs.map(move |job| {
+        let ex = executor.clone();
+        let mut open = gate.clone();
+        let passed = passed.clone();
+        async move {
+            // An error means the runner is gone: nothing will read the output anyway.
+            let _ = open.wait_for(|o| *o).await;
+            passed.fetch_add(1, Ordering::SeqCst);
+            let out = ex.execute(&job).await;
+            (job, out)
+        }
+    }))
+    .buffer_unordered(concurrency)
+}
+
+/// What the end of a run needs besides what the loop stored.
+struct Finish<'a> {
+    spec: &'a Spec,
+    plan: &'a Plan,
+    run_id: &'a str,
+    /// Phases scheduled for this run.
+    n_jobs: usize,
+    /// `--max-phases` cut the schedule short.
+    truncated: bool,
+    started: Instant,
+}
+
+/// The run's summary once the loop has ended: cells with nothing measured, what an outage
+/// left unrun, whether the run is complete, the command that runs its failures again, and
+/// the last progress event (finished, or how to resume).
+fn finish(sink: Sink<'_>, f: Finish<'_>) -> RunSummary {
+    let Finish {
+        spec,
+        plan,
+        run_id,
+        n_jobs,
+        truncated,
+        started,
+    } = f;
     let Sink {
         store,
         mut summary,
         mut progress,
         measured_by_cell,
         ..
-    } = lp.sink;
+    } = sink;
     summary.empty_cells = measured_by_cell
         .into_iter()
         .filter(|(_, n)| *n == 0)
@@ -224,7 +242,7 @@ pub(crate) async fn execute(
             seconds: started.elapsed().as_secs_f64(),
         });
     }
-    Ok(summary)
+    summary
 }
 
 /// What the run loop waited for.
@@ -345,6 +363,53 @@ pub(super) struct Loop<'s> {
     executor: Arc<dyn PhaseExecutor>,
     wait: Duration,
     stop: bool,
+}
+
+impl<'s> Loop<'s> {
+    /// The loop over `sink`, with the failure policy of `spec` (off with `--fail-fast`) and the
+    /// gate that holds new phases back during an outage.
+    fn new(
+        sink: Sink<'s>,
+        spec: &Spec,
+        opts: &RunOptions,
+        gate: tokio::sync::watch::Sender<bool>,
+        executor: Arc<dyn PhaseExecutor>,
+    ) -> Self {
+        Loop {
+            sink,
+            watch: policy::Watch::new(&spec.run),
+            policy_on: !opts.fail_fast,
+            fail_fast: opts.fail_fast,
+            suspects: Vec::new(),
+            outage: None,
+            reruns: FuturesUnordered::new(),
+            gate,
+            executor,
+            wait: Duration::try_from_secs_f64(spec.run.outage_wait_s)
+                .unwrap_or(Duration::from_secs_f64(crate::spec::DEFAULT_OUTAGE_WAIT_S)),
+            stop: false,
+        }
+    }
+
+    /// The outage's probe answered: the loop resolves the outage once nothing is in flight.
+    fn probed(&mut self, p: policy::Probed) {
+        if let Some(o) = self.outage.as_mut() {
+            o.probe = None;
+            o.probed = Some(p);
+        }
+    }
+
+    /// At the end of a run that was not stopped, the phases still held as suspects were
+    /// isolated failures, not an outage: they are stored as they are.
+    fn flush_suspects(&mut self) -> Result<(), StoreError> {
+        if self.sink.summary.stopped_by.is_some() {
+            return Ok(());
+        }
+        for (job, out) in std::mem::take(&mut self.suspects) {
+            self.sink.put(&job, &out)?;
+        }
+        Ok(())
+    }
 }
 
 impl Loop<'_> {

@@ -115,6 +115,36 @@ impl Placer {
     }
 }
 
+/// The phase jobs of `pending`, made one by one as they are pulled (each carries a copy
+/// of its cell), placed on endpoints by `placer`.
+pub(super) fn jobs<'a>(
+    plan: &'a Plan,
+    pending: Vec<(usize, Phase, u32)>,
+    mut placer: Placer,
+    run_id: &'a str,
+    experiment: &'a str,
+) -> impl ExactSizeIterator<Item = super::PhaseJob> + 'a {
+    pending
+        .into_iter()
+        .enumerate()
+        .map(move |(n, (i, phase, retry))| {
+            let unit = plan.units[i];
+            let cell = &plan.cells[unit.cell];
+            let (endpoint, cold_start) = placer.place(n, cell);
+            super::PhaseJob {
+                cell: cell.clone(),
+                unit,
+                phase,
+                endpoint,
+                cold_start,
+                run_id: run_id.to_string(),
+                experiment: experiment.to_string(),
+                retry,
+                outage_reruns: 0,
+            }
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -154,16 +154,6 @@ impl<'a> Environment<'a> {
             })
             .collect()
     }
-
-    /// The facts that decide whether timings compare, on one line ("CPU / GPU / arch").
-    pub fn fingerprint(&self) -> String {
-        format!(
-            "{} / {} / {}",
-            self.m.host.cpu_model,
-            self.gpus(),
-            self.m.host.arch
-        )
-    }
 }
 
 /// "host h, CPU c (n threads), GPU g (driver d), backend b v, model digest x, commit y,
@@ -246,7 +236,6 @@ mod tests {
         assert_eq!(d[1].second, "no GPU");
         assert_eq!(d[0].first, "ffffffffffff");
         assert!(ea.differences(&ea, &Fact::ALL).is_empty());
-        assert_eq!(eb.fingerprint(), "Xeon / no GPU / x86_64");
         let empty = Manifest::default();
         assert_eq!(empty.environment().fact(Fact::Commit), "unknown");
     }

@@ -281,8 +281,16 @@ fn injected_ttft_regression_fails_the_binary_with_all_outputs() {
     assert!(first_row.contains("❌ regression"), "{first_row}");
     assert!(stdout.contains("α = 0.05"));
     assert!(stdout.contains("Welch t on ln"));
-    // The footer states the rule, the family and what one baseline night assumes.
+    // The footer states the rule, the family and what one baseline night assumes, and each
+    // run's environment in the one text the report's methods use too.
     assert!(stdout.contains(sweep::gate::RULE), "{stdout}");
+    for run in [&base, &cur] {
+        let env = sweep::store::Manifest::read(run)
+            .unwrap()
+            .environment()
+            .to_string();
+        assert!(!env.is_empty() && stdout.contains(&env), "{env}\n{stdout}");
+    }
     assert!(
         stdout.contains("6 gating tests in the Holm family"),
         "{stdout}"

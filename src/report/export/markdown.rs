@@ -75,6 +75,33 @@ fn short(h: &str) -> &str {
 /// environments.
 pub fn gate(c: &Comparison) -> String {
     let mut s = String::new();
+    if gate_outcome(&mut s, c) {
+        return s;
+    }
+    gate_rows(&mut s, c);
+    gate_shares_and_shifts(&mut s, c);
+    gate_informational(&mut s, c);
+    gate_footer(&mut s, c);
+    s
+}
+
+/// A p-value, or a dash.
+fn p_or_dash(v: Option<f64>) -> String {
+    v.map(fmt_p).unwrap_or_else(|| "—".into())
+}
+
+/// A value with its unit (one decimal from 100 up, two below), or a dash.
+fn value_with_unit(unit: &str, v: Option<f64>) -> String {
+    match v {
+        Some(x) if x.abs() >= 100.0 => format!("{x:.1} {unit}"),
+        Some(x) => format!("{x:.2} {unit}"),
+        None => "—".into(),
+    }
+}
+
+/// The headline, the runs, why the gate could not decide or compare, and a changed
+/// environment. True when nothing else follows (the runs are not comparable).
+fn gate_outcome(s: &mut String, c: &Comparison) -> bool {
     let _ = writeln!(s, "## sweep compare: {}\n", c.headline());
     let _ = writeln!(
         s,
@@ -102,7 +129,7 @@ pub fn gate(c: &Comparison) -> String {
                     d.what, d.baseline, d.current
                 );
             }
-            return s;
+            return true;
         }
         _ => {}
     }
@@ -120,12 +147,12 @@ pub fn gate(c: &Comparison) -> String {
         }
         s.push('\n');
     }
-    let p = |v: Option<f64>| v.map(fmt_p).unwrap_or_else(|| "—".into());
-    let val = |unit: &str, v: Option<f64>| match v {
-        Some(x) if x.abs() >= 100.0 => format!("{x:.1} {unit}"),
-        Some(x) => format!("{x:.2} {unit}"),
-        None => "—".into(),
-    };
+    false
+}
+
+/// The gating table, worst first: each test against its reference.
+fn gate_rows(s: &mut String, c: &Comparison) {
+    let (p, val) = (p_or_dash, value_with_unit);
     let gating: Vec<&crate::gate::Row> = c.rows.iter().filter(|r| r.gates()).collect();
     if !gating.is_empty() {
         s.push_str("| cell | metric | tolerance | against | reference | tonight | Δ% [one-sided bounds] | p regression (Holm) | p pass | verdict |\n");
@@ -177,6 +204,10 @@ pub fn gate(c: &Comparison) -> String {
         }
         s.push('\n');
     }
+}
+
+/// The call shares that matter (failures, reloads) and the level shifts of the history.
+fn gate_shares_and_shifts(s: &mut String, c: &Comparison) {
     let notable: Vec<&crate::gate::ShareRow> = c
         .shares
         .iter()
@@ -224,6 +255,11 @@ pub fn gate(c: &Comparison) -> String {
     if !c.shifts.is_empty() {
         s.push('\n');
     }
+}
+
+/// The informational rows (never fail the job).
+fn gate_informational(s: &mut String, c: &Comparison) {
+    let (p, val) = (p_or_dash, value_with_unit);
     let info: Vec<&crate::gate::Row> = c.rows.iter().filter(|r| !r.gates()).collect();
     if !info.is_empty() {
         s.push_str("Informational (never fail the job; against the newest baseline night):\n\n");
@@ -264,6 +300,10 @@ pub fn gate(c: &Comparison) -> String {
         }
         s.push('\n');
     }
+}
+
+/// The rule, the model, the environments and the notes.
+fn gate_footer(s: &mut String, c: &Comparison) {
     let th: Vec<String> = c
         .settings
         .thresholds
@@ -342,11 +382,9 @@ pub fn gate(c: &Comparison) -> String {
     for (label, r) in [("baseline", &c.baseline), ("current", &c.current)] {
         let _ = writeln!(
             s,
-            "{label}: {} · digest {} · spec {} · commit {} · {} calls measured; excluded: {}.  ",
+            "{label}: {} · experiment file {} · {} calls measured; excluded: {}.  ",
             r.environment,
-            r.model_digest.as_deref().unwrap_or("unknown"),
             short(&r.spec_hash),
-            r.git_commit.as_deref().unwrap_or("unknown"),
             r.counts.measured,
             r.counts.exclusions()
         );
@@ -354,7 +392,6 @@ pub fn gate(c: &Comparison) -> String {
     for n in &c.notes {
         let _ = writeln!(s, "Note: {}  ", escape::markdown(n));
     }
-    s
 }
 
 /// `sweep power` as Markdown: per gating row the reps a night needs (with the range the

@@ -26,6 +26,10 @@ pub fn declared(view: &View, spec: &TableSpec) -> Table {
     build_declared(view, &entries, spec, &[])
 }
 
+// Long (≈180 lines) on purpose: the two layouts (metrics as columns, an axis' values as
+// columns) share the caption, the interval style and the notes set up around them, and each
+// builds its header and rows in one pass over the entries; split, the pieces would pass a
+// dozen locals back and forth.
 pub(super) fn build_declared(
     view: &View,
     entries: &[Entry],

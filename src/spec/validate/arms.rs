@@ -3,6 +3,10 @@
 use super::*;
 
 impl Validator<'_> {
+    // Long (one section of the file, ≈200 lines) on purpose: each key is checked in the
+    // order the section documents them and every problem is collected with its location;
+    // the blocks are independent and short, and split by key they would only scatter one
+    // section's rules over several functions.
     pub(super) fn arm(&mut self, arm: RawArm, span: Range<usize>) -> Option<Arm> {
         let name = arm.name.get_ref().clone();
         let before = self.diags.len();

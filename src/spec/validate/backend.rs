@@ -81,6 +81,10 @@ impl Validator<'_> {
         }
     }
 
+    // Long (one section of the file, ≈200 lines) on purpose: each key is checked in the
+    // order the section documents them and every problem is collected with its location;
+    // the blocks are independent and short, and split by key they would only scatter one
+    // section's rules over several functions.
     pub(super) fn backend(&mut self, b: Spanned<raw::RawBackend>) -> BackendConfig {
         let bspan = b.span();
         let b = b.into_inner();
