@@ -54,6 +54,7 @@ impl Status {
 /// Every error a command can end with.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CliError {
+    /// Arguments the command cannot use together or at all, said in words (exit 2).
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -70,8 +71,24 @@ pub(crate) enum CliError {
     Report(#[from] ReportError),
     #[error(transparent)]
     Gate(#[from] GateError),
-    #[error("{0}")]
-    Environment(String),
+    /// A Slurm script, a Kubernetes manifest or a shard count that cannot be made.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::GenerateError),
+    /// `--shard auto` where the scheduler does not say which shard this is.
+    #[error(transparent)]
+    AutoShard(#[from] crate::cluster::detect::AutoShardError),
+    /// JSON output could not be written (a value serde cannot represent).
+    #[error("JSON output: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The machine refused: a file, the terminal, the async runtime.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn store_code(e: &StoreError) -> i32 {
@@ -121,7 +138,8 @@ impl CliError {
                 GateError::Json(_) => ENVIRONMENT,
                 _ => BAD_INPUT,
             },
-            CliError::Environment(_) => ENVIRONMENT,
+            CliError::Cluster(_) | CliError::AutoShard(_) => BAD_INPUT,
+            CliError::Json(_) | CliError::Io { .. } => ENVIRONMENT,
         }
     }
 }

@@ -47,9 +47,11 @@ impl SlurmArgs {
             sweep_bin,
         } = self;
         let spec = Spec::load(&file)?;
-        crate::cluster::check_shards(&spec, shards).map_err(|e| CliError::Usage(e.to_string()))?;
-        let cwd = std::env::current_dir()
-            .map_err(|e| CliError::Environment(format!("current directory: {e}")))?;
+        crate::cluster::check_shards(&spec, shards)?;
+        let cwd = std::env::current_dir().map_err(|source| CliError::Io {
+            what: "current directory".into(),
+            source,
+        })?;
         let out = out.unwrap_or_else(|| Path::new("slurm").join(&spec.experiment.name));
         let opts = crate::cluster::slurm::SlurmOptions {
             spec_file: file,
@@ -64,8 +66,7 @@ impl SlurmArgs {
             partition,
             sweep_bin,
         };
-        let s =
-            crate::cluster::slurm::scripts(&opts).map_err(|e| CliError::Usage(e.to_string()))?;
+        let s = crate::cluster::slurm::scripts(&opts)?;
         use crate::cluster::slurm::{ARRAY_FILE, MERGE_FILE, REQUEUE_FILE, SUBMIT_FILE};
         for (name, text) in [
             (ARRAY_FILE, &s.array),
@@ -142,7 +143,7 @@ impl K8sArgs {
             out,
         } = self;
         let spec = Spec::load(&file)?;
-        crate::cluster::check_shards(&spec, shards).map_err(|e| CliError::Usage(e.to_string()))?;
+        crate::cluster::check_shards(&spec, shards)?;
         use crate::cluster::k8s;
         let text = k8s::manifest(&k8s::K8sOptions {
             spec_file: file,
@@ -157,8 +158,7 @@ impl K8sArgs {
             results_mount,
             backoff_per_index,
             sweep_bin,
-        })
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+        })?;
         match out {
             Some(p) => {
                 crate::store::atomic::write_atomic(&p, text.as_bytes())?;
@@ -180,8 +180,12 @@ fn write_script(path: &Path, text: &str) -> Result<(), CliError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| CliError::Environment(format!("{}: {e}", path.display())))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(
+            |source| CliError::Io {
+                what: path.display().to_string(),
+                source,
+            },
+        )?;
     }
     Ok(())
 }

@@ -26,8 +26,7 @@ pub(crate) use std::path::{Path, PathBuf};
 
 /// `sweep schema`: the experiment file's JSON Schema on stdout.
 pub(crate) fn schema() -> Result<Status, CliError> {
-    let text = serde_json::to_string_pretty(&crate::spec::json_schema())
-        .map_err(|e| CliError::Environment(e.to_string()))?;
+    let text = serde_json::to_string_pretty(&crate::spec::json_schema())?;
     println!("{text}");
     Ok(Status::Ok)
 }

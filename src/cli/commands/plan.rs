@@ -26,8 +26,7 @@ fn plan(file: &Path, json: bool, shard: Option<Shard>) -> Result<Status, CliErro
     let spec = Spec::load(file)?;
     let plan = Plan::checked(&spec, shard).map_err(CliError::Usage)?;
     if json {
-        let text = serde_json::to_string_pretty(&plan)
-            .map_err(|e| CliError::Environment(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&plan)?;
         println!("{text}");
         return Ok(Status::Ok);
     }

@@ -107,8 +107,7 @@ fn power_command(
         .unwrap_or(crate::stats::engine::MIN_REPS);
     let p = gate::power::analyze(&loaded, nights.as_ref(), &settings, reps, power, detect);
     if json {
-        let text =
-            serde_json::to_string_pretty(&p).map_err(|e| CliError::Environment(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&p)?;
         println!("{text}");
     } else {
         print!("{}", crate::report::export::markdown::power(&p));

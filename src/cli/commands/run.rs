@@ -118,7 +118,10 @@ fn run_command(spec: &Spec, opts: RunOptions) -> Result<Status, CliError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::Environment(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|source| CliError::Io {
+            what: "cannot start the async runtime".into(),
+            source,
+        })?;
     let quiet = opts.progress == ProgressMode::Quiet;
     // The run ends with its report and headline table; --quiet and --json (whose events own
     // stdout) leave that to `sweep report`.
@@ -174,8 +177,7 @@ fn resolve_shard(
             _ => Ok((Some(s), run_id, false)),
         },
         Some(ShardArg::Auto) => {
-            let d = crate::cluster::detect(|k| std::env::var(k).ok(), count)
-                .map_err(|e| CliError::Usage(e.to_string()))?;
+            let d = crate::cluster::detect(|k| std::env::var(k).ok(), count)?;
             eprintln!(
                 "shard {}/{} from {}",
                 d.shard.index, d.shard.count, d.source

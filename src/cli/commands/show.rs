@@ -132,8 +132,7 @@ fn show(run: &Path, filter: &CallFilter, json: bool) -> Result<Status, CliError>
     let mut out = std::io::stdout().lock();
     for c in calls.iter().filter(|c| filter.matches(c)) {
         let text = if json {
-            let line =
-                serde_json::to_string(c).map_err(|e| CliError::Environment(e.to_string()))?;
+            let line = serde_json::to_string(c)?;
             format!("{line}\n")
         } else if shown > 0 {
             format!("\n{}", crate::store::calls::render(c))
@@ -144,7 +143,12 @@ fn show(run: &Path, filter: &CallFilter, json: bool) -> Result<Status, CliError>
             Ok(()) => {}
             // `sweep show RUN | head`: the reader has what it wanted.
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(Status::Ok),
-            Err(e) => return Err(CliError::Environment(format!("stdout: {e}"))),
+            Err(source) => {
+                return Err(CliError::Io {
+                    what: "stdout".into(),
+                    source,
+                })
+            }
         }
         shown += 1;
     }
