@@ -58,57 +58,49 @@ pub(crate) struct RunArgs {
 }
 
 impl RunArgs {
-    /// Runs `sweep run`.
-    pub(crate) fn run(self) -> Result<Status, CliError> {
-        let Self {
-            file,
-            resume,
-            new,
+    /// The progress display: `--quiet` and `--json` override `--progress`.
+    fn progress_mode(&self) -> ProgressMode {
+        if self.quiet {
+            ProgressMode::Quiet
+        } else if self.json {
+            ProgressMode::Json
+        } else {
+            self.progress
+        }
+    }
+
+    /// The library's run options, with the shard and run id as resolved from the scheduler.
+    fn into_options(self, shard: Option<Shard>, run_id: Option<String>) -> RunOptions {
+        RunOptions {
+            progress: self.progress_mode(),
+            resume: self.resume,
+            new_run: self.new,
             run_id,
             shard,
-            shard_count,
-            concurrency,
-            results_dir,
-            fail_fast,
-            progress,
-            quiet,
-            json,
-            max_phases,
-            retry_failed,
-            no_text,
-        } = self;
-        let spec = Spec::load(&file)?;
+            fail_fast: self.fail_fast,
+            concurrency: self.concurrency,
+            results_dir: self.results_dir,
+            max_phases: self.max_phases,
+            retry_failed: self.retry_failed,
+            no_text: self.no_text,
+        }
+    }
+
+    /// Runs `sweep run`: a scheduler's task whose run already finished has nothing to do.
+    pub(crate) fn run(self) -> Result<Status, CliError> {
+        let spec = Spec::load(&self.file)?;
+        let chosen = self.new || self.resume.is_some();
         let (shard, run_id, auto) =
-            resolve_shard(shard, shard_count, run_id, new || resume.is_some())?;
+            resolve_shard(self.shard, self.shard_count, self.run_id.clone(), chosen)?;
         if let Some(done) = run_id
             .as_deref()
             .filter(|_| auto)
-            .and_then(|id| finished_task_run(&spec, results_dir.as_deref(), id))
+            .and_then(|id| finished_task_run(&spec, self.results_dir.as_deref(), id))
         {
             eprintln!("run {} is already finished; nothing to do", done.display());
             return Ok(Status::Ok);
         }
-        let progress = if quiet {
-            ProgressMode::Quiet
-        } else if json {
-            ProgressMode::Json
-        } else {
-            progress
-        };
-        let opts = RunOptions {
-            resume,
-            new_run: new,
-            run_id,
-            shard,
-            progress,
-            fail_fast,
-            concurrency,
-            results_dir,
-            max_phases,
-            retry_failed,
-            no_text,
-        };
-        run_command(&spec, opts)
+        run_command(&spec, self.into_options(shard, run_id))
     }
 }
 
