@@ -6,7 +6,7 @@
 //! reload-minimizing order stays available and `plan` warns that it confounds factor levels
 //! with time.
 
-use crate::record::Phase;
+use crate::record::{Phase, PhaseKey};
 use crate::spec::{
     AgentKind, BackendKind, ModelOptions, Order, Persona, PersonaMode, PromptVersion, Slot, Spec,
 };
@@ -267,6 +267,26 @@ impl std::str::FromStr for ShardArg {
 }
 
 impl Plan {
+    /// Every phase the plan stores, in run order: the unit's index, its cell and the phase's
+    /// key (what resume, `--retry-failed` and a merge look up in the store).
+    pub fn phase_keys(&self) -> impl Iterator<Item = (usize, &Cell, PhaseKey)> + '_ {
+        self.units.iter().enumerate().flat_map(move |(i, unit)| {
+            let cell = &self.cells[unit.cell];
+            cell.phases().iter().map(move |&phase| {
+                (
+                    i,
+                    cell,
+                    PhaseKey {
+                        cell_id: cell.id.clone(),
+                        rep: unit.rep,
+                        warmup: unit.warmup,
+                        phase,
+                    },
+                )
+            })
+        })
+    }
+
     /// Expands every arm, orders the units, and (optionally) keeps one shard's cells.
     pub fn build(spec: &Spec, shard: Option<Shard>) -> Plan {
         let mut cells = expand_cells(spec);

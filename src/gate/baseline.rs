@@ -40,8 +40,7 @@ pub fn current_entry(dir: &Path) -> Result<Option<PathBuf>, GateError> {
 /// whose manifest cannot be read comes last (the history names it as skipped).
 pub fn entries(dir: &Path) -> Result<Vec<String>, GateError> {
     // A missing or unreadable directory is an error here, not an empty list.
-    std::fs::read_dir(dir).map_err(store::io(dir))?;
-    let found = store::ExperimentDir::new(dir).runs();
+    let found = store::ExperimentDir::new(dir).try_runs()?;
     let name = |p: &Path| {
         p.file_name()
             .map(|n| n.to_string_lossy().into_owned())

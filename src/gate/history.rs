@@ -74,13 +74,12 @@ pub fn load_history(
     allow_env_change: bool,
     metrics: &[Metric],
 ) -> Result<(Nights, Vec<String>), GateError> {
-    // A missing or unreadable directory is an error here, not an empty history.
-    std::fs::read_dir(dir).map_err(crate::store::io(dir))?;
     let me = std::fs::canonicalize(current).ok();
     let current_entry = super::baseline::current_entry(dir).ok().flatten();
     let mut notes = Vec::new();
     // Oldest first, in the one order every reader of a run directory uses.
-    let stored = crate::store::ExperimentDir::new(dir).runs();
+    // A missing or unreadable directory is an error here, not an empty history.
+    let stored = crate::store::ExperimentDir::new(dir).try_runs()?;
     for (p, err) in &stored.unreadable {
         notes.push(format!("history: skipped {} ({err})", p.display()));
     }

@@ -191,13 +191,13 @@ fn run_facts(view: &View) -> Vec<(String, String)> {
         ));
     }
     out.push(("Calls".to_string(), counted));
-    if let Some(p) = per_run(&|r| {
-        super::tables::prompts_note(&r.a)
-            .map(|p| format!("Prompt set {}", p.trim_start_matches("Prompts: ")))
-    }) {
+    if let Some(p) = per_run(&|r| prompts(&r.a)) {
         out.push(("Prompts".to_string(), p));
     }
-    if let Some(p) = per_run(&|r| super::tables::environment(&r.a).map(|e| format!("{e}."))) {
+    if let Some(p) = per_run(&|r| {
+        let env = r.a.manifest.as_ref()?.environment().to_string();
+        (!env.is_empty()).then(|| format!("{env}."))
+    }) {
         out.push(("Environment".to_string(), p));
     }
     if joined {
@@ -242,4 +242,40 @@ pub(crate) fn latex(view: &View, metrics: &[Metric]) -> String {
         ));
     }
     s
+}
+
+/// The prompt versions and what happened to each persona (sent as the system prompt, or
+/// only shown in the reports: `persona_mode = "echo"`), from the run's manifest.
+fn prompts(a: &crate::analysis::Analysis) -> Option<String> {
+    let m = a.manifest.as_ref()?;
+    if m.prompt_versions.is_empty() && m.personas.is_empty() {
+        return None;
+    }
+    let with = |mode: &str| -> Vec<String> {
+        m.personas
+            .iter()
+            .filter_map(|l| {
+                let (who, rest) = l.split_once(' ')?;
+                let (persona, md) = rest.split_once(' ')?;
+                (md == mode).then(|| format!("{who} {persona}"))
+            })
+            .collect()
+    };
+    let mut parts = vec![format!("Prompt set {}", m.prompt_versions.join(", "))];
+    let sent = with("system");
+    if !sent.is_empty() {
+        parts.push(format!(
+            "personas sent as the system prompt: {}",
+            sent.join(", ")
+        ));
+    }
+    let echo = with("echo");
+    if !echo.is_empty() {
+        parts.push(format!(
+            "personas shown in the reports but not sent (persona_mode = \"echo\", as the seed \
+             system did): {}",
+            echo.join(", ")
+        ));
+    }
+    Some(format!("{}.", parts.join("; ")))
 }

@@ -54,25 +54,16 @@ pub(super) fn schedule(
     max_phases: Option<usize>,
 ) -> Schedule {
     let mut s = Schedule::default();
-    for (i, unit) in plan.units.iter().enumerate() {
-        let cell = &plan.cells[unit.cell];
-        for &phase in cell.phases() {
-            let key = PhaseKey {
-                cell_id: cell.id.clone(),
-                rep: unit.rep,
-                warmup: unit.warmup,
-                phase,
-            };
-            if !stored.is_done(&key) {
-                s.pending.push((i, phase, 0));
-            } else if retry_failed && stored.has_failed(&key) {
-                let next = stored.latest_attempt(&key).map_or(0, |l| l + 1);
-                s.pending.push((i, phase, next));
-                s.retried += 1;
-            } else {
-                s.skipped += 1;
-                s.stored_calls += cell.calls_in_phase(phase);
-            }
+    for (i, cell, key) in plan.phase_keys() {
+        if !stored.is_done(&key) {
+            s.pending.push((i, key.phase, 0));
+        } else if retry_failed && stored.has_failed(&key) {
+            let next = stored.latest_attempt(&key).map_or(0, |l| l + 1);
+            s.pending.push((i, key.phase, next));
+            s.retried += 1;
+        } else {
+            s.skipped += 1;
+            s.stored_calls += cell.calls_in_phase(key.phase);
         }
     }
     if let Some(max) = max_phases {

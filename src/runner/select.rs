@@ -78,15 +78,10 @@ pub(crate) fn open_store(
         (None, Some(id)) => Some(id),
         (None, None) if opts.run_id.is_some() => None,
         (None, None) if !opts.new_run => {
-            let same_shard = |d: &PathBuf| {
-                Manifest::read(d)
-                    .map(|m| m.shard == plan.shard)
-                    .unwrap_or(false)
-            };
             let found = store::unfinished_runs(&exp_dir, &spec.hash)
                 .into_iter()
-                .find(same_shard)
-                .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
+                .find(|r| r.manifest.shard == plan.shard)
+                .map(|r| r.name());
             if found.is_none() {
                 edited_unfinished_run(spec, plan, &exp_dir)?;
             }
@@ -261,10 +256,7 @@ mod tests {
         stored(tmp.path(), "mm-mid", "2026-12-02T10:00:00Z", true, &s);
         assert_eq!(newest_run(tmp.path(), &s, &plan).as_deref(), Some("aa-new"));
         let unfinished = store::unfinished_runs(tmp.path(), &s.hash);
-        let names: Vec<String> = unfinished
-            .iter()
-            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
+        let names: Vec<String> = unfinished.iter().map(store::StoredRun::name).collect();
         assert_eq!(names, ["aa-new", "zz-old"], "newest first");
     }
 

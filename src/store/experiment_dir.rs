@@ -52,13 +52,18 @@ impl ExperimentDir {
         &self.path
     }
 
-    /// Every run directory in start order, newest last. Entries without a `manifest.json`
-    /// (hidden start-up leftovers, other files) are not runs and are left out silently.
+    /// Every run directory in start order, newest last; a directory that does not exist
+    /// (or cannot be read) has none. Entries without a `manifest.json` (hidden start-up
+    /// leftovers, other files) are not runs and are left out silently.
     pub fn runs(&self) -> Runs {
+        self.try_runs().unwrap_or_default()
+    }
+
+    /// [`ExperimentDir::runs`], where a missing or unreadable directory is an error (a
+    /// baseline directory named on the command line must exist).
+    pub fn try_runs(&self) -> Result<Runs, StoreError> {
         let mut out = Runs::default();
-        let Ok(entries) = std::fs::read_dir(&self.path) else {
-            return out;
-        };
+        let entries = std::fs::read_dir(&self.path).map_err(super::io(&self.path))?;
         for e in entries.filter_map(|e| e.ok()) {
             let dir = e.path();
             if !dir.join(MANIFEST).is_file() {
@@ -77,7 +82,7 @@ impl ExperimentDir {
             ))
         });
         out.unreadable.sort_by(|a, b| a.0.cmp(&b.0));
-        out
+        Ok(out)
     }
 }
 

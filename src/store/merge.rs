@@ -177,33 +177,25 @@ fn missing_phases(m: &Manifest, stored: &BTreeSet<PhaseKey>) -> (usize, usize, S
     let mut missing = 0;
     let mut example = String::new();
     let mut cells: BTreeSet<&str> = BTreeSet::new();
-    for u in &plan.units {
-        let cell = &plan.cells[u.cell];
-        for &phase in cell.phases() {
-            planned += 1;
-            let key = PhaseKey {
-                cell_id: cell.id.clone(),
-                rep: u.rep,
-                warmup: u.warmup,
-                phase,
-            };
-            if !stored.contains(&key) {
-                missing += 1;
-                cells.insert(&cell.id);
-                if example.is_empty() {
-                    example = format!(
-                        "{} rep {}{}{}",
-                        cell.id,
-                        u.rep + 1,
-                        if u.warmup { " (warm-up)" } else { "" },
-                        if phase == Phase::Single {
-                            String::new()
-                        } else {
-                            format!(" {}", phase.as_str())
-                        }
-                    );
+    for (_, cell, key) in plan.phase_keys() {
+        planned += 1;
+        if stored.contains(&key) {
+            continue;
+        }
+        missing += 1;
+        cells.insert(&cell.id);
+        if example.is_empty() {
+            example = format!(
+                "{} rep {}{}{}",
+                cell.id,
+                key.rep + 1,
+                if key.warmup { " (warm-up)" } else { "" },
+                if key.phase == Phase::Single {
+                    String::new()
+                } else {
+                    format!(" {}", key.phase.as_str())
                 }
-            }
+            );
         }
     }
     (missing, planned, example, cells.len())

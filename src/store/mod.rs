@@ -578,14 +578,13 @@ pub fn clean_leftovers(exp_dir: &Path) {
 
 /// Unfinished runs of an experiment with the same spec hash, newest first (start order,
 /// [`ExperimentDir::runs`]).
-pub fn unfinished_runs(exp_dir: &Path, spec_hash: &str) -> Vec<PathBuf> {
+pub fn unfinished_runs(exp_dir: &Path, spec_hash: &str) -> Vec<StoredRun> {
     ExperimentDir::new(exp_dir)
         .runs()
         .runs
         .into_iter()
         .rev()
         .filter(|r| r.manifest.finished_at.is_none() && r.manifest.spec_hash == spec_hash)
-        .map(|r| r.dir)
         .collect()
 }
 
