@@ -72,6 +72,12 @@ pub fn member_titles(members: &[Member]) -> Vec<String> {
 }
 
 impl Member {
+    /// True unless the agent is a further copy (2..N) at a workload level: the copies share
+    /// one model, endpoint and reload key, so the first copy's reload probe loads it for all.
+    pub fn takes_probe(&self) -> bool {
+        !matches!(self.slot, Slot::Copy(k) if k > 1)
+    }
+
     /// What forces the server to reload the model when it changes: the model, its context
     /// and offload, and the server-level options (a managed server restarts for those; the
     /// embedded engine makes a new context).
@@ -104,6 +110,9 @@ pub struct Cell {
     /// The members' [`Member::reload_key`]s joined with ` + `: cells with the same key run
     /// without a model reload between them (see [`ReloadGroup`]).
     pub reload_key: String,
+    /// A unit of N > 1 agents (`agents`) also runs them back to back (`speedup = true`).
+    #[serde(default)]
+    pub speedup: bool,
 }
 
 impl Cell {
@@ -117,11 +126,18 @@ impl Cell {
         &self.members
     }
 
-    /// The phases of a unit of this cell, in the order they run.
+    /// Agents run at once in this cell's load phase: 1, 2 for a pair, N at `agents = N`.
+    pub fn agents_at_once(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The phases of a unit of this cell, in the order they run: a single agent; a pair (and
+    /// N agents with `speedup`) together, then back to back; N agents together.
     pub fn phases(&self) -> &'static [Phase] {
         match self.agent {
-            AgentKind::Single => &[Phase::Single],
-            AgentKind::Pair => &[Phase::Concurrent, Phase::Sequential],
+            AgentKind::Single if self.members.len() == 1 => &[Phase::Single],
+            AgentKind::Single if !self.speedup => &[Phase::Concurrent],
+            AgentKind::Single | AgentKind::Pair => &[Phase::Concurrent, Phase::Sequential],
         }
     }
 
@@ -129,7 +145,7 @@ impl Cell {
     pub fn calls_in_phase(&self, phase: Phase) -> usize {
         match phase {
             Phase::Single => CALLS_PER_AGENT_RUN,
-            Phase::Reload => self.members.len(),
+            Phase::Reload => self.members.iter().filter(|m| m.takes_probe()).count(),
             _ => self.members.len() * CALLS_PER_AGENT_RUN,
         }
     }
@@ -137,10 +153,7 @@ impl Cell {
     /// LLM calls in one unit of this cell. A pair runs concurrently, then back to back
     /// (the measured sequential time that makes speedup real).
     pub fn calls_per_unit(&self) -> usize {
-        match self.agent {
-            AgentKind::Single => CALLS_PER_AGENT_RUN,
-            AgentKind::Pair => 2 * self.members.len() * CALLS_PER_AGENT_RUN,
-        }
+        self.phases().iter().map(|p| self.calls_in_phase(*p)).sum()
     }
 
     /// `num_ctx=512, temperature=0.6` or `defaults` (the backend's words for it, e.g.
@@ -371,11 +384,20 @@ fn expand_cells(spec: &Spec) -> Vec<Cell> {
     let mut cells = Vec::new();
     for arm in &spec.arms {
         for point in &arm.points {
-            let mut members: Vec<Member> = arm
-                .members
-                .iter()
-                .map(|m| Member {
-                    slot: m.slot,
+            // A single arm at `agents = N > 1` is N copies of its agent, numbered 1..N.
+            let mut slots = Vec::new();
+            for m in &arm.members {
+                match m.options.merged_with(point).agents_at_once() {
+                    n if n > 1 && m.slot == Slot::Single => {
+                        slots.extend((1..=n).map(|k| (m, Slot::Copy(k as u16))))
+                    }
+                    _ => slots.push((m, m.slot)),
+                }
+            }
+            let mut members: Vec<Member> = slots
+                .into_iter()
+                .map(|(m, slot)| Member {
+                    slot,
                     persona: m.persona,
                     persona_mode: m.persona_mode,
                     prompt_version: m.prompt_version,
@@ -405,6 +427,7 @@ fn expand_cells(spec: &Spec) -> Vec<Cell> {
                 point: point.clone(),
                 members,
                 reload_key,
+                speedup: arm.speedup,
             });
         }
     }

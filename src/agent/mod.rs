@@ -334,6 +334,22 @@ pub async fn run_pair(
     PhaseRun::ended_now(started_at, ra, rb)
 }
 
+/// Starts every agent of a unit together (a workload level of N agents): all futures are
+/// polled by the calling task, as in [`run_pair`]. Runs come back in the agents' order.
+pub async fn run_together(backend: &dyn Backend, agents: &[AgentContext<'_>]) -> Vec<AgentRun> {
+    futures_util::future::join_all(agents.iter().map(|a| run_agent(backend, a))).await
+}
+
+/// Every agent of a unit one after the other: the measured sequential baseline of a
+/// workload level's speedup.
+pub async fn run_one_by_one(backend: &dyn Backend, agents: &[AgentContext<'_>]) -> Vec<AgentRun> {
+    let mut runs = Vec::with_capacity(agents.len());
+    for a in agents {
+        runs.push(run_agent(backend, a).await);
+    }
+    runs
+}
+
 /// A then B, back to back: the measured sequential baseline.
 pub async fn run_sequential(
     backend: &dyn Backend,

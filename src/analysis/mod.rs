@@ -13,6 +13,7 @@ mod pairs;
 mod reference;
 pub mod samples;
 mod tidy;
+pub mod workload;
 
 pub use crate::metrics::Metric;
 pub use crate::stats::engine::Decision;
@@ -300,6 +301,10 @@ pub struct Analysis {
     pub pairs: Vec<PairAnalysis>,
     /// Kruskal–Wallis and ANOVA per arm × factor with ≥ 2 levels × metric.
     pub axis_tests: Vec<AxisTest>,
+    /// Workload levels: per-cell throughput and latency per rep, capacity under the
+    /// `[slo]`, the Pareto front.
+    #[serde(default)]
+    pub workload: workload::Workload,
     /// `manifest.json` (environment footer, reference arm, backend).
     pub manifest: Option<Manifest>,
     /// Warnings a reader of the tables must see (the parquet not used, impossible pair
@@ -493,8 +498,10 @@ pub fn analyze_frame(
         None
     };
     let comparisons = reference::compare_all(&cells, &s, tokens.as_ref(), opts, &params);
-    let pairs = pairs::pairs(lf, opts)?;
+    let pairs = pairs::pairs(lf.clone(), opts)?;
     let axis_tests = reference::axis_tests(&cells, opts, &params);
+    let slo = manifest.as_ref().and_then(Manifest::spec).and_then(|s| s.slo);
+    let workload = workload::workload(lf.clone(), &cells, slo.as_ref(), opts)?;
     let mut notes = Vec::new();
     notes.extend(pairs::impossible(&pairs, manifest.as_ref()));
     Ok(Analysis {
@@ -511,6 +518,7 @@ pub fn analyze_frame(
         comparisons,
         pairs,
         axis_tests,
+        workload,
         manifest,
         notes,
     })
@@ -539,7 +547,9 @@ fn cell_options(
                 serde_json::Value::String(s) => s,
                 other => other.to_string(),
             };
-            let key = if agent == "single" {
+            // A copy of a workload level (`1`..`N`) has the options of the single agent.
+            let copy = !agent.is_empty() && agent.bytes().all(|b| b.is_ascii_digit());
+            let key = if agent == "single" || copy {
                 k
             } else {
                 format!("{agent}.{k}")

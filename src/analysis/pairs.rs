@@ -1,6 +1,7 @@
-//! Pair cells: speedup = sequential wall / concurrent wall per rep (the same pair run back
-//! to back is the measured baseline), efficiency = speedup / 2, per-agent contention; and
-//! the checks that flag physically impossible results.
+//! Pair cells (and workload levels of N agents with `speedup = true`): speedup =
+//! sequential wall / concurrent wall per rep (the same agents run back to back are the
+//! measured baseline), efficiency = speedup / N, per-agent contention; and the checks that
+//! flag physically impossible results.
 
 use super::samples::{collect_streaming, f64_col, str_col};
 use super::{AnalysisError, AnalysisOptions, RepStats};
@@ -17,10 +18,17 @@ pub struct PairAnalysis {
     pub(crate) arm: String,
     /// Sequential phase wall / concurrent phase wall, per rep.
     pub speedup: RepStats,
-    /// Speedup / 2.
+    /// Speedup / N.
     pub efficiency: RepStats,
+    /// N: agents run together (2 for a pair).
+    #[serde(default = "two")]
+    pub agents: usize,
     /// Per agent: median concurrent e2e / median sequential e2e, per rep (> 1 = slowed).
     pub contention: BTreeMap<String, RepStats>,
+}
+
+fn two() -> usize {
+    2
 }
 
 /// Pair cells: those with a sequential phase. Reps with a failed call in either phase
@@ -40,6 +48,7 @@ pub fn pairs(lf: LazyFrame, opts: &AnalysisOptions) -> Result<Vec<PairAnalysis>,
                 col("arm").first().alias("arm"),
                 col("phase_wall_ms").max().alias("wall"),
                 col("ok").not().cast(DataType::UInt32).sum().alias("failed"),
+                col("agent").n_unique().cast(DataType::Float64).alias("agents"),
             ])
             .sort(["cell_id", "rep", "phase"], SortMultipleOptions::default()),
     )?;
@@ -53,6 +62,8 @@ pub fn pairs(lf: LazyFrame, opts: &AnalysisOptions) -> Result<Vec<PairAnalysis>,
     type Key = (String, u32);
     let mut wall: BTreeMap<Key, [Option<f64>; 2]> = BTreeMap::new();
     let mut arms: BTreeMap<String, String> = BTreeMap::new();
+    let mut agents: BTreeMap<String, usize> = BTreeMap::new();
+    let n_agents = f64_col(&walls, "agents")?;
     let (cells, reps, phases, arm, w, failed) = (
         str_col(&walls, "cell_id")?,
         f64_col(&walls, "rep")?,
@@ -63,6 +74,9 @@ pub fn pairs(lf: LazyFrame, opts: &AnalysisOptions) -> Result<Vec<PairAnalysis>,
     );
     for i in 0..cells.len() {
         arms.insert(cells[i].clone(), arm[i].clone());
+        let n = n_agents[i].unwrap_or(2.0) as usize;
+        let most = agents.entry(cells[i].clone()).or_insert(n);
+        *most = (*most).max(n);
         let slot = match phases[i].as_str() {
             "concurrent" => 0,
             "sequential" => 1,
@@ -102,7 +116,8 @@ pub fn pairs(lf: LazyFrame, opts: &AnalysisOptions) -> Result<Vec<PairAnalysis>,
                 _ => None,
             })
             .collect();
-        let eff: Vec<f64> = speedups.iter().map(|s| s / 2.0).collect();
+        let n = agents.get(&cell).copied().unwrap_or(2).max(1);
+        let eff: Vec<f64> = speedups.iter().map(|s| s / n as f64).collect();
         let mut contention: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for (((c, _), agent), v) in &agent_e2e {
             if *c != cell {
@@ -122,6 +137,7 @@ pub fn pairs(lf: LazyFrame, opts: &AnalysisOptions) -> Result<Vec<PairAnalysis>,
             arm,
             speedup: RepStats::new(speedups, opts.level),
             efficiency: RepStats::new(eff, opts.level),
+            agents: n,
             contention: contention
                 .into_iter()
                 .map(|(a, v)| (a, RepStats::new(v, opts.level)))
@@ -142,14 +158,16 @@ pub fn impossible(pairs: &[PairAnalysis], manifest: Option<&Manifest>) -> Vec<St
         let Some(s) = p.speedup.summary.value() else {
             continue;
         };
-        if s.median > 2.0 {
+        let n = p.agents.max(1) as f64;
+        if s.median > n {
             out.push(format!(
                 "pair cell {}: median speedup {:.2} (efficiency {:.2} > 1) is physically \
-                 impossible for two agents; the sequential phase was slowed by something else \
+                 impossible for {} agents; the sequential phase was slowed by something else \
                  (a busy machine?)",
                 p.cell_id,
                 s.median,
-                s.median / 2.0
+                s.median / n,
+                p.agents
             ));
         } else if one_slot && s.median > 1.1 {
             out.push(format!(

@@ -117,15 +117,9 @@ impl AgentExecutor {
         let started = Instant::now();
         let runs = match job.phase {
             Phase::Single => vec![agent::run_agent(backend, &ctxs[0]).await],
-            Phase::Concurrent => {
-                let p = agent::run_pair(backend, &ctxs[0], &ctxs[1]).await;
-                vec![p.a, p.b]
-            }
-            Phase::Sequential | Phase::Reload => {
-                // (Reload probes are sent by `probes`, never planned as a phase.)
-                let p = agent::run_sequential(backend, &ctxs[0], &ctxs[1]).await;
-                vec![p.a, p.b]
-            }
+            Phase::Concurrent => agent::run_together(backend, &ctxs).await,
+            // (Reload probes are sent by `probes`, never planned as a phase.)
+            Phase::Sequential | Phase::Reload => agent::run_one_by_one(backend, &ctxs).await,
         };
         let wall = started.elapsed().as_secs_f64() * 1000.0;
         Ok((runs, started, wall))
@@ -164,7 +158,7 @@ impl AgentExecutor {
     ) -> (Vec<Record>, Vec<CallText>) {
         let mut out = Vec::new();
         let mut texts = Vec::new();
-        for m in members {
+        for m in members.iter().filter(|m| m.takes_probe()) {
             let options = ModelOptions {
                 num_predict: Some(1),
                 ..m.options.clone()

@@ -272,6 +272,7 @@ mod tests {
                 point: Default::default(),
                 members: Vec::new(),
                 reload_key: String::new(),
+                speedup: false,
             },
             unit: crate::plan::Unit {
                 cell: 0,

@@ -14,7 +14,10 @@ mod validate;
 pub use model::*;
 
 pub use diag::{Diagnostic, SourceMap};
-pub use options::{ModelOptions, OptionValue, KV_CACHE_TYPES, OPTION_NAMES, SERVER_OPTION_NAMES};
+pub use options::{
+    ModelOptions, OptionValue, KV_CACHE_TYPES, OPTION_NAMES, SERVER_OPTION_NAMES,
+    WORKLOAD_OPTION_NAMES,
+};
 pub use server::{
     route, separate_servers, Launch, Preset, Route, ServerConfig, DEFAULT_READY_TIMEOUT_S,
     DEFAULT_STOP_GRACE_S,

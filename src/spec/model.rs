@@ -262,29 +262,59 @@ impl PromptVersion {
     }
 }
 
-/// Position of an agent within its arm.
+/// Position of an agent within its arm. Stored as its word: `single`, `A`, `B`, or the
+/// copy's number `1`..`N` at a workload level of N agents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub enum Slot {
     /// The agent of a single arm.
-    #[serde(rename = "single")]
     Single,
     /// A pair's first agent (the seeds' DataCollector by default).
-    #[serde(rename = "A")]
     A,
     /// A pair's second agent (the seeds' InsightAgent by default).
-    #[serde(rename = "B")]
     B,
+    /// Copy k (1-based) of a single arm's agent, at a level of `agents` > 1.
+    Copy(u16),
 }
 
 impl Slot {
-    pub(crate) fn as_str(&self) -> &'static str {
+    /// The word records, call ids and titles use.
+    pub(crate) fn as_str(&self) -> std::borrow::Cow<'static, str> {
         match self {
-            Slot::Single => "single",
-            Slot::A => "A",
-            Slot::B => "B",
+            Slot::Single => "single".into(),
+            Slot::A => "A".into(),
+            Slot::B => "B".into(),
+            Slot::Copy(k) => k.to_string().into(),
         }
     }
 }
+
+impl From<Slot> for String {
+    fn from(s: Slot) -> String {
+        s.as_str().into_owned()
+    }
+}
+
+impl TryFrom<String> for Slot {
+    type Error = String;
+    fn try_from(s: String) -> Result<Slot, String> {
+        match s.as_str() {
+            "single" => Ok(Slot::Single),
+            "A" => Ok(Slot::A),
+            "B" => Ok(Slot::B),
+            n => n
+                .parse::<u16>()
+                .ok()
+                .filter(|k| *k >= 1)
+                .map(Slot::Copy)
+                .ok_or_else(|| format!("unknown agent slot {s:?}: expected single, A, B or 1..")),
+        }
+    }
+}
+
+/// Most agents one cell may run at once (`agents`): a unit of 64 agents is 128 calls in
+/// flight; a larger level is a rate (open-loop) question, not a concurrency one.
+pub const MAX_AGENTS: u32 = 64;
 
 /// One agent of an arm before grid expansion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -306,6 +336,10 @@ pub struct Arm {
     pub(crate) members: Vec<MemberTemplate>,
     /// Grid points merged over every member's options; one empty point when there is no grid.
     pub points: Vec<ModelOptions>,
+    /// `speedup = true`: a unit of N > 1 agents also runs them back to back, the measured
+    /// sequential baseline of speedup and efficiency (as a pair always does).
+    #[serde(default)]
+    pub speedup: bool,
 }
 
 /// `[compare]`: what the regression gate checks.
@@ -349,6 +383,49 @@ impl Default for AnalysisConfig {
         Self {
             cold_load_ms: 250.0,
         }
+    }
+}
+
+/// `[slo]`, validated: what a call must meet to count toward goodput, and the share of a
+/// unit's calls that must meet it for the unit's workload level to be within capacity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SloConfig {
+    /// Time to first token at most, ms.
+    pub ttft_ms: Option<f64>,
+    /// Mean inter-token latency at most, ms: (e2e − TTFT) / (output tokens − 1), the TPOT
+    /// of vLLM's benchmark (a one-token answer has none and meets this limit).
+    pub itl_ms: Option<f64>,
+    /// End-to-end latency at most, ms.
+    pub e2e_ms: Option<f64>,
+    /// Percent of a unit's calls that must meet every limit (default 90).
+    pub percentile: f64,
+}
+
+/// Default `[slo] percentile`: 90% of a unit's calls.
+pub const DEFAULT_SLO_PERCENTILE: f64 = 90.0;
+
+impl SloConfig {
+    /// True when a call with these figures meets every limit (a failed call never does).
+    pub fn met_by(&self, ok: bool, ttft_ms: Option<f64>, itl_ms: Option<f64>, e2e_ms: Option<f64>) -> bool {
+        let within = |limit: Option<f64>, v: Option<f64>, none_meets: bool| match (limit, v) {
+            (None, _) => true,
+            (Some(l), Some(v)) => v <= l,
+            (Some(_), None) => none_meets,
+        };
+        ok && within(self.ttft_ms, ttft_ms, false)
+            && within(self.itl_ms, itl_ms, true)
+            && within(self.e2e_ms, e2e_ms, false)
+    }
+
+    /// `TTFT ≤ 2000 ms, ITL ≤ 100 ms for 90% of calls`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (name, v) in [("TTFT", self.ttft_ms), ("ITL", self.itl_ms), ("e2e", self.e2e_ms)] {
+            if let Some(v) = v {
+                parts.push(format!("{name} ≤ {v} ms"));
+            }
+        }
+        format!("{} for {}% of calls", parts.join(", "), self.percentile)
     }
 }
 
@@ -459,6 +536,9 @@ pub struct Spec {
     /// external server, or the embedded engine).
     #[serde(default)]
     pub server: Option<ServerConfig>,
+    /// `[slo]`: the objective goodput and capacity are measured against (`None`: neither).
+    #[serde(default)]
+    pub slo: Option<SloConfig>,
 }
 
 /// Default GGUF location for the embedded engine (fetched by `scripts/fetch-model.sh`).

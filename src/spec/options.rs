@@ -86,6 +86,10 @@ pub struct ModelOptions {
     /// Server level: CPU threads (llama-server `-t`, the embedded engine's threads).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<u32>,
+    /// Workload level: agents of the cell run at once as one unit (1 = one agent). Never
+    /// sent: the runner starts that many copies of the arm's agent together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agents: Option<u32>,
 }
 
 /// Names of every option, in canonical order.
@@ -105,12 +109,17 @@ pub const OPTION_NAMES: &[&str] = &[
     "batch_size",
     "ubatch_size",
     "threads",
+    "agents",
 ];
 
 /// The options a server (or the embedded engine) takes at start-up, never per request: a
-/// change of one is a restart of a managed server (see [`crate::server`]). The tail of
-/// [`OPTION_NAMES`], from `flash_attn` on.
-pub const SERVER_OPTION_NAMES: &[&str] = OPTION_NAMES.split_at(9).1;
+/// change of one is a restart of a managed server (see [`crate::server`]). [`OPTION_NAMES`]
+/// from `flash_attn` to `threads`.
+pub const SERVER_OPTION_NAMES: &[&str] = OPTION_NAMES.split_at(9).1.split_at(6).0;
+
+/// The workload levels: how the runner loads the server, never sent nor a server setting.
+/// The tail of [`OPTION_NAMES`].
+pub const WORKLOAD_OPTION_NAMES: &[&str] = OPTION_NAMES.split_at(15).1;
 
 /// KV cache types llama.cpp accepts for `-ctk/-ctv` (its `kv_cache_types` list, common/arg.cpp).
 pub const KV_CACHE_TYPES: &[&str] = &[
@@ -172,7 +181,24 @@ impl ModelOptions {
         if let Some(v) = self.threads {
             out.push(("threads", int(v.into())));
         }
+        if let Some(v) = self.agents {
+            out.push(("agents", int(v.into())));
+        }
         out
+    }
+
+    /// The options without the workload level: what one agent of the cell runs with, the
+    /// same at every level (the configuration a capacity curve is drawn for).
+    pub fn without_workload(&self) -> ModelOptions {
+        ModelOptions {
+            agents: None,
+            ..self.clone()
+        }
+    }
+
+    /// Agents run at once (1 when unset).
+    pub fn agents_at_once(&self) -> u32 {
+        self.agents.unwrap_or(1).max(1)
     }
 
     /// Only the server-level options (see [`SERVER_OPTION_NAMES`]).
@@ -188,9 +214,10 @@ impl ModelOptions {
         }
     }
 
-    /// Only the options sent with a request (the server-level ones removed).
+    /// Only the options sent with a request (the server-level and workload ones removed).
     pub fn request_level(&self) -> ModelOptions {
         ModelOptions {
+            agents: None,
             flash_attn: None,
             kv_cache_type: None,
             parallel: None,
@@ -230,6 +257,7 @@ impl ModelOptions {
             batch_size: other.batch_size.or(self.batch_size),
             ubatch_size: other.ubatch_size.or(self.ubatch_size),
             threads: other.threads.or(self.threads),
+            agents: other.agents.or(self.agents),
         }
     }
 
@@ -279,6 +307,9 @@ impl ModelOptions {
         if !server.is_empty() {
             let _ = write!(line, ", server: {}", server.replace(',', ", "));
         }
+        if let Some(v) = self.agents {
+            let _ = write!(line, ", agents={v}");
+        }
         line
     }
 }
@@ -313,6 +344,25 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(o.canonical(), "temperature=0.8,top_p=0.9");
+    }
+
+    #[test]
+    fn option_name_families_split_where_the_fields_do() {
+        assert_eq!(
+            SERVER_OPTION_NAMES,
+            ["flash_attn", "kv_cache_type", "parallel", "batch_size", "ubatch_size", "threads"]
+        );
+        assert_eq!(WORKLOAD_OPTION_NAMES, ["agents"]);
+        let o = ModelOptions {
+            agents: Some(4),
+            num_ctx: Some(512),
+            ..Default::default()
+        };
+        assert_eq!(o.canonical(), "num_ctx=512,agents=4");
+        assert_eq!(o.request_level().canonical(), "num_ctx=512");
+        assert_eq!(o.without_workload().canonical(), "num_ctx=512");
+        assert!(o.server_level().is_empty());
+        assert_eq!(o.agents_at_once(), 4);
     }
 
     #[test]

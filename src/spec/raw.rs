@@ -41,6 +41,10 @@ pub struct RawSpec {
     #[serde(default)]
     #[schemars(with = "Option<RawRun>")]
     pub run: Option<Spanned<RawRun>>,
+    /// The service-level objective goodput and capacity are measured against.
+    #[serde(default)]
+    #[schemars(with = "Option<RawSlo>")]
+    pub slo: Option<Spanned<RawSlo>>,
     /// A server sweep starts, restarts for each server configuration, and stops.
     #[serde(default)]
     #[schemars(with = "Option<RawServer>")]
@@ -259,6 +263,9 @@ pub struct RawArm {
     #[serde(default)]
     #[schemars(schema_with = "member_schema")]
     pub b: Option<Spanned<OptTable>>,
+    #[serde(default)]
+    #[schemars(with = "Option<bool>")]
+    pub speedup: Option<Spanned<bool>>,
 }
 
 /// `[compare]`: what the regression gate checks.
@@ -283,6 +290,28 @@ pub struct RawAnalysis {
     #[serde(default)]
     #[schemars(with = "Option<f64>")]
     pub cold_load_ms: Option<Spanned<f64>>,
+}
+
+/// `[slo]`: per-call latency limits and the share of calls that must meet them.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlo {
+    /// Time to first token at most, ms.
+    #[serde(default)]
+    #[schemars(with = "Option<f64>", range(min = 0))]
+    pub ttft_ms: Option<Spanned<f64>>,
+    /// Mean inter-token latency (time per output token after the first) at most, ms.
+    #[serde(default)]
+    #[schemars(with = "Option<f64>", range(min = 0))]
+    pub itl_ms: Option<Spanned<f64>>,
+    /// End-to-end latency at most, ms.
+    #[serde(default)]
+    #[schemars(with = "Option<f64>", range(min = 0))]
+    pub e2e_ms: Option<Spanned<f64>>,
+    /// Percent of a unit's calls that must meet every limit (default 90).
+    #[serde(default)]
+    #[schemars(with = "Option<f64>", range(min = 0, max = 100))]
+    pub percentile: Option<Spanned<f64>>,
 }
 
 /// `[run]`: how the runner executes the plan.
@@ -479,6 +508,7 @@ fn option_value_schema(name: &str) -> serde_json::Value {
         "parallel" | "batch_size" | "ubatch_size" | "threads" => {
             json!({ "type": "integer", "minimum": 1 })
         }
+        "agents" => json!({ "type": "integer", "minimum": 1, "maximum": super::MAX_AGENTS }),
         _ => json!({}),
     }
 }

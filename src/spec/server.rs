@@ -89,6 +89,8 @@ pub enum Route {
     Engine,
     /// A `{placeholder}` of a custom server's `args` or `env`.
     Placeholder,
+    /// The runner itself: a workload level (`agents`), never sent anywhere.
+    Client,
 }
 
 /// Where `option` goes on this backend (with this managed server, if any), or why it cannot
@@ -98,6 +100,9 @@ pub fn route(
     kind: BackendKind,
     server: Option<&ServerConfig>,
 ) -> Result<Route, String> {
+    if super::WORKLOAD_OPTION_NAMES.contains(&option) {
+        return Ok(Route::Client);
+    }
     // Sampling options and keep_alive: every backend takes them with each request.
     if !matches!(option, "num_ctx" | "num_gpu") && !super::SERVER_OPTION_NAMES.contains(&option) {
         return Ok(Route::Request);

@@ -18,3 +18,4 @@ mod report;
 mod runner;
 mod spec_and_plan;
 mod telemetry;
+mod workload;

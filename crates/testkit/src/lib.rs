@@ -354,6 +354,13 @@ pub struct MockConfig {
     /// Keep every request for [`MockServer::requests`] (false for long benchmark runs, whose
     /// request log would otherwise grow without bound).
     pub record_requests: bool,
+    /// llama-server's slots (`-np`; 4 when not given, as the llama-server of
+    /// scripts/llama-server.sh starts): at most this many generations run at once, and a
+    /// request that finds every slot busy waits, first come first served, until one frees
+    /// (llama.cpp `tools/server/server.cpp`: no idle slot → `queue_tasks.defer(task)`, and
+    /// a freed slot takes the oldest deferred task). The wait is in the client's TTFT, not in
+    /// the server's `timings`. The other flavours run every request at once.
+    pub slots: usize,
 }
 
 impl Default for MockConfig {
@@ -377,6 +384,7 @@ impl Default for MockConfig {
             tokenize_endpoint: true,
             replay: None,
             record_requests: true,
+            slots: 4,
         }
     }
 }
@@ -451,6 +459,8 @@ pub(crate) struct Shared {
     /// llama-server's one slot: the last prompt's tokens (its prompt cache) and figures for
     /// `GET /slots`.
     pub(crate) slot: Mutex<wire::Slot>,
+    /// llama-server's slots as permits (FIFO: tokio's semaphore is fair).
+    pub(crate) slots: tokio::sync::Semaphore,
 }
 
 /// A running mock server. Dropping it (or [`MockServer::shutdown`]) stops it.
@@ -485,12 +495,14 @@ impl MockServer {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let cfg_slots = cfg.slots.max(1);
         let shared = Arc::new(Shared {
             cfg,
             requests: Mutex::new(Vec::new()),
             generation_index: AtomicU64::new(0),
             sched: Mutex::new(sched::Scheduler::default()),
             slot: Mutex::new(wire::Slot::default()),
+            slots: tokio::sync::Semaphore::new(cfg_slots),
         });
         let (stop, stop_rx) = watch::channel(false);
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -141,10 +141,6 @@ pub(crate) struct Slot {
 /// "default: 4096, 0 = loaded from model"); with the unified KV cache every slot sees all of
 /// it.
 const LLAMA_SERVER_N_CTX: u64 = 4096;
-/// llama-server's slots: `-np` defaults to -1 = auto, which is 4 (the llama-server built by
-/// scripts/llama-server.sh logs `n_slots = 4, kv_unified = 'true'` and `/props` says
-/// `total_slots: 4`).
-const LLAMA_SERVER_SLOTS: u64 = 4;
 
 /// Answers one request; false when the connection must not be reused.
 async fn respond(sock: &mut TcpStream, sh: &Shared, req: &RecordedRequest) -> bool {
@@ -385,7 +381,7 @@ fn props(cfg: &MockConfig) -> Value {
         .unwrap_or_default();
     json!({
         "default_generation_settings": {"params": llama_params(), "n_ctx": LLAMA_SERVER_N_CTX},
-        "total_slots": LLAMA_SERVER_SLOTS,
+        "total_slots": cfg.slots.max(1),
         "model_alias": alias,
         "model_ftype": "Q4_K - Medium",
         "model_path": format!("models/{alias}.gguf"),
@@ -415,7 +411,7 @@ fn props(cfg: &MockConfig) -> Value {
 fn slots(sh: &Shared) -> Value {
     let s = sh.slot.lock().ok();
     let mut out = Vec::new();
-    for id in 0..LLAMA_SERVER_SLOTS {
+    for id in 0..sh.cfg.slots.max(1) as u64 {
         let mut v = json!({"id": id, "n_ctx": LLAMA_SERVER_N_CTX, "speculative": false,
                            "is_processing": false});
         if let Some(s) = s.as_ref().filter(|s| id == 0 && s.id_task.is_some()) {
@@ -626,6 +622,11 @@ async fn generation(
     chat: bool,
 ) -> bool {
     let idx = sh.generation_index.fetch_add(1, Ordering::SeqCst);
+    // llama-server: wait for a free slot (the other flavours have no such limit here).
+    let _permit = match (family, sh.cfg.openai_server) {
+        (Family::OpenAi, OpenAiServer::LlamaServer) => sh.slots.acquire().await.ok(),
+        _ => None,
+    };
     let keep = generation_at(sock, sh, req, family, chat, idx).await;
     if sh.cfg.evict_after.contains(&idx) {
         if let Ok(mut s) = sh.sched.lock() {

@@ -198,6 +198,7 @@ impl Validator<'_> {
                 ),
             );
         }
+        let speedup = self.workload_levels(&arm, &name, agent, &members, &points, &span);
         if self.server.is_some() {
             self.managed_arm(&arm, &name, &members, span);
         }
@@ -209,7 +210,63 @@ impl Validator<'_> {
             agent,
             members,
             points,
+            speedup,
         })
+    }
+
+    /// `agents` (N copies of a single arm's agent at once) and `speedup` (also run them back
+    /// to back): a pair is already two agents, and a speedup needs more than one.
+    fn workload_levels(
+        &mut self,
+        arm: &RawArm,
+        name: &str,
+        agent: AgentKind,
+        members: &[MemberTemplate],
+        points: &[ModelOptions],
+        span: &Range<usize>,
+    ) -> bool {
+        let most = points
+            .iter()
+            .flat_map(|p| members.iter().map(move |m| m.options.merged_with(p)))
+            .map(|o| o.agents.unwrap_or(1))
+            .max()
+            .unwrap_or(1);
+        let any_level = points
+            .iter()
+            .any(|p| members.iter().any(|m| m.options.merged_with(p).agents.is_some()));
+        let at = arm.grid.as_ref().and_then(span_of).or(Some(span.clone()));
+        if agent == AgentKind::Pair && any_level {
+            self.err(
+                at,
+                format!(
+                    "arm {name:?}: agents applies to agent = \"single\" (N copies of its agent \
+                     at once); a pair is already two agents"
+                ),
+            );
+            return false;
+        }
+        let Some(flag) = &arm.speedup else {
+            return false;
+        };
+        let at = span_of(flag);
+        if agent == AgentKind::Pair {
+            self.err(
+                at,
+                "speedup applies to a single arm with agents > 1: a pair always runs both phases",
+            );
+            return false;
+        }
+        if *flag.get_ref() && most < 2 {
+            self.err(
+                at,
+                format!(
+                    "arm {name:?}: speedup = true needs a level of agents > 1 (e.g. grid.agents = \
+                     [1, 2, 4]); one agent has nothing to run back to back"
+                ),
+            );
+            return false;
+        }
+        *flag.get_ref()
     }
 
     /// An arm under `[server]` has no endpoint of its own: sweep chooses the addresses.
@@ -481,6 +538,14 @@ impl Validator<'_> {
             "threads" => match as_int(val) {
                 Some(i) if (1..=4096).contains(&i) => o.threads = Some(i as u32),
                 _ => bad!("threads must be a positive integer (CPU threads), found {}", found()),
+            },
+            "agents" => match as_int(val) {
+                Some(i) if (1..=i64::from(MAX_AGENTS)).contains(&i) => o.agents = Some(i as u32),
+                _ => bad!(
+                    "agents must be an integer in 1..={MAX_AGENTS} (copies of the arm's agent run \
+                     at once), found {}",
+                    found()
+                ),
             },
             _ => bad!("unknown option `{key}`"),
         }

@@ -1,4 +1,4 @@
-//! `[analysis]` and `[compare]`.
+//! `[analysis]`, `[slo]` and `[compare]`.
 
 use super::*;
 
@@ -19,6 +19,53 @@ impl Validator<'_> {
             }
         }
         cfg
+    }
+
+    pub(super) fn slo(&mut self, a: Option<Spanned<raw::RawSlo>>) -> Option<SloConfig> {
+        let a = a?;
+        let span = span_of(&a);
+        let a = a.into_inner();
+        let mut limit = |v: &Option<Spanned<f64>>, name: &str| {
+            let v = v.as_ref()?;
+            let x = *v.get_ref();
+            if x.is_finite() && x > 0.0 && x <= MAX_SECONDS * 1000.0 {
+                Some(x)
+            } else {
+                self.err(
+                    span_of(v),
+                    format!("{name} must be a positive number of milliseconds, found {x}"),
+                );
+                None
+            }
+        };
+        let ttft_ms = limit(&a.ttft_ms, "ttft_ms");
+        let itl_ms = limit(&a.itl_ms, "itl_ms");
+        let e2e_ms = limit(&a.e2e_ms, "e2e_ms");
+        let mut percentile = DEFAULT_SLO_PERCENTILE;
+        if let Some(v) = &a.percentile {
+            let x = *v.get_ref();
+            if x > 0.0 && x <= 100.0 {
+                percentile = x;
+            } else {
+                self.err(
+                    span_of(v),
+                    format!("percentile must be in (0, 100] (percent of calls), found {x}"),
+                );
+            }
+        }
+        if a.ttft_ms.is_none() && a.itl_ms.is_none() && a.e2e_ms.is_none() {
+            self.err(
+                span,
+                "[slo] needs at least one limit: ttft_ms, itl_ms or e2e_ms (e.g. ttft_ms = 2000)",
+            );
+            return None;
+        }
+        Some(SloConfig {
+            ttft_ms,
+            itl_ms,
+            e2e_ms,
+            percentile,
+        })
     }
 
     pub(super) fn compare(&mut self, c: Option<Spanned<raw::RawCompare>>) -> CompareConfig {

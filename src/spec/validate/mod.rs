@@ -232,6 +232,7 @@ impl Validator<'_> {
 
         let compare = self.compare(raw.compare);
         let analysis = self.analysis(raw.analysis);
+        let slo = self.slo(raw.slo);
         let tables = self.tables(raw.tables, &arms);
 
         let num_parallel = server_parallel(&self.server, &arms).or(num_parallel);
@@ -257,6 +258,7 @@ impl Validator<'_> {
             num_parallel,
             tables,
             server: self.server.take(),
+            slo,
         }
     }
 }

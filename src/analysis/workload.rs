@@ -1,0 +1,449 @@
+//! Workload levels: for each cell (one configuration at one level of `agents`), the unit's
+//! throughput and latency per rep; for each configuration, the capacity under the `[slo]`;
+//! across configurations, the Pareto front of tokens/s per user against total tokens/s.
+//!
+//! The rep stays the unit: every figure is one value per rep of the cell's load phase
+//! (`single`, or `concurrent` for N > 1 agents), summarised across reps with the same
+//! intervals as every other metric. Definitions (the ones vLLM's `bench serve` and
+//! `plot_pareto` use):
+//! - total tokens/s: output tokens of the unit's calls / the phase's wall time;
+//! - tokens/s per user: 1000 / mean TPOT of the unit's calls, TPOT = (e2e − TTFT) /
+//!   (output tokens − 1), the per-request decode rate a user watches;
+//! - TTFT p50/p95 and the median TPOT ("ITL") over the unit's calls;
+//! - goodput: calls that met every `[slo]` limit / the phase's wall time (requests/s);
+//! - a unit is within the SLO when at least `percentile`% of its calls met every limit; a
+//!   configuration's capacity in rep r is the largest level such that it and every lower
+//!   level were within the SLO in rep r (levels share rep r's randomized round).
+
+use super::samples::{collect_streaming, f64_col, str_col};
+use super::{AnalysisError, AnalysisOptions, CellAnalysis, RepStats};
+use crate::spec::SloConfig;
+use crate::stats;
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One cell's figures: a configuration at one workload level.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LevelPoint {
+    /// The cell.
+    pub cell_id: String,
+    /// Its arm.
+    pub arm: String,
+    /// The configuration: the arm and every factor but `agents` (`arm: num_ctx=512`).
+    pub configuration: String,
+    /// Agents run at once.
+    pub agents: u32,
+    /// Output tokens / phase wall, tok/s, per rep.
+    pub total_tps: RepStats,
+    /// 1000 / mean TPOT of the unit's calls, tok/s, per rep.
+    pub user_tps: RepStats,
+    /// Median TTFT of the unit's calls, ms, per rep.
+    pub ttft_p50_ms: RepStats,
+    /// 95th percentile (type 7) of the unit's TTFTs, ms, per rep.
+    pub ttft_p95_ms: RepStats,
+    /// Median TPOT of the unit's calls, ms, per rep.
+    pub itl_p50_ms: RepStats,
+    /// Calls that met the SLO / phase wall, requests/s, per rep (`None` without `[slo]`).
+    pub goodput_rps: Option<RepStats>,
+    /// Reps whose unit was within the SLO, of those evaluated.
+    pub slo_reps_met: usize,
+    /// Reps evaluated against the SLO (units with at least one measured warm call).
+    pub slo_reps: usize,
+    /// Reps left out of throughput and latency: a call failed or was cold.
+    pub reps_left_out: usize,
+}
+
+/// One configuration's capacity under the SLO.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// The configuration (see [`LevelPoint::configuration`]).
+    pub configuration: String,
+    /// Its levels, ascending.
+    pub levels: Vec<u32>,
+    /// The largest level within the SLO (with every lower one), per rep; 0 when even the
+    /// lowest level missed it.
+    pub per_rep: RepStats,
+}
+
+/// Everything the workload levels of a run show.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    /// One per cell, by configuration then level.
+    pub levels: Vec<LevelPoint>,
+    /// One per configuration with an `[slo]`.
+    pub capacity: Vec<Capacity>,
+    /// Cells on the Pareto front of (median tokens/s per user, median total tokens/s).
+    pub pareto: Vec<String>,
+    /// The SLO in words, when the experiment declares one.
+    pub slo: Option<String>,
+}
+
+impl Workload {
+    /// True when the run has something to show: more than one level, or an SLO.
+    pub fn is_shown(&self) -> bool {
+        self.slo.is_some() || self.levels.iter().any(|l| l.agents > 1)
+    }
+}
+
+/// One measured call of a load phase.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Call {
+    pub ok: bool,
+    pub cold: bool,
+    pub ttft_ms: Option<f64>,
+    pub e2e_ms: Option<f64>,
+    pub output_tokens: Option<f64>,
+}
+
+impl Call {
+    /// (e2e − TTFT) / (output tokens − 1): `None` under two tokens.
+    pub fn tpot_ms(&self) -> Option<f64> {
+        let (n, e2e, ttft) = (self.output_tokens?, self.e2e_ms?, self.ttft_ms?);
+        (n >= 2.0 && e2e >= ttft).then(|| (e2e - ttft) / (n - 1.0))
+    }
+}
+
+/// One rep of a cell's load phase: its calls and wall time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Unit {
+    pub wall_ms: f64,
+    pub calls: Vec<Call>,
+}
+
+/// The figures of one unit (a rep of a cell).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct UnitFigures {
+    /// `None` when a call failed or was cold (throughput and latency left out).
+    pub total_tps: Option<f64>,
+    pub user_tps: Option<f64>,
+    pub ttft_p50: Option<f64>,
+    pub ttft_p95: Option<f64>,
+    pub itl_p50: Option<f64>,
+    pub goodput: Option<f64>,
+    /// `Some(within)` when the unit had a warm call to judge.
+    pub within_slo: Option<bool>,
+}
+
+impl Unit {
+    pub(crate) fn figures(&self, slo: Option<&SloConfig>) -> UnitFigures {
+        let mut f = UnitFigures::default();
+        let wall_s = self.wall_ms / 1000.0;
+        if let Some(slo) = slo {
+            let judged: Vec<&Call> = self.calls.iter().filter(|c| !c.cold).collect();
+            let met = judged
+                .iter()
+                .filter(|c| slo.met_by(c.ok, c.ttft_ms, c.tpot_ms(), c.e2e_ms))
+                .count();
+            if !judged.is_empty() {
+                f.within_slo = Some(met as f64 * 100.0 >= slo.percentile * judged.len() as f64);
+            }
+            if wall_s > 0.0 {
+                f.goodput = Some(met as f64 / wall_s);
+            }
+        }
+        if self.calls.is_empty() || self.calls.iter().any(|c| !c.ok || c.cold) || wall_s <= 0.0 {
+            return f;
+        }
+        let tokens: f64 = self.calls.iter().filter_map(|c| c.output_tokens).sum();
+        f.total_tps = Some(tokens / wall_s);
+        let tpots: Vec<f64> = self.calls.iter().filter_map(Call::tpot_ms).collect();
+        if !tpots.is_empty() {
+            let mean = tpots.iter().sum::<f64>() / tpots.len() as f64;
+            f.user_tps = (mean > 0.0).then(|| 1000.0 / mean);
+            f.itl_p50 = stats::percentile(&tpots, 0.5).ok();
+        }
+        let ttfts: Vec<f64> = self.calls.iter().filter_map(|c| c.ttft_ms).collect();
+        f.ttft_p50 = stats::percentile(&ttfts, 0.5).ok();
+        f.ttft_p95 = stats::percentile(&ttfts, 0.95).ok();
+        f
+    }
+}
+
+/// The load phase's measured calls, per (cell, rep).
+fn units(lf: LazyFrame) -> Result<BTreeMap<(String, u32), Unit>, AnalysisError> {
+    let rows = collect_streaming(
+        lf.filter(
+            col("warmup")
+                .not()
+                .and(col("superseded").not())
+                .and(col("phase").eq(lit("single")).or(col("phase").eq(lit("concurrent")))),
+        )
+        .select([
+            col("cell_id"),
+            col("rep").cast(DataType::Float64),
+            col("ok").cast(DataType::Float64),
+            col("cold").cast(DataType::Float64),
+            col("ttft_ms"),
+            col("e2e_ms"),
+            col("output_tokens").cast(DataType::Float64),
+            col("phase_wall_ms"),
+        ]),
+    )?;
+    let cells = str_col(&rows, "cell_id")?;
+    let [rep, ok, cold, ttft, e2e, tokens, wall] = [
+        "rep",
+        "ok",
+        "cold",
+        "ttft_ms",
+        "e2e_ms",
+        "output_tokens",
+        "phase_wall_ms",
+    ]
+    .map(|c| f64_col(&rows, c));
+    let (rep, ok, cold, ttft, e2e, tokens, wall) = (rep?, ok?, cold?, ttft?, e2e?, tokens?, wall?);
+    let mut out: BTreeMap<(String, u32), Unit> = BTreeMap::new();
+    for i in 0..cells.len() {
+        let u = out
+            .entry((cells[i].clone(), rep[i].unwrap_or(0.0) as u32))
+            .or_default();
+        u.wall_ms = u.wall_ms.max(wall[i].unwrap_or(0.0));
+        u.calls.push(Call {
+            ok: ok[i] == Some(1.0),
+            cold: cold[i] == Some(1.0),
+            ttft_ms: ttft[i],
+            e2e_ms: e2e[i],
+            output_tokens: tokens[i],
+        });
+    }
+    Ok(out)
+}
+
+/// The configuration a cell belongs to: its arm and every factor but `agents`.
+fn configuration(cell: &CellAnalysis) -> (String, u32) {
+    let agents = cell
+        .factors
+        .get("agents")
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(1);
+    let rest: Vec<String> = cell
+        .factors
+        .iter()
+        .filter(|(k, _)| k.as_str() != "agents")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let label = if rest.is_empty() {
+        cell.arm.clone()
+    } else {
+        format!("{}: {}", cell.arm, rest.join(", "))
+    };
+    (label, agents)
+}
+
+/// The workload figures of a run's cells.
+pub fn workload(
+    lf: LazyFrame,
+    cells: &[CellAnalysis],
+    slo: Option<&SloConfig>,
+    opts: &AnalysisOptions,
+) -> Result<Workload, AnalysisError> {
+    let units = units(lf)?;
+    let mut levels = Vec::new();
+    // configuration → level → rep → within the SLO
+    let mut within: BTreeMap<String, BTreeMap<u32, BTreeMap<u32, bool>>> = BTreeMap::new();
+    for cell in cells {
+        let (conf, agents) = configuration(cell);
+        let figures: Vec<(u32, UnitFigures)> = units
+            .range((cell.cell_id.clone(), 0)..=(cell.cell_id.clone(), u32::MAX))
+            .map(|((_, rep), u)| (*rep, u.figures(slo)))
+            .collect();
+        let col = |pick: fn(&UnitFigures) -> Option<f64>| {
+            RepStats::new(
+                figures.iter().filter_map(|(_, f)| pick(f)).collect(),
+                opts.level,
+            )
+        };
+        let judged: Vec<(u32, bool)> = figures
+            .iter()
+            .filter_map(|(r, f)| f.within_slo.map(|w| (*r, w)))
+            .collect();
+        let by_rep = within
+            .entry(conf.clone())
+            .or_default()
+            .entry(agents)
+            .or_default();
+        by_rep.extend(judged.iter().copied());
+        levels.push(LevelPoint {
+            cell_id: cell.cell_id.clone(),
+            arm: cell.arm.clone(),
+            configuration: conf,
+            agents,
+            total_tps: col(|f| f.total_tps),
+            user_tps: col(|f| f.user_tps),
+            ttft_p50_ms: col(|f| f.ttft_p50),
+            ttft_p95_ms: col(|f| f.ttft_p95),
+            itl_p50_ms: col(|f| f.itl_p50),
+            goodput_rps: slo.map(|_| col(|f| f.goodput)),
+            slo_reps_met: judged.iter().filter(|(_, w)| *w).count(),
+            slo_reps: judged.len(),
+            reps_left_out: figures.iter().filter(|(_, f)| f.total_tps.is_none()).count(),
+        });
+    }
+    levels.sort_by(|a, b| (&a.configuration, a.agents).cmp(&(&b.configuration, b.agents)));
+    let capacity = match slo {
+        Some(_) => within
+            .into_iter()
+            .map(|(configuration, by_level)| Capacity {
+                levels: by_level.keys().copied().collect(),
+                per_rep: RepStats::new(
+                    capacity_per_rep(&by_level)
+                        .into_iter()
+                        .map(f64::from)
+                        .collect(),
+                    opts.level,
+                ),
+                configuration,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let pareto = pareto_front(&levels);
+    Ok(Workload {
+        levels,
+        capacity,
+        pareto,
+        slo: slo.map(SloConfig::describe),
+    })
+}
+
+/// Per rep, the largest level within the SLO with every lower level within it too (0 when
+/// the lowest missed). A rep missing at some level ends its climb there.
+pub(crate) fn capacity_per_rep(by_level: &BTreeMap<u32, BTreeMap<u32, bool>>) -> Vec<u32> {
+    let reps: std::collections::BTreeSet<u32> = by_level
+        .values()
+        .flat_map(|r| r.keys().copied())
+        .collect();
+    reps.into_iter()
+        .map(|rep| {
+            let mut cap = 0;
+            for (level, by_rep) in by_level {
+                match by_rep.get(&rep) {
+                    Some(true) => cap = *level,
+                    _ => break,
+                }
+            }
+            cap
+        })
+        .collect()
+}
+
+/// Cells no other cell beats on both medians (tokens/s per user and total tokens/s, higher
+/// is better on both): the front a deployment chooses its operating point on.
+pub(crate) fn pareto_front(levels: &[LevelPoint]) -> Vec<String> {
+    let point = |l: &LevelPoint| {
+        let m = |r: &RepStats| r.summary.value().map(|s| s.median);
+        Some((m(&l.user_tps)?, m(&l.total_tps)?))
+    };
+    let pts: Vec<(&str, (f64, f64))> = levels
+        .iter()
+        .filter_map(|l| point(l).map(|p| (l.cell_id.as_str(), p)))
+        .collect();
+    pts.iter()
+        .filter(|(_, (u, t))| {
+            !pts.iter()
+                .any(|(_, (u2, t2))| u2 >= u && t2 >= t && (u2 > u || t2 > t))
+        })
+        .map(|(id, _)| id.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(ttft: f64, e2e: f64, tokens: f64) -> Call {
+        Call {
+            ok: true,
+            cold: false,
+            ttft_ms: Some(ttft),
+            e2e_ms: Some(e2e),
+            output_tokens: Some(tokens),
+        }
+    }
+
+    fn slo(ttft: f64) -> SloConfig {
+        SloConfig {
+            ttft_ms: Some(ttft),
+            itl_ms: None,
+            e2e_ms: None,
+            percentile: 90.0,
+        }
+    }
+
+    #[test]
+    fn unit_figures_follow_their_definitions() {
+        // Two calls in a 2 s phase: 11 and 21 tokens; TPOT (1000-100)/10 = 90 ms and
+        // (1100-300)/20 = 40 ms.
+        let u = Unit {
+            wall_ms: 2000.0,
+            calls: vec![call(100.0, 1000.0, 11.0), call(300.0, 1100.0, 21.0)],
+        };
+        let f = u.figures(Some(&slo(200.0)));
+        assert_eq!(f.total_tps, Some(16.0));
+        assert_eq!(f.user_tps, Some(1000.0 / 65.0));
+        assert_eq!(f.ttft_p50, Some(200.0));
+        assert_eq!(f.ttft_p95, Some(100.0 + 0.95 * 200.0));
+        assert_eq!(f.itl_p50, Some(65.0));
+        // One of two calls met TTFT ≤ 200: 0.5 requests/s of goodput, 50% < 90%.
+        assert_eq!(f.goodput, Some(0.5));
+        assert_eq!(f.within_slo, Some(false));
+        assert_eq!(u.figures(Some(&slo(300.0))).within_slo, Some(true));
+    }
+
+    #[test]
+    fn a_failed_call_leaves_throughput_out_but_counts_against_the_slo() {
+        let mut bad = call(100.0, 1000.0, 11.0);
+        bad.ok = false;
+        let u = Unit {
+            wall_ms: 1000.0,
+            calls: vec![call(100.0, 1000.0, 11.0), bad],
+        };
+        let f = u.figures(Some(&slo(500.0)));
+        assert_eq!(f.total_tps, None);
+        assert_eq!(f.goodput, Some(1.0));
+        assert_eq!(f.within_slo, Some(false));
+    }
+
+    #[test]
+    fn capacity_climbs_until_the_first_miss_in_each_rep() {
+        let mut by_level: BTreeMap<u32, BTreeMap<u32, bool>> = BTreeMap::new();
+        // rep 0: 1 ok, 2 ok, 4 miss, 8 ok (a lucky level above a miss does not count) → 2
+        // rep 1: 1 ok, 2 ok, 4 ok, 8 miss → 4; rep 2: 1 miss → 0.
+        for (level, reps) in [
+            (1, [true, true, false]),
+            (2, [true, true, true]),
+            (4, [false, true, true]),
+            (8, [true, false, true]),
+        ] {
+            by_level.insert(level, reps.iter().enumerate().map(|(r, w)| (r as u32, *w)).collect());
+        }
+        assert_eq!(capacity_per_rep(&by_level), vec![2, 4, 0]);
+    }
+
+    #[test]
+    fn the_pareto_front_keeps_only_undominated_points() {
+        let lp = |id: &str, user: f64, total: f64| LevelPoint {
+            cell_id: id.into(),
+            arm: "a".into(),
+            configuration: "a".into(),
+            agents: 1,
+            total_tps: RepStats::new(vec![total], 0.95),
+            user_tps: RepStats::new(vec![user], 0.95),
+            ttft_p50_ms: RepStats::new(vec![], 0.95),
+            ttft_p95_ms: RepStats::new(vec![], 0.95),
+            itl_p50_ms: RepStats::new(vec![], 0.95),
+            goodput_rps: None,
+            slo_reps_met: 0,
+            slo_reps: 0,
+            reps_left_out: 0,
+        };
+        let levels = [
+            lp("n1", 50.0, 50.0),
+            lp("n2", 40.0, 80.0),
+            lp("n4", 25.0, 100.0),
+            lp("n8", 12.0, 96.0),
+            lp("other", 45.0, 45.0),
+        ];
+        assert_eq!(pareto_front(&levels), ["n1", "n2", "n4"]);
+    }
+}
