@@ -500,7 +500,10 @@ pub fn analyze_frame(
     let comparisons = reference::compare_all(&cells, &s, tokens.as_ref(), opts, &params);
     let pairs = pairs::pairs(lf.clone(), opts)?;
     let axis_tests = reference::axis_tests(&cells, opts, &params);
-    let slo = manifest.as_ref().and_then(Manifest::spec).and_then(|s| s.slo);
+    let slo = manifest
+        .as_ref()
+        .and_then(Manifest::spec)
+        .and_then(|s| s.slo);
     let workload = workload::workload(lf.clone(), &cells, slo.as_ref(), opts)?;
     let mut notes = Vec::new();
     notes.extend(pairs::impossible(&pairs, manifest.as_ref()));

@@ -48,7 +48,10 @@ pub fn pairs(lf: LazyFrame, opts: &AnalysisOptions) -> Result<Vec<PairAnalysis>,
                 col("arm").first().alias("arm"),
                 col("phase_wall_ms").max().alias("wall"),
                 col("ok").not().cast(DataType::UInt32).sum().alias("failed"),
-                col("agent").n_unique().cast(DataType::Float64).alias("agents"),
+                col("agent")
+                    .n_unique()
+                    .cast(DataType::Float64)
+                    .alias("agents"),
             ])
             .sort(["cell_id", "rep", "phase"], SortMultipleOptions::default()),
     )?;

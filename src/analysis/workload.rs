@@ -164,10 +164,11 @@ impl Unit {
 fn units(lf: LazyFrame) -> Result<BTreeMap<(String, u32), Unit>, AnalysisError> {
     let rows = collect_streaming(
         lf.filter(
-            col("warmup")
-                .not()
-                .and(col("superseded").not())
-                .and(col("phase").eq(lit("single")).or(col("phase").eq(lit("concurrent")))),
+            col("warmup").not().and(col("superseded").not()).and(
+                col("phase")
+                    .eq(lit("single"))
+                    .or(col("phase").eq(lit("concurrent"))),
+            ),
         )
         .select([
             col("cell_id"),
@@ -276,7 +277,10 @@ pub fn workload(
             goodput_rps: slo.map(|_| col(|f| f.goodput)),
             slo_reps_met: judged.iter().filter(|(_, w)| *w).count(),
             slo_reps: judged.len(),
-            reps_left_out: figures.iter().filter(|(_, f)| f.total_tps.is_none()).count(),
+            reps_left_out: figures
+                .iter()
+                .filter(|(_, f)| f.total_tps.is_none())
+                .count(),
         });
     }
     levels.sort_by(|a, b| (&a.configuration, a.agents).cmp(&(&b.configuration, b.agents)));
@@ -309,10 +313,8 @@ pub fn workload(
 /// Per rep, the largest level within the SLO with every lower level within it too (0 when
 /// the lowest missed). A rep missing at some level ends its climb there.
 pub(crate) fn capacity_per_rep(by_level: &BTreeMap<u32, BTreeMap<u32, bool>>) -> Vec<u32> {
-    let reps: std::collections::BTreeSet<u32> = by_level
-        .values()
-        .flat_map(|r| r.keys().copied())
-        .collect();
+    let reps: std::collections::BTreeSet<u32> =
+        by_level.values().flat_map(|r| r.keys().copied()).collect();
     reps.into_iter()
         .map(|rep| {
             let mut cap = 0;
@@ -415,7 +417,13 @@ mod tests {
             (4, [false, true, true]),
             (8, [true, false, true]),
         ] {
-            by_level.insert(level, reps.iter().enumerate().map(|(r, w)| (r as u32, *w)).collect());
+            by_level.insert(
+                level,
+                reps.iter()
+                    .enumerate()
+                    .map(|(r, w)| (r as u32, *w))
+                    .collect(),
+            );
         }
         assert_eq!(capacity_per_rep(&by_level), vec![2, 4, 0]);
     }

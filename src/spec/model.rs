@@ -406,7 +406,13 @@ pub const DEFAULT_SLO_PERCENTILE: f64 = 90.0;
 
 impl SloConfig {
     /// True when a call with these figures meets every limit (a failed call never does).
-    pub fn met_by(&self, ok: bool, ttft_ms: Option<f64>, itl_ms: Option<f64>, e2e_ms: Option<f64>) -> bool {
+    pub fn met_by(
+        &self,
+        ok: bool,
+        ttft_ms: Option<f64>,
+        itl_ms: Option<f64>,
+        e2e_ms: Option<f64>,
+    ) -> bool {
         let within = |limit: Option<f64>, v: Option<f64>, none_meets: bool| match (limit, v) {
             (None, _) => true,
             (Some(l), Some(v)) => v <= l,
@@ -420,7 +426,11 @@ impl SloConfig {
     /// `TTFT ≤ 2000 ms, ITL ≤ 100 ms for 90% of calls`.
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
-        for (name, v) in [("TTFT", self.ttft_ms), ("ITL", self.itl_ms), ("e2e", self.e2e_ms)] {
+        for (name, v) in [
+            ("TTFT", self.ttft_ms),
+            ("ITL", self.itl_ms),
+            ("e2e", self.e2e_ms),
+        ] {
             if let Some(v) = v {
                 parts.push(format!("{name} ≤ {v} ms"));
             }

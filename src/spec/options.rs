@@ -350,7 +350,14 @@ mod tests {
     fn option_name_families_split_where_the_fields_do() {
         assert_eq!(
             SERVER_OPTION_NAMES,
-            ["flash_attn", "kv_cache_type", "parallel", "batch_size", "ubatch_size", "threads"]
+            [
+                "flash_attn",
+                "kv_cache_type",
+                "parallel",
+                "batch_size",
+                "ubatch_size",
+                "threads"
+            ]
         );
         assert_eq!(WORKLOAD_OPTION_NAMES, ["agents"]);
         let o = ModelOptions {

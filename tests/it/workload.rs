@@ -115,13 +115,29 @@ fn levels_against_a_two_slot_peer_match_the_queueing_arithmetic() {
         let l = at(n);
         assert_eq!(l.total_tps.reps.len(), 3, "level {n}: {l:?}");
         assert_eq!(l.reps_left_out, 0);
-        near(&format!("tok/s per user at {n}"), median(&l.user_tps), 1000.0 / GAP_MS);
+        near(
+            &format!("tok/s per user at {n}"),
+            median(&l.user_tps),
+            1000.0 / GAP_MS,
+        );
         near(&format!("TPOT at {n}"), median(&l.itl_p50_ms), GAP_MS);
     }
     let tokens = TOKENS as f64;
-    near("total tok/s at 1", median(&at(1).total_tps), 2.0 * tokens / (2.0 * D_MS / 1000.0));
-    near("total tok/s at 2", median(&at(2).total_tps), 4.0 * tokens / (2.0 * D_MS / 1000.0));
-    near("total tok/s at 4", median(&at(4).total_tps), 8.0 * tokens / (4.0 * D_MS / 1000.0));
+    near(
+        "total tok/s at 1",
+        median(&at(1).total_tps),
+        2.0 * tokens / (2.0 * D_MS / 1000.0),
+    );
+    near(
+        "total tok/s at 2",
+        median(&at(2).total_tps),
+        4.0 * tokens / (2.0 * D_MS / 1000.0),
+    );
+    near(
+        "total tok/s at 4",
+        median(&at(4).total_tps),
+        8.0 * tokens / (4.0 * D_MS / 1000.0),
+    );
     near("TTFT p50 at 1", median(&at(1).ttft_p50_ms), FIRST_MS);
     near("TTFT p50 at 2", median(&at(2).ttft_p50_ms), FIRST_MS);
     near("TTFT p50 at 4", median(&at(4).ttft_p50_ms), D_MS + FIRST_MS);
@@ -150,14 +166,22 @@ fn levels_against_a_two_slot_peer_match_the_queueing_arithmetic() {
             .unwrap_or_else(|| panic!("no speedup for level {n}"));
         assert_eq!(p.agents, n as usize);
         near(&format!("speedup at {n}"), median(&p.speedup), 2.0);
-        near(&format!("efficiency at {n}"), median(&p.efficiency), 2.0 / n as f64);
+        near(
+            &format!("efficiency at {n}"),
+            median(&p.efficiency),
+            2.0 / n as f64,
+        );
     }
     // The front: the level with the most total tokens/s is always on it; the per-user
     // rates tie within noise (50 tok/s at every level), so which others join it is noise.
     let best = w
         .levels
         .iter()
-        .max_by(|x, y| median(&x.total_tps).partial_cmp(&median(&y.total_tps)).unwrap())
+        .max_by(|x, y| {
+            median(&x.total_tps)
+                .partial_cmp(&median(&y.total_tps))
+                .unwrap()
+        })
         .unwrap();
     assert!(best.agents >= 2, "{best:?}");
     assert!(w.pareto.contains(&best.cell_id), "{:?}", w.pareto);

@@ -231,9 +231,11 @@ impl Validator<'_> {
             .map(|o| o.agents.unwrap_or(1))
             .max()
             .unwrap_or(1);
-        let any_level = points
-            .iter()
-            .any(|p| members.iter().any(|m| m.options.merged_with(p).agents.is_some()));
+        let any_level = points.iter().any(|p| {
+            members
+                .iter()
+                .any(|m| m.options.merged_with(p).agents.is_some())
+        });
         let at = arm.grid.as_ref().and_then(span_of).or(Some(span.clone()));
         if agent == AgentKind::Pair && any_level {
             self.err(
