@@ -239,10 +239,12 @@ pub fn build_tables(
         .map(|s| s.tables.clone())
         .unwrap_or_default();
     if !declared.is_empty() {
-        return Ok(declared
+        let mut out: Vec<(String, Vec<Table>)> = declared
             .iter()
             .map(|t| (t.name.clone(), vec![tables::declared(view, t)]))
-            .collect());
+            .collect();
+        out.extend(workload_tables(view));
+        return Ok(out);
     }
     let known: Vec<String> = view.axes(&{
         let mut e = view.entries(false);
@@ -280,10 +282,24 @@ pub fn build_tables(
     if let Some(t) = tables::pair_table(view) {
         out.push(("pairs".into(), vec![t]));
     }
+    out.extend(workload_tables(view));
     if let Some(t) = agents::agent_table(view)? {
         out.push(("pair_agents".into(), vec![t]));
     }
     Ok(out)
+}
+
+/// The workload-level tables (latency–throughput per level, capacity under the SLO): part
+/// of every report of a run that has levels or an `[slo]`, declared tables or not.
+fn workload_tables(view: &View) -> Vec<(String, Vec<Table>)> {
+    let mut out = Vec::new();
+    if let Some(t) = tables::workload_table(view) {
+        out.push(("workload".into(), vec![t]));
+    }
+    if let Some(t) = tables::capacity_table(view) {
+        out.push(("capacity".into(), vec![t]));
+    }
+    out
 }
 
 /// The headline tables: single-agent cells, then pair cells, × TTFT and decode throughput
@@ -633,6 +649,20 @@ fn write_plots(rv: &RunView, out: &Path) -> Result<Vec<(String, PathBuf)>, Repor
         if plots::metric_vs_ctx(&p, a, m)? {
             written.push((format!("{} vs num_ctx, median with CI band", m.label()), p));
         }
+    }
+    let p = pdir.join("latency_vs_throughput.svg");
+    if plots::latency_vs_throughput(&p, &a.workload)? {
+        written.push((
+            "TTFT vs total throughput over the workload levels".to_string(),
+            p,
+        ));
+    }
+    let p = pdir.join("pareto.svg");
+    if a.workload.is_shown() && plots::pareto(&p, &a.workload)? {
+        written.push((
+            "Pareto front of tokens/s per user against total tokens/s".to_string(),
+            p,
+        ));
     }
     let p = pdir.join("num_gpu.svg");
     if plots::num_gpu_plot(&p, a)? {

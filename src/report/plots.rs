@@ -501,3 +501,185 @@ pub fn num_gpu_plot(path: &Path, a: &Analysis) -> Result<bool, ReportError> {
     root.present().map_err(&e)?;
     Ok(true)
 }
+
+/// The median of a rep statistic, with its CI when there is one.
+fn median_with_ci(r: &crate::analysis::RepStats) -> Option<(f64, Option<(f64, f64)>)> {
+    let m = r.summary.value()?.median;
+    let ci = r.median_ci.value().map(|i| (i.lower, i.upper));
+    Some((m, ci))
+}
+
+/// Latency against achieved throughput over the workload levels, one line per
+/// configuration: x = total tok/s, y = TTFT p50 (ms), each point labelled with its number
+/// of agents, vertical whiskers the TTFT CI. False when no configuration has two levels.
+pub fn latency_vs_throughput(
+    path: &Path,
+    w: &crate::analysis::workload::Workload,
+) -> Result<bool, ReportError> {
+    let e = err(path);
+    type Pt = (f64, f64, Option<(f64, f64)>, u32);
+    let mut lines: BTreeMap<&str, Vec<Pt>> = BTreeMap::new();
+    for l in &w.levels {
+        let (Some((x, _)), Some((y, ci))) =
+            (median_with_ci(&l.total_tps), median_with_ci(&l.ttft_p50_ms))
+        else {
+            continue;
+        };
+        lines
+            .entry(l.configuration.as_str())
+            .or_default()
+            .push((x, y, ci, l.agents));
+    }
+    lines.retain(|_, v| v.len() >= 2);
+    if lines.is_empty() {
+        return Ok(false);
+    }
+    let all = || lines.values().flatten();
+    let x1 = all().map(|p| p.0).fold(0.0, f64::max);
+    let y1 = all()
+        .map(|p| p.2.map_or(p.1, |c| c.1.max(p.1)))
+        .fold(0.0, f64::max);
+    let (_, x1) = padded(0.0, x1);
+    let (_, y1) = padded(0.0, y1);
+    let y1 = y1 * (1.0 + 0.08 * (1 + lines.len()) as f64);
+    let root = SVGBackend::new(path, (W, H)).into_drawing_area();
+    root.fill(&WHITE).map_err(&e)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "TTFT vs total throughput over the levels (median of reps, CI whiskers)",
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x1, 0.0..y1)
+        .map_err(&e)?;
+    chart
+        .configure_mesh()
+        .x_desc("total output tokens/s (all agents of the unit)")
+        .y_desc("TTFT p50 (ms)")
+        .x_label_formatter(&|x| tick(*x, x1))
+        .y_label_formatter(&|y| tick(*y, y1))
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 16))
+        .draw()
+        .map_err(&e)?;
+    for (i, (label, mut v)) in lines.into_iter().enumerate() {
+        v.sort_by_key(|p| p.3);
+        let c = color(i);
+        chart
+            .draw_series(LineSeries::new(
+                v.iter().map(|p| (p.0, p.1)),
+                c.stroke_width(2),
+            ))
+            .map_err(&e)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(3)));
+        chart
+            .draw_series(v.iter().filter_map(|p| {
+                p.2.map(|(lo, hi)| PathElement::new(vec![(p.0, lo), (p.0, hi)], c.stroke_width(1)))
+            }))
+            .map_err(&e)?;
+        chart
+            .draw_series(v.iter().map(|p| {
+                EmptyElement::at((p.0, p.1))
+                    + Circle::new((0, 0), 4, c.filled())
+                    + Text::new(format!("N={}", p.3), (6, -16), ("sans-serif", 13))
+            }))
+            .map_err(&e)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(&e)?;
+    root.present().map_err(&e)?;
+    Ok(true)
+}
+
+/// Every cell as a point of (tok/s per user, total tok/s), colour by configuration, the
+/// Pareto front drawn through its points. False with fewer than two points.
+pub fn pareto(path: &Path, w: &crate::analysis::workload::Workload) -> Result<bool, ReportError> {
+    let e = err(path);
+    let pts: Vec<(&str, f64, f64, u32, bool)> = w
+        .levels
+        .iter()
+        .filter_map(|l| {
+            let (u, _) = median_with_ci(&l.user_tps)?;
+            let (t, _) = median_with_ci(&l.total_tps)?;
+            Some((
+                l.configuration.as_str(),
+                u,
+                t,
+                l.agents,
+                w.pareto.contains(&l.cell_id),
+            ))
+        })
+        .collect();
+    if pts.len() < 2 {
+        return Ok(false);
+    }
+    let confs: Vec<&str> = {
+        let mut c: Vec<&str> = pts.iter().map(|p| p.0).collect();
+        c.sort_unstable();
+        c.dedup();
+        c
+    };
+    let (_, x1) = padded(0.0, pts.iter().map(|p| p.1).fold(0.0, f64::max));
+    let (_, y1) = padded(0.0, pts.iter().map(|p| p.2).fold(0.0, f64::max));
+    let y1 = y1 * (1.0 + 0.08 * (1 + confs.len()) as f64);
+    let root = SVGBackend::new(path, (W, H)).into_drawing_area();
+    root.fill(&WHITE).map_err(&e)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Pareto front: tokens/s per user vs total tokens/s (medians of reps)",
+            ("sans-serif", 22),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x1, 0.0..y1)
+        .map_err(&e)?;
+    chart
+        .configure_mesh()
+        .x_desc("tokens/s per user (1000 / mean TPOT)")
+        .y_desc("total output tokens/s")
+        .x_label_formatter(&|x| tick(*x, x1))
+        .y_label_formatter(&|y| tick(*y, y1))
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 16))
+        .draw()
+        .map_err(&e)?;
+    let mut front: Vec<(f64, f64)> = pts.iter().filter(|p| p.4).map(|p| (p.1, p.2)).collect();
+    front.sort_by(|a, b| a.0.total_cmp(&b.0));
+    chart
+        .draw_series(LineSeries::new(front, BLACK.stroke_width(1)))
+        .map_err(&e)?
+        .label("Pareto front")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
+    for (i, conf) in confs.iter().enumerate() {
+        let c = color(i);
+        chart
+            .draw_series(pts.iter().filter(|p| p.0 == *conf).map(|p| {
+                EmptyElement::at((p.1, p.2))
+                    + Circle::new((0, 0), if p.4 { 6 } else { 4 }, c.filled())
+                    + Text::new(format!("N={}", p.3), (7, -16), ("sans-serif", 13))
+            }))
+            .map_err(&e)?
+            .label(conf.to_string())
+            .legend(move |(x, y)| Circle::new((x + 10, y), 5, c.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(&e)?;
+    root.present().map_err(&e)?;
+    Ok(true)
+}

@@ -185,4 +185,40 @@ fn levels_against_a_two_slot_peer_match_the_queueing_arithmetic() {
         .unwrap();
     assert!(best.agents >= 2, "{best:?}");
     assert!(w.pareto.contains(&best.cell_id), "{:?}", w.pareto);
+
+    // The report: the latency–throughput table with one row per level, the capacity
+    // table, both plots in the HTML page, the definitions once in the methods.
+    let files = sweep::report::render(&run, &sweep::report::ReportOptions::default()).unwrap();
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.strip_prefix(&run).unwrap().display().to_string())
+        .collect();
+    for f in [
+        "tables/workload.md",
+        "tables/workload.tex",
+        "tables/capacity.md",
+        "plots/latency_vs_throughput.svg",
+        "plots/pareto.svg",
+    ] {
+        assert!(names.iter().any(|n| n.ends_with(f)), "{f} not in {names:?}");
+    }
+    let find = |suffix: &str| files.iter().find(|f| f.ends_with(suffix)).unwrap();
+    let table = std::fs::read_to_string(find("tables/workload.md")).unwrap();
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| load")).collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    assert!(
+        rows[2].contains("0/3 reps") && rows[0].contains("3/3 reps"),
+        "{table}"
+    );
+    let capacity = std::fs::read_to_string(find("tables/capacity.md")).unwrap();
+    eprintln!("{table}\n{capacity}");
+    assert!(
+        capacity.contains("TTFT ≤ 150 ms for 90% of calls"),
+        "{capacity}"
+    );
+    assert!(capacity.contains("| 2 2 2 |"), "{capacity}");
+    let methods = std::fs::read_to_string(find("tables/methods.md")).unwrap();
+    assert!(methods.contains("Workload levels"), "{methods}");
+    let html = std::fs::read_to_string(find("report.html")).unwrap();
+    assert!(html.contains("Pareto front") && html.matches("<svg").count() >= 2);
 }

@@ -23,12 +23,14 @@ mod metric;
 mod num_gpu;
 mod pairs;
 mod startup;
+mod workload;
 
 pub use declared::declared;
 pub use metric::{metric_tables, pivot_tables};
 pub use num_gpu::num_gpu_table;
 pub use pairs::pair_table;
 pub use startup::startup_table;
+pub use workload::{capacity_table, workload_table};
 #[allow(unused_imports)]
 use {declared::*, metric::*};
 

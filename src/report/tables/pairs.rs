@@ -79,7 +79,7 @@ pub fn pair_table(view: &View) -> Option<Table> {
     };
     t.notes = vec![
         format!(
-            "Entries: median of the per-rep ratios [{lvl} CI]; efficiency = speedup / 2; \
+            "Entries: median of the per-rep ratios [{lvl} CI]; efficiency = speedup / N agents; \
              contention = concurrent / sequential e2e of an agent."
         ),
         tail_note(&entries, &t),

@@ -1,0 +1,193 @@
+//! Workload levels: one row per configuration × level (throughput, per-user rate, latency,
+//! goodput, the SLO and the Pareto front), and the capacity of each configuration under the
+//! `[slo]`.
+
+use super::*;
+use crate::analysis::workload::Workload;
+
+/// The latency–throughput table of a run with workload levels (`None` without levels > 1
+/// or an `[slo]`).
+pub fn workload_table(view: &View) -> Option<Table> {
+    let [rv] = view.runs.as_slice() else {
+        return None;
+    };
+    let w = &rv.a.workload;
+    if !w.is_shown() || w.levels.is_empty() {
+        return None;
+    }
+    let lvl = level_pct(&rv.a);
+    let speedups: BTreeMap<&str, &crate::analysis::RepStats> =
+        rv.a.pairs
+            .iter()
+            .map(|p| (p.cell_id.as_str(), &p.speedup))
+            .collect();
+    let any_speedup = w
+        .levels
+        .iter()
+        .any(|l| speedups.contains_key(l.cell_id.as_str()));
+    let mut columns = vec![
+        Column::text("configuration"),
+        Column::number("agents", 0, CiStyle::None),
+        Column::number("n", 0, CiStyle::None),
+        Column::number(format!("total tok/s [{lvl} CI]"), 1, CiStyle::Brackets),
+        Column::number(format!("tok/s per user [{lvl} CI]"), 1, CiStyle::Brackets),
+        Column::number(format!("TTFT p50 ms [{lvl} CI]"), 0, CiStyle::Brackets),
+        Column::number(format!("TTFT p95 ms [{lvl} CI]"), 0, CiStyle::Brackets),
+        Column::number(format!("ITL p50 ms [{lvl} CI]"), 1, CiStyle::Brackets),
+    ];
+    if any_speedup {
+        columns.push(Column::number(
+            format!("speedup [{lvl} CI]"),
+            2,
+            CiStyle::Brackets,
+        ));
+    }
+    if w.slo.is_some() {
+        columns.push(Column::number(
+            format!("goodput req/s [{lvl} CI]"),
+            2,
+            CiStyle::Brackets,
+        ));
+        columns.push(Column::text("within SLO"));
+    }
+    columns.push(Column::text("Pareto"));
+    let mut rows = Vec::new();
+    let mut last_conf: Option<&str> = None;
+    for l in &w.levels {
+        let mut cells = vec![
+            Cell::text(l.configuration.clone()),
+            Cell::value(Some(f64::from(l.agents))),
+            Cell::value(Some(l.total_tps.reps.len() as f64)),
+            median_cell(&l.total_tps),
+            median_cell(&l.user_tps),
+            median_cell(&l.ttft_p50_ms),
+            median_cell(&l.ttft_p95_ms),
+            median_cell(&l.itl_p50_ms),
+        ];
+        if any_speedup {
+            cells.push(
+                speedups
+                    .get(l.cell_id.as_str())
+                    .map(|s| median_cell(s))
+                    .unwrap_or_else(|| Cell::text("—")),
+            );
+        }
+        if w.slo.is_some() {
+            cells.push(
+                l.goodput_rps
+                    .as_ref()
+                    .map(median_cell)
+                    .unwrap_or_else(|| Cell::text("n/a")),
+            );
+            cells.push(Cell::text(format!(
+                "{}/{} reps",
+                l.slo_reps_met, l.slo_reps
+            )));
+        }
+        cells.push(Cell::text(if w.pareto.contains(&l.cell_id) {
+            "front"
+        } else {
+            ""
+        }));
+        rows.push(Row {
+            cells,
+            rule_above: last_conf.is_some_and(|c| c != l.configuration),
+        });
+        last_conf = Some(&l.configuration);
+    }
+    let mut notes = vec![format!(
+        "Entries: median over reps of each unit's figure [{lvl} CI]; total = output tokens / \
+         phase wall; per user = 1000 / mean TPOT; ITL = median TPOT.{}",
+        match &w.slo {
+            Some(s) => format!(" SLO: {s}; goodput = calls within it / phase wall."),
+            None => String::new(),
+        }
+    )];
+    let left_out: usize = w.levels.iter().map(|l| l.reps_left_out).sum();
+    notes.push(format!(
+        "{} Pareto: not beaten on both tok/s per user and total tok/s. See Methods.",
+        if left_out > 0 {
+            format!(
+                "{left_out} reps with a failed or cold call left out of throughput and latency."
+            )
+        } else {
+            "No rep left out.".to_string()
+        }
+    ));
+    Some(Table {
+        name: "workload".into(),
+        caption: "Workload levels: throughput and latency per configuration and number of \
+                  agents at once"
+            .into(),
+        label: "tab:workload".into(),
+        columns,
+        rows,
+        notes,
+    })
+}
+
+/// The capacity of each configuration under the `[slo]` (`None` without an SLO).
+pub fn capacity_table(view: &View) -> Option<Table> {
+    let [rv] = view.runs.as_slice() else {
+        return None;
+    };
+    let w: &Workload = &rv.a.workload;
+    let slo = w.slo.as_ref()?;
+    if w.capacity.is_empty() {
+        return None;
+    }
+    let lvl = level_pct(&rv.a);
+    let columns = vec![
+        Column::text("configuration"),
+        Column::text("levels"),
+        Column::number("n", 0, CiStyle::None),
+        Column::number(
+            format!("capacity (agents) [{lvl} CI]"),
+            0,
+            CiStyle::Brackets,
+        ),
+        Column::text("per rep"),
+    ];
+    let rows = w
+        .capacity
+        .iter()
+        .map(|c| Row {
+            cells: vec![
+                Cell::text(c.configuration.clone()),
+                Cell::text(
+                    c.levels
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+                Cell::value(Some(c.per_rep.reps.len() as f64)),
+                median_cell(&c.per_rep),
+                Cell::text(
+                    c.per_rep
+                        .reps
+                        .iter()
+                        .map(|v| format!("{v}"))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
+            ],
+            rule_above: false,
+        })
+        .collect();
+    Some(Table {
+        name: "capacity".into(),
+        caption: format!("Capacity under the SLO ({slo})"),
+        label: "tab:capacity".into(),
+        columns,
+        rows,
+        notes: vec![
+            format!(
+                "Capacity in a rep: the largest level within the SLO with every lower level \
+                 within it too (0: even the lowest missed). Entries: median over reps \
+                 [{lvl} CI]."
+            ),
+            "See Methods (methods.md, methods.tex).".into(),
+        ],
+    })
+}
