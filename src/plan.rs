@@ -365,7 +365,7 @@ impl Plan {
         self.units
             .iter()
             .filter(|u| u.reload)
-            .map(|u| self.cells[u.cell].members.len())
+            .map(|u| self.cells[u.cell].calls_in_phase(Phase::Reload))
             .sum()
     }
 
@@ -415,8 +415,11 @@ fn expand_cells(spec: &Spec) -> Vec<Cell> {
                 m.title = t;
             }
             let id = cell_id(&arm.name, arm.agent, &members);
+            // Copies share their first copy's key: every level of a configuration is one
+            // reload group.
             let reload_key = members
                 .iter()
+                .filter(|m| m.takes_probe())
                 .map(Member::reload_key)
                 .collect::<Vec<_>>()
                 .join(" + ");
@@ -653,11 +656,33 @@ pub fn render(spec: &Spec, plan: &Plan) -> String {
         e.repetitions,
         warm
     );
-    let _ = writeln!(
-        s,
-        "LLM calls: {}  (2 per agent run; a pair unit runs concurrently and then back to back: 8 calls)",
-        plan.total_calls()
-    );
+    let has_pairs = plan.cells.iter().any(|c| c.agent == AgentKind::Pair);
+    let levels: Vec<usize> = {
+        let mut v: Vec<usize> = plan
+            .cells
+            .iter()
+            .filter(|c| c.agent == AgentKind::Single)
+            .map(Cell::agents_at_once)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let mut how = vec!["2 per agent run".to_string()];
+    if has_pairs {
+        how.push("a pair unit runs concurrently and then back to back: 8 calls".into());
+    }
+    if levels.iter().any(|n| *n > 1) {
+        how.push(format!(
+            "agents at once: {} (a unit of N agents: 2N calls, 4N with speedup)",
+            levels
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let _ = writeln!(s, "LLM calls: {}  ({})", plan.total_calls(), how.join("; "));
     let _ = writeln!(
         s,
         "reload groups: {}  (model, num_ctx, num_gpu, server-level options); reloads in run order: {} (each followed \

@@ -254,6 +254,11 @@ const CATALOGUE: &[(&str, usize, usize, &str)] = &[
         12,
         "not used by the custom server",
     ),
+    ("56_agents_on_a_pair", 13, 1, "a pair is already two agents"),
+    ("57_speedup_without_levels", 10, 11, "needs a level of agents > 1"),
+    ("58_agents_out_of_range", 11, 14, "agents must be an integer in 1..=64"),
+    ("59_slo_without_limits", 8, 1, "[slo] needs at least one limit"),
+    ("60_slo_bad_percentile", 10, 14, "percentile must be in (0, 100]"),
 ];
 
 fn bad_dir() -> PathBuf {
@@ -665,4 +670,69 @@ fn a_huge_grid_fails_fast_with_a_located_error_in_bounded_memory() {
         assert!(kib < 64 * 1024, "{cmd}: peak RSS {kib} KiB");
         assert!(wall < std::time::Duration::from_secs(10), "{cmd}: {wall:?}");
     }
+}
+
+#[test]
+fn workload_levels_expand_into_numbered_copies_sharing_one_reload_group() {
+    let text = "[experiment]\nname = \"p\"\nrepetitions = 2\nwarmup = 0\n\
+                [backend]\nkind = \"ollama\"\nmodel = \"m\"\n[corpus]\npath = \"c\"\n\
+                [[arm]]\nname = \"load\"\nspeedup = true\n[arm.grid]\nagents = [1, 3]\n\
+                [[arm]]\nname = \"fixed\"\noptions = { agents = 2 }\n";
+    let spec = Spec::parse(Path::new("p.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let plan = Plan::build(&spec, None);
+    let by_level = |arm: &str, n: usize| {
+        plan.cells
+            .iter()
+            .find(|c| c.arm() == arm && c.members().len() == n)
+            .unwrap_or_else(|| panic!("no {arm} cell of {n}"))
+    };
+    let one = by_level("load", 1);
+    let three = by_level("load", 3);
+    let slots: Vec<String> = three
+        .members()
+        .iter()
+        .map(|m| {
+            serde_json::to_value(m.slot)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(slots, ["1", "2", "3"]);
+    assert_eq!(one.phases(), [sweep::record::Phase::Single]);
+    assert_eq!(
+        three.phases(),
+        [
+            sweep::record::Phase::Concurrent,
+            sweep::record::Phase::Sequential
+        ]
+    );
+    assert_eq!(three.calls_per_unit(), 3 * 2 * 2);
+    // Without speedup a level runs only together.
+    let fixed = by_level("fixed", 2);
+    assert_eq!(fixed.phases(), [sweep::record::Phase::Concurrent]);
+    assert_eq!(fixed.calls_per_unit(), 4);
+    // The same model and context at every level: one reload group, one probe per reload.
+    assert_eq!(one.reload_key, three.reload_key);
+    assert_eq!(plan.groups.len(), 1);
+    assert_eq!(three.calls_in_phase(sweep::record::Phase::Reload), 1);
+    // The level is part of the cell's identity (a file without levels keeps its ids: see
+    // cell_ids_are_stable_across_versions).
+    assert_ne!(one.id, three.id);
+    let plain = Spec::parse(
+        Path::new("p.toml"),
+        "[experiment]\nname = \"p\"\n[backend]\nkind = \"ollama\"\nmodel = \"m\"\n\
+         [corpus]\npath = \"c\"\n[[arm]]\nname = \"load\"\n",
+    )
+    .unwrap();
+    let plain_id = Plan::build(&plain, None).cells[0].id.clone();
+    let with_level_one = Spec::parse(
+        Path::new("p.toml"),
+        "[experiment]\nname = \"p\"\n[backend]\nkind = \"ollama\"\nmodel = \"m\"\n\
+         [corpus]\npath = \"c\"\n[[arm]]\nname = \"load\"\n[arm.grid]\nagents = [2]\n",
+    )
+    .unwrap();
+    assert_ne!(Plan::build(&with_level_one, None).cells[0].id, plain_id);
+    assert_eq!(plan.total_calls(), 2 * (2 + 12 + 4));
 }

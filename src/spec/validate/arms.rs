@@ -250,6 +250,10 @@ impl Validator<'_> {
         let Some(flag) = &arm.speedup else {
             return false;
         };
+        if points.is_empty() {
+            // The grid already failed: its errors say why.
+            return false;
+        }
         let at = span_of(flag);
         if agent == AgentKind::Pair {
             self.err(
