@@ -113,6 +113,9 @@ pub struct Cell {
     /// A unit of N > 1 agents (`agents`) also runs them back to back (`speedup = true`).
     #[serde(default)]
     pub speedup: bool,
+    /// Open loop (`rate`): the arrival process; the members are its arrivals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_loop: Option<crate::spec::OpenLoop>,
 }
 
 impl Cell {
@@ -134,6 +137,9 @@ impl Cell {
     /// The phases of a unit of this cell, in the order they run: a single agent; a pair (and
     /// N agents with `speedup`) together, then back to back; N agents together.
     pub fn phases(&self) -> &'static [Phase] {
+        if self.open_loop.is_some() {
+            return &[Phase::Open];
+        }
         match self.agent {
             AgentKind::Single if self.members.len() == 1 => &[Phase::Single],
             AgentKind::Single if !self.speedup => &[Phase::Concurrent],
@@ -188,6 +194,46 @@ impl Cell {
                 .collect::<Vec<_>>()
                 .join(" | "),
         }
+    }
+}
+
+impl Cell {
+    /// The planned start of each arrival of an open-loop unit, ms after the phase starts
+    /// (empty for a closed-loop cell): the first at 0, then gaps of 1 / rate (constant) or
+    /// exponential gaps of mean 1 / rate (Poisson) from a generator seeded by the cell, the
+    /// rep and warm-up, so a resumed or re-run unit gets the same schedule.
+    pub fn arrival_offsets_ms(&self, rep: u32, warmup: bool) -> Vec<f64> {
+        let Some(ol) = self.open_loop else {
+            return Vec::new();
+        };
+        let rate = self
+            .members
+            .first()
+            .and_then(|m| m.options.rate)
+            .unwrap_or(1.0);
+        let mean_gap_ms = 1000.0 / rate;
+        let mut h = Sha256::new();
+        h.update(format!("{}|{rep}|{warmup}|arrivals", self.id).as_bytes());
+        let digest = h.finalize();
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(&digest);
+        let mut rng = ChaCha8Rng::from_seed(seed);
+        let mut t = 0.0;
+        (0..ol.requests)
+            .map(|k| {
+                if k > 0 {
+                    t += match ol.arrivals {
+                        crate::spec::Arrivals::Constant => mean_gap_ms,
+                        crate::spec::Arrivals::Poisson => {
+                            // U in (0, 1]: 53 random bits, never 0 (ln 0 = −∞).
+                            let u = ((rng.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
+                            -u.ln() * mean_gap_ms
+                        }
+                    };
+                }
+                t
+            })
+            .collect()
     }
 }
 
@@ -387,8 +433,12 @@ fn expand_cells(spec: &Spec) -> Vec<Cell> {
             // A single arm at `agents = N > 1` is N copies of its agent, numbered 1..N.
             let mut slots = Vec::new();
             for m in &arm.members {
-                match m.options.merged_with(point).agents_at_once() {
-                    n if n > 1 && m.slot == Slot::Single => {
+                let copies = match arm.open_loop {
+                    Some(ol) => ol.requests,
+                    None => m.options.merged_with(point).agents_at_once(),
+                };
+                match copies {
+                    n if (n > 1 || arm.open_loop.is_some()) && m.slot == Slot::Single => {
                         slots.extend((1..=n).map(|k| (m, Slot::Copy(k as u16))))
                     }
                     _ => slots.push((m, m.slot)),
@@ -431,6 +481,7 @@ fn expand_cells(spec: &Spec) -> Vec<Cell> {
                 members,
                 reload_key,
                 speedup: arm.speedup,
+                open_loop: arm.open_loop,
             });
         }
     }
@@ -661,7 +712,7 @@ pub fn render(spec: &Spec, plan: &Plan) -> String {
         let mut v: Vec<usize> = plan
             .cells
             .iter()
-            .filter(|c| c.agent == AgentKind::Single)
+            .filter(|c| c.agent == AgentKind::Single && c.open_loop.is_none())
             .map(Cell::agents_at_once)
             .collect();
         v.sort_unstable();
@@ -681,6 +732,22 @@ pub fn render(spec: &Spec, plan: &Plan) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
+    }
+    // Open loop: the arrival process per unit, then its rates.
+    let mut processes: Vec<(String, Vec<String>)> = Vec::new();
+    for c in plan.cells.iter().filter(|c| c.open_loop.is_some()) {
+        if let (Some(ol), Some(r)) = (c.open_loop, c.members[0].options.rate) {
+            let p = format!("{} {} arrivals per unit", ol.requests, ol.arrivals.as_str());
+            let r = r.to_string();
+            match processes.iter_mut().find(|(q, _)| *q == p) {
+                Some((_, rs)) if !rs.contains(&r) => rs.push(r),
+                Some(_) => {}
+                None => processes.push((p, vec![r])),
+            }
+        }
+    }
+    for (p, rs) in processes {
+        how.push(format!("open loop: {p} at {}/s", rs.join(", ")));
     }
     let _ = writeln!(s, "LLM calls: {}  ({})", plan.total_calls(), how.join("; "));
     let _ = writeln!(
@@ -895,4 +962,94 @@ pub fn warnings(spec: &Spec, plan: &Plan) -> Vec<String> {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Arrivals, OpenLoop};
+
+    fn open_cell(arrivals: Arrivals, rate: f64, requests: u32) -> Cell {
+        let member = Member {
+            slot: Slot::Copy(1),
+            persona: Persona::Chimera,
+            persona_mode: PersonaMode::System,
+            prompt_version: PromptVersion::Sweep1,
+            options: ModelOptions {
+                rate: Some(rate),
+                ..Default::default()
+            },
+            model: "m".into(),
+            endpoint: None,
+            title: String::new(),
+        };
+        Cell {
+            id: "open-0000".into(),
+            arm: "open".into(),
+            agent: AgentKind::Single,
+            point: ModelOptions::default(),
+            members: vec![member; requests as usize],
+            reload_key: String::new(),
+            speedup: false,
+            open_loop: Some(OpenLoop { arrivals, requests }),
+        }
+    }
+
+    #[test]
+    fn constant_arrivals_are_evenly_spaced_from_zero() {
+        let c = open_cell(Arrivals::Constant, 4.0, 5);
+        assert_eq!(
+            c.arrival_offsets_ms(0, false),
+            [0.0, 250.0, 500.0, 750.0, 1000.0]
+        );
+    }
+
+    #[test]
+    fn poisson_arrivals_are_reproducible_and_differ_per_rep() {
+        let c = open_cell(Arrivals::Poisson, 2.0, 10);
+        assert_eq!(
+            c.arrival_offsets_ms(3, false),
+            c.arrival_offsets_ms(3, false)
+        );
+        assert_ne!(
+            c.arrival_offsets_ms(3, false),
+            c.arrival_offsets_ms(4, false)
+        );
+        assert_ne!(
+            c.arrival_offsets_ms(3, false),
+            c.arrival_offsets_ms(3, true)
+        );
+    }
+
+    /// The Poisson gaps are exponential with mean 1 / rate: 200 reps × 63 gaps at 50/s
+    /// (mean 20 ms). The mean is checked to 3 standard errors (the exponential's sd equals
+    /// its mean, so SE = 20 / √12 600 = 0.178 ms: ±0.53 ms), and the shape with a χ² test
+    /// over 10 bins of equal probability under Exp(20 ms): 9 degrees of freedom, refused
+    /// above 27.88 (the 0.999 quantile). Seeds are the cell id and rep: fixed.
+    #[test]
+    fn poisson_gaps_are_exponential_with_the_asked_mean() {
+        let c = open_cell(Arrivals::Poisson, 50.0, 64);
+        let mut gaps = Vec::new();
+        for rep in 0..200 {
+            let t = c.arrival_offsets_ms(rep, false);
+            assert_eq!(t[0], 0.0);
+            gaps.extend(t.windows(2).map(|w| w[1] - w[0]));
+        }
+        let n = gaps.len() as f64;
+        let mean = gaps.iter().sum::<f64>() / n;
+        let se = 20.0 / n.sqrt();
+        assert!((mean - 20.0).abs() < 3.0 * se, "mean gap {mean:.3} ms");
+        let mut bins = [0usize; 10];
+        for g in &gaps {
+            // Exp CDF 1 − e^(−g/20): bin k holds CDF ∈ [k/10, (k+1)/10).
+            let cdf = 1.0 - (-g / 20.0).exp();
+            bins[((cdf * 10.0) as usize).min(9)] += 1;
+        }
+        let expect = n / 10.0;
+        let chi2: f64 = bins
+            .iter()
+            .map(|&o| (o as f64 - expect).powi(2) / expect)
+            .sum();
+        assert!(chi2 < 27.88, "χ² = {chi2:.2} over bins {bins:?}");
+    }
 }

@@ -19,6 +19,9 @@ pub enum Phase {
     Concurrent,
     /// The same pair run back to back (the measured sequential baseline for speedup).
     Sequential,
+    /// An open-loop unit (`rate`): each agent run started on its planned arrival time,
+    /// whether the earlier ones have answered or not.
+    Open,
     /// A one-token call the runner makes after it changes the reload key (model, num_ctx,
     /// num_gpu): it takes the model load, so the calls that follow are warm. Stored as
     /// warm-up; for these records `rep` is 2 × the run-order position of the unit they
@@ -33,6 +36,7 @@ impl Phase {
             Phase::Single => "single",
             Phase::Concurrent => "concurrent",
             Phase::Sequential => "sequential",
+            Phase::Open => "open",
             Phase::Reload => "reload",
         }
     }
@@ -189,6 +193,15 @@ pub struct Record {
     pub phase_wall_ms: f64,
     /// The whole agent run this call belongs to (ingest + both calls), ms.
     pub agent_wall_ms: f64,
+    /// Open loop: when the agent run was planned to start, ms after the phase started
+    /// (`None` in closed-loop phases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_start_ms: Option<f64>,
+    /// Open loop: how late the agent run really started against its plan, ms (the client's
+    /// send-time error; a client that falls behind shows it here instead of silently
+    /// becoming a closed loop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_lag_ms: Option<f64>,
     /// Time the agent run spent ingesting the corpus, ms (charged to it, as the seeds'
     /// "ingest" split did); 0 for a reload probe.
     pub ingest_ms: f64,

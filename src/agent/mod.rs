@@ -340,6 +340,22 @@ pub async fn run_together(backend: &dyn Backend, agents: &[AgentContext<'_>]) ->
     futures_util::future::join_all(agents.iter().map(|a| run_agent(backend, a))).await
 }
 
+/// An open-loop unit: agent k starts `offsets_ms[k]` after `epoch`, whether the earlier
+/// ones have answered or not (all futures polled together, as in [`run_together`]).
+pub async fn run_on_schedule(
+    backend: &dyn Backend,
+    agents: &[AgentContext<'_>],
+    epoch: Instant,
+    offsets_ms: &[f64],
+) -> Vec<AgentRun> {
+    futures_util::future::join_all(agents.iter().zip(offsets_ms).map(|(a, off)| async move {
+        tokio::time::sleep_until((epoch + std::time::Duration::from_secs_f64(off / 1000.0)).into())
+            .await;
+        run_agent(backend, a).await
+    }))
+    .await
+}
+
 /// Every agent of a unit one after the other: the measured sequential baseline of a
 /// workload level's speedup.
 pub async fn run_one_by_one(backend: &dyn Backend, agents: &[AgentContext<'_>]) -> Vec<AgentRun> {

@@ -239,8 +239,10 @@ pub(crate) fn with_defaults(lf: LazyFrame) -> Result<LazyFrame, AnalysisError> {
     if !schema.contains("tokens_source") {
         add.push(lit(NULL).cast(DataType::String).alias("tokens_source"));
     }
-    if !schema.contains("gpu_energy_j") {
-        add.push(lit(NULL).cast(DataType::Float64).alias("gpu_energy_j"));
+    for name in ["gpu_energy_j", "start_lag_ms"] {
+        if !schema.contains(name) {
+            add.push(lit(NULL).cast(DataType::Float64).alias(name));
+        }
     }
     Ok(if add.is_empty() {
         lf

@@ -1,9 +1,9 @@
-//! Workload levels: for each cell (one configuration at one level of `agents`), the unit's
-//! throughput and latency per rep; for each configuration, the capacity under the `[slo]`;
+//! Workload levels: for each cell (one configuration at one level: `agents` at once, or an
+//! open-loop `rate`), the unit's throughput and latency per rep; for each configuration, the capacity under the `[slo]`;
 //! across configurations, the Pareto front of tokens/s per user against total tokens/s.
 //!
 //! The rep stays the unit: every figure is one value per rep of the cell's load phase
-//! (`single`, or `concurrent` for N > 1 agents), summarised across reps with the same
+//! (`single`, `concurrent` for N > 1 agents, `open` for a rate), summarised across reps with the same
 //! intervals as every other metric. Definitions (the ones vLLM's `bench serve` and
 //! `plot_pareto` use):
 //! - total tokens/s: output tokens of the unit's calls / the phase's wall time;
@@ -11,6 +11,8 @@
 //!   (output tokens − 1), the per-request decode rate a user watches;
 //! - TTFT p50/p95 and the median TPOT ("ITL") over the unit's calls;
 //! - goodput: calls that met every `[slo]` limit / the phase's wall time (requests/s);
+//! - open loop: each arrival's send-time error (its first call's start − its planned
+//!   start), p50 and p99 over the unit's arrivals;
 //! - a unit is within the SLO when at least `percentile`% of its calls met every limit; a
 //!   configuration's capacity in rep r is the largest level such that it and every lower
 //!   level were within the SLO in rep r (levels share rep r's randomized round).
@@ -32,8 +34,11 @@ pub struct LevelPoint {
     pub arm: String,
     /// The configuration: the arm and every factor but `agents` (`arm: num_ctx=512`).
     pub configuration: String,
-    /// Agents run at once.
+    /// Agents run at once (closed loop; the arrivals of an open-loop unit otherwise).
     pub agents: u32,
+    /// Open loop: arrivals per second (`None`: closed loop).
+    #[serde(default)]
+    pub rate: Option<f64>,
     /// Output tokens / phase wall, tok/s, per rep.
     pub total_tps: RepStats,
     /// 1000 / mean TPOT of the unit's calls, tok/s, per rep.
@@ -52,6 +57,28 @@ pub struct LevelPoint {
     pub slo_reps: usize,
     /// Reps left out of throughput and latency: a call failed or was cold.
     pub reps_left_out: usize,
+    /// Open loop: median send-time error of the unit's arrivals, ms, per rep.
+    #[serde(default)]
+    pub send_lag_p50_ms: Option<RepStats>,
+    /// Open loop: 99th percentile (type 7) of the unit's send-time errors, ms, per rep.
+    #[serde(default)]
+    pub send_lag_p99_ms: Option<RepStats>,
+}
+
+impl LevelPoint {
+    /// The level on the x axis of a capacity search: the rate, else the agents.
+    pub fn level(&self) -> f64 {
+        self.rate.unwrap_or(f64::from(self.agents))
+    }
+
+    /// `4 agents` or `2 req/s`.
+    pub fn level_text(&self) -> String {
+        match self.rate {
+            Some(r) => format!("{r} req/s"),
+            None if self.agents == 1 => "1 agent".to_string(),
+            None => format!("{} agents", self.agents),
+        }
+    }
 }
 
 /// One configuration's capacity under the SLO.
@@ -59,8 +86,11 @@ pub struct LevelPoint {
 pub struct Capacity {
     /// The configuration (see [`LevelPoint::configuration`]).
     pub configuration: String,
-    /// Its levels, ascending.
-    pub levels: Vec<u32>,
+    /// Its levels, ascending (agents at once, or arrivals per second).
+    pub levels: Vec<f64>,
+    /// `agents` or `rate`.
+    #[serde(default)]
+    pub level_name: String,
     /// The largest level within the SLO (with every lower one), per rep; 0 when even the
     /// lowest level missed it.
     pub per_rep: RepStats,
@@ -82,7 +112,7 @@ pub struct Workload {
 impl Workload {
     /// True when the run has something to show: more than one level, or an SLO.
     pub fn is_shown(&self) -> bool {
-        self.slo.is_some() || self.levels.iter().any(|l| l.agents > 1)
+        self.slo.is_some() || self.levels.iter().any(|l| l.agents > 1 || l.rate.is_some())
     }
 }
 
@@ -94,6 +124,8 @@ pub(crate) struct Call {
     pub ttft_ms: Option<f64>,
     pub e2e_ms: Option<f64>,
     pub output_tokens: Option<f64>,
+    /// Open loop, first call of an arrival: its send-time error, ms.
+    pub start_lag_ms: Option<f64>,
 }
 
 impl Call {
@@ -123,12 +155,17 @@ pub(crate) struct UnitFigures {
     pub goodput: Option<f64>,
     /// `Some(within)` when the unit had a warm call to judge.
     pub within_slo: Option<bool>,
+    pub send_lag_p50: Option<f64>,
+    pub send_lag_p99: Option<f64>,
 }
 
 impl Unit {
     pub(crate) fn figures(&self, slo: Option<&SloConfig>) -> UnitFigures {
         let mut f = UnitFigures::default();
         let wall_s = self.wall_ms / 1000.0;
+        let lags: Vec<f64> = self.calls.iter().filter_map(|c| c.start_lag_ms).collect();
+        f.send_lag_p50 = stats::percentile(&lags, 0.5).ok();
+        f.send_lag_p99 = stats::percentile(&lags, 0.99).ok();
         if let Some(slo) = slo {
             let judged: Vec<&Call> = self.calls.iter().filter(|c| !c.cold).collect();
             let met = judged
@@ -167,7 +204,8 @@ fn units(lf: LazyFrame) -> Result<BTreeMap<(String, u32), Unit>, AnalysisError> 
             col("warmup").not().and(col("superseded").not()).and(
                 col("phase")
                     .eq(lit("single"))
-                    .or(col("phase").eq(lit("concurrent"))),
+                    .or(col("phase").eq(lit("concurrent")))
+                    .or(col("phase").eq(lit("open"))),
             ),
         )
         .select([
@@ -179,10 +217,15 @@ fn units(lf: LazyFrame) -> Result<BTreeMap<(String, u32), Unit>, AnalysisError> 
             col("e2e_ms"),
             col("output_tokens").cast(DataType::Float64),
             col("phase_wall_ms"),
+            // One send-time error per arrival: its first (analysis) call carries it.
+            when(col("stage").eq(lit("analysis")))
+                .then(col("start_lag_ms"))
+                .otherwise(lit(NULL).cast(DataType::Float64))
+                .alias("start_lag_ms"),
         ]),
     )?;
     let cells = str_col(&rows, "cell_id")?;
-    let [rep, ok, cold, ttft, e2e, tokens, wall] = [
+    let [rep, ok, cold, ttft, e2e, tokens, wall, lag] = [
         "rep",
         "ok",
         "cold",
@@ -190,9 +233,11 @@ fn units(lf: LazyFrame) -> Result<BTreeMap<(String, u32), Unit>, AnalysisError> 
         "e2e_ms",
         "output_tokens",
         "phase_wall_ms",
+        "start_lag_ms",
     ]
     .map(|c| f64_col(&rows, c));
-    let (rep, ok, cold, ttft, e2e, tokens, wall) = (rep?, ok?, cold?, ttft?, e2e?, tokens?, wall?);
+    let (rep, ok, cold, ttft, e2e, tokens, wall, lag) =
+        (rep?, ok?, cold?, ttft?, e2e?, tokens?, wall?, lag?);
     let mut out: BTreeMap<(String, u32), Unit> = BTreeMap::new();
     for i in 0..cells.len() {
         let u = out
@@ -205,22 +250,25 @@ fn units(lf: LazyFrame) -> Result<BTreeMap<(String, u32), Unit>, AnalysisError> 
             ttft_ms: ttft[i],
             e2e_ms: e2e[i],
             output_tokens: tokens[i],
+            start_lag_ms: lag[i],
         });
     }
     Ok(out)
 }
 
-/// The configuration a cell belongs to: its arm and every factor but `agents`.
-fn configuration(cell: &CellAnalysis) -> (String, u32) {
+/// The configuration a cell belongs to (its arm and every factor but the level), its
+/// agents at once and its rate.
+fn configuration(cell: &CellAnalysis) -> (String, u32, Option<f64>) {
     let agents = cell
         .factors
         .get("agents")
         .and_then(|v| v.parse::<u32>().ok())
         .unwrap_or(1);
+    let rate = cell.factors.get("rate").and_then(|v| v.parse::<f64>().ok());
     let rest: Vec<String> = cell
         .factors
         .iter()
-        .filter(|(k, _)| k.as_str() != "agents")
+        .filter(|(k, _)| !crate::spec::WORKLOAD_OPTION_NAMES.contains(&k.as_str()))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     let label = if rest.is_empty() {
@@ -228,7 +276,7 @@ fn configuration(cell: &CellAnalysis) -> (String, u32) {
     } else {
         format!("{}: {}", cell.arm, rest.join(", "))
     };
-    (label, agents)
+    (label, agents, rate)
 }
 
 /// The workload figures of a run's cells.
@@ -240,10 +288,11 @@ pub fn workload(
 ) -> Result<Workload, AnalysisError> {
     let units = units(lf)?;
     let mut levels = Vec::new();
-    // configuration → level → rep → within the SLO
-    let mut within: BTreeMap<String, BTreeMap<u32, BTreeMap<u32, bool>>> = BTreeMap::new();
+    // configuration → (level, rep → within the SLO)
+    let mut within: BTreeMap<String, Vec<LevelReps>> = BTreeMap::new();
+    let mut level_names: BTreeMap<String, &str> = BTreeMap::new();
     for cell in cells {
-        let (conf, agents) = configuration(cell);
+        let (conf, agents, rate) = configuration(cell);
         let figures: Vec<(u32, UnitFigures)> = units
             .range((cell.cell_id.clone(), 0)..=(cell.cell_id.clone(), u32::MAX))
             .map(|((_, rep), u)| (*rep, u.figures(slo)))
@@ -258,17 +307,24 @@ pub fn workload(
             .iter()
             .filter_map(|(r, f)| f.within_slo.map(|w| (*r, w)))
             .collect();
-        let by_rep = within
-            .entry(conf.clone())
-            .or_default()
-            .entry(agents)
-            .or_default();
-        by_rep.extend(judged.iter().copied());
+        let level = rate.unwrap_or(f64::from(agents));
+        let by_level = within.entry(conf.clone()).or_default();
+        match by_level.iter_mut().find(|(l, _)| *l == level) {
+            Some((_, by_rep)) => by_rep.extend(judged.iter().copied()),
+            None => by_level.push((level, judged.iter().copied().collect())),
+        }
+        level_names.insert(conf.clone(), if rate.is_some() { "rate" } else { "agents" });
+        let open = rate.is_some();
         levels.push(LevelPoint {
             cell_id: cell.cell_id.clone(),
             arm: cell.arm.clone(),
             configuration: conf,
-            agents,
+            agents: if open {
+                arrivals_of(&units, &cell.cell_id)
+            } else {
+                agents
+            },
+            rate,
             total_tps: col(|f| f.total_tps),
             user_tps: col(|f| f.user_tps),
             ttft_p50_ms: col(|f| f.ttft_p50),
@@ -281,22 +337,30 @@ pub fn workload(
                 .iter()
                 .filter(|(_, f)| f.total_tps.is_none())
                 .count(),
+            send_lag_p50_ms: open.then(|| col(|f| f.send_lag_p50)),
+            send_lag_p99_ms: open.then(|| col(|f| f.send_lag_p99)),
         });
     }
-    levels.sort_by(|a, b| (&a.configuration, a.agents).cmp(&(&b.configuration, b.agents)));
+    levels.sort_by(|a, b| {
+        a.configuration
+            .cmp(&b.configuration)
+            .then(a.level().total_cmp(&b.level()))
+    });
     let capacity = match slo {
         Some(_) => within
             .into_iter()
-            .map(|(configuration, by_level)| Capacity {
-                levels: by_level.keys().copied().collect(),
-                per_rep: RepStats::new(
-                    capacity_per_rep(&by_level)
-                        .into_iter()
-                        .map(f64::from)
-                        .collect(),
-                    opts.level,
-                ),
-                configuration,
+            .map(|(configuration, mut by_level)| {
+                by_level.sort_by(|a, b| a.0.total_cmp(&b.0));
+                Capacity {
+                    levels: by_level.iter().map(|(l, _)| *l).collect(),
+                    level_name: level_names
+                        .get(&configuration)
+                        .copied()
+                        .unwrap_or("agents")
+                        .to_string(),
+                    per_rep: RepStats::new(capacity_per_rep(&by_level), opts.level),
+                    configuration,
+                }
             })
             .collect(),
         None => Vec::new(),
@@ -310,14 +374,30 @@ pub fn workload(
     })
 }
 
+/// One level of a configuration and, per rep, whether its unit was within the SLO.
+type LevelReps = (f64, BTreeMap<u32, bool>);
+
+/// Arrivals of an open-loop cell's units: the most arrivals (first calls with a send-time
+/// error) of one unit.
+fn arrivals_of(units: &BTreeMap<(String, u32), Unit>, cell: &str) -> u32 {
+    units
+        .range((cell.to_string(), 0)..=(cell.to_string(), u32::MAX))
+        .map(|(_, u)| u.calls.iter().filter(|c| c.start_lag_ms.is_some()).count() as u32)
+        .max()
+        .unwrap_or(0)
+}
+
 /// Per rep, the largest level within the SLO with every lower level within it too (0 when
-/// the lowest missed). A rep missing at some level ends its climb there.
-pub(crate) fn capacity_per_rep(by_level: &BTreeMap<u32, BTreeMap<u32, bool>>) -> Vec<u32> {
-    let reps: std::collections::BTreeSet<u32> =
-        by_level.values().flat_map(|r| r.keys().copied()).collect();
+/// the lowest missed). A rep missing at some level ends its climb there. `by_level` is
+/// sorted by level, ascending.
+pub(crate) fn capacity_per_rep(by_level: &[LevelReps]) -> Vec<f64> {
+    let reps: std::collections::BTreeSet<u32> = by_level
+        .iter()
+        .flat_map(|(_, r)| r.keys().copied())
+        .collect();
     reps.into_iter()
         .map(|rep| {
-            let mut cap = 0;
+            let mut cap = 0.0;
             for (level, by_rep) in by_level {
                 match by_rep.get(&rep) {
                     Some(true) => cap = *level,
@@ -360,6 +440,7 @@ mod tests {
             ttft_ms: Some(ttft),
             e2e_ms: Some(e2e),
             output_tokens: Some(tokens),
+            start_lag_ms: None,
         }
     }
 
@@ -408,24 +489,24 @@ mod tests {
 
     #[test]
     fn capacity_climbs_until_the_first_miss_in_each_rep() {
-        let mut by_level: BTreeMap<u32, BTreeMap<u32, bool>> = BTreeMap::new();
+        let mut by_level: Vec<(f64, BTreeMap<u32, bool>)> = Vec::new();
         // rep 0: 1 ok, 2 ok, 4 miss, 8 ok (a lucky level above a miss does not count) → 2
         // rep 1: 1 ok, 2 ok, 4 ok, 8 miss → 4; rep 2: 1 miss → 0.
         for (level, reps) in [
-            (1, [true, true, false]),
-            (2, [true, true, true]),
-            (4, [false, true, true]),
-            (8, [true, false, true]),
+            (1.0, [true, true, false]),
+            (2.0, [true, true, true]),
+            (4.0, [false, true, true]),
+            (8.0, [true, false, true]),
         ] {
-            by_level.insert(
+            by_level.push((
                 level,
                 reps.iter()
                     .enumerate()
                     .map(|(r, w)| (r as u32, *w))
                     .collect(),
-            );
+            ));
         }
-        assert_eq!(capacity_per_rep(&by_level), vec![2, 4, 0]);
+        assert_eq!(capacity_per_rep(&by_level), vec![2.0, 4.0, 0.0]);
     }
 
     #[test]
@@ -435,6 +516,9 @@ mod tests {
             arm: "a".into(),
             configuration: "a".into(),
             agents: 1,
+            rate: None,
+            send_lag_p50_ms: None,
+            send_lag_p99_ms: None,
             total_tps: RepStats::new(vec![total], 0.95),
             user_tps: RepStats::new(vec![user], 0.95),
             ttft_p50_ms: RepStats::new(vec![], 0.95),

@@ -517,7 +517,7 @@ pub fn latency_vs_throughput(
     w: &crate::analysis::workload::Workload,
 ) -> Result<bool, ReportError> {
     let e = err(path);
-    type Pt = (f64, f64, Option<(f64, f64)>, u32);
+    type Pt = (f64, f64, Option<(f64, f64)>, f64, String);
     let mut lines: BTreeMap<&str, Vec<Pt>> = BTreeMap::new();
     for l in &w.levels {
         let (Some((x, _)), Some((y, ci))) =
@@ -525,10 +525,13 @@ pub fn latency_vs_throughput(
         else {
             continue;
         };
-        lines
-            .entry(l.configuration.as_str())
-            .or_default()
-            .push((x, y, ci, l.agents));
+        lines.entry(l.configuration.as_str()).or_default().push((
+            x,
+            y,
+            ci,
+            l.level(),
+            l.level_text(),
+        ));
     }
     lines.retain(|_, v| v.len() >= 2);
     if lines.is_empty() {
@@ -565,7 +568,7 @@ pub fn latency_vs_throughput(
         .draw()
         .map_err(&e)?;
     for (i, (label, mut v)) in lines.into_iter().enumerate() {
-        v.sort_by_key(|p| p.3);
+        v.sort_by(|a, b| a.3.total_cmp(&b.3));
         let c = color(i);
         chart
             .draw_series(LineSeries::new(
@@ -584,7 +587,7 @@ pub fn latency_vs_throughput(
             .draw_series(v.iter().map(|p| {
                 EmptyElement::at((p.0, p.1))
                     + Circle::new((0, 0), 4, c.filled())
-                    + Text::new(format!("N={}", p.3), (6, -16), ("sans-serif", 13))
+                    + Text::new(p.4.clone(), (6, -16), ("sans-serif", 13))
             }))
             .map_err(&e)?;
     }
@@ -604,7 +607,7 @@ pub fn latency_vs_throughput(
 /// Pareto front drawn through its points. False with fewer than two points.
 pub fn pareto(path: &Path, w: &crate::analysis::workload::Workload) -> Result<bool, ReportError> {
     let e = err(path);
-    let pts: Vec<(&str, f64, f64, u32, bool)> = w
+    let pts: Vec<(&str, f64, f64, String, bool)> = w
         .levels
         .iter()
         .filter_map(|l| {
@@ -614,7 +617,7 @@ pub fn pareto(path: &Path, w: &crate::analysis::workload::Workload) -> Result<bo
                 l.configuration.as_str(),
                 u,
                 t,
-                l.agents,
+                l.level_text(),
                 w.pareto.contains(&l.cell_id),
             ))
         })
@@ -666,7 +669,7 @@ pub fn pareto(path: &Path, w: &crate::analysis::workload::Workload) -> Result<bo
             .draw_series(pts.iter().filter(|p| p.0 == *conf).map(|p| {
                 EmptyElement::at((p.1, p.2))
                     + Circle::new((0, 0), if p.4 { 6 } else { 4 }, c.filled())
-                    + Text::new(format!("N={}", p.3), (7, -16), ("sans-serif", 13))
+                    + Text::new(p.3.clone(), (7, -16), ("sans-serif", 13))
             }))
             .map_err(&e)?
             .label(conf.to_string())

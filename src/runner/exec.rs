@@ -117,6 +117,10 @@ impl AgentExecutor {
         let started = Instant::now();
         let runs = match job.phase {
             Phase::Single => vec![agent::run_agent(backend, &ctxs[0]).await],
+            Phase::Open => {
+                let offsets = job.cell.arrival_offsets_ms(job.unit.rep, job.unit.warmup);
+                agent::run_on_schedule(backend, &ctxs, started, &offsets).await
+            }
             Phase::Concurrent => agent::run_together(backend, &ctxs).await,
             // (Reload probes are sent by `probes`, never planned as a phase.)
             Phase::Sequential | Phase::Reload => agent::run_one_by_one(backend, &ctxs).await,
@@ -390,7 +394,11 @@ impl PhaseExecutor for AgentExecutor {
             // first measured call.
             let probe_took_it = !out.probes.is_empty() && out.probes.iter().all(|r| r.ok);
             let mut first_call = true;
-            for (m, run) in members.iter().zip(&runs) {
+            let planned = job.cell.arrival_offsets_ms(job.unit.rep, job.unit.warmup);
+            for (i, (m, run)) in members.iter().zip(&runs).enumerate() {
+                // Open loop: the agent run's send-time error, from its first call's start.
+                let sent = run.calls.first().map(|c| c.offsets_ms(epoch).0);
+                let timing = planned.get(i).map(|p| (*p, sent.map(|s| s - p)));
                 for call in &run.calls {
                     out.calls.push(self.call_text(
                         call.call_id.clone(),
@@ -401,6 +409,10 @@ impl PhaseExecutor for AgentExecutor {
                         &call.result,
                     ));
                     let mut r = self.call_record(job, m, run, call, epoch, wall);
+                    if let Some((p, lag)) = timing {
+                        r.planned_start_ms = Some(p);
+                        r.start_lag_ms = lag;
+                    }
                     if first_call && job.cold_start && !probe_took_it {
                         r.mark_cold(ColdReason::Reload);
                     }

@@ -273,6 +273,7 @@ mod tests {
                 members: Vec::new(),
                 reload_key: String::new(),
                 speedup: false,
+                open_loop: None,
             },
             unit: crate::plan::Unit {
                 cell: 0,

@@ -316,6 +316,43 @@ impl TryFrom<String> for Slot {
 /// flight; a larger level is a rate (open-loop) question, not a concurrency one.
 pub const MAX_AGENTS: u32 = 64;
 
+/// Highest open-loop `rate`, arrivals per second.
+pub const MAX_RATE: f64 = 1000.0;
+/// Default `requests` of an open-loop arm: arrivals per unit.
+pub const DEFAULT_OPEN_LOOP_REQUESTS: u32 = 16;
+
+/// How an open-loop unit's arrivals are spaced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arrivals {
+    /// Exponential gaps of mean 1 / rate from a seeded generator (a Poisson process): the
+    /// default, the arrival pattern of independent users.
+    #[default]
+    Poisson,
+    /// Every 1 / rate seconds exactly.
+    Constant,
+}
+
+impl Arrivals {
+    /// The word the experiment file uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arrivals::Poisson => "poisson",
+            Arrivals::Constant => "constant",
+        }
+    }
+}
+
+/// An open-loop arm's arrival process: the pattern and how many per unit (the rate is the
+/// cell's `rate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OpenLoop {
+    /// Spacing of the arrivals.
+    pub arrivals: Arrivals,
+    /// Arrivals (agent runs) per unit.
+    pub requests: u32,
+}
+
 /// One agent of an arm before grid expansion.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberTemplate {
@@ -340,6 +377,9 @@ pub struct Arm {
     /// sequential baseline of speedup and efficiency (as a pair always does).
     #[serde(default)]
     pub speedup: bool,
+    /// The arrival process of a `rate` arm (`None`: closed loop).
+    #[serde(default)]
+    pub open_loop: Option<OpenLoop>,
 }
 
 /// `[compare]`: what the regression gate checks.

@@ -90,6 +90,10 @@ pub struct ModelOptions {
     /// sent: the runner starts that many copies of the arm's agent together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agents: Option<u32>,
+    /// Workload level: open-loop arrivals per second, each one agent run started on its
+    /// planned time whether earlier ones have answered or not. Never sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
 }
 
 /// Names of every option, in canonical order.
@@ -110,6 +114,7 @@ pub const OPTION_NAMES: &[&str] = &[
     "ubatch_size",
     "threads",
     "agents",
+    "rate",
 ];
 
 /// The options a server (or the embedded engine) takes at start-up, never per request: a
@@ -184,6 +189,9 @@ impl ModelOptions {
         if let Some(v) = self.agents {
             out.push(("agents", int(v.into())));
         }
+        if let Some(v) = self.rate {
+            out.push(("rate", OptionValue::Float(v)));
+        }
         out
     }
 
@@ -192,6 +200,7 @@ impl ModelOptions {
     pub fn without_workload(&self) -> ModelOptions {
         ModelOptions {
             agents: None,
+            rate: None,
             ..self.clone()
         }
     }
@@ -218,6 +227,7 @@ impl ModelOptions {
     pub fn request_level(&self) -> ModelOptions {
         ModelOptions {
             agents: None,
+            rate: None,
             flash_attn: None,
             kv_cache_type: None,
             parallel: None,
@@ -258,6 +268,7 @@ impl ModelOptions {
             ubatch_size: other.ubatch_size.or(self.ubatch_size),
             threads: other.threads.or(self.threads),
             agents: other.agents.or(self.agents),
+            rate: other.rate.or(self.rate),
         }
     }
 
@@ -310,6 +321,9 @@ impl ModelOptions {
         if let Some(v) = self.agents {
             let _ = write!(line, ", agents={v}");
         }
+        if let Some(v) = self.rate {
+            let _ = write!(line, ", rate={v}/s");
+        }
         line
     }
 }
@@ -359,7 +373,7 @@ mod tests {
                 "threads"
             ]
         );
-        assert_eq!(WORKLOAD_OPTION_NAMES, ["agents"]);
+        assert_eq!(WORKLOAD_OPTION_NAMES, ["agents", "rate"]);
         let o = ModelOptions {
             agents: Some(4),
             num_ctx: Some(512),

@@ -266,6 +266,14 @@ pub struct RawArm {
     #[serde(default)]
     #[schemars(with = "Option<bool>")]
     pub speedup: Option<Spanned<bool>>,
+    /// Open loop (`rate`): `poisson` (seeded exponential gaps, the default) or `constant`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>", regex(pattern = r"^(poisson|constant)$"))]
+    pub arrivals: Option<Spanned<String>>,
+    /// Open loop (`rate`): arrivals (agent runs) per unit.
+    #[serde(default)]
+    #[schemars(with = "Option<u32>", range(min = 1, max = 64))]
+    pub requests: Option<Spanned<i64>>,
 }
 
 /// `[compare]`: what the regression gate checks.
@@ -509,6 +517,7 @@ fn option_value_schema(name: &str) -> serde_json::Value {
             json!({ "type": "integer", "minimum": 1 })
         }
         "agents" => json!({ "type": "integer", "minimum": 1, "maximum": super::MAX_AGENTS }),
+        "rate" => json!({ "type": "number", "exclusiveMinimum": 0, "maximum": super::MAX_RATE }),
         _ => json!({}),
     }
 }

@@ -278,6 +278,9 @@ pub fn records_to_frame(rs: &[Record]) -> PolarsResult<DataFrame> {
         Series::new("phase_wall_ms".into(), f64s(rs, |r| Some(r.phase_wall_ms))).into(),
         Series::new("agent_wall_ms".into(), f64s(rs, |r| Some(r.agent_wall_ms))).into(),
         Series::new("ingest_ms".into(), f64s(rs, |r| Some(r.ingest_ms))).into(),
+        // Open loop: planned start and send-time error of the call's agent run.
+        Series::new("planned_start_ms".into(), f64s(rs, |r| r.planned_start_ms)).into(),
+        Series::new("start_lag_ms".into(), f64s(rs, |r| r.start_lag_ms)).into(),
         // The call's share of the GPUs' energy (telemetry), for the energy metrics.
         Series::new(
             "gpu_energy_j".into(),

@@ -222,3 +222,117 @@ fn levels_against_a_two_slot_peer_match_the_queueing_arithmetic() {
     let html = std::fs::read_to_string(find("report.html")).unwrap();
     assert!(html.contains("Pareto front") && html.matches("<svg").count() >= 2);
 }
+
+fn open_loop_spec(dir: &Path, url: &str) -> std::path::PathBuf {
+    let text = format!(
+        r#"[experiment]
+name = "open"
+repetitions = 3
+warmup = 1
+seed = 7
+
+[backend]
+kind = "openai"
+url = "{url}"
+model = "gemma3:latest"
+retry = {{ attempts = 1, backoff_ms = 0 }}
+
+[corpus]
+path = "{corpus}"
+
+[run]
+results_dir = "{results}"
+
+[slo]
+ttft_ms = 150
+percentile = 90
+
+[[arm]]
+name = "open"
+arrivals = "constant"
+requests = 6
+[arm.grid]
+rate = [2, 4, 10]
+"#,
+        corpus = root().join("experiments/corpus/reports/llama3").display(),
+        results = dir.join("results").display(),
+    );
+    let path = dir.join("open.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Open loop against the same two-slot peer (D = 200 ms per call, 400 ms per agent run):
+/// at 2/s (500 ms apart) and 4/s (250 ms apart) at most two agent runs overlap, each in its
+/// own slot, so no call waits (TTFT 100 ms, within a 150 ms SLO); at 10/s six runs arrive
+/// within 500 ms and need 2.4 s of slot time from two slots: calls queue, TTFT grows past
+/// the SLO, and the capacity found is 4/s in every rep. The arrivals keep their schedule
+/// whatever the answers do: planned starts k × 1000 / rate exactly, and a send lag (first
+/// call's start − planned start) whose p99 stays under 25 ms — the tokio timer's 1 ms
+/// granularity plus request building, with room for a loaded 2-core CI machine, and still
+/// far below the 100 ms gap at 10/s that a client falling into a closed loop would lose.
+#[test]
+fn an_open_loop_keeps_its_schedule_and_finds_the_capacity_rate() {
+    let peer = MockServer::start(MockConfig {
+        tokens: TOKENS,
+        first_token_delay: Duration::from_millis(FIRST_MS as u64),
+        inter_token_delay: Duration::from_millis(GAP_MS as u64),
+        slots: 2,
+        record_requests: false,
+        ..Default::default()
+    })
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = open_loop_spec(tmp.path(), &peer.url());
+    let out = run_sweep(&["run", "--progress", "plain"], &spec);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = crate::common::only_run(tmp.path(), "open");
+    let records = sweep::store::read_records(&run.join(sweep::store::RECORDS_JSONL))
+        .unwrap()
+        .records;
+    let measured: Vec<&sweep::record::Record> = records
+        .iter()
+        .filter(|r| r.phase == sweep::record::Phase::Open && !r.warmup)
+        .collect();
+    assert_eq!(measured.len(), 3 * 3 * 6 * 2);
+    let mut worst_lag: f64 = 0.0;
+    for r in &measured {
+        let rate = match r.options.get("rate") {
+            Some(sweep::spec::OptionValue::Float(x)) => *x,
+            Some(sweep::spec::OptionValue::Int(x)) => *x as f64,
+            other => panic!("rate {other:?}"),
+        };
+        let k: f64 = r.agent.parse().unwrap();
+        let planned = r.planned_start_ms.unwrap();
+        assert!(
+            (planned - (k - 1.0) * 1000.0 / rate).abs() < 1e-9,
+            "{planned} for arrival {k} at {rate}/s"
+        );
+        if r.stage == sweep::record::Stage::Analysis {
+            let lag = r.start_lag_ms.unwrap();
+            assert!(lag >= 0.0, "sent before its time: {lag}");
+            worst_lag = worst_lag.max(lag);
+        }
+    }
+    let a = analyze(&run, &AnalysisOptions::default()).unwrap();
+    let w = &a.workload;
+    let median = |r: &sweep::analysis::RepStats| r.summary.value().map(|s| s.median);
+    for l in &w.levels {
+        let p99 = l.send_lag_p99_ms.as_ref().and_then(median).unwrap();
+        assert!(p99 < 25.0, "{}: send lag p99 {p99:.1} ms", l.level_text());
+    }
+    eprintln!("worst send lag {worst_lag:.2} ms");
+    let at = |r: f64| w.levels.iter().find(|l| l.rate == Some(r)).unwrap();
+    near("TTFT p50 at 2/s", median(&at(2.0).ttft_p50_ms), FIRST_MS);
+    near("TTFT p50 at 4/s", median(&at(4.0).ttft_p50_ms), FIRST_MS);
+    let slow = median(&at(10.0).ttft_p50_ms).unwrap();
+    assert!(slow > 150.0, "TTFT p50 at 10/s: {slow:.0} ms");
+    assert_eq!((at(4.0).slo_reps_met, at(10.0).slo_reps_met), (3, 0));
+    assert_eq!(w.capacity.len(), 1);
+    assert_eq!(w.capacity[0].level_name, "rate");
+    assert_eq!(w.capacity[0].per_rep.reps, vec![4.0, 4.0, 4.0]);
+}

@@ -25,9 +25,10 @@ pub fn workload_table(view: &View) -> Option<Table> {
         .levels
         .iter()
         .any(|l| speedups.contains_key(l.cell_id.as_str()));
+    let open = w.levels.iter().any(|l| l.rate.is_some());
     let mut columns = vec![
         Column::text("configuration"),
-        Column::number("agents", 0, CiStyle::None),
+        Column::text("level"),
         Column::number("n", 0, CiStyle::None),
         Column::number(format!("total tok/s [{lvl} CI]"), 1, CiStyle::Brackets),
         Column::number(format!("tok/s per user [{lvl} CI]"), 1, CiStyle::Brackets),
@@ -39,6 +40,13 @@ pub fn workload_table(view: &View) -> Option<Table> {
         columns.push(Column::number(
             format!("speedup [{lvl} CI]"),
             2,
+            CiStyle::Brackets,
+        ));
+    }
+    if open {
+        columns.push(Column::number(
+            format!("send lag p99 ms [{lvl} CI]"),
+            1,
             CiStyle::Brackets,
         ));
     }
@@ -56,7 +64,7 @@ pub fn workload_table(view: &View) -> Option<Table> {
     for l in &w.levels {
         let mut cells = vec![
             Cell::text(l.configuration.clone()),
-            Cell::value(Some(f64::from(l.agents))),
+            Cell::text(l.level_text()),
             Cell::value(Some(l.total_tps.reps.len() as f64)),
             median_cell(&l.total_tps),
             median_cell(&l.user_tps),
@@ -69,6 +77,14 @@ pub fn workload_table(view: &View) -> Option<Table> {
                 speedups
                     .get(l.cell_id.as_str())
                     .map(|s| median_cell(s))
+                    .unwrap_or_else(|| Cell::text("—")),
+            );
+        }
+        if open {
+            cells.push(
+                l.send_lag_p99_ms
+                    .as_ref()
+                    .map(median_cell)
                     .unwrap_or_else(|| Cell::text("—")),
             );
         }
@@ -103,6 +119,11 @@ pub fn workload_table(view: &View) -> Option<Table> {
             None => String::new(),
         }
     )];
+    if open {
+        notes[0].push_str(
+            " Send lag = an arrival's first call's start − its planned start (open loop).",
+        );
+    }
     let left_out: usize = w.levels.iter().map(|l| l.reps_left_out).sum();
     notes.push(format!(
         "{} Pareto: not beaten on both tok/s per user and total tok/s. See Methods.",
@@ -116,8 +137,8 @@ pub fn workload_table(view: &View) -> Option<Table> {
     ));
     Some(Table {
         name: "workload".into(),
-        caption: "Workload levels: throughput and latency per configuration and number of \
-                  agents at once"
+        caption: "Workload levels: throughput and latency per configuration and level (agents \
+                  at once, or open-loop arrivals per second)"
             .into(),
         label: "tab:workload".into(),
         columns,
@@ -139,11 +160,18 @@ pub fn capacity_table(view: &View) -> Option<Table> {
     let lvl = level_pct(&rv.a);
     let columns = vec![
         Column::text("configuration"),
+        Column::text("level"),
         Column::text("levels"),
         Column::number("n", 0, CiStyle::None),
         Column::number(
-            format!("capacity (agents) [{lvl} CI]"),
-            0,
+            format!("capacity [{lvl} CI]"),
+            // Agents are whole; a rate may not be.
+            usize::from(
+                w.capacity
+                    .iter()
+                    .flat_map(|c| &c.levels)
+                    .any(|l| l.fract() != 0.0),
+            ),
             CiStyle::Brackets,
         ),
         Column::text("per rep"),
@@ -154,10 +182,14 @@ pub fn capacity_table(view: &View) -> Option<Table> {
         .map(|c| Row {
             cells: vec![
                 Cell::text(c.configuration.clone()),
+                Cell::text(match c.level_name.as_str() {
+                    "rate" => "req/s",
+                    _ => "agents",
+                }),
                 Cell::text(
                     c.levels
                         .iter()
-                        .map(u32::to_string)
+                        .map(f64::to_string)
                         .collect::<Vec<_>>()
                         .join(", "),
                 ),

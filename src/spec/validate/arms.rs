@@ -199,6 +199,7 @@ impl Validator<'_> {
             );
         }
         let speedup = self.workload_levels(&arm, &name, agent, &members, &points, &span);
+        let open_loop = self.open_loop(&arm, &name, agent, &members, &points, &span);
         if self.server.is_some() {
             self.managed_arm(&arm, &name, &members, span);
         }
@@ -211,7 +212,110 @@ impl Validator<'_> {
             members,
             points,
             speedup,
+            open_loop,
         })
+    }
+
+    /// `rate` (open-loop arrivals per second) with `arrivals` and `requests`: one agent run
+    /// per arrival, so a single arm only, and neither `agents` (closed loop) nor `speedup`.
+    fn open_loop(
+        &mut self,
+        arm: &RawArm,
+        name: &str,
+        agent: AgentKind,
+        members: &[MemberTemplate],
+        points: &[ModelOptions],
+        span: &Range<usize>,
+    ) -> Option<OpenLoop> {
+        let merged = || {
+            points
+                .iter()
+                .flat_map(|p| members.iter().map(move |m| m.options.merged_with(p)))
+        };
+        let has_rate = merged().any(|o| o.rate.is_some());
+        let at = arm.grid.as_ref().and_then(span_of).or(Some(span.clone()));
+        if !has_rate {
+            for (key, s) in [
+                ("arrivals", arm.arrivals.as_ref().and_then(span_of)),
+                ("requests", arm.requests.as_ref().and_then(span_of)),
+            ] {
+                if s.is_some() {
+                    self.err(
+                        s,
+                        format!(
+                            "arm {name:?}: `{key}` applies to an open-loop arm: give it a rate \
+                             (e.g. grid.rate = [0.5, 1, 2]), or remove `{key}`"
+                        ),
+                    );
+                }
+            }
+            return None;
+        }
+        if agent == AgentKind::Pair {
+            self.err(
+                at,
+                format!(
+                    "arm {name:?}: rate applies to agent = \"single\" (one agent run per arrival)"
+                ),
+            );
+            return None;
+        }
+        if merged().any(|o| o.rate.is_some() && o.agents.is_some()) {
+            self.err(
+                at,
+                format!(
+                    "arm {name:?}: a cell sets both agents and rate; agents is a closed loop \
+                     (N agents, each starts when the last finished), rate an open one \
+                     (arrivals on a schedule): put them in two arms"
+                ),
+            );
+            return None;
+        }
+        if merged().any(|o| o.rate.is_none()) {
+            self.err(
+                at,
+                format!(
+                    "arm {name:?}: every cell of an open-loop arm needs a rate (some grid \
+                     points have none)"
+                ),
+            );
+            return None;
+        }
+        if let Some(f) = arm.speedup.as_ref().filter(|f| *f.get_ref()) {
+            self.err(
+                span_of(f),
+                "speedup applies to agents = N (closed loop); an open-loop arm has no \
+                 back-to-back baseline",
+            );
+            return None;
+        }
+        let arrivals = match arm.arrivals.as_ref().map(|a| a.get_ref().as_str()) {
+            None | Some("poisson") => Arrivals::Poisson,
+            Some("constant") => Arrivals::Constant,
+            Some(other) => {
+                self.err(
+                    arm.arrivals.as_ref().and_then(span_of),
+                    format!("arrivals must be \"poisson\" or \"constant\", found {other:?}"),
+                );
+                return None;
+            }
+        };
+        let requests = match &arm.requests {
+            None => DEFAULT_OPEN_LOOP_REQUESTS,
+            Some(r) if (1..=i64::from(MAX_AGENTS)).contains(r.get_ref()) => *r.get_ref() as u32,
+            Some(r) => {
+                self.err(
+                    span_of(r),
+                    format!(
+                        "requests must be an integer in 1..={MAX_AGENTS} (arrivals per unit), \
+                         found {}",
+                        r.get_ref()
+                    ),
+                );
+                return None;
+            }
+        };
+        Some(OpenLoop { arrivals, requests })
     }
 
     /// `agents` (N copies of a single arm's agent at once) and `speedup` (also run them back
@@ -544,6 +648,14 @@ impl Validator<'_> {
             "threads" => match as_int(val) {
                 Some(i) if (1..=4096).contains(&i) => o.threads = Some(i as u32),
                 _ => bad!("threads must be a positive integer (CPU threads), found {}", found()),
+            },
+            "rate" => match as_num(val) {
+                Some(x) if x.is_finite() && x > 0.0 && x <= MAX_RATE => o.rate = Some(x),
+                _ => bad!(
+                    "rate must be a number in (0, {MAX_RATE}] (open-loop arrivals per second), \
+                     found {}",
+                    found()
+                ),
             },
             "agents" => match as_int(val) {
                 Some(i) if (1..=i64::from(MAX_AGENTS)).contains(&i) => o.agents = Some(i as u32),
