@@ -364,3 +364,144 @@ fn a_launch_flag_on_an_external_openai_server_is_refused_with_its_place() {
     assert!(err.contains("external.toml:15:12"), "{err}");
     assert!(err.contains("[server]") && err.contains("-c"), "{err}");
 }
+
+/// Workload levels on the real llama-server with four slots (`parallel = 4`, `-np 4`): N
+/// agents at once for N = 1, 2, 4, 8 against one server on the Gemma 3 270M GGUF. What the
+/// physics says and the test checks, on medians over 3 reps:
+/// - total tokens/s rises from 1 to 2 to 4 agents: the slots decode together in one batch,
+///   and a batch of a 270M model costs little more per step than one sequence;
+/// - tokens/s per user falls from 1 to 4 agents: each step of a larger batch takes longer;
+/// - TTFT at 8 agents exceeds TTFT at 4: four of the eight analyses wait for a free slot;
+/// - the capacity under `[slo] ttft_ms` is what the records say when recomputed here from
+///   `records.jsonl` (every call's TTFT against the limit, per rep and level), independent
+///   of sweep's analysis code.
+#[test]
+fn levels_on_four_slots_raise_throughput_then_queue() {
+    assert!(
+        root().join(MODEL).is_file(),
+        "{MODEL} is missing: run scripts/fetch-model.sh"
+    );
+    const SLO_TTFT_MS: f64 = 3000.0;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"[experiment]
+name = "slots"
+repetitions = 3
+warmup = 1
+seed = 5
+prompt_version = "small-1"
+
+[backend]
+kind = "openai"
+timeout_s = 300
+
+[server]
+preset = "llama-server"
+command = "{bin}"
+model_path = "{model}"
+args = ["--no-jinja", "--chat-template", "gemma", "-t", "2"]
+ready_timeout_s = 60
+stop_grace_s = 5
+
+[corpus]
+path = "{corpus}"
+
+[run]
+results_dir = "{results}"
+
+[slo]
+ttft_ms = {SLO_TTFT_MS}
+percentile = 90
+
+[[arm]]
+name = "slots4"
+agent = "single"
+max_tokens = 32
+options = {{ parallel = 4, num_ctx = 4096 }}
+[arm.grid]
+agents = [1, 2, 4, 8]
+"#,
+        bin = llama_server_binary().display(),
+        model = root().join(MODEL).display(),
+        corpus = root().join("experiments/corpus/reports/llama3").display(),
+        results = dir.path().join("results").display(),
+    );
+    let spec = dir.path().join("slots.toml");
+    std::fs::write(&spec, text).unwrap();
+    let t0 = Instant::now();
+    let out = sweep()
+        .args(["run", "--progress", "plain"])
+        .arg(&spec)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("sweep run: {:.0} s", t0.elapsed().as_secs_f64());
+    let run = only_run(dir.path(), "slots");
+    let a = sweep::analysis::analyze(&run, &sweep::analysis::AnalysisOptions::default()).unwrap();
+    let w = &a.workload;
+    let median = |r: &sweep::analysis::RepStats| r.summary.value().map(|s| s.median).unwrap();
+    let at = |n: u32| w.levels.iter().find(|l| l.agents == n).unwrap();
+    for n in [1, 2, 4, 8] {
+        let l = at(n);
+        eprintln!(
+            "N={n}: total {:.1} tok/s, per user {:.1} tok/s, TTFT p50 {:.0} ms p95 {:.0} ms, \
+             within SLO {}/{}",
+            median(&l.total_tps),
+            median(&l.user_tps),
+            median(&l.ttft_p50_ms),
+            median(&l.ttft_p95_ms),
+            l.slo_reps_met,
+            l.slo_reps
+        );
+        assert_eq!(l.total_tps.reps.len(), 3, "N={n}: {l:?}");
+    }
+    let total = |n| median(&at(n).total_tps);
+    assert!(
+        total(1) < total(2) && total(2) < total(4),
+        "total tok/s 1, 2, 4: {} {} {}",
+        total(1),
+        total(2),
+        total(4)
+    );
+    assert!(median(&at(4).user_tps) < median(&at(1).user_tps));
+    assert!(median(&at(8).ttft_p50_ms) > median(&at(4).ttft_p50_ms));
+
+    // Capacity recomputed from the records: per (level, rep) the share of measured calls
+    // with TTFT ≤ the limit, ≥ 90% to be within; per rep the climb up the levels.
+    let records = read_records(&run.join("records.jsonl")).unwrap().records;
+    let level_of: BTreeMap<String, u32> = w
+        .levels
+        .iter()
+        .map(|l| (l.cell_id.clone(), l.agents))
+        .collect();
+    let mut good: BTreeMap<(u32, u32), (usize, usize)> = BTreeMap::new();
+    for r in records
+        .iter()
+        .filter(|r| !r.warmup && !r.cold && !r.superseded)
+    {
+        let e = good.entry((level_of[&r.cell_id], r.rep)).or_default();
+        e.1 += 1;
+        if r.ok && r.ttft_ms.is_some_and(|t| t <= SLO_TTFT_MS) {
+            e.0 += 1;
+        }
+    }
+    let mut expected = Vec::new();
+    for rep in 0..3 {
+        let mut cap = 0.0;
+        for n in [1, 2, 4, 8] {
+            let (g, all) = good[&(n, rep)];
+            if g * 10 >= all * 9 {
+                cap = f64::from(n);
+            } else {
+                break;
+            }
+        }
+        expected.push(cap);
+    }
+    eprintln!("capacity per rep: {expected:?}");
+    assert_eq!(w.capacity[0].per_rep.reps, expected);
+}
