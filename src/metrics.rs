@@ -41,6 +41,11 @@ pub enum Metric {
     JPerToken,
     /// Σ GPU joules / Σ prompt tokens × 1 000 over a rep's calls.
     JPer1kPromptTokens,
+    /// Σ output tokens of a unit's calls / the phase's wall time: the throughput of all its
+    /// agents together (a workload level's total tok/s).
+    TotalTps,
+    /// Calls within the `[slo]` / the phase's wall time, requests/s (`None` without an SLO).
+    GoodputRps,
 }
 
 /// Which way is better.
@@ -75,6 +80,16 @@ pub enum EnergyPer {
     KiloPromptTokens,
 }
 
+/// What a wall-time rate counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WallCount {
+    /// Output tokens.
+    OutputTokens,
+    /// Calls within the `[slo]` (the `slo_good` column: 1 or 0; null without an SLO).
+    GoodCalls,
+}
+
 /// How a metric's value is formed from the calls.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -105,6 +120,12 @@ pub enum Estimator {
     RepEnergy {
         /// Which tokens the energy is divided by.
         per: EnergyPer,
+    },
+    /// Per rep: Σ `count` over its calls / the phase's wall time (every record of a phase
+    /// carries the same `phase_wall_ms`): what all the unit's agents achieved together.
+    RepWallRate {
+        /// What is counted.
+        count: WallCount,
     },
 }
 
@@ -151,7 +172,7 @@ const fn median(
 }
 
 /// The table, in display order.
-pub const METRICS: [MetricDef; 12] = [
+pub const METRICS: [MetricDef; 14] = [
     MetricDef {
         gate_default: true,
         default_threshold: Some(0.05),
@@ -263,11 +284,40 @@ pub const METRICS: [MetricDef; 12] = [
             "GPU energy per 1 000 prompt tokens (J)",
         )
     },
+    MetricDef {
+        direction: Direction::HigherIsBetter,
+        estimator: Estimator::RepWallRate {
+            count: WallCount::OutputTokens,
+        },
+        ..median(
+            Metric::TotalTps,
+            "total_tps",
+            &["unit_tps"],
+            "tok/s",
+            "total throughput, all agents (tok/s)",
+        )
+    },
+    MetricDef {
+        direction: Direction::HigherIsBetter,
+        estimator: Estimator::RepWallRate {
+            count: WallCount::GoodCalls,
+        },
+        // A unit where no call met the SLO has goodput 0, the worst regression there is:
+        // tested on the values themselves, not their logarithms.
+        log_scale: false,
+        ..median(
+            Metric::GoodputRps,
+            "goodput_rps",
+            &["goodput"],
+            "req/s",
+            "goodput, calls within the SLO (req/s)",
+        )
+    },
 ];
 
 impl Metric {
     /// Every metric, in display order.
-    pub const ALL: [Metric; 12] = [
+    pub const ALL: [Metric; 14] = [
         Metric::TtftMs,
         Metric::TtftP95Ms,
         Metric::E2eMs,
@@ -280,6 +330,8 @@ impl Metric {
         Metric::OutputTokens,
         Metric::JPerToken,
         Metric::JPer1kPromptTokens,
+        Metric::TotalTps,
+        Metric::GoodputRps,
     ];
 
     /// The metric's row of [`METRICS`].
@@ -366,6 +418,12 @@ impl Metric {
             Estimator::RepEnergy {
                 per: EnergyPer::KiloPromptTokens,
             } => &["gpu_energy_j", "prompt_tokens"],
+            Estimator::RepWallRate {
+                count: WallCount::OutputTokens,
+            } => &["output_tokens", "phase_wall_ms"],
+            Estimator::RepWallRate {
+                count: WallCount::GoodCalls,
+            } => &["phase_wall_ms", "slo_good"],
         }
     }
 
@@ -406,6 +464,15 @@ impl Metric {
                 match per {
                     EnergyPer::OutputToken => "output tokens",
                     EnergyPer::KiloPromptTokens => "prompt tokens × 1 000",
+                }
+            ),
+            Estimator::RepWallRate { count } => format!(
+                "{}: per rep Σ {} over its calls / the phase's wall time (all its agents \
+                 together)",
+                self.name(),
+                match count {
+                    WallCount::OutputTokens => "output tokens",
+                    WallCount::GoodCalls => "calls within the SLO",
                 }
             ),
             Estimator::PooledQuantile { q, .. } => format!(

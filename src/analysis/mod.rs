@@ -466,6 +466,21 @@ pub fn analyze_frame(
     let experiment = samples::str_col(&ident, "experiment")?.remove(0);
     let run_id = samples::str_col(&ident, "run_id")?.remove(0);
 
+    let slo = manifest
+        .as_ref()
+        .and_then(Manifest::spec)
+        .and_then(|s| s.slo);
+    let lf = workload::with_slo(lf, slo.as_ref());
+    // Goodput exists only against an SLO.
+    let opts = &AnalysisOptions {
+        metrics: opts
+            .metrics
+            .iter()
+            .copied()
+            .filter(|m| slo.is_some() || *m != Metric::GoodputRps)
+            .collect(),
+        ..opts.clone()
+    };
     let options = cell_options(lf.clone())?;
     let s = samples::samples(lf.clone(), &opts.metrics, Grouping::Cells)?;
     let params = opts.params();

@@ -12,7 +12,7 @@
 //! collected frame.
 
 use super::AnalysisError;
-use crate::metrics::{EnergyPer, Estimator, Metric, RateClock};
+use crate::metrics::{EnergyPer, Estimator, Metric, RateClock, WallCount};
 use crate::record::ColdReason;
 use crate::stats::engine::Sample;
 use crate::stats::select_quantiles;
@@ -73,6 +73,10 @@ pub struct Counts {
     /// Measured calls by where their token counts came from (`usage`, `tokenize`, `chunks`).
     #[serde(default)]
     pub tokens_by_source: BTreeMap<String, u32>,
+    /// Live calls (not warm-up, current attempt) that missed the `[slo]`, failed ones
+    /// included; 0 without an SLO.
+    #[serde(default)]
+    pub slo_missed: u32,
 }
 
 impl Counts {
@@ -114,6 +118,7 @@ impl Counts {
         self.superseded += o.superseded;
         self.measured += o.measured;
         self.reps = self.reps.max(o.reps);
+        self.slo_missed += o.slo_missed;
         for (k, v) in &o.tokens_by_source {
             *self.tokens_by_source.entry(k.clone()).or_default() += v;
         }
@@ -239,7 +244,7 @@ pub(crate) fn with_defaults(lf: LazyFrame) -> Result<LazyFrame, AnalysisError> {
     if !schema.contains("tokens_source") {
         add.push(lit(NULL).cast(DataType::String).alias("tokens_source"));
     }
-    for name in ["gpu_energy_j", "start_lag_ms"] {
+    for name in ["gpu_energy_j", "start_lag_ms", "slo_good"] {
         if !schema.contains(name) {
             add.push(lit(NULL).cast(DataType::Float64).alias(name));
         }
@@ -378,6 +383,12 @@ fn group_counts(
         count_true(live.clone().and(col("ok").not())).alias("failed"),
         count_true(live.clone().and(col("ok")).and(col("cold"))).alias("cold"),
         count_true(measured()).alias("measured"),
+        count_true(
+            live.clone()
+                .and(col("slo_good").eq(lit(0.0)))
+                .fill_null(lit(false)),
+        )
+        .alias("slo_missed"),
         col("rep")
             .filter(col("warmup").not())
             .n_unique()
@@ -413,6 +424,7 @@ fn group_counts(
             .collect())
     };
     let first_order = num("first_order")?;
+    let slo_missed = num("slo_missed")?;
     let (calls, warmup, superseded, failed, cold, measured, reps) = (
         num("calls")?,
         num("warmup")?,
@@ -458,6 +470,11 @@ fn group_counts(
                 measured[i]
             },
             reps: reps[i],
+            slo_missed: if grouping == Grouping::Cells && is_seq {
+                0
+            } else {
+                slo_missed[i]
+            },
             tokens_by_source: by_source
                 .iter()
                 .filter(|(_, v)| v[i] > 0 && !(grouping == Grouping::Cells && is_seq))
@@ -544,6 +561,23 @@ fn metric_by_key(
                 })
                 .collect()
         }
+        // (count, phase wall s): the rep value is Σ count / the wall (the same on every
+        // call of the phase; the largest is taken).
+        Estimator::RepWallRate { count } => {
+            let counted = match count {
+                WallCount::OutputTokens => &cols["output_tokens"],
+                WallCount::GoodCalls => &cols["slo_good"],
+            };
+            counted
+                .iter()
+                .zip(&cols["phase_wall_ms"])
+                .zip(counts)
+                .map(|((n, w), &ok)| match (n, w) {
+                    (Some(n), Some(w)) if ok && *w > 0.0 => Some((*n, w / 1000.0)),
+                    _ => None,
+                })
+                .collect()
+        }
     };
     // Scatter the present values group after group.
     let mut rows_in = vec![0u32; n_groups];
@@ -573,6 +607,7 @@ fn metric_by_key(
         m.def().estimator,
         Estimator::RepRate { .. } | Estimator::RepEnergy { .. }
     );
+    let wall_rate = matches!(m.def().estimator, Estimator::RepWallRate { .. });
     let mut out = Vec::with_capacity(groups.keys.len());
     for &(s, e) in &groups.key_ranges {
         let mut reps = Vec::new();
@@ -586,6 +621,16 @@ fn metric_by_key(
             }
             let slice = &mut buf[offsets[g]..offsets[g + 1]];
             let rep = groups.reps[g];
+            if wall_rate {
+                let n: f64 = slice.iter().map(|(x, _)| x).sum();
+                let wall = slice.iter().map(|(_, y)| *y).fold(0.0, f64::max);
+                if wall > 0.0 {
+                    reps.push((rep, n / wall));
+                } else {
+                    incomplete += 1;
+                }
+                continue;
+            }
             if rate {
                 let (t, sec) = slice
                     .iter()

@@ -197,6 +197,39 @@ impl Unit {
     }
 }
 
+/// The records frame with `slo_good`: 1 for a call that met every `[slo]` limit, 0 for one
+/// that did not (a failed call included), null without an SLO. What the `goodput_rps` metric
+/// counts, in the analysis and in the gate.
+pub fn with_slo(lf: LazyFrame, slo: Option<&SloConfig>) -> LazyFrame {
+    let Some(slo) = slo else {
+        return lf.with_column(lit(NULL).cast(DataType::Float64).alias("slo_good"));
+    };
+    let mut good = col("ok");
+    if let Some(l) = slo.ttft_ms {
+        good = good.and(col("ttft_ms").lt_eq(lit(l)).fill_null(lit(false)));
+    }
+    if let Some(l) = slo.e2e_ms {
+        good = good.and(col("e2e_ms").lt_eq(lit(l)).fill_null(lit(false)));
+    }
+    if let Some(l) = slo.itl_ms {
+        // TPOT = (e2e − TTFT) / (n − 1); a call of fewer than two tokens has none and meets it.
+        let n = col("output_tokens").cast(DataType::Float64);
+        let tpot = (col("e2e_ms") - col("ttft_ms")) / (n.clone() - lit(1.0));
+        good = good.and(
+            when(n.gt_eq(lit(2.0)))
+                .then(tpot.lt_eq(lit(l)))
+                .otherwise(lit(true))
+                .fill_null(lit(true)),
+        );
+    }
+    lf.with_column(
+        when(good.fill_null(lit(false)))
+            .then(lit(1.0))
+            .otherwise(lit(0.0))
+            .alias("slo_good"),
+    )
+}
+
 /// The load phase's measured calls, per (cell, rep).
 fn units(lf: LazyFrame) -> Result<BTreeMap<(String, u32), Unit>, AnalysisError> {
     let rows = collect_streaming(
@@ -256,9 +289,35 @@ fn units(lf: LazyFrame) -> Result<BTreeMap<(String, u32), Unit>, AnalysisError> 
     Ok(out)
 }
 
-/// The configuration a cell belongs to (its arm and every factor but the level), its
-/// agents at once and its rate.
-fn configuration(cell: &CellAnalysis) -> (String, u32, Option<f64>) {
+/// The factors (other than the levels) whose value differs between the run's cells: the
+/// ones a configuration's name needs (the rest is the same everywhere).
+fn varying_factors(cells: &[CellAnalysis]) -> std::collections::BTreeSet<String> {
+    let mut values: BTreeMap<&str, std::collections::BTreeSet<Option<&str>>> = BTreeMap::new();
+    let keys: std::collections::BTreeSet<&str> = cells
+        .iter()
+        .flat_map(|c| c.factors.keys().map(String::as_str))
+        .collect();
+    for c in cells {
+        for k in &keys {
+            values
+                .entry(k)
+                .or_default()
+                .insert(c.factors.get(*k).map(String::as_str));
+        }
+    }
+    values
+        .into_iter()
+        .filter(|(k, v)| v.len() > 1 && !crate::spec::WORKLOAD_OPTION_NAMES.contains(k))
+        .map(|(k, _)| k.to_string())
+        .collect()
+}
+
+/// The configuration a cell belongs to (its arm and the factors that vary over the run,
+/// the levels aside), its agents at once and its rate.
+fn configuration(
+    cell: &CellAnalysis,
+    varying: &std::collections::BTreeSet<String>,
+) -> (String, u32, Option<f64>) {
     let agents = cell
         .factors
         .get("agents")
@@ -268,7 +327,7 @@ fn configuration(cell: &CellAnalysis) -> (String, u32, Option<f64>) {
     let rest: Vec<String> = cell
         .factors
         .iter()
-        .filter(|(k, _)| !crate::spec::WORKLOAD_OPTION_NAMES.contains(&k.as_str()))
+        .filter(|(k, _)| varying.contains(k.as_str()))
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     let label = if rest.is_empty() {
@@ -291,8 +350,9 @@ pub fn workload(
     // configuration → (level, rep → within the SLO)
     let mut within: BTreeMap<String, Vec<LevelReps>> = BTreeMap::new();
     let mut level_names: BTreeMap<String, &str> = BTreeMap::new();
+    let varying = varying_factors(cells);
     for cell in cells {
-        let (conf, agents, rate) = configuration(cell);
+        let (conf, agents, rate) = configuration(cell, &varying);
         let figures: Vec<(u32, UnitFigures)> = units
             .range((cell.cell_id.clone(), 0)..=(cell.cell_id.clone(), u32::MAX))
             .map(|((_, rep), u)| (*rep, u.figures(slo)))

@@ -583,8 +583,17 @@ fn call_shares(
                 .iter()
                 .filter_map(|r| r.samples.group(key).map(|g| g.counts.clone()))
                 .collect();
-            now.map(|n| shares::rows(key, &n, &refs, s.max_failed_share, s.alpha))
-                .unwrap_or_default()
+            now.map(|n| {
+                shares::rows(
+                    key,
+                    &n,
+                    &refs,
+                    s.max_failed_share,
+                    s.max_slo_miss_share,
+                    s.alpha,
+                )
+            })
+            .unwrap_or_default()
         })
         .collect()
 }

@@ -179,7 +179,9 @@ pub fn load_run(
             dir.display()
         ));
     }
-    let samples = samples::samples(loaded.frame, metrics, Grouping::CellPhases)?;
+    let slo = manifest.spec().and_then(|s| s.slo);
+    let frame = crate::analysis::workload::with_slo(loaded.frame, slo.as_ref());
+    let samples = samples::samples(frame, metrics, Grouping::CellPhases)?;
     if samples.groups.is_empty() {
         return Err(GateError::NoRecords(dir));
     }

@@ -181,7 +181,7 @@ fn judge(stored: &[SimNight], tonight: &SimNight, g: &Gate, seed: u64) -> NightO
     let verdicts: Vec<Verdict> = tests.iter().map(|t| row_verdict(t, &tol)).collect();
     let share_fails = (0..tonight.rows.len()).any(|r| {
         let refs: Vec<Counts> = window.iter().map(|s| s.rows[r].1.clone()).collect();
-        shares::rows("row", &tonight.rows[r].1, &refs, g.max_share, g.alpha)
+        shares::rows("row", &tonight.rows[r].1, &refs, g.max_share, None, g.alpha)
             .iter()
             .any(|s| s.fails)
     });

@@ -26,6 +26,10 @@ pub struct Settings {
     pub resamples: usize,
     /// Base bootstrap seed, fixed so that the same runs give the same verdict.
     pub seed: u64,
+    /// Per cell: the share of calls outside the `[slo]` that the SLO allows (1 − its
+    /// percentile); a higher share, shown higher than the reference's, is a regression.
+    /// `None` without an SLO.
+    pub max_slo_miss_share: Option<f64>,
 }
 
 impl Default for Settings {
@@ -43,6 +47,7 @@ impl Settings {
             max_failed_share: c.max_failed_share,
             resamples: crate::stats::engine::DEFAULT_RESAMPLES,
             seed: 0x5eed_c0de,
+            max_slo_miss_share: None,
         }
     }
 
@@ -50,7 +55,13 @@ impl Settings {
     /// defaults with a warning when the manifest holds no usable experiment file.
     pub fn from_manifest(m: &Manifest) -> (Settings, Option<String>) {
         match m.spec() {
-            Some(spec) => (Settings::from_config(&spec.compare), None),
+            Some(spec) => (
+                Settings {
+                    max_slo_miss_share: spec.slo.map(|s| 1.0 - s.percentile / 100.0),
+                    ..Settings::from_config(&spec.compare)
+                },
+                None,
+            ),
             None => (
                 Settings::default(),
                 Some("the current run's manifest holds no usable experiment file: default thresholds".into()),

@@ -17,6 +17,9 @@ pub enum ShareKind {
     /// Successful calls with a model load in their timing (runner reload, server reload, a
     /// load time above `cold_load_ms`).
     Cold,
+    /// Calls that missed the `[slo]` (failed ones included): the share a goodput collapse
+    /// shows even where no unit had a good call left to take a logarithm of.
+    OutsideSlo,
 }
 
 impl ShareKind {
@@ -25,6 +28,7 @@ impl ShareKind {
         match self {
             ShareKind::Failed => "failed calls (timeouts included)",
             ShareKind::Cold => "cold calls (reloads)",
+            ShareKind::OutsideSlo => "calls outside the SLO",
         }
     }
 }
@@ -87,30 +91,47 @@ fn live(c: &Counts) -> u32 {
     c.calls.saturating_sub(c.warmup + c.superseded)
 }
 
-/// The failed and cold share rows of one cell.
-pub fn rows(key: &str, now: &Counts, refs: &[Counts], limit: f64, alpha: f64) -> Vec<ShareRow> {
+/// The failed and cold share rows of one cell, and with an SLO (`slo_limit`: the share of
+/// calls it allows outside) the share of calls outside it.
+pub fn rows(
+    key: &str,
+    now: &Counts,
+    refs: &[Counts],
+    limit: f64,
+    slo_limit: Option<f64>,
+    alpha: f64,
+) -> Vec<ShareRow> {
     let sum = |f: fn(&Counts) -> u32| refs.iter().map(f).sum::<u32>();
     let reference_live = sum(live);
-    [
-        (ShareKind::Failed, now.failed, sum(|c| c.failed)),
-        (ShareKind::Cold, now.cold, sum(|c| c.cold)),
-    ]
-    .into_iter()
-    .map(|(kind, k_now, k_ref)| {
-        let current = (k_now, live(now));
-        let reference = (k_ref, reference_live);
-        let p = fisher_greater(current, reference);
-        ShareRow {
-            cell: key.to_string(),
-            kind,
-            current,
-            reference,
-            limit,
-            p,
-            fails: share(current) > limit && p < alpha,
-        }
-    })
-    .collect()
+    let mut kinds = vec![
+        (ShareKind::Failed, now.failed, sum(|c| c.failed), limit),
+        (ShareKind::Cold, now.cold, sum(|c| c.cold), limit),
+    ];
+    if let Some(l) = slo_limit {
+        kinds.push((
+            ShareKind::OutsideSlo,
+            now.slo_missed,
+            sum(|c| c.slo_missed),
+            l,
+        ));
+    }
+    kinds
+        .into_iter()
+        .map(|(kind, k_now, k_ref, limit)| {
+            let current = (k_now, live(now));
+            let reference = (k_ref, reference_live);
+            let p = fisher_greater(current, reference);
+            ShareRow {
+                cell: key.to_string(),
+                kind,
+                current,
+                reference,
+                limit,
+                p,
+                fails: share(current) > limit && p < alpha,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -142,11 +163,11 @@ mod tests {
             failed,
             ..Counts::default()
         };
-        let r = rows("c", &counts(20, 10), &[counts(20, 0)], 0.10, 0.05);
+        let r = rows("c", &counts(20, 10), &[counts(20, 0)], 0.10, None, 0.05);
         assert!(r[0].fails && r[0].kind == ShareKind::Failed, "{r:?}");
         assert!(!r[1].fails);
         // One timeout in 20 against none: under the limit.
-        let r = rows("c", &counts(20, 1), &[counts(20, 0)], 0.10, 0.05);
+        let r = rows("c", &counts(20, 1), &[counts(20, 0)], 0.10, None, 0.05);
         assert!(!r[0].fails);
         // Above the limit but no higher than the reference's usual share: not shown.
         let r = rows(
@@ -154,8 +175,41 @@ mod tests {
             &counts(20, 3),
             &[counts(20, 3), counts(20, 2)],
             0.10,
+            None,
             0.05,
         );
         assert!(!r[0].fails, "{r:?}");
+    }
+
+    #[test]
+    fn a_collapse_outside_the_slo_fails_and_the_usual_misses_do_not() {
+        let counts = |calls: u32, missed: u32| Counts {
+            calls,
+            slo_missed: missed,
+            ..Counts::default()
+        };
+        // Every call outside a 90% SLO tonight, one in 20 before: fails.
+        let r = rows(
+            "c",
+            &counts(20, 20),
+            &[counts(20, 1)],
+            0.10,
+            Some(0.10),
+            0.05,
+        );
+        assert_eq!(r.len(), 3);
+        assert!(r[2].kind == ShareKind::OutsideSlo && r[2].fails, "{r:?}");
+        // Two in 20 (10%, what a 90% SLO allows): not above the limit.
+        let r = rows(
+            "c",
+            &counts(20, 2),
+            &[counts(20, 0)],
+            0.10,
+            Some(0.10),
+            0.05,
+        );
+        assert!(!r[2].fails);
+        // Without an SLO there is no such row.
+        assert_eq!(rows("c", &counts(20, 20), &[], 0.10, None, 0.05).len(), 2);
     }
 }

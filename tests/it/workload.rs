@@ -336,3 +336,110 @@ fn an_open_loop_keeps_its_schedule_and_finds_the_capacity_rate() {
     assert_eq!(w.capacity[0].level_name, "rate");
     assert_eq!(w.capacity[0].per_rep.reps, vec![4.0, 4.0, 4.0]);
 }
+
+fn gate_spec(dir: &Path, name: &str, url: &str) -> std::path::PathBuf {
+    let text = format!(
+        r#"[experiment]
+name = "gated"
+repetitions = 8
+warmup = 0
+seed = 7
+
+[backend]
+kind = "openai"
+url = "{url}"
+model = "gemma3:latest"
+retry = {{ attempts = 1, backoff_ms = 0 }}
+
+[corpus]
+path = "{corpus}"
+
+[run]
+results_dir = "{results}"
+
+[slo]
+ttft_ms = 150
+
+[compare]
+thresholds = {{ goodput_rps = 0.10, total_tps = 0.05 }}
+
+[[arm]]
+name = "load"
+agent = "single"
+[arm.grid]
+agents = [2]
+"#,
+        corpus = root().join("experiments/corpus/reports/llama3").display(),
+        results = dir.join(name).display(),
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The gate judges goodput and total throughput like any other metric: the same two-agent
+/// level against the two-slot peer, then against one whose first token comes 150 ms later
+/// (past the 150 ms TTFT SLO: goodput falls to 0; each call 150 ms longer: total tok/s
+/// falls by 150 / 350 of a call's time, about 43%): `sweep compare` exits 1, total_tps is
+/// a regression, and the share of calls outside the SLO fails.
+#[test]
+fn the_gate_judges_goodput_and_total_throughput() {
+    let peer = |first_ms: u64| {
+        MockServer::start(MockConfig {
+            tokens: TOKENS,
+            first_token_delay: Duration::from_millis(first_ms),
+            inter_token_delay: Duration::from_millis(GAP_MS as u64),
+            slots: 2,
+            record_requests: false,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for (name, first_ms) in [
+        ("before", FIRST_MS as u64),
+        ("after", FIRST_MS as u64 + 150),
+    ] {
+        let p = peer(first_ms);
+        let spec = gate_spec(tmp.path(), name, &p.url());
+        let out = run_sweep(&["run", "--progress", "plain"], &spec);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir = tmp.path().join(name).join("gated");
+        let run = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+            .unwrap();
+        runs.push(run);
+    }
+    let out = crate::common::sweep()
+        .args(["compare", "--two-runs", "--allow-env-change"])
+        .arg(&runs[0])
+        .arg(&runs[1])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("goodput_rps") && text.contains("total_tps"),
+        "{text}"
+    );
+    // Goodput 0 in every unit has no logarithm: its row is undecided, and the share of
+    // calls outside the SLO (every one of them, against none before) fails the gate.
+    assert!(text.contains("calls outside the SLO"), "{text}");
+    let total = text
+        .lines()
+        .find(|l| l.contains("| total_tps |"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(total.contains("regression"), "{total}");
+}
