@@ -74,7 +74,7 @@ impl LevelPoint {
     /// `4 agents` or `2 req/s`.
     pub fn level_text(&self) -> String {
         match self.rate {
-            Some(r) => format!("{r} req/s"),
+            Some(r) => format!("{r} arrivals/s"),
             None if self.agents == 1 => "1 agent".to_string(),
             None => format!("{} agents", self.agents),
         }

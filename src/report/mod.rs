@@ -120,6 +120,8 @@ pub struct Rendered {
     pub html: Option<PathBuf>,
     /// The headline tables (cells × TTFT / decode with verdicts).
     pub headline: Vec<Table>,
+    /// The workload-level tables (levels, capacity under the SLO), when the run has levels.
+    pub workload: Vec<Table>,
     /// The differences the runs were joined over (several runs).
     pub joined_over: Vec<String>,
 }
@@ -461,6 +463,10 @@ pub fn render_view(view: &View, out: &Path, opts: &ReportOptions) -> Result<Rend
         r.paths.extend(plots.iter().map(|p| p.1.clone()));
     }
     r.headline = headline(view);
+    r.workload = workload_tables(view)
+        .into_iter()
+        .flat_map(|(_, t)| t)
+        .collect();
     if opts.html {
         let all: Vec<&Table> = built.iter().flat_map(|(_, ts)| ts.iter()).collect();
         let mut svgs = Vec::new();

@@ -204,6 +204,13 @@ fn end_of_run_report(dir: &Path) {
                 .tables(&r.headline)
                 .unwrap_or_default();
             println!("\n{text}");
+            // A run with workload levels answers "how many at once": its levels and capacity.
+            if !r.workload.is_empty() {
+                let text = crate::report::export::terminal::Terminal
+                    .tables(&r.workload)
+                    .unwrap_or_default();
+                println!("{text}");
+            }
             println!("Full report:");
             if let Some(h) = &r.html {
                 println!("  {}", h.display());

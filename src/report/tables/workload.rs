@@ -183,7 +183,7 @@ pub fn capacity_table(view: &View) -> Option<Table> {
             cells: vec![
                 Cell::text(c.configuration.clone()),
                 Cell::text(match c.level_name.as_str() {
-                    "rate" => "req/s",
+                    "rate" => "arrivals/s",
                     _ => "agents",
                 }),
                 Cell::text(
