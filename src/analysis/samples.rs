@@ -443,10 +443,21 @@ fn group_counts(
         .map(|r| Ok((*r, num(&format!("cold_{}", r.as_str()))?)))
         .collect::<Result<_, AnalysisError>>()?;
     let mut out: BTreeMap<String, GroupCounts> = BTreeMap::new();
+    // Each cell's load phase: `open` for an open-loop cell, else `concurrent` (a pair or N
+    // agents), where its reload probes belong.
+    let mut load_phase: BTreeMap<&str, &str> = BTreeMap::new();
     for i in 0..cells.len() {
-        // A pair cell's reload probes belong to the phase they precede (the concurrent one).
+        if matches!(phases[i].as_str(), "open" | "concurrent") {
+            load_phase.insert(cells[i].as_str(), phases[i].as_str());
+        }
+    }
+    for i in 0..cells.len() {
+        // A pair's (or N agents') reload probes belong to the phase they precede.
         let phase = if phases[i] == "reload" && agents[i] != "single" {
-            "concurrent"
+            load_phase
+                .get(cells[i].as_str())
+                .copied()
+                .unwrap_or("concurrent")
         } else {
             phases[i].as_str()
         };

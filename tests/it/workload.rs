@@ -335,6 +335,18 @@ fn an_open_loop_keeps_its_schedule_and_finds_the_capacity_rate() {
     assert_eq!(w.capacity.len(), 1);
     assert_eq!(w.capacity[0].level_name, "rate");
     assert_eq!(w.capacity[0].per_rep.reps, vec![4.0, 4.0, 4.0]);
+
+    // The gate sees each open-loop cell as one group `[open]` (its reload probe counted
+    // with it), never as concurrent.
+    let out = crate::common::sweep()
+        .args(["compare", "--two-runs"])
+        .arg(&run)
+        .arg(&run)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("[open]"), "{text}");
+    assert!(!text.contains("[concurrent]"), "{text}");
 }
 
 fn gate_spec(dir: &Path, name: &str, url: &str) -> std::path::PathBuf {
