@@ -220,6 +220,11 @@ pub struct Record {
     /// embedded engine's offloaded layers. Reload probes only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_state: Option<serde_json::Value>,
+    /// The server's queue over the call's phase (llama-server `/metrics`, sampled every
+    /// 100 ms while the agents of a concurrent or open-loop phase ran): `None` where the
+    /// server does not report one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_queue: Option<QueueWindow>,
     /// The GPUs over this call's window (energy, power, memory, utilisation): `None` without
     /// GPU telemetry (no NVIDIA driver or nvidia-smi), never zeros.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -334,6 +339,26 @@ impl Record {
         self.ok = false;
         self.error_kind = Some(e.kind().to_string());
         self.error_message = Some(e.to_string());
+    }
+}
+
+/// What the server reported about its queue over one phase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueWindow {
+    /// Most requests waiting for a slot in any sample.
+    pub max_deferred: u32,
+    /// Most requests in slots in any sample.
+    pub max_processing: u32,
+    /// Samples taken.
+    pub samples: u32,
+}
+
+impl QueueWindow {
+    /// Adds one sample.
+    pub fn add(&mut self, q: crate::backend::ServerQueue) {
+        self.max_deferred = self.max_deferred.max(q.deferred);
+        self.max_processing = self.max_processing.max(q.processing);
+        self.samples += 1;
     }
 }
 

@@ -244,7 +244,12 @@ pub(crate) fn with_defaults(lf: LazyFrame) -> Result<LazyFrame, AnalysisError> {
     if !schema.contains("tokens_source") {
         add.push(lit(NULL).cast(DataType::String).alias("tokens_source"));
     }
-    for name in ["gpu_energy_j", "start_lag_ms", "slo_good"] {
+    for name in [
+        "gpu_energy_j",
+        "start_lag_ms",
+        "slo_good",
+        "queue_deferred_max",
+    ] {
         if !schema.contains(name) {
             add.push(lit(NULL).cast(DataType::Float64).alias(name));
         }

@@ -63,6 +63,10 @@ pub struct LevelPoint {
     /// Open loop: 99th percentile (type 7) of the unit's send-time errors, ms, per rep.
     #[serde(default)]
     pub send_lag_p99_ms: Option<RepStats>,
+    /// Most requests the server held waiting for a slot during the unit, per rep
+    /// (llama-server `/metrics`); `None` where the server reports no queue.
+    #[serde(default)]
+    pub server_queue_max: Option<RepStats>,
 }
 
 impl LevelPoint {
@@ -141,6 +145,8 @@ impl Call {
 pub(crate) struct Unit {
     pub wall_ms: f64,
     pub calls: Vec<Call>,
+    /// The server's most deferred requests during the unit, when it reports a queue.
+    pub queue_max: Option<f64>,
 }
 
 /// The figures of one unit (a rep of a cell).
@@ -250,6 +256,7 @@ fn units(lf: LazyFrame) -> Result<BTreeMap<(String, u32), Unit>, AnalysisError> 
             col("e2e_ms"),
             col("output_tokens").cast(DataType::Float64),
             col("phase_wall_ms"),
+            col("queue_deferred_max"),
             // One send-time error per arrival: its first (analysis) call carries it.
             when(col("stage").eq(lit("analysis")))
                 .then(col("start_lag_ms"))
@@ -258,6 +265,7 @@ fn units(lf: LazyFrame) -> Result<BTreeMap<(String, u32), Unit>, AnalysisError> 
         ]),
     )?;
     let cells = str_col(&rows, "cell_id")?;
+    let queue = f64_col(&rows, "queue_deferred_max")?;
     let [rep, ok, cold, ttft, e2e, tokens, wall, lag] = [
         "rep",
         "ok",
@@ -277,6 +285,9 @@ fn units(lf: LazyFrame) -> Result<BTreeMap<(String, u32), Unit>, AnalysisError> 
             .entry((cells[i].clone(), rep[i].unwrap_or(0.0) as u32))
             .or_default();
         u.wall_ms = u.wall_ms.max(wall[i].unwrap_or(0.0));
+        if let Some(q) = queue[i] {
+            u.queue_max = Some(u.queue_max.map_or(q, |m: f64| m.max(q)));
+        }
         u.calls.push(Call {
             ok: ok[i] == Some(1.0),
             cold: cold[i] == Some(1.0),
@@ -399,6 +410,13 @@ pub fn workload(
                 .count(),
             send_lag_p50_ms: open.then(|| col(|f| f.send_lag_p50)),
             send_lag_p99_ms: open.then(|| col(|f| f.send_lag_p99)),
+            server_queue_max: {
+                let q: Vec<f64> = units
+                    .range((cell.cell_id.clone(), 0)..=(cell.cell_id.clone(), u32::MAX))
+                    .filter_map(|(_, u)| u.queue_max)
+                    .collect();
+                (!q.is_empty()).then(|| RepStats::new(q, opts.level))
+            },
         });
     }
     levels.sort_by(|a, b| {
@@ -520,6 +538,7 @@ mod tests {
         let u = Unit {
             wall_ms: 2000.0,
             calls: vec![call(100.0, 1000.0, 11.0), call(300.0, 1100.0, 21.0)],
+            queue_max: None,
         };
         let f = u.figures(Some(&slo(200.0)));
         assert_eq!(f.total_tps, Some(16.0));
@@ -540,6 +559,7 @@ mod tests {
         let u = Unit {
             wall_ms: 1000.0,
             calls: vec![call(100.0, 1000.0, 11.0), bad],
+            queue_max: None,
         };
         let f = u.figures(Some(&slo(500.0)));
         assert_eq!(f.total_tps, None);
@@ -579,6 +599,7 @@ mod tests {
             rate: None,
             send_lag_p50_ms: None,
             send_lag_p99_ms: None,
+            server_queue_max: None,
             total_tps: RepStats::new(vec![total], 0.95),
             user_tps: RepStats::new(vec![user], 0.95),
             ttft_p50_ms: RepStats::new(vec![], 0.95),

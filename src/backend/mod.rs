@@ -168,6 +168,17 @@ pub struct BackendInfo {
     pub defaults: std::collections::BTreeMap<String, String>,
 }
 
+/// What a server says about its own queue at one moment (llama-server `GET /metrics`
+/// with `--metrics`: the gauges `llamacpp:requests_processing` and
+/// `llamacpp:requests_deferred`, tools/server/README.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerQueue {
+    /// Requests in a slot, being processed.
+    pub processing: u32,
+    /// Requests waiting for a free slot.
+    pub deferred: u32,
+}
+
 /// A model the server says it has loaded (Ollama `GET /api/ps`): what the runner checks
 /// before a phase to see an eviction coming, and records after a reload (the offload that
 /// `num_gpu` really produced).
@@ -337,6 +348,12 @@ pub trait Backend: Send + Sync {
     /// The models the server has loaded, when it can say (Ollama `GET /api/ps`); `None` for
     /// servers that cannot (or when asking failed: never an error, it only informs).
     fn loaded<'a>(&'a self, _endpoint: Option<&'a str>) -> BoxFuture<'a, Option<Vec<LoadedModel>>> {
+        Box::pin(async { None })
+    }
+
+    /// The server's queue right now, when it reports one (llama-server with `--metrics`);
+    /// `None` for servers that do not (Ollama has no such endpoint) or when asking failed.
+    fn queue<'a>(&'a self, _endpoint: Option<&'a str>) -> BoxFuture<'a, Option<ServerQueue>> {
         Box::pin(async { None })
     }
 

@@ -426,6 +426,17 @@ impl Backend for OpenAiBackend {
         })
     }
 
+    fn queue<'a>(&'a self, endpoint: Option<&'a str>) -> BoxFuture<'a, Option<super::ServerQueue>> {
+        Box::pin(async move {
+            let base = match endpoint {
+                Some(e) => openai_base(e).ok()?,
+                None => self.urls.first()?.clone(),
+            };
+            let text = self.get_text(&base, "/metrics").await?;
+            parse_queue(&text)
+        })
+    }
+
     fn server_state<'a>(&'a self, endpoint: Option<&'a str>) -> BoxFuture<'a, Option<Value>> {
         Box::pin(async move {
             let base = match endpoint {
@@ -443,6 +454,23 @@ impl Backend for OpenAiBackend {
 }
 
 impl OpenAiBackend {
+    /// `GET {base}{path}` as text (at most 1 MiB); `None` on any failure or non-2xx answer
+    /// (llama-server answers `/metrics` with 501 unless started with `--metrics`).
+    async fn get_text(&self, base: &str, path: &str) -> Option<String> {
+        let mut d = Deadlines::metadata(&self.timeouts).ok()?;
+        let no_hint: fn(&str) -> String = |_| String::new();
+        let rb = self.authed(self.client.get(format!("{base}{path}")));
+        let mut resp = http::send(rb, base, &mut d, "", no_hint).await.ok()?;
+        let mut body = Vec::new();
+        while let Some(c) = http::next_chunk(&mut resp, &mut d).await.ok()? {
+            body.extend_from_slice(&c);
+            if body.len() > 1024 * 1024 {
+                return None;
+            }
+        }
+        String::from_utf8(body).ok()
+    }
+
     /// `GET {base}{path}` as JSON; `None` on any failure (llama-cpp-python and vLLM have no
     /// `/props`; llama-server answers `/slots` only with `--slots`, on by default).
     async fn get_json(&self, base: &str, path: &str) -> Option<Value> {
@@ -452,6 +480,21 @@ impl OpenAiBackend {
         let resp = http::send(rb, base, &mut d, "", no_hint).await.ok()?;
         http::read_json::<Value>(resp, &mut d).await.ok()
     }
+}
+
+/// The queue gauges of llama-server's Prometheus text (`/metrics`): both must be there.
+pub fn parse_queue(text: &str) -> Option<super::ServerQueue> {
+    let gauge = |name: &str| {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .map(|v| v as u32)
+    };
+    Some(super::ServerQueue {
+        processing: gauge("llamacpp:requests_processing ")?,
+        deferred: gauge("llamacpp:requests_deferred ")?,
+    })
 }
 
 /// What llama.cpp's `llama-server` says about its setup, trimmed to what explains a
@@ -735,6 +778,32 @@ mod tests {
             .feed(b"data: {\"error\":{\"message\":\"boom\",\"code\":500}}\n")
             .unwrap_err();
         assert_eq!(e, BackendError::Engine("boom".into()));
+    }
+
+    #[test]
+    fn queue_gauges_are_read_from_llama_server_metrics() {
+        // As the llama-server of scripts/llama-server.sh answered with --metrics -np 2 and
+        // four requests in flight (HELP/TYPE lines and the other gauges around them).
+        let text =
+            "# HELP llamacpp:predicted_tokens_seconds Average generation throughput in tokens/s\n\
+                    # TYPE llamacpp:predicted_tokens_seconds gauge\n\
+                    llamacpp:predicted_tokens_seconds 0\n\
+                    # HELP llamacpp:requests_processing Number of requests processing\n\
+                    # TYPE llamacpp:requests_processing gauge\n\
+                    llamacpp:requests_processing 2\n\
+                    # HELP llamacpp:requests_deferred Number of requests deferred\n\
+                    # TYPE llamacpp:requests_deferred gauge\n\
+                    llamacpp:requests_deferred 2\n";
+        assert_eq!(
+            parse_queue(text),
+            Some(crate::backend::ServerQueue {
+                processing: 2,
+                deferred: 2
+            })
+        );
+        // The 501 body of a server without --metrics, and vLLM's metrics: no queue gauges.
+        assert_eq!(parse_queue("{\"error\":{\"code\":501}}"), None);
+        assert_eq!(parse_queue("vllm:num_requests_waiting 3\n"), None);
     }
 
     #[test]

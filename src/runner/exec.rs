@@ -129,6 +129,50 @@ impl AgentExecutor {
         Ok((runs, started, wall))
     }
 
+    /// Runs the phase's agents; in a concurrent or open-loop phase, samples the server's
+    /// queue every 100 ms meanwhile (stopping at once for a server that reports none).
+    async fn run_sampling_queue(
+        &self,
+        job: &PhaseJob,
+        execution: u64,
+    ) -> (
+        Result<(Vec<AgentRun>, Instant, f64), String>,
+        Option<crate::record::QueueWindow>,
+    ) {
+        if !matches!(job.phase, Phase::Concurrent | Phase::Open) {
+            return (self.run_members(job, execution).await, None);
+        }
+        let endpoint = job
+            .cell
+            .members
+            .first()
+            .and_then(|m| m.endpoint.clone())
+            .or_else(|| job.endpoint.clone());
+        // `notify_one` keeps its permit when the sampler is not waiting yet: the end of the
+        // phase is never missed, and the sampler stops at once instead of after a sleep.
+        let done = tokio::sync::Notify::new();
+        let members = async {
+            let out = self.run_members(job, execution).await;
+            done.notify_one();
+            out
+        };
+        let sampler = async {
+            let mut w = crate::record::QueueWindow::default();
+            loop {
+                match self.backend.queue(endpoint.as_deref()).await {
+                    Some(q) => w.add(q),
+                    None => return None,
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                    _ = done.notified() => break,
+                }
+            }
+            (w.samples > 0).then_some(w)
+        };
+        futures_util::future::join(members, sampler).await
+    }
+
     /// Why this phase needs a reload probe first: the runner changed the reload key, or the
     /// server says a member's model is not loaded (or loaded with another context length).
     async fn probe_reason(&self, job: &PhaseJob, members: &[Member]) -> Option<ColdReason> {
@@ -375,7 +419,8 @@ impl PhaseExecutor for AgentExecutor {
                 out.probes = probes;
                 out.calls = texts;
             }
-            let (runs, epoch, wall) = match self.run_members(job, execution).await {
+            let (members_out, queue) = self.run_sampling_queue(job, execution).await;
+            let (runs, epoch, wall) = match members_out {
                 Ok(x) => x,
                 Err(msg) => {
                     // The corpus vanished mid-run: every planned call is a failed record.
@@ -413,6 +458,7 @@ impl PhaseExecutor for AgentExecutor {
                         r.planned_start_ms = Some(p);
                         r.start_lag_ms = lag;
                     }
+                    r.server_queue = queue;
                     if first_call && job.cold_start && !probe_took_it {
                         r.mark_cold(ColdReason::Reload);
                     }

@@ -248,6 +248,9 @@ impl ServerConfig {
                     // KV cache types), which the provenance check reads back.
                     "-lv".into(),
                     "4".into(),
+                    // The queue gauges (requests processing / deferred) the runner samples
+                    // while N agents or an open loop run.
+                    "--metrics".into(),
                 ]);
                 let slots = o.parallel.unwrap_or(1);
                 if let Some(n) = o.num_ctx {

@@ -371,7 +371,8 @@ fn a_launch_flag_on_an_external_openai_server_is_refused_with_its_place() {
 /// - total tokens/s rises from 1 to 2 to 4 agents: the slots decode together in one batch,
 ///   and a batch of a 270M model costs little more per step than one sequence;
 /// - tokens/s per user falls from 1 to 4 agents: each step of a larger batch takes longer;
-/// - TTFT at 8 agents exceeds TTFT at 4: four of the eight analyses wait for a free slot;
+/// - TTFT at 8 agents exceeds TTFT at 4: four of the eight analyses wait for a free slot,
+///   and the server's own queue (`/metrics`, requests deferred) says so: 0 at 4, ≥ 1 at 8;
 /// - the capacity under `[slo] ttft_ms` is what the records say when recomputed here from
 ///   `records.jsonl` (every call's TTFT against the limit, per rep and level), independent
 ///   of sweep's analysis code.
@@ -469,6 +470,11 @@ agents = [1, 2, 4, 8]
     );
     assert!(median(&at(4).user_tps) < median(&at(1).user_tps));
     assert!(median(&at(8).ttft_p50_ms) > median(&at(4).ttft_p50_ms));
+    // The server's own queue (sweep starts it with --metrics): four agents fit the four
+    // slots; of eight, some wait.
+    let queue = |n| at(n).server_queue_max.as_ref().map(median);
+    assert_eq!(queue(4), Some(0.0));
+    assert!(queue(8).is_some_and(|q| q >= 1.0), "{:?}", queue(8));
 
     // Capacity recomputed from the records: per (level, rep) the share of measured calls
     // with TTFT ≤ the limit, ≥ 90% to be within; per rep the climb up the levels.

@@ -88,6 +88,7 @@ fn levels_against_a_two_slot_peer_match_the_queueing_arithmetic() {
         first_token_delay: Duration::from_millis(FIRST_MS as u64),
         inter_token_delay: Duration::from_millis(GAP_MS as u64),
         slots: 2,
+        metrics_endpoint: true,
         record_requests: false,
         ..Default::default()
     })
@@ -142,6 +143,13 @@ fn levels_against_a_two_slot_peer_match_the_queueing_arithmetic() {
     near("TTFT p50 at 2", median(&at(2).ttft_p50_ms), FIRST_MS);
     near("TTFT p50 at 4", median(&at(4).ttft_p50_ms), D_MS + FIRST_MS);
     near("TTFT p95 at 4", median(&at(4).ttft_p95_ms), D_MS + FIRST_MS);
+
+    // The server's own queue (its /metrics, sampled every 100 ms): nothing waits at 2 agents
+    // (= slots); at 4, two requests wait for 3D = 600 ms of the unit's 800, which a 100 ms
+    // sampler cannot miss. (1 agent runs phase `single`: not sampled.)
+    assert!(at(1).server_queue_max.is_none());
+    assert_eq!(at(2).server_queue_max.as_ref().and_then(median), Some(0.0));
+    assert_eq!(at(4).server_queue_max.as_ref().and_then(median), Some(2.0));
 
     // SLO: within at 1 and 2 in every rep, never at 4; capacity 2 in each rep.
     assert_eq!((at(1).slo_reps_met, at(1).slo_reps), (3, 3));

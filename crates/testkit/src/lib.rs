@@ -361,6 +361,11 @@ pub struct MockConfig {
     /// a freed slot takes the oldest deferred task). The wait is in the client's TTFT, not in
     /// the server's `timings`. The other flavours run every request at once.
     pub slots: usize,
+    /// llama-server's `--metrics`: serve `GET /metrics` (Prometheus text with the queue
+    /// gauges `llamacpp:requests_processing` and `llamacpp:requests_deferred`, counted
+    /// from the slots above). Off by default, as on the real server, which then answers 501
+    /// "This server does not support metrics endpoint. Start it with `--metrics`".
+    pub metrics_endpoint: bool,
 }
 
 impl Default for MockConfig {
@@ -385,6 +390,7 @@ impl Default for MockConfig {
             replay: None,
             record_requests: true,
             slots: 4,
+            metrics_endpoint: false,
         }
     }
 }
@@ -461,6 +467,8 @@ pub(crate) struct Shared {
     pub(crate) slot: Mutex<wire::Slot>,
     /// llama-server's slots as permits (FIFO: tokio's semaphore is fair).
     pub(crate) slots: tokio::sync::Semaphore,
+    /// Requests waiting for a slot now (llama-server's deferred tasks).
+    pub(crate) deferred: AtomicU64,
 }
 
 /// A running mock server. Dropping it (or [`MockServer::shutdown`]) stops it.
@@ -503,6 +511,7 @@ impl MockServer {
             sched: Mutex::new(sched::Scheduler::default()),
             slot: Mutex::new(wire::Slot::default()),
             slots: tokio::sync::Semaphore::new(cfg_slots),
+            deferred: AtomicU64::new(0),
         });
         let (stop, stop_rx) = watch::channel(false);
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -195,6 +195,16 @@ async fn respond(sock: &mut TcpStream, sh: &Shared, req: &RecordedRequest) -> bo
             let v = slots(sh);
             json_response(sock, 200, &v).await
         }
+        ("GET", "/metrics") if llama_server && cfg.metrics_endpoint => {
+            let text = metrics(sh);
+            whole_response(sock, 200, "text/plain; version=0.0.4", text.as_bytes(), &[]).await
+        }
+        ("GET", "/metrics") if llama_server => {
+            let body = json!({"error": {"code": 501,
+                "message": "This server does not support metrics endpoint. Start it with `--metrics`",
+                "type": "not_supported_error"}});
+            json_response(sock, 501, &body).await
+        }
         ("GET", "/health") if llama_server => {
             json_response(sock, 200, &json!({"status": "ok"})).await
         }
@@ -429,6 +439,23 @@ fn slots(sh: &Shared) -> Value {
     Value::Array(out)
 }
 
+/// llama-server `GET /metrics` with `--metrics`: the queue gauges, in the Prometheus text
+/// format and with the HELP lines the llama-server of scripts/llama-server.sh writes (its
+/// counters are left out: nothing here reads them).
+fn metrics(sh: &Shared) -> String {
+    let slots = sh.cfg.slots.max(1);
+    let processing = slots.saturating_sub(sh.slots.available_permits());
+    let deferred = sh.deferred.load(Ordering::SeqCst);
+    format!(
+        "# HELP llamacpp:requests_processing Number of requests processing\n\
+         # TYPE llamacpp:requests_processing gauge\n\
+         llamacpp:requests_processing {processing}\n\
+         # HELP llamacpp:requests_deferred Number of requests deferred\n\
+         # TYPE llamacpp:requests_deferred gauge\n\
+         llamacpp:requests_deferred {deferred}\n"
+    )
+}
+
 /// llama-server's `system_fingerprint` / `build_info` (`b<build>-<commit>`).
 const BUILD_INFO: &str = "b6900-0a1b2c3d";
 
@@ -485,6 +512,7 @@ fn reason(status: u16) -> &'static str {
         422 => "Unprocessable Entity",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
+        501 => "Not Implemented",
         503 => "Service Unavailable",
         _ => "Status",
     }
@@ -624,7 +652,12 @@ async fn generation(
     let idx = sh.generation_index.fetch_add(1, Ordering::SeqCst);
     // llama-server: wait for a free slot (the other flavours have no such limit here).
     let _permit = match (family, sh.cfg.openai_server) {
-        (Family::OpenAi, OpenAiServer::LlamaServer) => sh.slots.acquire().await.ok(),
+        (Family::OpenAi, OpenAiServer::LlamaServer) => {
+            sh.deferred.fetch_add(1, Ordering::SeqCst);
+            let p = sh.slots.acquire().await.ok();
+            sh.deferred.fetch_sub(1, Ordering::SeqCst);
+            p
+        }
         _ => None,
     };
     let keep = generation_at(sock, sh, req, family, chat, idx).await;

@@ -43,6 +43,14 @@ pub fn workload_table(view: &View) -> Option<Table> {
             CiStyle::Brackets,
         ));
     }
+    let queued = w.levels.iter().any(|l| l.server_queue_max.is_some());
+    if queued {
+        columns.push(Column::number(
+            format!("server queue max [{lvl} CI]"),
+            0,
+            CiStyle::Brackets,
+        ));
+    }
     if open {
         columns.push(Column::number(
             format!("send lag p99 ms [{lvl} CI]"),
@@ -77,6 +85,14 @@ pub fn workload_table(view: &View) -> Option<Table> {
                 speedups
                     .get(l.cell_id.as_str())
                     .map(|s| median_cell(s))
+                    .unwrap_or_else(|| Cell::text("—")),
+            );
+        }
+        if queued {
+            cells.push(
+                l.server_queue_max
+                    .as_ref()
+                    .map(median_cell)
                     .unwrap_or_else(|| Cell::text("—")),
             );
         }
@@ -119,6 +135,10 @@ pub fn workload_table(view: &View) -> Option<Table> {
             None => String::new(),
         }
     )];
+    if queued {
+        notes[0]
+            .push_str(" Server queue: most requests waiting for a slot (llama-server /metrics).");
+    }
     if open {
         notes[0].push_str(
             " Send lag = an arrival's first call's start − its planned start (open loop).",
