@@ -17,3 +17,7 @@ bash scripts/cluster-tools.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 cargo test --all-targets "$@"
+# Tests whose measurement is the machine's throughput run alone, after the parallel pass
+# (they are #[ignore]d there): a neighbouring test on 2 cores would be what they measure.
+cargo test --test it "$@" -- --ignored --test-threads=1 --exact \
+    managed_server::levels_on_four_slots_raise_throughput_then_queue

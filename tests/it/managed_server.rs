@@ -376,7 +376,14 @@ fn a_launch_flag_on_an_external_openai_server_is_refused_with_its_place() {
 /// - the capacity under `[slo] ttft_ms` is what the records say when recomputed here from
 ///   `records.jsonl` (every call's TTFT against the limit, per rep and level), independent
 ///   of sweep's analysis code.
+///
+/// Throughput on a 2-core machine is the measurement, so the test runs alone: ignored in
+/// the parallel pass and run by `scripts/test.sh` on its own (`--ignored --test-threads=1`).
+/// Run among the other tests on CI, a neighbour's build or model run took the cores during
+/// the 4-agent reps (total 11.6 tok/s against 18.2 at one agent), which measures the
+/// neighbour, not the slots.
 #[test]
+#[ignore = "runs alone: scripts/test.sh runs it after the parallel pass"]
 fn levels_on_four_slots_raise_throughput_then_queue() {
     assert!(
         root().join(MODEL).is_file(),
@@ -417,7 +424,7 @@ percentile = 90
 [[arm]]
 name = "slots4"
 agent = "single"
-max_tokens = 32
+max_tokens = 64
 options = {{ parallel = 4, num_ctx = 4096 }}
 [arm.grid]
 agents = [1, 2, 4, 8]
