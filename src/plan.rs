@@ -641,6 +641,62 @@ pub fn render(spec: &Spec, plan: &Plan) -> String {
         let _ = writeln!(s, "shard {}/{}", sh.index, sh.count);
     }
     let _ = writeln!(s);
+    render_cells(&mut s, spec, plan);
+    let warm = plan.units.len() - plan.measured_units();
+    let _ = writeln!(s);
+    let _ = writeln!(s, "{}", prompts_line(plan));
+    let _ = writeln!(
+        s,
+        "cells: {}  (arms: {})",
+        plan.cells.len(),
+        spec.arms.len()
+    );
+    let _ = writeln!(
+        s,
+        "units: {}  ({} measured = {} cells × {} repetitions, {} warm-up)",
+        plan.units.len(),
+        plan.measured_units(),
+        plan.cells.len(),
+        e.repetitions,
+        warm
+    );
+    let how = calls_explained(plan);
+    let _ = writeln!(s, "LLM calls: {}  ({})", plan.total_calls(), how.join("; "));
+    let _ = writeln!(
+        s,
+        "reload groups: {}  (model, num_ctx, num_gpu, server-level options); reloads in run order: {} (each followed \
+         by a reload probe: {} one-token calls, stored as warm-up)",
+        plan.groups.len(),
+        plan.reloads(),
+        plan.probe_calls()
+    );
+    if let Some(srv) = &spec.server {
+        let _ = writeln!(
+            s,
+            "managed server: {} ({}); server configurations: {}; starts in run order: {} (a \
+             restart is a reload, with its probe)",
+            srv.preset.as_str(),
+            srv.command,
+            server_configs(spec, plan).len(),
+            server_starts(spec, plan)
+        );
+    }
+    let blocks = plan.reloads_in(spec, Order::Blocks);
+    let grouped = plan.reloads_in(spec, Order::Interleaved);
+    let _ = writeln!(
+        s,
+        "order {}: reloads by order: blocks {blocks}, interleaved (fewest reloads) {grouped}",
+        e.order.as_str()
+    );
+    for w in warnings(spec, plan) {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    s
+}
+
+/// The plan's cell rows: number, id, arm, agent, reload group, calls, options.
+fn render_cells(s: &mut String, spec: &Spec, plan: &Plan) {
+    use std::fmt::Write as _;
     let id_w = plan
         .cells
         .iter()
@@ -689,24 +745,10 @@ pub fn render(spec: &Spec, plan: &Plan) -> String {
             c.label(spec.backend.kind.defaults_label())
         );
     }
-    let warm = plan.units.len() - plan.measured_units();
-    let _ = writeln!(s);
-    let _ = writeln!(s, "{}", prompts_line(plan));
-    let _ = writeln!(
-        s,
-        "cells: {}  (arms: {})",
-        plan.cells.len(),
-        spec.arms.len()
-    );
-    let _ = writeln!(
-        s,
-        "units: {}  ({} measured = {} cells × {} repetitions, {} warm-up)",
-        plan.units.len(),
-        plan.measured_units(),
-        plan.cells.len(),
-        e.repetitions,
-        warm
-    );
+}
+
+/// How the LLM calls add up, in words: per agent run, pairs, agents at once, open loop.
+fn calls_explained(plan: &Plan) -> Vec<String> {
     let has_pairs = plan.cells.iter().any(|c| c.agent == AgentKind::Pair);
     let levels: Vec<usize> = {
         let mut v: Vec<usize> = plan
@@ -749,37 +791,7 @@ pub fn render(spec: &Spec, plan: &Plan) -> String {
     for (p, rs) in processes {
         how.push(format!("open loop: {p} at {}/s", rs.join(", ")));
     }
-    let _ = writeln!(s, "LLM calls: {}  ({})", plan.total_calls(), how.join("; "));
-    let _ = writeln!(
-        s,
-        "reload groups: {}  (model, num_ctx, num_gpu, server-level options); reloads in run order: {} (each followed \
-         by a reload probe: {} one-token calls, stored as warm-up)",
-        plan.groups.len(),
-        plan.reloads(),
-        plan.probe_calls()
-    );
-    if let Some(srv) = &spec.server {
-        let _ = writeln!(
-            s,
-            "managed server: {} ({}); server configurations: {}; starts in run order: {} (a \
-             restart is a reload, with its probe)",
-            srv.preset.as_str(),
-            srv.command,
-            server_configs(spec, plan).len(),
-            server_starts(spec, plan)
-        );
-    }
-    let blocks = plan.reloads_in(spec, Order::Blocks);
-    let grouped = plan.reloads_in(spec, Order::Interleaved);
-    let _ = writeln!(
-        s,
-        "order {}: reloads by order: blocks {blocks}, interleaved (fewest reloads) {grouped}",
-        e.order.as_str()
-    );
-    for w in warnings(spec, plan) {
-        let _ = writeln!(s, "warning: {w}");
-    }
-    s
+    how
 }
 
 /// A managed server's configuration for each unit, in run order (empty without `[server]`).

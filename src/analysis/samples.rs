@@ -520,15 +520,14 @@ fn finite_col(ca: &Float64Chunked) -> Vec<Option<f64>> {
 /// Per group key: (rep values, clusters, incomplete reps, request stats) of one metric.
 type KeyResult = (Vec<(u32, f64)>, Vec<(u32, Vec<f64>)>, u32, Vec<Option<f64>>);
 
-fn metric_by_key(
-    groups: &RepGroups,
+/// Each row's value of metric `m` (or its numerator and denominator) where the call counts
+/// and has it.
+fn row_values(
     counts: &[bool],
     cols: &BTreeMap<&str, Vec<Option<f64>>>,
     m: Metric,
-) -> Vec<KeyResult> {
-    let n_groups = groups.reps.len();
-    // Each row's value (or numerator/denominator) when the call counts and has it.
-    let value: Vec<Option<(f64, f64)>> = match m.def().estimator {
+) -> Vec<Option<(f64, f64)>> {
+    match m.def().estimator {
         Estimator::RepMedian { column } | Estimator::PooledQuantile { column, .. } => cols[column]
             .iter()
             .zip(counts)
@@ -594,7 +593,17 @@ fn metric_by_key(
                 })
                 .collect()
         }
-    };
+    }
+}
+
+fn metric_by_key(
+    groups: &RepGroups,
+    counts: &[bool],
+    cols: &BTreeMap<&str, Vec<Option<f64>>>,
+    m: Metric,
+) -> Vec<KeyResult> {
+    let n_groups = groups.reps.len();
+    let value = row_values(counts, cols, m);
     // Scatter the present values group after group.
     let mut rows_in = vec![0u32; n_groups];
     let mut offsets = vec![0usize; n_groups + 1];

@@ -3,7 +3,7 @@
 //! `[slo]`.
 
 use super::*;
-use crate::analysis::workload::Workload;
+use crate::analysis::workload::{LevelPoint, Workload};
 
 /// The latency–throughput table of a run with workload levels (`None` without levels > 1
 /// or an `[slo]`).
@@ -26,6 +26,41 @@ pub fn workload_table(view: &View) -> Option<Table> {
         .iter()
         .any(|l| speedups.contains_key(l.cell_id.as_str()));
     let open = w.levels.iter().any(|l| l.rate.is_some());
+    let queued = w.levels.iter().any(|l| l.server_queue_max.is_some());
+    let dash = |s: Option<&crate::analysis::RepStats>, none: &str| {
+        s.map(median_cell).unwrap_or_else(|| Cell::text(none))
+    };
+    // The columns a run may lack (no speedup phase, no server queue, closed loop, no
+    // SLO), each with how a level fills it.
+    type Fill<'a> = Box<dyn Fn(&LevelPoint) -> Cell + 'a>;
+    let optional: Vec<(bool, Column, Fill)> = vec![
+        (
+            any_speedup,
+            Column::number(format!("speedup [{lvl} CI]"), 2, CiStyle::Brackets),
+            Box::new(|l| dash(speedups.get(l.cell_id.as_str()).copied(), "—")),
+        ),
+        (
+            queued,
+            Column::number(format!("server queue max [{lvl} CI]"), 0, CiStyle::Brackets),
+            Box::new(|l| dash(l.server_queue_max.as_ref(), "—")),
+        ),
+        (
+            open,
+            Column::number(format!("send lag p99 ms [{lvl} CI]"), 1, CiStyle::Brackets),
+            Box::new(|l| dash(l.send_lag_p99_ms.as_ref(), "—")),
+        ),
+        (
+            w.slo.is_some(),
+            Column::number(format!("goodput req/s [{lvl} CI]"), 2, CiStyle::Brackets),
+            Box::new(|l| dash(l.goodput_rps.as_ref(), "n/a")),
+        ),
+        (
+            w.slo.is_some(),
+            Column::text("within SLO"),
+            Box::new(|l| Cell::text(format!("{}/{} reps", l.slo_reps_met, l.slo_reps))),
+        ),
+    ];
+    let optional: Vec<_> = optional.into_iter().filter(|(on, ..)| *on).collect();
     let mut columns = vec![
         Column::text("configuration"),
         Column::text("level"),
@@ -36,36 +71,7 @@ pub fn workload_table(view: &View) -> Option<Table> {
         Column::number(format!("TTFT p95 ms [{lvl} CI]"), 0, CiStyle::Brackets),
         Column::number(format!("ITL p50 ms [{lvl} CI]"), 1, CiStyle::Brackets),
     ];
-    if any_speedup {
-        columns.push(Column::number(
-            format!("speedup [{lvl} CI]"),
-            2,
-            CiStyle::Brackets,
-        ));
-    }
-    let queued = w.levels.iter().any(|l| l.server_queue_max.is_some());
-    if queued {
-        columns.push(Column::number(
-            format!("server queue max [{lvl} CI]"),
-            0,
-            CiStyle::Brackets,
-        ));
-    }
-    if open {
-        columns.push(Column::number(
-            format!("send lag p99 ms [{lvl} CI]"),
-            1,
-            CiStyle::Brackets,
-        ));
-    }
-    if w.slo.is_some() {
-        columns.push(Column::number(
-            format!("goodput req/s [{lvl} CI]"),
-            2,
-            CiStyle::Brackets,
-        ));
-        columns.push(Column::text("within SLO"));
-    }
+    columns.extend(optional.iter().map(|(_, c, _)| c.clone()));
     columns.push(Column::text("Pareto"));
     let mut rows = Vec::new();
     let mut last_conf: Option<&str> = None;
@@ -80,42 +86,7 @@ pub fn workload_table(view: &View) -> Option<Table> {
             median_cell(&l.ttft_p95_ms),
             median_cell(&l.itl_p50_ms),
         ];
-        if any_speedup {
-            cells.push(
-                speedups
-                    .get(l.cell_id.as_str())
-                    .map(|s| median_cell(s))
-                    .unwrap_or_else(|| Cell::text("—")),
-            );
-        }
-        if queued {
-            cells.push(
-                l.server_queue_max
-                    .as_ref()
-                    .map(median_cell)
-                    .unwrap_or_else(|| Cell::text("—")),
-            );
-        }
-        if open {
-            cells.push(
-                l.send_lag_p99_ms
-                    .as_ref()
-                    .map(median_cell)
-                    .unwrap_or_else(|| Cell::text("—")),
-            );
-        }
-        if w.slo.is_some() {
-            cells.push(
-                l.goodput_rps
-                    .as_ref()
-                    .map(median_cell)
-                    .unwrap_or_else(|| Cell::text("n/a")),
-            );
-            cells.push(Cell::text(format!(
-                "{}/{} reps",
-                l.slo_reps_met, l.slo_reps
-            )));
-        }
+        cells.extend(optional.iter().map(|(_, _, fill)| fill(l)));
         cells.push(Cell::text(if w.pareto.contains(&l.cell_id) {
             "front"
         } else {
@@ -127,34 +98,7 @@ pub fn workload_table(view: &View) -> Option<Table> {
         });
         last_conf = Some(&l.configuration);
     }
-    let mut notes = vec![format!(
-        "Entries: median over reps of each unit's figure [{lvl} CI]; total = output tokens / \
-         phase wall; per user = 1000 / mean TPOT; ITL = median TPOT.{}",
-        match &w.slo {
-            Some(s) => format!(" SLO: {s}; goodput = calls within it / phase wall."),
-            None => String::new(),
-        }
-    )];
-    if queued {
-        notes[0]
-            .push_str(" Server queue: most requests waiting for a slot (llama-server /metrics).");
-    }
-    if open {
-        notes[0].push_str(
-            " Send lag = an arrival's first call's start − its planned start (open loop).",
-        );
-    }
-    let left_out: usize = w.levels.iter().map(|l| l.reps_left_out).sum();
-    notes.push(format!(
-        "{} Pareto: not beaten on both tok/s per user and total tok/s. See Methods.",
-        if left_out > 0 {
-            format!(
-                "{left_out} reps with a failed or cold call left out of throughput and latency."
-            )
-        } else {
-            "No rep left out.".to_string()
-        }
-    ));
+    let notes = workload_notes(w, &lvl, queued, open);
     Some(Table {
         name: "workload".into(),
         caption: "Workload levels: throughput and latency per configuration and level (agents \
@@ -165,6 +109,36 @@ pub fn workload_table(view: &View) -> Option<Table> {
         rows,
         notes,
     })
+}
+
+/// The two note lines under the workload table: what an entry is, and what was left out.
+fn workload_notes(w: &Workload, lvl: &str, queued: bool, open: bool) -> Vec<String> {
+    let mut entry = format!(
+        "Entries: median over reps of each unit's figure [{lvl} CI]; total = output tokens / \
+         phase wall; per user = 1000 / mean TPOT; ITL = median TPOT.{}",
+        match &w.slo {
+            Some(s) => format!(" SLO: {s}; goodput = calls within it / phase wall."),
+            None => String::new(),
+        }
+    );
+    if queued {
+        entry.push_str(" Server queue: most requests waiting for a slot (llama-server /metrics).");
+    }
+    if open {
+        entry.push_str(
+            " Send lag = an arrival's first call's start − its planned start (open loop).",
+        );
+    }
+    let left_out: usize = w.levels.iter().map(|l| l.reps_left_out).sum();
+    let left = if left_out > 0 {
+        format!("{left_out} reps with a failed or cold call left out of throughput and latency.")
+    } else {
+        "No rep left out.".to_string()
+    };
+    vec![
+        entry,
+        format!("{left} Pareto: not beaten on both tok/s per user and total tok/s. See Methods."),
+    ]
 }
 
 /// The capacity of each configuration under the `[slo]` (`None` without an SLO).
