@@ -2,12 +2,14 @@
 //! of [`super`]), Holm over the gating family, the three outcomes, the informational rows,
 //! the call shares and the overall outcome.
 
+use super::capacity;
 use super::history::{Nights, MIN_HISTORY};
 use super::shares::{self, ShareRow};
 use super::{
     env_differences, Comparison, GateError, GateTest, LoadedRun, Method, MetricNights, Outcome,
     Reference, Row, RunSummary, Settings, Shift, Verdict,
 };
+use crate::analysis::workload::Capacity;
 use crate::metrics::{Direction, Estimator, Metric};
 use crate::stats;
 use crate::stats::engine::{self, Decision, Params, Sample, MIN_REPS};
@@ -665,6 +667,7 @@ fn judge(
         env_differences: nights.env_differences.clone(),
         rows: Vec::new(),
         shares: Vec::new(),
+        capacity: Vec::new(),
         shifts: Vec::new(),
         notes: Vec::new(),
         outcome: Outcome::Pass,
@@ -715,6 +718,12 @@ fn judge(
     let (family, planned) = decide_gating(&mut rows, &row_nights, s.alpha, s.seed);
     decide_informational(&mut rows, s.alpha);
     let share_rows = call_shares(&keys, current, src.window, s);
+    let window: Vec<(String, &[Capacity])> = src
+        .window
+        .iter()
+        .map(|r| (r.manifest.run_id.clone(), r.capacity.as_slice()))
+        .collect();
+    let capacity_rows = capacity::rows(&current.capacity, &window, s.alpha);
     rows.sort_by(|a, b| {
         b.fails()
             .cmp(&a.fails())
@@ -725,7 +734,8 @@ fn judge(
             .then(a.metric.cmp(&b.metric))
     });
     let empty = empty_groups(src.window.iter().chain(std::iter::once(current)));
-    cmp.outcome = outcome_of(&rows, &share_rows, &missing, &empty);
+    let capacity_fails = capacity_rows.iter().filter(|c| c.fails).count();
+    cmp.outcome = outcome_of(&rows, &share_rows, capacity_fails, &missing, &empty);
     if use_history {
         cmp.method = Method::History {
             runs: nights
@@ -744,15 +754,23 @@ fn judge(
     cmp.gating_tests = family;
     cmp.rows = rows;
     cmp.shares = share_rows;
+    cmp.capacity = capacity_rows;
     cmp.shifts = planned.shifts;
     cmp.notes = notes;
     Ok(cmp)
 }
 
 /// Regression beats undecided beats pass.
-fn outcome_of(rows: &[Row], shares: &[ShareRow], missing: &[String], empty: &[String]) -> Outcome {
-    let failing =
-        rows.iter().filter(|r| r.fails()).count() + shares.iter().filter(|s| s.fails).count();
+fn outcome_of(
+    rows: &[Row],
+    shares: &[ShareRow],
+    capacity_fails: usize,
+    missing: &[String],
+    empty: &[String],
+) -> Outcome {
+    let failing = rows.iter().filter(|r| r.fails()).count()
+        + shares.iter().filter(|s| s.fails).count()
+        + capacity_fails;
     if failing > 0 {
         return Outcome::Regression { rows: failing };
     }

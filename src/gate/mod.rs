@@ -30,6 +30,7 @@
 //! by more than [`WORKLOAD_TOLERANCE`].
 
 pub mod baseline;
+mod capacity;
 mod history;
 mod judge;
 pub mod oc;
@@ -37,6 +38,7 @@ pub mod power;
 mod settings;
 mod shares;
 
+pub use capacity::CapacityRow;
 pub use history::{load_history, Nights, ANCHOR_FILE, ANCHOR_NIGHTS, DEFAULT_LAST, MIN_HISTORY};
 pub use judge::{compare, compare_nights, CHANGE_POINT_ALPHA, WORKLOAD_TOLERANCE};
 pub use settings::{parse_threshold, Settings};
@@ -123,6 +125,8 @@ pub struct LoadedRun {
     pub samples: Samples,
     /// Why parts of the store were not used (torn line, stale parquet).
     pub notes: Vec<String>,
+    /// Per configuration, its capacity under the `[slo]` per rep (empty without an SLO).
+    pub capacity: Vec<crate::analysis::workload::Capacity>,
 }
 
 /// The directory a baseline path stands for: a run directory itself, or a baseline
@@ -180,6 +184,26 @@ pub fn load_run(
         ));
     }
     let slo = manifest.spec().and_then(|s| s.slo);
+    // Capacity needs the workload analysis (levels by configuration); only with an SLO.
+    let capacity = match slo {
+        Some(_) => {
+            let opts = crate::analysis::AnalysisOptions {
+                metrics: Vec::new(),
+                allow_partial,
+                ..Default::default()
+            };
+            crate::analysis::analyze_frame(
+                loaded.frame.clone(),
+                loaded.source,
+                loaded.torn_lines,
+                Some(manifest.clone()),
+                &opts,
+            )?
+            .workload
+            .capacity
+        }
+        None => Vec::new(),
+    };
     let frame = crate::analysis::workload::with_slo(loaded.frame, slo.as_ref());
     let samples = samples::samples(frame, metrics, Grouping::CellPhases)?;
     if samples.groups.is_empty() {
@@ -190,6 +214,7 @@ pub fn load_run(
         manifest,
         samples,
         notes,
+        capacity,
     })
 }
 
@@ -536,6 +561,9 @@ pub struct Comparison {
     /// Per cell: failed and cold call shares against the reference.
     #[serde(default)]
     pub shares: Vec<ShareRow>,
+    /// Per configuration with an `[slo]`: its capacity against every reference night's.
+    #[serde(default)]
+    pub capacity: Vec<CapacityRow>,
     /// Level shifts found in the nights' series (history mode).
     #[serde(default)]
     pub shifts: Vec<Shift>,
@@ -545,10 +573,11 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// Regressions that fail the job (rows and call shares).
+    /// Regressions that fail the job (rows, call shares and capacities).
     pub fn regressions(&self) -> usize {
         self.rows.iter().filter(|r| r.fails()).count()
             + self.shares.iter().filter(|s| s.fails).count()
+            + self.capacity.iter().filter(|c| c.fails).count()
     }
 
     /// The one line a CI summary starts with.

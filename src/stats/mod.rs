@@ -27,7 +27,8 @@ pub use describe::{
 pub use effect::{cliffs_delta, cohens_d, hodges_lehmann};
 pub use ksample::{anova_oneway, kruskal_wallis, KSampleTest};
 pub use twosample::{
-    mann_whitney_u, welch_t, welch_t_log, MannWhitney, MwuMethod, WelchT, MWU_EXACT_MAX_N,
+    mann_whitney_u, rank_sum_less_exact, welch_t, welch_t_log, MannWhitney, MwuMethod, WelchT,
+    MWU_EXACT_MAX_N,
 };
 
 use thiserror::Error;

@@ -177,6 +177,7 @@ fn mem_run(g: &Gen, name: &str, seed: u64, metrics: &[Metric]) -> LoadedRun {
         )
         .unwrap(),
         notes: Vec::new(),
+        capacity: Vec::new(),
     }
 }
 
@@ -1396,6 +1397,7 @@ fn pair_phases_are_separate_groups_and_probes_make_no_row() {
         )
         .unwrap(),
         notes: Vec::new(),
+        capacity: Vec::new(),
     };
     let keys: Vec<&str> = run.samples.groups.iter().map(|g| g.key.as_str()).collect();
     assert_eq!(keys, ["pair [concurrent]", "pair [sequential]"]);

@@ -387,7 +387,7 @@ thresholds = {{ goodput_rps = 0.10, total_tps = 0.05 }}
 name = "load"
 agent = "single"
 [arm.grid]
-agents = [2]
+agents = [1, 2, 4]
 "#,
         corpus = root().join("experiments/corpus/reports/llama3").display(),
         results = dir.join(name).display(),
@@ -397,11 +397,13 @@ agents = [2]
     path
 }
 
-/// The gate judges goodput and total throughput like any other metric: the same two-agent
-/// level against the two-slot peer, then against one whose first token comes 150 ms later
-/// (past the 150 ms TTFT SLO: goodput falls to 0; each call 150 ms longer: total tok/s
-/// falls by 150 / 350 of a call's time, about 43%): `sweep compare` exits 1, total_tps is
-/// a regression, and the share of calls outside the SLO fails.
+/// The gate judges goodput, total throughput and capacity like any other metric: levels of
+/// 1, 2 and 4 agents against the two-slot peer, then against one whose first token comes
+/// 150 ms later (past the 150 ms TTFT SLO: goodput falls to 0; each call 150 ms longer:
+/// total tok/s falls by 150 / 350 of a call's time, about 43%): `sweep compare` exits 1,
+/// total_tps is a regression, the share of calls outside the SLO fails, and so does the
+/// capacity (2 agents in every rep before: the third and fourth of 4 wait a whole call for
+/// a slot; 0 after, 8 reps a side). The first run against itself passes its capacity.
 #[test]
 fn the_gate_judges_goodput_and_total_throughput() {
     let peer = |first_ms: u64| {
@@ -462,4 +464,30 @@ fn the_gate_judges_goodput_and_total_throughput() {
         .find(|l| l.contains("| total_tps |"))
         .unwrap_or_else(|| panic!("{text}"));
     assert!(total.contains("regression"), "{total}");
+    let capacity = text
+        .lines()
+        .find(|l| l.contains("capacity (agents): 0 tonight"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        capacity.contains("against 2 (") && capacity.contains("❌ regression"),
+        "{capacity}"
+    );
+    // The same run as its own reference: the capacity row is there and passes.
+    let json_path = tmp.path().join("self.json");
+    let out = crate::common::sweep()
+        .args(["compare", "--two-runs", "--quiet", "--json"])
+        .arg(&json_path)
+        .arg(&runs[0])
+        .arg(&runs[0])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&json_path)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr))),
+    )
+    .unwrap();
+    let rows = json["capacity"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{json}");
+    assert_eq!(rows[0]["current"], serde_json::json!(vec![2.0; 8]), "{json}");
+    assert_eq!(rows[0]["fails"], false, "{json}");
 }

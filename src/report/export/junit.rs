@@ -75,7 +75,7 @@ impl Exporter for Junit {
             _ => None,
         };
         let errors = usize::from(outcome_error.is_some());
-        let tests = rows.len() + c.shares.len() + errors;
+        let tests = rows.len() + c.shares.len() + c.capacity.len() + errors;
         let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         let _ = writeln!(
             s,
@@ -154,6 +154,25 @@ impl Exporter for Junit {
                     s,
                     ">\n      <system-out>{}</system-out>\n    </testcase>",
                     xml(&text)
+                );
+            }
+        }
+        for cap in &c.capacity {
+            let _ = write!(
+                s,
+                "    <testcase classname=\"{}\" name=\"capacity\" time=\"0\"",
+                xml(&cap.configuration)
+            );
+            let text = xml(&cap.to_string());
+            if cap.fails {
+                let _ = writeln!(
+                    s,
+                    ">\n      <failure message=\"capacity under the SLO fell\" type=\"regression\">{text}</failure>\n    </testcase>"
+                );
+            } else {
+                let _ = writeln!(
+                    s,
+                    ">\n      <system-out>{text}</system-out>\n    </testcase>"
                 );
             }
         }

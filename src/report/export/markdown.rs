@@ -206,7 +206,8 @@ fn gate_rows(s: &mut String, c: &Comparison) {
     }
 }
 
-/// The call shares that matter (failures, reloads) and the level shifts of the history.
+/// The call shares that matter (failures, reloads), the capacities under the SLO, and the
+/// level shifts of the history.
 fn gate_shares_and_shifts(s: &mut String, c: &Comparison) {
     let notable: Vec<&crate::gate::ShareRow> = c
         .shares
@@ -232,6 +233,19 @@ fn gate_shares_and_shifts(s: &mut String, c: &Comparison) {
                 x.reference_share() * 100.0,
                 x.limit * 100.0,
                 fmt_p(x.p),
+                if x.fails { "❌ regression" } else { "ok" }
+            );
+        }
+        s.push('\n');
+    }
+    if !c.capacity.is_empty() {
+        s.push_str("| configuration | capacity under the SLO | verdict |\n|---|---|---|\n");
+        for x in &c.capacity {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} |",
+                escape::markdown(&x.configuration),
+                escape::markdown(&x.to_string()),
                 if x.fails { "❌ regression" } else { "ok" }
             );
         }
