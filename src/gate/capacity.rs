@@ -276,7 +276,7 @@ mod tests {
         assert!(power >= 0.95 - margin(0.95), "{power}");
     }
 
-    /// The table BENCHMARKS.md quotes: `cargo test --release --lib capacity_gate_oc_table
+    /// The table BENCHMARKS.md quotes: `cargo test --lib capacity_gate_oc_table
     /// -- --ignored --nocapture` (reps, nights, rejection rate at 0, 1 and 2 levels down).
     #[test]
     #[ignore = "prints the operating-characteristics table (BENCHMARKS.md)"]

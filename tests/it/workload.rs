@@ -488,6 +488,10 @@ fn the_gate_judges_goodput_and_total_throughput() {
     .unwrap();
     let rows = json["capacity"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{json}");
-    assert_eq!(rows[0]["current"], serde_json::json!(vec![2.0; 8]), "{json}");
+    assert_eq!(
+        rows[0]["current"],
+        serde_json::json!(vec![2.0; 8]),
+        "{json}"
+    );
     assert_eq!(rows[0]["fails"], false, "{json}");
 }
