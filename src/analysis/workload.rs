@@ -67,6 +67,9 @@ pub struct LevelPoint {
     /// (llama-server `/metrics`); `None` where the server reports no queue.
     #[serde(default)]
     pub server_queue_max: Option<RepStats>,
+    /// GPU energy per output token, J, per rep (GPU telemetry); `None` without it.
+    #[serde(default)]
+    pub energy_per_token_j: Option<RepStats>,
 }
 
 impl LevelPoint {
@@ -109,6 +112,10 @@ pub struct Workload {
     pub capacity: Vec<Capacity>,
     /// Cells on the Pareto front of (median tokens/s per user, median total tokens/s).
     pub pareto: Vec<String>,
+    /// With GPU telemetry: cells on the front of (median tokens/s per user, higher better;
+    /// median energy per token, lower better).
+    #[serde(default)]
+    pub pareto_energy: Vec<String>,
     /// The SLO in words, when the experiment declares one.
     pub slo: Option<String>,
 }
@@ -130,6 +137,8 @@ pub(crate) struct Call {
     pub output_tokens: Option<f64>,
     /// Open loop, first call of an arrival: its send-time error, ms.
     pub start_lag_ms: Option<f64>,
+    /// The call's share of the GPUs' energy (telemetry), J.
+    pub energy_j: Option<f64>,
 }
 
 impl Call {
@@ -163,6 +172,8 @@ pub(crate) struct UnitFigures {
     pub within_slo: Option<bool>,
     pub send_lag_p50: Option<f64>,
     pub send_lag_p99: Option<f64>,
+    /// GPU energy of the unit's calls / their output tokens, J (every call measured).
+    pub energy_per_token: Option<f64>,
 }
 
 impl Unit {
@@ -199,6 +210,10 @@ impl Unit {
         let ttfts: Vec<f64> = self.calls.iter().filter_map(|c| c.ttft_ms).collect();
         f.ttft_p50 = stats::percentile(&ttfts, 0.5).ok();
         f.ttft_p95 = stats::percentile(&ttfts, 0.95).ok();
+        // Energy per token only when every call has its share (a call without telemetry
+        // would make the ratio too small).
+        let energy: Option<f64> = self.calls.iter().map(|c| c.energy_j).sum();
+        f.energy_per_token = energy.filter(|_| tokens > 0.0).map(|j| j / tokens);
         f
     }
 }
@@ -257,6 +272,7 @@ fn units(lf: LazyFrame) -> Result<BTreeMap<(String, u32), Unit>, AnalysisError> 
             col("output_tokens").cast(DataType::Float64),
             col("phase_wall_ms"),
             col("queue_deferred_max"),
+            col("gpu_energy_j"),
             // One send-time error per arrival: its first (analysis) call carries it.
             when(col("stage").eq(lit("analysis")))
                 .then(col("start_lag_ms"))
@@ -266,6 +282,7 @@ fn units(lf: LazyFrame) -> Result<BTreeMap<(String, u32), Unit>, AnalysisError> 
     )?;
     let cells = str_col(&rows, "cell_id")?;
     let queue = f64_col(&rows, "queue_deferred_max")?;
+    let energy = f64_col(&rows, "gpu_energy_j")?;
     let [rep, ok, cold, ttft, e2e, tokens, wall, lag] = [
         "rep",
         "ok",
@@ -295,6 +312,7 @@ fn units(lf: LazyFrame) -> Result<BTreeMap<(String, u32), Unit>, AnalysisError> 
             e2e_ms: e2e[i],
             output_tokens: tokens[i],
             start_lag_ms: lag[i],
+            energy_j: energy[i],
         });
     }
     Ok(out)
@@ -417,6 +435,13 @@ pub fn workload(
                     .collect();
                 (!q.is_empty()).then(|| RepStats::new(q, opts.level))
             },
+            energy_per_token_j: {
+                let e: Vec<f64> = figures
+                    .iter()
+                    .filter_map(|(_, f)| f.energy_per_token)
+                    .collect();
+                (!e.is_empty()).then(|| RepStats::new(e, opts.level))
+            },
         });
     }
     levels.sort_by(|a, b| {
@@ -443,11 +468,13 @@ pub fn workload(
             .collect(),
         None => Vec::new(),
     };
-    let pareto = pareto_front(&levels);
+    let pareto = pareto_front(&levels, |l| Some(&l.total_tps), true);
+    let pareto_energy = pareto_front(&levels, |l| l.energy_per_token_j.as_ref(), false);
     Ok(Workload {
         levels,
         capacity,
         pareto,
+        pareto_energy,
         slo: slo.map(SloConfig::describe),
     })
 }
@@ -487,12 +514,19 @@ pub(crate) fn capacity_per_rep(by_level: &[LevelReps]) -> Vec<f64> {
         .collect()
 }
 
-/// Cells no other cell beats on both medians (tokens/s per user and total tokens/s, higher
-/// is better on both): the front a deployment chooses its operating point on.
-pub(crate) fn pareto_front(levels: &[LevelPoint]) -> Vec<String> {
+/// Cells no other cell beats on both medians: tokens/s per user (higher is better) and
+/// `other` (total tokens/s, `higher_better`; energy per token, not). The front a
+/// deployment chooses its operating point on.
+pub(crate) fn pareto_front(
+    levels: &[LevelPoint],
+    other: impl Fn(&LevelPoint) -> Option<&RepStats>,
+    higher_better: bool,
+) -> Vec<String> {
+    // A lower-better axis is negated: then both are higher-better.
+    let sign = if higher_better { 1.0 } else { -1.0 };
     let point = |l: &LevelPoint| {
         let m = |r: &RepStats| r.summary.value().map(|s| s.median);
-        Some((m(&l.user_tps)?, m(&l.total_tps)?))
+        Some((m(&l.user_tps)?, sign * m(other(l)?)?))
     };
     let pts: Vec<(&str, (f64, f64))> = levels
         .iter()
@@ -519,6 +553,7 @@ mod tests {
             e2e_ms: Some(e2e),
             output_tokens: Some(tokens),
             start_lag_ms: None,
+            energy_j: None,
         }
     }
 
@@ -550,6 +585,23 @@ mod tests {
         assert_eq!(f.goodput, Some(0.5));
         assert_eq!(f.within_slo, Some(false));
         assert_eq!(u.figures(Some(&slo(300.0))).within_slo, Some(true));
+    }
+
+    #[test]
+    fn energy_per_token_needs_every_calls_share() {
+        let with = |j: Option<f64>| Call {
+            energy_j: j,
+            ..call(100.0, 1000.0, 16.0)
+        };
+        let unit = |calls| Unit {
+            wall_ms: 1000.0,
+            calls,
+            queue_max: None,
+        };
+        let f = unit(vec![with(Some(3.0)), with(Some(5.0))]).figures(None);
+        assert_eq!(f.energy_per_token, Some(8.0 / 32.0));
+        let f = unit(vec![with(Some(3.0)), with(None)]).figures(None);
+        assert_eq!(f.energy_per_token, None);
     }
 
     #[test]
@@ -600,6 +652,8 @@ mod tests {
             send_lag_p50_ms: None,
             send_lag_p99_ms: None,
             server_queue_max: None,
+            // Energy per token at a constant 200 W: 200 / total tok/s, lower is better.
+            energy_per_token_j: Some(RepStats::new(vec![200.0 / total], 0.95)),
             total_tps: RepStats::new(vec![total], 0.95),
             user_tps: RepStats::new(vec![user], 0.95),
             ttft_p50_ms: RepStats::new(vec![], 0.95),
@@ -617,6 +671,19 @@ mod tests {
             lp("n8", 12.0, 96.0),
             lp("other", 45.0, 45.0),
         ];
-        assert_eq!(pareto_front(&levels), ["n1", "n2", "n4"]);
+        assert_eq!(
+            pareto_front(&levels, |l| Some(&l.total_tps), true),
+            ["n1", "n2", "n4"]
+        );
+        // At constant power, less energy per token is more total tok/s: the same front.
+        assert_eq!(
+            pareto_front(&levels, |l| l.energy_per_token_j.as_ref(), false),
+            ["n1", "n2", "n4"]
+        );
+        // With energy taken as higher-better, the front flips to the least efficient.
+        assert_eq!(
+            pareto_front(&levels, |l| l.energy_per_token_j.as_ref(), true),
+            ["n1", "other"]
+        );
     }
 }

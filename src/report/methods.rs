@@ -115,7 +115,24 @@ pub fn paragraphs(view: &View, metrics: &[Metric]) -> Vec<(String, String)> {
     if view.runs.iter().any(|r| r.a.workload.is_shown()) {
         out.push((
             "Workload levels".to_string(),
-            "A cell at agents = N runs N copies of its arm's agent at once as one unit (phase              concurrent); with speedup = true the same N agents then run back to back, and              speedup = sequential wall / concurrent wall, efficiency = speedup / N. Per unit:              total tok/s = output tokens of its calls / the phase's wall time; tok/s per user              = 1000 / mean TPOT of its calls, TPOT = (e2e − TTFT) / (output tokens − 1) (the              per-request decode rate of vLLM's benchmark); TTFT p50/p95 and ITL (median TPOT)              over its calls. A unit with a failed or cold call is left out of these. Under an              [slo], a call is good when it met every limit (a failed call never is); goodput =              good calls / the phase's wall time; a unit is within the SLO when the stated              percentage of its warm calls were good; a configuration's capacity in rep r is the              largest level within the SLO in rep r with every lower level within it too (the              levels of rep r share its randomized round). Every figure is one value per rep,              summarised by the median with its order-statistic CI. The Pareto front holds the              cells no other cell beats on both median tok/s per user and median total tok/s."
+            "A cell at agents = N runs N copies of its arm's agent at once as one unit (phase \
+             concurrent); with speedup = true the same N agents then run back to back, and \
+             speedup = sequential wall / concurrent wall, efficiency = speedup / N. Per unit: \
+             total tok/s = output tokens of its calls / the phase's wall time; tok/s per user = \
+             1000 / mean TPOT of its calls, TPOT = (e2e − TTFT) / (output tokens − 1) (the \
+             per-request decode rate of vLLM's benchmark); TTFT p50/p95 and ITL (median TPOT) \
+             over its calls. A unit with a failed or cold call is left out of these. Under an \
+             [slo], a call is good when it met every limit (a failed call never is); goodput = \
+             good calls / the phase's wall time; a unit is within the SLO when the stated \
+             percentage of its warm calls were good; a configuration's capacity in rep r is the \
+             largest level within the SLO in rep r with every lower level within it too (the \
+             levels of rep r share its randomized round). Every figure is one value per rep, \
+             summarised by the median with its order-statistic CI. The Pareto front holds the \
+             cells no other cell beats on both median tok/s per user and median total tok/s. With \
+             GPU telemetry, a unit's energy per token = its calls' share of the GPUs' energy / \
+             their output tokens (every call measured), and a second front holds the cells no \
+             other cell beats on both median tok/s per user and median energy per token (lower is \
+             better)."
                 .to_string(),
         ));
     }

@@ -664,9 +664,20 @@ fn write_plots(rv: &RunView, out: &Path) -> Result<Vec<(String, PathBuf)>, Repor
         ));
     }
     let p = pdir.join("pareto.svg");
-    if a.workload.is_shown() && plots::pareto(&p, &a.workload)? {
+    if a.workload.is_shown() && plots::pareto(&p, &a.workload, plots::ParetoAxis::TotalThroughput)?
+    {
         written.push((
             "Pareto front of tokens/s per user against total tokens/s".to_string(),
+            p,
+        ));
+    }
+    let p = pdir.join("pareto_energy.svg");
+    if a.workload.is_shown()
+        && !a.workload.pareto_energy.is_empty()
+        && plots::pareto(&p, &a.workload, plots::ParetoAxis::EnergyPerToken)?
+    {
+        written.push((
+            "Pareto front of tokens/s per user against GPU energy per token".to_string(),
             p,
         ));
     }

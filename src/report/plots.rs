@@ -603,22 +603,50 @@ pub fn latency_vs_throughput(
     Ok(true)
 }
 
-/// Every cell as a point of (tok/s per user, total tok/s), colour by configuration, the
-/// Pareto front drawn through its points. False with fewer than two points.
-pub fn pareto(path: &Path, w: &crate::analysis::workload::Workload) -> Result<bool, ReportError> {
+/// The second axis of a Pareto plot (the first is tok/s per user).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParetoAxis {
+    /// Total output tok/s (higher is better).
+    TotalThroughput,
+    /// GPU energy per output token (lower is better; needs GPU telemetry).
+    EnergyPerToken,
+}
+
+/// Every cell as a point of (tok/s per user, `axis`), colour by configuration, the Pareto
+/// front drawn through its points. False with fewer than two points.
+pub fn pareto(
+    path: &Path,
+    w: &crate::analysis::workload::Workload,
+    axis: ParetoAxis,
+) -> Result<bool, ReportError> {
     let e = err(path);
+    let (front_ids, caption, y_desc) = match axis {
+        ParetoAxis::TotalThroughput => (
+            &w.pareto,
+            "Pareto front: tokens/s per user vs total tokens/s (medians of reps)",
+            "total output tokens/s",
+        ),
+        ParetoAxis::EnergyPerToken => (
+            &w.pareto_energy,
+            "Pareto front: tokens/s per user vs GPU energy per token (medians of reps)",
+            "GPU energy per output token, J (lower is better)",
+        ),
+    };
     let pts: Vec<(&str, f64, f64, String, bool)> = w
         .levels
         .iter()
         .filter_map(|l| {
             let (u, _) = median_with_ci(&l.user_tps)?;
-            let (t, _) = median_with_ci(&l.total_tps)?;
+            let (t, _) = match axis {
+                ParetoAxis::TotalThroughput => median_with_ci(&l.total_tps)?,
+                ParetoAxis::EnergyPerToken => median_with_ci(l.energy_per_token_j.as_ref()?)?,
+            };
             Some((
                 l.configuration.as_str(),
                 u,
                 t,
                 l.level_text(),
-                w.pareto.contains(&l.cell_id),
+                front_ids.contains(&l.cell_id),
             ))
         })
         .collect();
@@ -637,10 +665,7 @@ pub fn pareto(path: &Path, w: &crate::analysis::workload::Workload) -> Result<bo
     let root = SVGBackend::new(path, (W, H)).into_drawing_area();
     root.fill(&WHITE).map_err(&e)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Pareto front: tokens/s per user vs total tokens/s (medians of reps)",
-            ("sans-serif", 22),
-        )
+        .caption(caption, ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(70)
@@ -649,7 +674,7 @@ pub fn pareto(path: &Path, w: &crate::analysis::workload::Workload) -> Result<bo
     chart
         .configure_mesh()
         .x_desc("tokens/s per user (1000 / mean TPOT)")
-        .y_desc("total output tokens/s")
+        .y_desc(y_desc)
         .x_label_formatter(&|x| tick(*x, x1))
         .y_label_formatter(&|y| tick(*y, y1))
         .label_style(("sans-serif", 14))

@@ -688,3 +688,114 @@ fn gpu_check_script_reads_a_real_run_and_fails_without_a_gpu() {
         "every call has its GPU window: {stdout}"
     );
 }
+
+/// Energy per token over workload levels (issue 27): 1, 2 and 4 agents at once with the
+/// fake `nvidia-smi` (200 W in all, constant). Per unit the workload's J/token is what the
+/// records give when recomputed here (Σ the calls' energy shares / Σ their output tokens),
+/// and what the physics gives: 200 W over the union of the unit's call windows / its tokens
+/// (±1%: the sampler's 40 ms steps at the edges). The energy front is drawn and the
+/// workload table has the column.
+#[test]
+fn energy_per_token_over_workload_levels_and_its_pareto_front() {
+    let server = quiet_server(12, 10, FaultPlan::None);
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = fake_smi(tmp.path());
+    let text = format!(
+        r#"[experiment]
+name = "energy"
+repetitions = 3
+warmup = 1
+seed = 9
+
+[backend]
+kind = "ollama"
+url = "{url}"
+model = "gemma3:latest"
+timeout_s = 20
+
+[corpus]
+path = "{corpus}"
+
+[run]
+results_dir = "{results}"
+
+[[arm]]
+name = "load"
+agent = "single"
+[arm.grid]
+agents = [1, 2, 4]
+"#,
+        url = server.url(),
+        corpus = root().join("experiments/corpus/reports/llama3").display(),
+        results = tmp.path().join("results").display(),
+    );
+    let spec = tmp.path().join("energy.toml");
+    std::fs::write(&spec, text).unwrap();
+    let env = [
+        ("PATH", path_with(&bin)),
+        ("SWEEP_GPU_SAMPLER", "nvidia-smi".to_string()),
+        ("SWEEP_GPU_INTERVAL_MS", "40".to_string()),
+        ("SWEEP_HOST_INTERVAL_MS", "200".to_string()),
+    ];
+    let out = run_with(&spec, &env);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = only_run(tmp.path(), "energy");
+    let recs = read_records(&run.join("records.jsonl")).unwrap().records;
+    // Per (cell, rep): Σ energy, Σ tokens, the call windows.
+    type Unit = (f64, f64, Vec<(f64, f64)>);
+    let mut units: BTreeMap<(String, u32), Unit> = BTreeMap::new();
+    for r in recs
+        .iter()
+        .filter(|r| !r.warmup && r.ok && r.phase != Phase::Reload)
+    {
+        let u = units.entry((r.cell_id.clone(), r.rep)).or_default();
+        u.0 += r.gpu.as_ref().and_then(|g| g.energy_j).unwrap();
+        u.1 += r.output_tokens.unwrap() as f64;
+        u.2.push(sweep::telemetry::record_window(r).unwrap());
+    }
+    let a = sweep::analysis::analyze(&run, &sweep::analysis::AnalysisOptions::default()).unwrap();
+    let w = &a.workload;
+    assert_eq!(w.levels.len(), 3);
+    for l in &w.levels {
+        let got = l
+            .energy_per_token_j
+            .as_ref()
+            .unwrap_or_else(|| panic!("{l:?}"));
+        let mut want: Vec<f64> = units
+            .iter()
+            .filter(|((cell, _), _)| *cell == l.cell_id)
+            .map(|(_, (j, t, _))| j / t)
+            .collect();
+        let mut have = got.reps.clone();
+        want.sort_by(f64::total_cmp);
+        have.sort_by(f64::total_cmp);
+        assert_eq!(have.len(), 3, "{l:?}");
+        for (h, w) in have.iter().zip(&want) {
+            assert!(
+                (h - w).abs() <= 1e-9 * w,
+                "{}: {have:?} vs {want:?}",
+                l.cell_id
+            );
+        }
+    }
+    for ((cell, rep), (j, t, windows)) in units {
+        let physics = 200.0 * union_ms(windows) / 1000.0 / t;
+        assert!(
+            ((j / t) - physics).abs() <= 0.01 * physics,
+            "{cell} rep {rep}: {} J/token vs {physics}",
+            j / t
+        );
+    }
+    assert!(!w.pareto_energy.is_empty(), "{w:?}");
+    assert!(run.join("plots/pareto_energy.svg").is_file());
+    let table = std::fs::read_to_string(run.join("tables/workload.md")).unwrap();
+    assert!(
+        table.contains("GPU J/token") && table.contains("energy front"),
+        "{table}"
+    );
+}

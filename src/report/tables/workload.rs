@@ -27,6 +27,7 @@ pub fn workload_table(view: &View) -> Option<Table> {
         .any(|l| speedups.contains_key(l.cell_id.as_str()));
     let open = w.levels.iter().any(|l| l.rate.is_some());
     let queued = w.levels.iter().any(|l| l.server_queue_max.is_some());
+    let energy = w.levels.iter().any(|l| l.energy_per_token_j.is_some());
     let dash = |s: Option<&crate::analysis::RepStats>, none: &str| {
         s.map(median_cell).unwrap_or_else(|| Cell::text(none))
     };
@@ -43,6 +44,11 @@ pub fn workload_table(view: &View) -> Option<Table> {
             queued,
             Column::number(format!("server queue max [{lvl} CI]"), 0, CiStyle::Brackets),
             Box::new(|l| dash(l.server_queue_max.as_ref(), "—")),
+        ),
+        (
+            energy,
+            Column::number(format!("GPU J/token [{lvl} CI]"), 3, CiStyle::Brackets),
+            Box::new(|l| dash(l.energy_per_token_j.as_ref(), "—")),
         ),
         (
             open,
@@ -87,11 +93,12 @@ pub fn workload_table(view: &View) -> Option<Table> {
             median_cell(&l.itl_p50_ms),
         ];
         cells.extend(optional.iter().map(|(_, _, fill)| fill(l)));
-        cells.push(Cell::text(if w.pareto.contains(&l.cell_id) {
-            "front"
-        } else {
-            ""
-        }));
+        let fronts: Vec<&str> = [(&w.pareto, "front"), (&w.pareto_energy, "energy front")]
+            .into_iter()
+            .filter(|(ids, _)| ids.contains(&l.cell_id))
+            .map(|(_, name)| name)
+            .collect();
+        cells.push(Cell::text(fronts.join(", ")));
         rows.push(Row {
             cells,
             rule_above: last_conf.is_some_and(|c| c != l.configuration),
@@ -129,6 +136,10 @@ fn workload_notes(w: &Workload, lvl: &str, queued: bool, open: bool) -> Vec<Stri
             " Send lag = an arrival's first call's start − its planned start (open loop).",
         );
     }
+    let energy = !w.pareto_energy.is_empty();
+    if energy {
+        entry.push_str(" GPU J/token = the calls' share of GPU energy / their output tokens.");
+    }
     let left_out: usize = w.levels.iter().map(|l| l.reps_left_out).sum();
     let left = if left_out > 0 {
         format!("{left_out} reps with a failed or cold call left out of throughput and latency.")
@@ -137,7 +148,14 @@ fn workload_notes(w: &Workload, lvl: &str, queued: bool, open: bool) -> Vec<Stri
     };
     vec![
         entry,
-        format!("{left} Pareto: not beaten on both tok/s per user and total tok/s. See Methods."),
+        format!(
+            "{left} Pareto: not beaten on both tok/s per user and total tok/s{}. See Methods.",
+            if energy {
+                " (energy front: on tok/s per user and J/token)"
+            } else {
+                ""
+            }
+        ),
     ]
 }
 
