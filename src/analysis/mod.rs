@@ -187,6 +187,11 @@ pub struct RepStats {
 }
 
 impl RepStats {
+    /// No reps (a figure a stored analysis predates).
+    pub(crate) fn empty() -> Self {
+        Self::new(Vec::new(), 0.95)
+    }
+
     pub(crate) fn new(reps: Vec<f64>, level: f64) -> Self {
         Self {
             summary: stats::summarize(&reps).into(),

@@ -47,6 +47,12 @@ pub struct LevelPoint {
     pub ttft_p50_ms: RepStats,
     /// 95th percentile (type 7) of the unit's TTFTs, ms, per rep.
     pub ttft_p95_ms: RepStats,
+    /// End-to-end time of the unit's calls, p50 and p95 (type 7), ms, per rep.
+    #[serde(default = "RepStats::empty")]
+    pub e2e_p50_ms: RepStats,
+    /// See `e2e_p50_ms`.
+    #[serde(default = "RepStats::empty")]
+    pub e2e_p95_ms: RepStats,
     /// Median TPOT of the unit's calls, ms, per rep.
     pub itl_p50_ms: RepStats,
     /// Calls that met the SLO / phase wall, requests/s, per rep (`None` without `[slo]`).
@@ -166,6 +172,8 @@ pub(crate) struct UnitFigures {
     pub user_tps: Option<f64>,
     pub ttft_p50: Option<f64>,
     pub ttft_p95: Option<f64>,
+    pub e2e_p50: Option<f64>,
+    pub e2e_p95: Option<f64>,
     pub itl_p50: Option<f64>,
     pub goodput: Option<f64>,
     /// `Some(within)` when the unit had a warm call to judge.
@@ -210,6 +218,9 @@ impl Unit {
         let ttfts: Vec<f64> = self.calls.iter().filter_map(|c| c.ttft_ms).collect();
         f.ttft_p50 = stats::percentile(&ttfts, 0.5).ok();
         f.ttft_p95 = stats::percentile(&ttfts, 0.95).ok();
+        let e2es: Vec<f64> = self.calls.iter().filter_map(|c| c.e2e_ms).collect();
+        f.e2e_p50 = stats::percentile(&e2es, 0.5).ok();
+        f.e2e_p95 = stats::percentile(&e2es, 0.95).ok();
         // Energy per token only when every call has its share (a call without telemetry
         // would make the ratio too small).
         let energy: Option<f64> = self.calls.iter().map(|c| c.energy_j).sum();
@@ -418,6 +429,8 @@ pub fn workload(
             user_tps: col(|f| f.user_tps),
             ttft_p50_ms: col(|f| f.ttft_p50),
             ttft_p95_ms: col(|f| f.ttft_p95),
+            e2e_p50_ms: col(|f| f.e2e_p50),
+            e2e_p95_ms: col(|f| f.e2e_p95),
             itl_p50_ms: col(|f| f.itl_p50),
             goodput_rps: slo.map(|_| col(|f| f.goodput)),
             slo_reps_met: judged.iter().filter(|(_, w)| *w).count(),
@@ -580,6 +593,8 @@ mod tests {
         assert_eq!(f.user_tps, Some(1000.0 / 65.0));
         assert_eq!(f.ttft_p50, Some(200.0));
         assert_eq!(f.ttft_p95, Some(100.0 + 0.95 * 200.0));
+        assert_eq!(f.e2e_p50, Some(1050.0));
+        assert_eq!(f.e2e_p95, Some(1000.0 + 0.95 * 100.0));
         assert_eq!(f.itl_p50, Some(65.0));
         // One of two calls met TTFT ≤ 200: 0.5 requests/s of goodput, 50% < 90%.
         assert_eq!(f.goodput, Some(0.5));
@@ -658,6 +673,8 @@ mod tests {
             user_tps: RepStats::new(vec![user], 0.95),
             ttft_p50_ms: RepStats::new(vec![], 0.95),
             ttft_p95_ms: RepStats::new(vec![], 0.95),
+            e2e_p50_ms: RepStats::new(vec![], 0.95),
+            e2e_p95_ms: RepStats::new(vec![], 0.95),
             itl_p50_ms: RepStats::new(vec![], 0.95),
             goodput_rps: None,
             slo_reps_met: 0,

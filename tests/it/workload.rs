@@ -143,6 +143,10 @@ fn levels_against_a_two_slot_peer_match_the_queueing_arithmetic() {
     near("TTFT p50 at 2", median(&at(2).ttft_p50_ms), FIRST_MS);
     near("TTFT p50 at 4", median(&at(4).ttft_p50_ms), D_MS + FIRST_MS);
     near("TTFT p95 at 4", median(&at(4).ttft_p95_ms), D_MS + FIRST_MS);
+    // End to end: a call's own D, and D more for those that waited a whole call for a slot.
+    near("e2e p50 at 1", median(&at(1).e2e_p50_ms), D_MS);
+    near("e2e p95 at 2", median(&at(2).e2e_p95_ms), D_MS);
+    near("e2e p95 at 4", median(&at(4).e2e_p95_ms), 2.0 * D_MS);
 
     // The server's own queue (its /metrics, sampled every 100 ms): nothing waits at 2 agents
     // (= slots); at 4, two requests wait for 3D = 600 ms of the unit's 800, which a 100 ms

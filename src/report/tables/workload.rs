@@ -76,6 +76,7 @@ pub fn workload_table(view: &View) -> Option<Table> {
         Column::number(format!("TTFT p50 ms [{lvl} CI]"), 0, CiStyle::Brackets),
         Column::number(format!("TTFT p95 ms [{lvl} CI]"), 0, CiStyle::Brackets),
         Column::number(format!("ITL p50 ms [{lvl} CI]"), 1, CiStyle::Brackets),
+        Column::number(format!("e2e p95 ms [{lvl} CI]"), 0, CiStyle::Brackets),
     ];
     columns.extend(optional.iter().map(|(_, c, _)| c.clone()));
     columns.push(Column::text("Pareto"));
@@ -91,6 +92,7 @@ pub fn workload_table(view: &View) -> Option<Table> {
             median_cell(&l.ttft_p50_ms),
             median_cell(&l.ttft_p95_ms),
             median_cell(&l.itl_p50_ms),
+            median_cell(&l.e2e_p95_ms),
         ];
         cells.extend(optional.iter().map(|(_, _, fill)| fill(l)));
         let fronts: Vec<&str> = [(&w.pareto, "front"), (&w.pareto_energy, "energy front")]
