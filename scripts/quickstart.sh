@@ -5,4 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/fetch-model.sh
-cargo run --release -- run experiments/quickstart.toml "$@"
+# The quickstart profile (Cargo.toml): Rust code unoptimised, llama.cpp still built Release by
+# its own CMake — a third of the release build's time, the same sweep time (BENCHMARKS.md).
+# For long sweeps and the benches, `cargo build --release`.
+cargo run --profile quickstart -- run experiments/quickstart.toml "$@"
