@@ -156,3 +156,97 @@ fn the_cycle_reader_sees_code_not_comments() {
     let only_doc = code("//! crate::store\n/// crate::plan\n");
     assert!(named_modules(&only_doc, &modules).is_empty());
 }
+
+/// A function's length in lines, for every function in a file: from its `fn` line to the
+/// closing brace at the same indentation (rustfmt's layout), with the comment lines just
+/// above it (its doc and attributes' neighbours) so the caller can look for a reason.
+fn function_lengths(text: &str) -> Vec<(String, usize, usize, String)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let t = l.trim_start();
+        let indent = l.len() - t.len();
+        let head = [
+            "pub(crate) ",
+            "pub(super) ",
+            "pub ",
+            "async ",
+            "const ",
+            "unsafe ",
+        ]
+        .iter()
+        .fold(t, |s, p| s.strip_prefix(p).unwrap_or(s));
+        let Some(rest) = head.strip_prefix("fn ") else {
+            continue;
+        };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        // A declaration without a body (a trait method) ends its signature with `;`.
+        let signature_end = lines[i..]
+            .iter()
+            .map(|x| x.trim_end())
+            .find(|x| x.ends_with('{') || x.ends_with(';') || x.ends_with('}'));
+        if signature_end.is_none_or(|x| x.ends_with(';')) {
+            continue;
+        }
+        let close = format!("{}}}", " ".repeat(indent));
+        let end = if signature_end.is_some_and(|x| x.ends_with('}')) {
+            lines[i..].iter().position(|x| x.trim_end().ends_with('}'))
+        } else {
+            lines[i..].iter().position(|x| *x == close)
+        };
+        let Some(end) = end else {
+            continue;
+        };
+        let mut above = String::new();
+        for x in lines[..i].iter().rev() {
+            let x = x.trim_start();
+            if x.starts_with("//") || x.starts_with("#[") {
+                above.push_str(x);
+                above.push('\n');
+            } else {
+                break;
+            }
+        }
+        out.push((name, i + 1, end + 1, above));
+    }
+    out
+}
+
+/// Issue 25: no function in src/ over 150 lines unless the comment above it says why, in a
+/// comment that starts "Long" and says why ("Long (≈200 lines) on purpose: …", "Long
+/// because …"): the reason a reader needs before scrolling.
+#[test]
+fn no_function_over_150_lines_without_a_reason() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut long = Vec::new();
+    let mut files = rust_files(&src);
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for (name, line, len, above) in function_lengths(&text) {
+            if len > 150 && !above.contains("// Long") {
+                long.push(format!("{}:{line} fn {name}: {len} lines", f.display()));
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "functions over 150 lines without a \"// Long … why\" comment:\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn the_length_reader_measures_a_function_to_its_closing_brace() {
+    let text = "// Long because it is.\npub fn a() {\n    let x = 1;\n}\n\nfn b(\n    y: u8,\n) -> u8 {\n    y\n}\ntrait T {\n    fn c(&self);\n}\n";
+    let got = function_lengths(text);
+    let short: Vec<(&str, usize, usize)> = got
+        .iter()
+        .map(|(n, l, len, _)| (n.as_str(), *l, *len))
+        .collect();
+    assert_eq!(short, vec![("a", 2, 3), ("b", 6, 5)]);
+    assert!(got[0].3.contains("// Long"));
+}
