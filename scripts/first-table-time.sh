@@ -2,7 +2,8 @@
 # Times a new user's first contact on this machine: a clean clone of the committed HEAD to
 # the quickstart's first table, in two phases — set-up (Debian packages, the model, the
 # quickstart-profile build, as scripts/quickstart.sh does it) and the sweep — and prints
-# both with the total. Run it on a quiet machine (nothing else building): the figure in the README and BENCHMARKS.md comes from it.
+# both with the total. Run it on a quiet machine (nothing else building): the figure in
+# the README and BENCHMARKS.md comes from it.
 #
 #   scripts/first-table-time.sh            # clone into a temporary directory, removed after
 #   KEEP=1 scripts/first-table-time.sh     # keep the clone (its path is printed)
