@@ -215,12 +215,16 @@ impl Unit {
             f.user_tps = (mean > 0.0).then(|| 1000.0 / mean);
             f.itl_p50 = stats::percentile(&tpots, 0.5).ok();
         }
-        let ttfts: Vec<f64> = self.calls.iter().filter_map(|c| c.ttft_ms).collect();
-        f.ttft_p50 = stats::percentile(&ttfts, 0.5).ok();
-        f.ttft_p95 = stats::percentile(&ttfts, 0.95).ok();
-        let e2es: Vec<f64> = self.calls.iter().filter_map(|c| c.e2e_ms).collect();
-        f.e2e_p50 = stats::percentile(&e2es, 0.5).ok();
-        f.e2e_p95 = stats::percentile(&e2es, 0.95).ok();
+        // p50 and p95 over the calls that have the value.
+        let p50_p95 = |value: fn(&Call) -> Option<f64>| {
+            let xs: Vec<f64> = self.calls.iter().filter_map(value).collect();
+            (
+                stats::percentile(&xs, 0.5).ok(),
+                stats::percentile(&xs, 0.95).ok(),
+            )
+        };
+        (f.ttft_p50, f.ttft_p95) = p50_p95(|c| c.ttft_ms);
+        (f.e2e_p50, f.e2e_p95) = p50_p95(|c| c.e2e_ms);
         // Energy per token only when every call has its share (a call without telemetry
         // would make the ratio too small).
         let energy: Option<f64> = self.calls.iter().map(|c| c.energy_j).sum();
@@ -671,11 +675,11 @@ mod tests {
             energy_per_token_j: Some(RepStats::new(vec![200.0 / total], 0.95)),
             total_tps: RepStats::new(vec![total], 0.95),
             user_tps: RepStats::new(vec![user], 0.95),
-            ttft_p50_ms: RepStats::new(vec![], 0.95),
-            ttft_p95_ms: RepStats::new(vec![], 0.95),
-            e2e_p50_ms: RepStats::new(vec![], 0.95),
-            e2e_p95_ms: RepStats::new(vec![], 0.95),
-            itl_p50_ms: RepStats::new(vec![], 0.95),
+            ttft_p50_ms: RepStats::empty(),
+            ttft_p95_ms: RepStats::empty(),
+            e2e_p50_ms: RepStats::empty(),
+            e2e_p95_ms: RepStats::empty(),
+            itl_p50_ms: RepStats::empty(),
             goodput_rps: None,
             slo_reps_met: 0,
             slo_reps: 0,
