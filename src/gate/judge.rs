@@ -734,8 +734,7 @@ fn judge(
             .then(a.metric.cmp(&b.metric))
     });
     let empty = empty_groups(src.window.iter().chain(std::iter::once(current)));
-    let capacity_fails = capacity_rows.iter().filter(|c| c.fails).count();
-    cmp.outcome = outcome_of(&rows, &share_rows, capacity_fails, &missing, &empty);
+    cmp.outcome = outcome_of(&rows, &share_rows, &capacity_rows, &missing, &empty);
     if use_history {
         cmp.method = Method::History {
             runs: nights
@@ -764,13 +763,13 @@ fn judge(
 fn outcome_of(
     rows: &[Row],
     shares: &[ShareRow],
-    capacity_fails: usize,
+    capacity: &[capacity::CapacityRow],
     missing: &[String],
     empty: &[String],
 ) -> Outcome {
     let failing = rows.iter().filter(|r| r.fails()).count()
         + shares.iter().filter(|s| s.fails).count()
-        + capacity_fails;
+        + capacity.iter().filter(|c| c.fails).count();
     if failing > 0 {
         return Outcome::Regression { rows: failing };
     }
@@ -787,6 +786,18 @@ fn outcome_of(
             first.cell,
             first.metric,
             first.why.as_deref().unwrap_or("no test")
+        ));
+    }
+    // A capacity that could not be tested compared nothing: it must not pass silently.
+    let untested: Vec<&capacity::CapacityRow> =
+        capacity.iter().filter(|c| c.why.is_some()).collect();
+    if let Some(first) = untested.first() {
+        reasons.push(format!(
+            "capacity untested in {} of {} configuration(s) (e.g. {}: {})",
+            untested.len(),
+            capacity.len(),
+            first.configuration,
+            first.why.as_deref().unwrap_or_default()
         ));
     }
     if !rows.iter().any(|r| r.gates()) {
@@ -812,5 +823,43 @@ fn outcome_of(
         Outcome::Pass
     } else {
         Outcome::Undecided { reasons }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A capacity row that could not be tested (too few reps) compared nothing: with no
+    /// other problem the outcome is undecided and names it, never a pass.
+    #[test]
+    fn an_untested_capacity_is_undecided_not_a_pass() {
+        let row = capacity::CapacityRow {
+            configuration: "baseline num_ctx=512".into(),
+            level_name: "agents".into(),
+            current: vec![2.0],
+            reference: vec![("night-1".into(), vec![2.0])],
+            p: None,
+            p_holm: None,
+            fails: false,
+            why: Some("1 rep tonight, 3 needed".into()),
+        };
+        let outcome = outcome_of(&[], &[], std::slice::from_ref(&row), &[], &[]);
+        let Outcome::Undecided { reasons } = outcome else {
+            panic!("expected undecided, got {outcome:?}");
+        };
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("capacity untested in 1 of 1")
+                    && r.contains("baseline num_ctx=512")),
+            "{reasons:?}"
+        );
+        let tested = capacity::CapacityRow { why: None, ..row };
+        let outcome = outcome_of(&[], &[], &[tested], &[], &[]);
+        let Outcome::Undecided { reasons } = outcome else {
+            panic!("expected undecided (no gating row), got {outcome:?}");
+        };
+        assert!(!reasons.iter().any(|r| r.contains("capacity untested")));
     }
 }
