@@ -201,7 +201,9 @@ impl Cell {
     /// The planned start of each arrival of an open-loop unit, ms after the phase starts
     /// (empty for a closed-loop cell): the first at 0, then gaps of 1 / rate (constant) or
     /// exponential gaps of mean 1 / rate (Poisson) from a generator seeded by the cell, the
-    /// rep and warm-up, so a resumed or re-run unit gets the same schedule.
+    /// rep and warm-up, so a resumed or re-run unit gets the same schedule. Over a window
+    /// (`duration_s`), constant arrivals keep their gaps and Poisson ones are the process
+    /// conditioned on round(rate × window) arrivals in it.
     pub fn arrival_offsets_ms(&self, rep: u32, warmup: bool) -> Vec<f64> {
         let Some(ol) = self.open_loop else {
             return Vec::new();
@@ -218,8 +220,20 @@ impl Cell {
         let mut seed = [0u8; 32];
         seed.copy_from_slice(&digest);
         let mut rng = ChaCha8Rng::from_seed(seed);
+        let n = ol.arrivals_at(rate);
+        if let (Some(w), crate::spec::Arrivals::Poisson) = (ol.window_ms, ol.arrivals) {
+            // A Poisson process on [0, W) given its count n has its arrivals at n sorted
+            // uniform times (the order-statistics property): the window and the count are
+            // both fixed, so every rep plans the same records.
+            let w = f64::from(w);
+            let mut at: Vec<f64> = (0..n)
+                .map(|_| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * w)
+                .collect();
+            at.sort_by(f64::total_cmp);
+            return at;
+        }
         let mut t = 0.0;
-        (0..ol.requests)
+        (0..n)
             .map(|k| {
                 if k > 0 {
                     t += match ol.arrivals {
@@ -434,7 +448,7 @@ fn expand_cells(spec: &Spec) -> Vec<Cell> {
             let mut slots = Vec::new();
             for m in &arm.members {
                 let copies = match arm.open_loop {
-                    Some(ol) => ol.requests,
+                    Some(ol) => ol.arrivals_at(m.options.merged_with(point).rate.unwrap_or(1.0)),
                     None => m.options.merged_with(point).agents_at_once(),
                 };
                 match copies {
@@ -779,7 +793,14 @@ fn calls_explained(plan: &Plan) -> Vec<String> {
     let mut processes: Vec<(String, Vec<String>)> = Vec::new();
     for c in plan.cells.iter().filter(|c| c.open_loop.is_some()) {
         if let (Some(ol), Some(r)) = (c.open_loop, c.members[0].options.rate) {
-            let p = format!("{} {} arrivals per unit", ol.requests, ol.arrivals.as_str());
+            let p = match ol.window_ms {
+                None => format!("{} {} arrivals per unit", ol.requests, ol.arrivals.as_str()),
+                Some(w) => format!(
+                    "{} arrivals over {} s per unit",
+                    ol.arrivals.as_str(),
+                    f64::from(w) / 1000.0
+                ),
+            };
             let r = r.to_string();
             match processes.iter_mut().find(|(q, _)| *q == p) {
                 Some((_, rs)) if !rs.contains(&r) => rs.push(r),
@@ -982,6 +1003,15 @@ mod tests {
     use crate::spec::{Arrivals, OpenLoop};
 
     fn open_cell(arrivals: Arrivals, rate: f64, requests: u32) -> Cell {
+        open_cell_over(arrivals, rate, requests, None)
+    }
+
+    fn open_cell_over(
+        arrivals: Arrivals,
+        rate: f64,
+        requests: u32,
+        window_ms: Option<u32>,
+    ) -> Cell {
         let member = Member {
             slot: Slot::Copy(1),
             persona: Persona::Chimera,
@@ -1003,7 +1033,11 @@ mod tests {
             members: vec![member; requests as usize],
             reload_key: String::new(),
             speedup: false,
-            open_loop: Some(OpenLoop { arrivals, requests }),
+            open_loop: Some(OpenLoop {
+                arrivals,
+                requests,
+                window_ms,
+            }),
         }
     }
 
@@ -1058,6 +1092,43 @@ mod tests {
             bins[((cdf * 10.0) as usize).min(9)] += 1;
         }
         let expect = n / 10.0;
+        let chi2: f64 = bins
+            .iter()
+            .map(|&o| (o as f64 - expect).powi(2) / expect)
+            .sum();
+        assert!(chi2 < 27.88, "χ² = {chi2:.2} over bins {bins:?}");
+    }
+
+    #[test]
+    fn constant_arrivals_over_a_window_keep_their_gaps() {
+        // 4/s over 1.25 s: round(5) arrivals, 250 ms apart from 0.
+        let c = open_cell_over(Arrivals::Constant, 4.0, 1, Some(1250));
+        assert_eq!(
+            c.arrival_offsets_ms(0, false),
+            [0.0, 250.0, 500.0, 750.0, 1000.0]
+        );
+    }
+
+    /// Over a window W, Poisson arrivals given their count are i.i.d. uniform on [0, W):
+    /// 200 reps × 64 arrivals (50/s over 1.28 s), a χ² test over 10 equal bins of the
+    /// window, 9 degrees of freedom, refused above 27.88 (the 0.999 quantile); each rep's
+    /// times sorted and inside the window. Seeds are the cell id and rep: fixed.
+    #[test]
+    fn poisson_arrivals_over_a_window_are_uniform_in_it() {
+        let c = open_cell_over(Arrivals::Poisson, 50.0, 1, Some(1280));
+        let mut bins = [0usize; 10];
+        let mut n = 0usize;
+        for rep in 0..200 {
+            let t = c.arrival_offsets_ms(rep, false);
+            assert_eq!(t.len(), 64);
+            assert!(t.windows(2).all(|w| w[0] <= w[1]));
+            for x in t {
+                assert!((0.0..1280.0).contains(&x), "{x}");
+                bins[((x / 128.0) as usize).min(9)] += 1;
+                n += 1;
+            }
+        }
+        let expect = n as f64 / 10.0;
         let chi2: f64 = bins
             .iter()
             .map(|&o| (o as f64 - expect).powi(2) / expect)

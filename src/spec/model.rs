@@ -349,8 +349,23 @@ impl Arrivals {
 pub struct OpenLoop {
     /// Spacing of the arrivals.
     pub arrivals: Arrivals,
-    /// Arrivals (agent runs) per unit.
+    /// Arrivals (agent runs) per unit when the arm gives a count (ignored with a window).
     pub requests: u32,
+    /// `duration_s` in ms: the schedule covers this window, with round(rate × window)
+    /// arrivals per cell (`None`: a request count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_ms: Option<u32>,
+}
+
+impl OpenLoop {
+    /// Arrivals per unit at `rate` per second: the arm's count, or round(rate × window)
+    /// (at least one) over a window.
+    pub fn arrivals_at(&self, rate: f64) -> u32 {
+        match self.window_ms {
+            None => self.requests,
+            Some(w) => ((rate * f64::from(w) / 1000.0).round() as u32).max(1),
+        }
+    }
 }
 
 /// One agent of an arm before grid expansion.

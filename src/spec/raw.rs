@@ -274,6 +274,11 @@ pub struct RawArm {
     #[serde(default)]
     #[schemars(with = "Option<u32>", range(min = 1, max = 64))]
     pub requests: Option<Spanned<i64>>,
+    /// Open loop (`rate`): the schedule's window in seconds instead of a request count; each
+    /// cell then has round(rate × duration_s) arrivals spread over it.
+    #[serde(default)]
+    #[schemars(with = "Option<f64>", range(min = 0.001, max = 3600))]
+    pub duration_s: Option<Spanned<f64>>,
 }
 
 /// `[compare]`: what the regression gate checks.

@@ -259,6 +259,18 @@ const CATALOGUE: &[(&str, usize, usize, &str)] = &[
     ("58_agents_out_of_range", 11, 14, "agents must be an integer in 1..=64"),
     ("59_slo_without_limits", 8, 1, "[slo] needs at least one limit"),
     ("60_slo_bad_percentile", 10, 14, "percentile must be in (0, 100]"),
+    (
+        "61_open_loop_requests_and_duration",
+        11,
+        14,
+        "either `requests` (arrivals per unit) or `duration_s`",
+    ),
+    (
+        "62_open_loop_window_too_long",
+        10,
+        14,
+        "at rate 4/s, duration_s = 30 is 120 arrivals per unit; at most 64",
+    ),
 ];
 
 fn bad_dir() -> PathBuf {
@@ -735,4 +747,36 @@ fn workload_levels_expand_into_numbered_copies_sharing_one_reload_group() {
     .unwrap();
     assert_ne!(Plan::build(&with_level_one, None).cells[0].id, plain_id);
     assert_eq!(plan.total_calls(), 2 * (2 + 12 + 4));
+}
+
+/// `duration_s` bounds an open-loop unit by its window: each rate gets round(rate × window)
+/// arrivals (its copies), the plan says so, and every arrival lies in the window.
+#[test]
+fn an_open_loop_window_sets_each_rates_arrival_count() {
+    let spec = Spec::parse(
+        Path::new("w.toml"),
+        "[experiment]\nname = \"w\"\n[backend]\nkind = \"ollama\"\nmodel = \"m\"\n\
+         [corpus]\npath = \"c\"\n[[arm]]\nname = \"open\"\nduration_s = 2.5\n\
+         [arm.grid]\nrate = [0.5, 2, 10]\n",
+    )
+    .unwrap();
+    let plan = Plan::build(&spec, None);
+    let counts: Vec<(f64, usize)> = plan
+        .cells
+        .iter()
+        .map(|c| (c.members()[0].options.rate.unwrap(), c.members().len()))
+        .collect();
+    // round(0.5 × 2.5) = round(1.25) = 1; 2 × 2.5 = 5; 10 × 2.5 = 25.
+    assert_eq!(counts, [(0.5, 1), (2.0, 5), (10.0, 25)]);
+    for c in &plan.cells {
+        let t = c.arrival_offsets_ms(0, false);
+        assert_eq!(t.len(), c.members().len());
+        assert!(t.windows(2).all(|w| w[0] <= w[1]), "{t:?}");
+        assert!(t.iter().all(|x| (0.0..2500.0).contains(x)), "{t:?}");
+    }
+    let text = sweep::plan::render(&spec, &plan);
+    assert!(
+        text.contains("poisson arrivals over 2.5 s per unit"),
+        "{text}"
+    );
 }

@@ -238,6 +238,7 @@ impl Validator<'_> {
             for (key, s) in [
                 ("arrivals", arm.arrivals.as_ref().and_then(span_of)),
                 ("requests", arm.requests.as_ref().and_then(span_of)),
+                ("duration_s", arm.duration_s.as_ref().and_then(span_of)),
             ] {
                 if s.is_some() {
                     self.err(
@@ -315,7 +316,54 @@ impl Validator<'_> {
                 return None;
             }
         };
-        Some(OpenLoop { arrivals, requests })
+        let window_ms = match &arm.duration_s {
+            None => None,
+            Some(d) if arm.requests.is_some() => {
+                self.err(
+                    span_of(d),
+                    "give an open-loop arm either `requests` (arrivals per unit) or \
+                     `duration_s` (a window of round(rate × duration_s) arrivals), not both",
+                );
+                return None;
+            }
+            Some(d) if d.get_ref().is_finite() && (0.001..=3600.0).contains(d.get_ref()) => {
+                Some((d.get_ref() * 1000.0).round() as u32)
+            }
+            Some(d) => {
+                self.err(
+                    span_of(d),
+                    format!(
+                        "duration_s must be a number of seconds in 0.001..=3600 (the window of \
+                         each unit's arrivals), found {}",
+                        d.get_ref()
+                    ),
+                );
+                return None;
+            }
+        };
+        let ol = OpenLoop {
+            arrivals,
+            requests,
+            window_ms,
+        };
+        if let Some(d) = arm.duration_s.as_ref() {
+            let rates = merged().filter_map(|o| o.rate);
+            if let Some(r) = rates.into_iter().find(|r| ol.arrivals_at(*r) > MAX_AGENTS) {
+                self.err(
+                    span_of(d),
+                    format!(
+                        "arm {name:?}: at rate {r}/s, duration_s = {} is {} arrivals per unit; \
+                         at most {MAX_AGENTS}: shorten duration_s to {:.3} s or less, or split \
+                         the rates over two arms",
+                        d.get_ref(),
+                        ol.arrivals_at(r),
+                        f64::from(MAX_AGENTS) / r
+                    ),
+                );
+                return None;
+            }
+        }
+        Some(ol)
     }
 
     /// `agents` (N copies of a single arm's agent at once) and `speedup` (also run them back
