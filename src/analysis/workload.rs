@@ -76,6 +76,11 @@ pub struct LevelPoint {
     /// GPU energy per output token, J, per rep (GPU telemetry); `None` without it.
     #[serde(default)]
     pub energy_per_token_j: Option<RepStats>,
+    /// Closed loop, N > 1: Jain's fairness index of the agents' own throughputs (each
+    /// agent's output tokens / its calls' summed e2e time), per rep: 1 when every agent got
+    /// the same service, 1 / N when one got it all. `None` for one agent or open loop.
+    #[serde(default)]
+    pub fairness: Option<RepStats>,
 }
 
 impl LevelPoint {
@@ -145,6 +150,8 @@ pub(crate) struct Call {
     pub start_lag_ms: Option<f64>,
     /// The call's share of the GPUs' energy (telemetry), J.
     pub energy_j: Option<f64>,
+    /// Which agent of the unit made it (1..N; 0 for a single agent or a pair member).
+    pub agent: u16,
 }
 
 impl Call {
@@ -182,6 +189,8 @@ pub(crate) struct UnitFigures {
     pub send_lag_p99: Option<f64>,
     /// GPU energy of the unit's calls / their output tokens, J (every call measured).
     pub energy_per_token: Option<f64>,
+    /// Jain's index over the numbered agents' throughputs (two or more agents).
+    pub fairness: Option<f64>,
 }
 
 impl Unit {
@@ -229,8 +238,33 @@ impl Unit {
         // would make the ratio too small).
         let energy: Option<f64> = self.calls.iter().map(|c| c.energy_j).sum();
         f.energy_per_token = energy.filter(|_| tokens > 0.0).map(|j| j / tokens);
+        f.fairness = self.fairness();
         f
     }
+
+    /// Jain's index of the numbered agents' throughputs, each agent's output tokens over
+    /// its calls' summed e2e time (the service it got while it waited for it).
+    fn fairness(&self) -> Option<f64> {
+        let mut per_agent: BTreeMap<u16, (f64, f64)> = BTreeMap::new();
+        for c in self.calls.iter().filter(|c| c.agent > 0) {
+            let e = per_agent.entry(c.agent).or_default();
+            e.0 += c.output_tokens?;
+            e.1 += c.e2e_ms?;
+        }
+        let rates: Vec<f64> = per_agent
+            .values()
+            .map(|(tokens, ms)| (*ms > 0.0).then(|| tokens / ms * 1000.0))
+            .collect::<Option<_>>()?;
+        (rates.len() >= 2).then(|| jain_index(&rates)).flatten()
+    }
+}
+
+/// Jain's fairness index (Jain, Chiu & Hawe 1984, DEC-TR-301, eq. 1):
+/// (Σx)² / (n · Σx²), in [1/n, 1]; `None` for no values or all zero.
+pub fn jain_index(xs: &[f64]) -> Option<f64> {
+    let sum: f64 = xs.iter().sum();
+    let sq: f64 = xs.iter().map(|x| x * x).sum();
+    (!xs.is_empty() && sq > 0.0).then(|| sum * sum / (xs.len() as f64 * sq))
 }
 
 /// The records frame with `slo_good`: 1 for a call that met every `[slo]` limit, 0 for one
@@ -288,6 +322,7 @@ fn units(lf: LazyFrame) -> Result<BTreeMap<(String, u32), Unit>, AnalysisError> 
             col("phase_wall_ms"),
             col("queue_deferred_max"),
             col("gpu_energy_j"),
+            col("agent"),
             // One send-time error per arrival: its first (analysis) call carries it.
             when(col("stage").eq(lit("analysis")))
                 .then(col("start_lag_ms"))
@@ -298,6 +333,7 @@ fn units(lf: LazyFrame) -> Result<BTreeMap<(String, u32), Unit>, AnalysisError> 
     let cells = str_col(&rows, "cell_id")?;
     let queue = f64_col(&rows, "queue_deferred_max")?;
     let energy = f64_col(&rows, "gpu_energy_j")?;
+    let agent = str_col(&rows, "agent")?;
     let [rep, ok, cold, ttft, e2e, tokens, wall, lag] = [
         "rep",
         "ok",
@@ -328,6 +364,7 @@ fn units(lf: LazyFrame) -> Result<BTreeMap<(String, u32), Unit>, AnalysisError> 
             output_tokens: tokens[i],
             start_lag_ms: lag[i],
             energy_j: energy[i],
+            agent: agent[i].parse().unwrap_or(0),
         });
     }
     Ok(out)
@@ -459,6 +496,10 @@ pub fn workload(
                     .collect();
                 (!e.is_empty()).then(|| RepStats::new(e, opts.level))
             },
+            fairness: {
+                let j: Vec<f64> = figures.iter().filter_map(|(_, f)| f.fairness).collect();
+                (!open && !j.is_empty()).then(|| RepStats::new(j, opts.level))
+            },
         });
     }
     levels.sort_by(|a, b| {
@@ -571,7 +612,40 @@ mod tests {
             output_tokens: Some(tokens),
             start_lag_ms: None,
             energy_j: None,
+            agent: 0,
         }
+    }
+
+    /// Jain's index against values worked from its definition (Jain, Chiu & Hawe 1984):
+    /// equal shares give 1, one agent with everything 1/n, (1, 2, 3) gives 36 / 42.
+    #[test]
+    fn jains_index_matches_its_definition() {
+        assert_eq!(jain_index(&[5.0, 5.0, 5.0, 5.0]), Some(1.0));
+        assert_eq!(jain_index(&[7.0, 0.0, 0.0, 0.0]), Some(0.25));
+        assert_eq!(jain_index(&[1.0, 2.0, 3.0]), Some(36.0 / 42.0));
+        assert_eq!(jain_index(&[]), None);
+        assert_eq!(jain_index(&[0.0, 0.0]), None);
+    }
+
+    /// Two agents, two calls each: agent 1 gets 20 tokens in 1 s, agent 2 20 tokens in 2 s
+    /// (20 and 10 tok/s): (30)² / (2 · 500) = 0.9. A single agent has no fairness.
+    #[test]
+    fn fairness_is_jain_over_each_agents_own_throughput() {
+        let by = |agent: u16, e2e: f64| Call {
+            agent,
+            ..call(100.0, e2e, 10.0)
+        };
+        let u = Unit {
+            wall_ms: 2000.0,
+            calls: vec![by(1, 500.0), by(1, 500.0), by(2, 1000.0), by(2, 1000.0)],
+            queue_max: None,
+        };
+        assert_eq!(u.figures(None).fairness, Some(0.9));
+        let one = Unit {
+            calls: vec![by(1, 500.0), by(1, 700.0)],
+            ..u
+        };
+        assert_eq!(one.figures(None).fairness, None);
     }
 
     fn slo(ttft: f64) -> SloConfig {
@@ -673,6 +747,7 @@ mod tests {
             server_queue_max: None,
             // Energy per token at a constant 200 W: 200 / total tok/s, lower is better.
             energy_per_token_j: Some(RepStats::new(vec![200.0 / total], 0.95)),
+            fairness: None,
             total_tps: RepStats::new(vec![total], 0.95),
             user_tps: RepStats::new(vec![user], 0.95),
             ttft_p50_ms: RepStats::empty(),

@@ -155,6 +155,19 @@ fn levels_against_a_two_slot_peer_match_the_queueing_arithmetic() {
     assert_eq!(at(2).server_queue_max.as_ref().and_then(median), Some(0.0));
     assert_eq!(at(4).server_queue_max.as_ref().and_then(median), Some(2.0));
 
+    // Fairness (Jain's index of the agents' own tok/s): at 2 agents on 2 slots they are
+    // served alike (1); at 4, agents 1–2 spend 3D in calls and agents 3–4 4D (see the
+    // queueing above) for the same tokens: rates 1/3 : 1/4, Jain = (7/6)² / (4 · 25/72) =
+    // 49/50. Margin ±0.01: a few ms of client overhead per call moves the 4:3 ratio by ~3%,
+    // Jain by 0.005; a queue that served the reports first would give rates 1/2 : 1/4 and
+    // 0.9.
+    assert!(at(1).fairness.is_none());
+    let jain = |n| median(at(n).fairness.as_ref().expect("fairness"));
+    let (j2, j4) = (jain(2).unwrap(), jain(4).unwrap());
+    assert!((j2 - 1.0).abs() <= 0.01, "fairness at 2: {j2}");
+    eprintln!("fairness at 2: {j2:.4}, at 4: {j4:.4}");
+    assert!((j4 - 0.98).abs() <= 0.01, "fairness at 4: {j4}");
+
     // SLO: within at 1 and 2 in every rep, never at 4; capacity 2 in each rep.
     assert_eq!((at(1).slo_reps_met, at(1).slo_reps), (3, 3));
     assert_eq!((at(2).slo_reps_met, at(2).slo_reps), (3, 3));

@@ -28,6 +28,7 @@ pub fn workload_table(view: &View) -> Option<Table> {
     let open = w.levels.iter().any(|l| l.rate.is_some());
     let queued = w.levels.iter().any(|l| l.server_queue_max.is_some());
     let energy = w.levels.iter().any(|l| l.energy_per_token_j.is_some());
+    let fair = w.levels.iter().any(|l| l.fairness.is_some());
     let dash = |s: Option<&crate::analysis::RepStats>, none: &str| {
         s.map(median_cell).unwrap_or_else(|| Cell::text(none))
     };
@@ -44,6 +45,11 @@ pub fn workload_table(view: &View) -> Option<Table> {
             queued,
             Column::number(format!("server queue max [{lvl} CI]"), 0, CiStyle::Brackets),
             Box::new(|l| dash(l.server_queue_max.as_ref(), "—")),
+        ),
+        (
+            fair,
+            Column::number(format!("fairness (Jain) [{lvl} CI]"), 3, CiStyle::Brackets),
+            Box::new(|l| dash(l.fairness.as_ref(), "—")),
         ),
         (
             energy,
@@ -107,7 +113,7 @@ pub fn workload_table(view: &View) -> Option<Table> {
         });
         last_conf = Some(&l.configuration);
     }
-    let notes = workload_notes(w, &lvl, queued, open);
+    let notes = workload_notes(w, &lvl, queued, open, fair);
     Some(Table {
         name: "workload".into(),
         caption: "Workload levels: throughput and latency per configuration and level (agents \
@@ -121,7 +127,7 @@ pub fn workload_table(view: &View) -> Option<Table> {
 }
 
 /// The two note lines under the workload table: what an entry is, and what was left out.
-fn workload_notes(w: &Workload, lvl: &str, queued: bool, open: bool) -> Vec<String> {
+fn workload_notes(w: &Workload, lvl: &str, queued: bool, open: bool, fair: bool) -> Vec<String> {
     let mut entry = format!(
         "Entries: median over reps of each unit's figure [{lvl} CI]; total = output tokens / \
          phase wall; per user = 1000 / mean TPOT; ITL = median TPOT.{}",
@@ -132,6 +138,12 @@ fn workload_notes(w: &Workload, lvl: &str, queued: bool, open: bool) -> Vec<Stri
     );
     if queued {
         entry.push_str(" Server queue: most requests waiting for a slot (llama-server /metrics).");
+    }
+    if fair {
+        entry.push_str(
+            " Fairness = Jain's index of the agents' own tok/s (tokens / their calls' e2e): 1 \
+             = equal service, 1/N = one agent served.",
+        );
     }
     if open {
         entry.push_str(
