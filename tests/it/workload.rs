@@ -363,8 +363,10 @@ fn an_open_loop_keeps_its_schedule_and_finds_the_capacity_rate() {
 
     // The gate sees each open-loop cell as one group `[open]` (its reload probe counted
     // with it), never as concurrent.
+    let junit = tmp.path().join("junit.xml");
     let out = crate::common::sweep()
-        .args(["compare", "--two-runs"])
+        .args(["compare", "--two-runs", "--junit"])
+        .arg(&junit)
         .arg(&run)
         .arg(&run)
         .output()
@@ -372,6 +374,24 @@ fn an_open_loop_keeps_its_schedule_and_finds_the_capacity_rate() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("[open]"), "{text}");
     assert!(!text.contains("[concurrent]"), "{text}");
+    // 3 reps a side cannot show a capacity drop at α = 0.05 (the exact test's smallest p
+    // is 1 / C(6, 3) = 0.05): the capacity row says it is untested, the JUnit file skips
+    // it, and the outcome is undecided (exit 3), never a pass.
+    let capacity = text
+        .lines()
+        .find(|l| l.contains("capacity (rate)"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        capacity.contains("⚠️ untested") && capacity.contains("cannot show a drop"),
+        "{capacity}"
+    );
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let case = xml
+        .split("<testcase ")
+        .find(|c| c.contains("name=\"capacity\""))
+        .unwrap_or_else(|| panic!("{xml}"));
+    assert!(case.contains("<skipped message=\"3 reps tonight"), "{case}");
 }
 
 fn gate_spec(dir: &Path, name: &str, url: &str) -> std::path::PathBuf {

@@ -1,6 +1,7 @@
 //! JUnit XML for CI systems: one testcase per gating (cell, metric) and per cell's call
-//! share; a failure element for each regression, skipped for undecided rows; an undecided
-//! or not-comparable outcome is an error testcase of its own, so no CI shows it green.
+//! share; a failure element for each regression, skipped for undecided rows (and capacities
+//! too few reps could test); an undecided or not-comparable outcome is an error testcase of
+//! its own, so no CI shows it green.
 
 use super::Exporter;
 use crate::gate::{Comparison, Outcome, Row, Verdict};
@@ -59,10 +60,15 @@ impl Exporter for Junit {
     fn gate(&self, c: &Comparison) -> Option<String> {
         let rows: Vec<&Row> = c.rows.iter().filter(|r| r.gates()).collect();
         let failures = c.regressions();
+        // An undecided row and a capacity that could not be tested compared nothing.
         let skipped = rows
             .iter()
             .filter(|r| r.verdict == Verdict::Undecided)
-            .count();
+            .count()
+            + c.capacity
+                .iter()
+                .filter(|x| !x.fails && x.why.is_some())
+                .count();
         let outcome_error = match &c.outcome {
             Outcome::Undecided { reasons } => Some(reasons.join("; ")),
             Outcome::NotComparable { differences } => Some(
@@ -168,6 +174,12 @@ impl Exporter for Junit {
                 let _ = writeln!(
                     s,
                     ">\n      <failure message=\"capacity under the SLO fell\" type=\"regression\">{text}</failure>\n    </testcase>"
+                );
+            } else if let Some(why) = &cap.why {
+                let _ = writeln!(
+                    s,
+                    ">\n      <skipped message=\"{}\"/>\n      <system-out>{text}</system-out>\n    </testcase>",
+                    xml(why)
                 );
             } else {
                 let _ = writeln!(

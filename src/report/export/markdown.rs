@@ -246,7 +246,13 @@ fn gate_shares_and_shifts(s: &mut String, c: &Comparison) {
                 "| {} | {} | {} |",
                 escape::markdown(&x.configuration),
                 escape::markdown(&x.to_string()),
-                if x.fails { "❌ regression" } else { "ok" }
+                if x.fails {
+                    "❌ regression"
+                } else if x.why.is_some() {
+                    "⚠️ untested"
+                } else {
+                    "ok"
+                }
             );
         }
         s.push('\n');
