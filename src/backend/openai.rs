@@ -482,18 +482,42 @@ impl OpenAiBackend {
     }
 }
 
-/// The queue gauges of llama-server's Prometheus text (`/metrics`): both must be there.
+/// The (running, waiting) gauge names of the servers whose Prometheus text sweep reads:
+/// llama-server with `--metrics` (tools/server/README.md), vLLM (docs "Production
+/// Metrics": `vllm:num_requests_running`/`_waiting`, labelled by model) and SGLang with
+/// `--enable-metrics` (docs "Production Metrics": `sglang:num_running_reqs`/`num_queue_reqs`).
+const QUEUE_GAUGES: [(&str, &str); 3] = [
+    ("llamacpp:requests_processing", "llamacpp:requests_deferred"),
+    ("vllm:num_requests_running", "vllm:num_requests_waiting"),
+    ("sglang:num_running_reqs", "sglang:num_queue_reqs"),
+];
+
+/// The queue gauges of a server's Prometheus text (`/metrics`): the first server whose two
+/// gauges are both there, each summed over its label sets (one per engine or rank).
 pub fn parse_queue(text: &str) -> Option<super::ServerQueue> {
     let gauge = |name: &str| {
-        text.lines()
+        let values: Vec<f64> = text
+            .lines()
             .filter(|l| !l.starts_with('#'))
-            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .filter_map(|l| {
+                let rest = l.strip_prefix(name)?;
+                // `name value` or `name{labels} value`, never a longer name.
+                let rest = match rest.strip_prefix('{') {
+                    Some(r) => &r[r.find('}')? + 1..],
+                    None if rest.starts_with(' ') => rest,
+                    None => return None,
+                };
+                rest.split_whitespace().next()?.parse::<f64>().ok()
+            })
             .filter(|v| v.is_finite() && *v >= 0.0)
-            .map(|v| v as u32)
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum::<f64>().round() as u32)
     };
-    Some(super::ServerQueue {
-        processing: gauge("llamacpp:requests_processing ")?,
-        deferred: gauge("llamacpp:requests_deferred ")?,
+    QUEUE_GAUGES.iter().find_map(|(running, waiting)| {
+        Some(super::ServerQueue {
+            processing: gauge(running)?,
+            deferred: gauge(waiting)?,
+        })
     })
 }
 
@@ -801,9 +825,41 @@ mod tests {
                 deferred: 2
             })
         );
-        // The 501 body of a server without --metrics, and vLLM's metrics: no queue gauges.
+        // The 501 body of a server without --metrics: no queue gauges; one gauge alone is
+        // not a queue.
         assert_eq!(parse_queue("{\"error\":{\"code\":501}}"), None);
         assert_eq!(parse_queue("vllm:num_requests_waiting 3\n"), None);
+    }
+
+    #[test]
+    fn queue_gauges_are_read_from_vllm_and_sglang_metrics() {
+        // vLLM's shape (docs.vllm.ai "Production Metrics": float values, a model_name
+        // label, one line per engine in data-parallel serving: summed), with a histogram
+        // whose name starts like a gauge's that must not be read.
+        let vllm = "# TYPE vllm:num_requests_running gauge\n\
+            vllm:num_requests_running{engine=\"0\",model_name=\"google/gemma-3-270m\"} 2.0\n\
+            vllm:num_requests_running{engine=\"1\",model_name=\"google/gemma-3-270m\"} 1.0\n\
+            # TYPE vllm:num_requests_waiting gauge\n\
+            vllm:num_requests_waiting{engine=\"0\",model_name=\"google/gemma-3-270m\"} 3.0\n\
+            vllm:num_requests_waiting{engine=\"1\",model_name=\"google/gemma-3-270m\"} 0.0\n\
+            vllm:num_requests_waiting_time_seconds_sum{model_name=\"m\"} 9.0\n";
+        assert_eq!(
+            parse_queue(vllm),
+            Some(crate::backend::ServerQueue {
+                processing: 3,
+                deferred: 3
+            })
+        );
+        // SGLang's shape (docs.sglang.io "Production Metrics", --enable-metrics).
+        let sglang = "sglang:num_running_reqs{model_name=\"m\"} 4.0\n\
+            sglang:num_queue_reqs{model_name=\"m\"} 7.0\n";
+        assert_eq!(
+            parse_queue(sglang),
+            Some(crate::backend::ServerQueue {
+                processing: 4,
+                deferred: 7
+            })
+        );
     }
 
     #[test]

@@ -281,7 +281,7 @@ pub fn records_to_frame(rs: &[Record]) -> PolarsResult<DataFrame> {
         // Open loop: planned start and send-time error of the call's agent run.
         Series::new("planned_start_ms".into(), f64s(rs, |r| r.planned_start_ms)).into(),
         Series::new("start_lag_ms".into(), f64s(rs, |r| r.start_lag_ms)).into(),
-        // The server's queue over the call's phase (llama-server /metrics).
+        // The server's queue over the call's phase (llama-server, vLLM or SGLang /metrics).
         Series::new(
             "queue_deferred_max".into(),
             f64s(rs, |r| r.server_queue.map(|q| f64::from(q.max_deferred))),

@@ -137,7 +137,7 @@ fn workload_notes(w: &Workload, lvl: &str, queued: bool, open: bool, fair: bool)
         }
     );
     if queued {
-        entry.push_str(" Server queue: most requests waiting for a slot (llama-server /metrics).");
+        entry.push_str(" Server queue: most requests waiting for a slot (the server's /metrics).");
     }
     if fair {
         entry.push_str(
