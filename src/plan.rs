@@ -694,6 +694,26 @@ pub fn render(spec: &Spec, plan: &Plan) -> String {
             server_configs(spec, plan).len(),
             server_starts(spec, plan)
         );
+        let two: Vec<&str> = plan
+            .cells
+            .iter()
+            .filter(|c| match c.members.as_slice() {
+                [a, b] => crate::spec::separate_servers(&a.options, &b.options),
+                _ => false,
+            })
+            .map(|c| c.arm.as_str())
+            .collect();
+        if !two.is_empty() {
+            let mut arms = two.clone();
+            arms.dedup();
+            let _ = writeln!(
+                s,
+                "  + a second server for Agent B in {} pair cell(s) whose agents load the model \
+                 differently ({}): the two agents never share a runner",
+                two.len(),
+                arms.join(", ")
+            );
+        }
     }
     let blocks = plan.reloads_in(spec, Order::Blocks);
     let grouped = plan.reloads_in(spec, Order::Interleaved);
@@ -923,15 +943,32 @@ fn shared_endpoint_warnings(spec: &Spec, plan: &Plan) -> Vec<String> {
         if eps.windows(2).any(|w| w[0] != w[1]) {
             continue;
         }
-        let url = eps
-            .first()
-            .cloned()
-            .flatten()
-            .or_else(|| match spec.backend.urls.as_slice() {
-                [one] => Some(one.clone()),
-                _ => None,
-            })
-            .unwrap_or_else(|| "the backend's endpoint".into());
+        // Under [server], a pair whose agents load the model differently has a server each.
+        let one_server = |c: &&Cell| match c.members.as_slice() {
+            [a, b] => !crate::spec::separate_servers(&a.options, &b.options),
+            _ => true,
+        };
+        if spec.server.is_some()
+            && !plan
+                .cells
+                .iter()
+                .filter(|c| c.arm == arm.name)
+                .any(|c| one_server(&c))
+        {
+            continue;
+        }
+        let url = match &spec.server {
+            Some(_) => "the managed Ollama".to_string(),
+            None => eps
+                .first()
+                .cloned()
+                .flatten()
+                .or_else(|| match spec.backend.urls.as_slice() {
+                    [one] => Some(one.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| "the backend's endpoint".into()),
+        };
         match spec.num_parallel {
             None => out.push(format!(
                 "arm {:?}: agents A and B share one Ollama endpoint ({url}) whose parallelism is \
@@ -939,7 +976,14 @@ fn shared_endpoint_warnings(spec: &Spec, plan: &Plan) -> Vec<String> {
                  behind the other and the speedup measures the queue. Start Ollama with \
                  OLLAMA_NUM_PARALLEL=2 and declare it ([backend] num_parallel = 2), or give b \
                  its own endpoint (b = {{ endpoint = \"http://127.0.0.1:11435\", … }}); see \
-                 README, \"Real concurrency with Ollama\"",
+                 README, \"The seed study and real concurrency with Ollama\"",
+                arm.name
+            )),
+            Some(1) if spec.server.is_some() => out.push(format!(
+                "arm {:?}: agents A and B share one Ollama endpoint ({url}) declared to run one \
+                 request at a time (no parallel option, no OLLAMA_NUM_PARALLEL in [server] env): \
+                 the concurrent phase is queued; set options = {{ parallel = 2 }} on the arm or \
+                 env = {{ OLLAMA_NUM_PARALLEL = \"2\" }} in [server]",
                 arm.name
             )),
             Some(1) => out.push(format!(
@@ -954,9 +998,13 @@ fn shared_endpoint_warnings(spec: &Spec, plan: &Plan) -> Vec<String> {
             .iter()
             .filter(|c| c.arm == arm.name)
             .filter(|c| {
-                c.members
-                    .windows(2)
-                    .any(|w| w[0].reload_key() != w[1].reload_key())
+                c.members.windows(2).any(|w| {
+                    // Under [server], agents that load the model differently get a server
+                    // each: no reload as they alternate.
+                    let own_servers = spec.server.is_some()
+                        && crate::spec::separate_servers(&w[0].options, &w[1].options);
+                    w[0].reload_key() != w[1].reload_key() && !own_servers
+                })
             })
             .count();
         if differing > 0 {

@@ -271,6 +271,18 @@ const CATALOGUE: &[(&str, usize, usize, &str)] = &[
         14,
         "at rate 4/s, duration_s = 30 is 120 arrivals per unit; at most 64",
     ),
+    (
+        "63_server_env_overrides_axis",
+        13,
+        1,
+        "[server] env sets OLLAMA_NUM_PARALLEL too and would override it in every cell",
+    ),
+    (
+        "64_ollama_host_in_env",
+        10,
+        23,
+        "sweep sets OLLAMA_HOST to the address it starts Ollama on",
+    ),
 ];
 
 fn bad_dir() -> PathBuf {
@@ -397,14 +409,25 @@ fn gemma3_plan_matches_hand_count() {
         text.contains("blocks 208, interleaved (fewest reloads) 10"),
         "{text}"
     );
-    // the file has enough reps for a verdict; its one warning is about the homo pair, whose
-    // agents share one Ollama of unknown parallelism (the other pairs send B to a second one)
-    let warnings: Vec<&str> = text.lines().filter(|l| l.starts_with("warning")).collect();
-    assert_eq!(warnings.len(), 1, "{text}");
+    // sweep starts Ollama itself: the pairs whose agents load the model differently get a
+    // second server for B, and the homo pair's one server runs two requests at once
+    // (OLLAMA_NUM_PARALLEL = 2 in [server] env), so the file has no warning at all
+    assert!(
+        text.contains("a second server for Agent B in 2 pair cell(s)"),
+        "{text}"
+    );
+    assert!(!text.lines().any(|l| l.starts_with("warning")), "{text}");
+    // without that variable the homo pair would queue on one slot, and the plan says so
+    let source = std::fs::read_to_string(root().join("experiments/gemma3.toml")).unwrap();
+    let one_slot = source.replace("OLLAMA_NUM_PARALLEL = \"2\", ", "");
+    assert_ne!(one_slot, source);
+    let spec1 = Spec::parse(&root().join("experiments/gemma3.toml"), &one_slot).unwrap();
+    let warnings = sweep::plan::warnings(&spec1, &Plan::build(&spec1, None));
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
         warnings[0].contains("arm \"chimera_homo\": agents A and B share one Ollama endpoint")
-            && warnings[0].contains("parallelism is unknown"),
-        "{text}"
+            && warnings[0].contains("(the managed Ollama) declared to run one request"),
+        "{warnings:?}"
     );
     // the seed reports' configurations are cells of the plan, personas where the seeds had them
     for seed in [

@@ -201,7 +201,7 @@ impl Validator<'_> {
         let speedup = self.workload_levels(&arm, &name, agent, &members, &points, &span);
         let open_loop = self.open_loop(&arm, &name, agent, &members, &points, &span);
         if self.server.is_some() {
-            self.managed_arm(&arm, &name, &members, span);
+            self.managed_arm(&arm, &name, &members, &points, span);
         }
         if self.diags.len() > before {
             return None;
@@ -427,14 +427,43 @@ impl Validator<'_> {
         *flag.get_ref()
     }
 
-    /// An arm under `[server]` has no endpoint of its own: sweep chooses the addresses.
+    /// An arm under `[server]` has no endpoint of its own: sweep chooses the addresses. And
+    /// no cell's server setting may be overridden by a fixed `[server] env` variable (which
+    /// is applied last): its axis would be silently meaningless.
     pub(super) fn managed_arm(
         &mut self,
         arm: &RawArm,
         name: &str,
         members: &[MemberTemplate],
+        points: &[ModelOptions],
         span: Range<usize>,
     ) {
+        if let Some(srv) = self.server.clone().filter(|s| !s.env.is_empty()) {
+            let own = ServerConfig {
+                env: BTreeMap::new(),
+                ..srv.clone()
+            };
+            let clash = points
+                .iter()
+                .flat_map(|p| members.iter().map(move |m| m.options.merged_with(p)))
+                .find_map(|o| {
+                    own.launch(&o, "", 0)
+                        .env
+                        .into_keys()
+                        .find(|k| srv.env.contains_key(k) && k != "OLLAMA_HOST")
+                });
+            if let Some(k) = clash {
+                let at = arm.grid.as_ref().and_then(span_of).or(Some(span.clone()));
+                self.err(
+                    at,
+                    format!(
+                        "arm {name:?}: a cell's server setting becomes {k}, but [server] env \
+                         sets {k} too and would override it in every cell: remove {k} from \
+                         [server] env (the option sets it per cell), or the option from the arm"
+                    ),
+                );
+            }
+        }
         if members.iter().any(|m| m.endpoint.is_some()) {
             let at = arm.endpoint.as_ref().and_then(span_of).or(Some(span));
             self.err(
@@ -739,7 +768,17 @@ pub(super) fn server_parallel(server: &Option<ServerConfig>, arms: &[Arm]) -> Op
         })
     });
     let first = values.next()?;
-    values.all(|v| v == first).then_some(first.unwrap_or(1))
+    // No cell sets it: a fixed OLLAMA_NUM_PARALLEL in `[server] env`, else one slot (the
+    // llama-server preset's -np 1, Ollama's default in current releases).
+    let fixed = || {
+        let s = server.as_ref()?;
+        (s.preset == crate::spec::server::Preset::Ollama)
+            .then(|| s.env.get("OLLAMA_NUM_PARALLEL")?.trim().parse::<u32>().ok())
+            .flatten()
+    };
+    values
+        .all(|v| v == first)
+        .then(|| first.or_else(fixed).unwrap_or(1))
 }
 
 /// True when every option set in `pat` has the same value in `p`.

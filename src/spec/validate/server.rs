@@ -69,6 +69,13 @@ impl Validator<'_> {
                     format!("environment variable name {k:?} must be letters, digits and '_'"),
                 );
             }
+            if k == "OLLAMA_HOST" && preset == Preset::Ollama {
+                self.err(
+                    span_of(&v),
+                    "sweep sets OLLAMA_HOST to the address it starts Ollama on: set [server] \
+                     host and port instead (port: a free one when unset)",
+                );
+            }
             env.insert(k, v.into_inner());
         }
         let model_path = match (&s.model_path, preset) {
