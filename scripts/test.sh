@@ -16,6 +16,9 @@ bash scripts/cluster-tools.sh
 # The house rules first: formatted, no clippy warnings (cheap next to the tests).
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+# The Ollama-protocol peer that tests/it/managed_ollama.rs starts as `ollama serve` (Ollama
+# itself is not in any package registry this project may use).
+cargo build -p sweep-testkit --example peer
 cargo test --all-targets "$@"
 # Tests whose measurement is the machine's throughput run alone, after the parallel pass
 # (they are #[ignore]d there): a neighbouring test on 2 cores would be what they measure.

@@ -11,6 +11,7 @@ mod common;
 mod embedded;
 mod gate;
 mod hardening;
+mod managed_ollama;
 mod managed_server;
 mod measure;
 mod real_server;

@@ -366,6 +366,11 @@ pub struct MockConfig {
     /// from the slots above). Off by default, as on the real server, which then answers 501
     /// "This server does not support metrics endpoint. Start it with `--metrics`".
     pub metrics_endpoint: bool,
+    /// Ollama's `OLLAMA_NUM_PARALLEL`: `Some(n)` runs at most n generations at once and
+    /// queues the rest first come first served, as Ollama's runner does (ollama/ollama
+    /// `llm/server.go`: every completion acquires `s.sem`, a weighted semaphore of
+    /// `numParallel`; 1 by default in current releases). `None` (default): no limit.
+    pub ollama_num_parallel: Option<usize>,
 }
 
 impl Default for MockConfig {
@@ -391,6 +396,7 @@ impl Default for MockConfig {
             record_requests: true,
             slots: 4,
             metrics_endpoint: false,
+            ollama_num_parallel: None,
         }
     }
 }
@@ -503,7 +509,9 @@ impl MockServer {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let cfg_slots = cfg.slots.max(1);
+        // One semaphore serves either flavour's limit: llama-server's slots, or Ollama's
+        // OLLAMA_NUM_PARALLEL where it is set.
+        let cfg_slots = cfg.ollama_num_parallel.unwrap_or(cfg.slots).max(1);
         let shared = Arc::new(Shared {
             cfg,
             requests: Mutex::new(Vec::new()),

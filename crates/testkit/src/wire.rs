@@ -650,15 +650,19 @@ async fn generation(
     chat: bool,
 ) -> bool {
     let idx = sh.generation_index.fetch_add(1, Ordering::SeqCst);
-    // llama-server: wait for a free slot (the other flavours have no such limit here).
-    let _permit = match (family, sh.cfg.openai_server) {
-        (Family::OpenAi, OpenAiServer::LlamaServer) => {
-            sh.deferred.fetch_add(1, Ordering::SeqCst);
-            let p = sh.slots.acquire().await.ok();
-            sh.deferred.fetch_sub(1, Ordering::SeqCst);
-            p
-        }
-        _ => None,
+    // llama-server: wait for a free slot; Ollama too where OLLAMA_NUM_PARALLEL is set (the
+    // other flavours have no such limit here).
+    let limited = match family {
+        Family::OpenAi => sh.cfg.openai_server == OpenAiServer::LlamaServer,
+        _ => sh.cfg.ollama_num_parallel.is_some(),
+    };
+    let _permit = if limited {
+        sh.deferred.fetch_add(1, Ordering::SeqCst);
+        let p = sh.slots.acquire().await.ok();
+        sh.deferred.fetch_sub(1, Ordering::SeqCst);
+        p
+    } else {
+        None
     };
     let keep = generation_at(sock, sh, req, family, chat, idx).await;
     if sh.cfg.evict_after.contains(&idx) {
