@@ -505,7 +505,8 @@ pub fn analyze_frame(
     reference::assign_references(&mut cells, &reference_arm)?;
     let reference_rule = format!(
         "reference arm `{reference_arm}` ({how}); each cell is compared with the reference cell \
-         with the same factor values, else the reference arm's first cell in run order"
+         with the same factor values, else the one sharing the most factor values (the first \
+         in run order among ties)"
     );
     // Output lengths, for the metrics that scale with them (the workload check).
     let tokens = if opts.metrics.iter().any(|m| m.scales_with_output_tokens()) {

@@ -76,11 +76,30 @@ pub fn assign_references(cells: &mut [CellAnalysis], arm: &str) -> Result<(), An
         c.reference_cell = if c.arm == arm {
             matched.unwrap_or_else(|| c.cell_id.clone())
         } else {
-            matched.unwrap_or_else(|| first.clone())
+            matched.unwrap_or_else(|| nearest(&refs, &c.factors).unwrap_or_else(|| first.clone()))
         };
         c.is_reference = c.reference_cell == c.cell_id;
     }
     Ok(())
+}
+
+/// The reference cell sharing the most factor values with `factors` (the first in run order
+/// among ties; `None` when none shares any): a `threads = 2` cell of another arm is compared
+/// with the reference arm's cell of the same `flash_attn`, not with whichever ran first.
+fn nearest(
+    refs: &[(String, BTreeMap<String, String>)],
+    factors: &BTreeMap<String, String>,
+) -> Option<String> {
+    let shared = |f: &BTreeMap<String, String>| {
+        f.iter()
+            .filter(|(k, v)| factors.get(*k) == Some(*v))
+            .count()
+    };
+    let best = refs.iter().map(|(_, f)| shared(f)).max()?;
+    (best > 0)
+        .then(|| refs.iter().find(|(_, f)| shared(f) == best))
+        .flatten()
+        .map(|r| r.0.clone())
 }
 
 /// True when two median output lengths differ by more than the gate's workload tolerance.
@@ -232,4 +251,40 @@ pub fn axis_tests(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// The reference arm holds threads=1 × flash_attn off/on; a threads=2 cell is matched
+    /// with the one of its flash_attn, a cell sharing nothing with none.
+    #[test]
+    fn the_nearest_reference_cell_shares_the_most_factor_values() {
+        let refs = vec![
+            (
+                "off".to_string(),
+                f(&[("flash_attn", "false"), ("threads", "1")]),
+            ),
+            (
+                "on".to_string(),
+                f(&[("flash_attn", "true"), ("threads", "1")]),
+            ),
+        ];
+        let on2 = f(&[("flash_attn", "true"), ("threads", "2")]);
+        assert_eq!(nearest(&refs, &on2).as_deref(), Some("on"));
+        let off2 = f(&[("flash_attn", "false"), ("threads", "2")]);
+        assert_eq!(nearest(&refs, &off2).as_deref(), Some("off"));
+        // A tie (one shared value each): the first in run order.
+        let t1 = f(&[("threads", "1")]);
+        assert_eq!(nearest(&refs, &t1).as_deref(), Some("off"));
+        assert_eq!(nearest(&refs, &f(&[("num_ctx", "512")])), None);
+    }
 }

@@ -803,3 +803,31 @@ fn an_open_loop_window_sets_each_rates_arrival_count() {
         "{text}"
     );
 }
+
+/// Every experiment file the project ships validates and plans (run from the checkout, as
+/// their relative paths expect): a file the README points to is never stale.
+#[test]
+fn every_shipped_experiment_validates() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("experiments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 6, "{files:?}");
+    for f in files {
+        let out = Command::new(env!("CARGO_BIN_EXE_sweep"))
+            .arg("plan")
+            .arg(&f)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
