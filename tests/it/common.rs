@@ -102,3 +102,16 @@ pub fn llama_server_binary() -> PathBuf {
     assert!(path.is_file(), "{} is not a file", path.display());
     path
 }
+
+/// True while `pid` is a live process (a zombie nobody reaped yet counts as gone).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit_once(") ")
+                .map(|(_, rest)| rest.chars().next().unwrap_or('?'));
+            state != Some('Z') && state != Some('X')
+        }
+        Err(_) => false,
+    }
+}

@@ -9,7 +9,7 @@
 //! the server (its effect is measured: the homo pair's speedup), the second server, the
 //! records' endpoints and the processes' end.
 
-use crate::common::{assert_complete, only_run, sweep};
+use crate::common::{alive, assert_complete, only_run, sweep};
 use std::path::{Path, PathBuf};
 use sweep::analysis::{analyze, AnalysisOptions};
 use sweep::server::{read_events, ServerEvent};
@@ -79,14 +79,6 @@ b = {{ num_ctx = 1024 }}
     let path = dir.join(format!("ollama-{parallel}.toml"));
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// True while `pid` is a live process (a zombie counts as gone).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        let state = stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next());
-        state != Some('Z') && state != Some('X')
-    })
 }
 
 /// Runs the study with `OLLAMA_NUM_PARALLEL = parallel`; returns the homo pair's median

@@ -4,7 +4,7 @@
 //! values; that a server killed mid-run is restarted and the run completes; and, by PID, that
 //! no server outlives sweep: after a normal end, SIGTERM, and kill -9.
 
-use crate::common::{assert_complete, llama_server_binary, only_run, root, sweep};
+use crate::common::{alive, assert_complete, llama_server_binary, only_run, root, sweep};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -76,19 +76,6 @@ agent = "pair"
 a = { num_ctx = 1024, max_tokens = 8 }
 b = { num_ctx = 2048, max_tokens = 8 }
 "#;
-
-/// True while `pid` is a live process (a zombie nobody reaped yet counts as gone).
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rsplit_once(") ")
-                .map(|(_, rest)| rest.chars().next().unwrap_or('?'));
-            state != Some('Z') && state != Some('X')
-        }
-        Err(_) => false,
-    }
-}
 
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
