@@ -118,7 +118,11 @@ pub fn main() -> i32 {
 
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    // llama.cpp's own warnings (e.g. "using full-size SWA cache" at every context) repeat at
+    // every engine context and say nothing a user can act on: errors only, unless RUST_LOG
+    // asks (RUST_LOG=llama-cpp-2=warn).
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,llama-cpp-2=error"));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
