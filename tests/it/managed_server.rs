@@ -2,7 +2,7 @@
 //! each server configuration of the grid, on the Gemma 3 270M GGUF. The tests check, from
 //! the server's own log and `/props`, that every cell ran on a server with exactly its
 //! values; that a server killed mid-run is restarted and the run completes; and, by PID, that
-//! no server outlives sweep: after a normal end, SIGTERM, and kill -9.
+//! no server outlives sweep: after a normal end, Ctrl-C (SIGINT), SIGTERM, and kill -9.
 
 use crate::common::{alive, assert_complete, llama_server_binary, only_run, root, sweep};
 use std::collections::BTreeMap;
@@ -269,8 +269,12 @@ fn start_and_wait_for_server(spec: &Path, dir: &Path) -> (std::process::Child, P
 }
 
 #[test]
-fn no_server_outlives_sweep_after_sigterm_or_kill_9() {
-    for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGKILL, "SIGKILL")] {
+fn no_server_outlives_sweep_after_ctrl_c_sigterm_or_kill_9() {
+    for (signal, name) in [
+        (libc::SIGINT, "SIGINT (Ctrl-C)"),
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGKILL, "SIGKILL"),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let spec = write_spec(dir.path(), 20, 32, GRID, "");
         let (mut child, run, pid) = start_and_wait_for_server(&spec, dir.path());
