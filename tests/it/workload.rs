@@ -394,6 +394,63 @@ fn an_open_loop_keeps_its_schedule_and_finds_the_capacity_rate() {
     assert!(case.contains("<skipped message=\"3 reps tonight"), "{case}");
 }
 
+/// An open loop bounded by a window (`duration_s = 1.5`) end to end: per unit, round(rate ×
+/// 1.5) arrivals (3 at 2/s, 6 at 4/s), each planned inside the window (Poisson: sorted
+/// uniform times in it) and sent on time; the same schedule in every record of a unit, and
+/// a fresh one per rep.
+#[test]
+fn an_open_loop_over_a_window_plans_its_arrivals_inside_it() {
+    let peer = MockServer::start(MockConfig {
+        tokens: TOKENS,
+        first_token_delay: Duration::from_millis(FIRST_MS as u64),
+        inter_token_delay: Duration::from_millis(GAP_MS as u64),
+        slots: 8,
+        record_requests: false,
+        ..Default::default()
+    })
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(open_loop_spec(tmp.path(), &peer.url()))
+        .unwrap()
+        .replace("arrivals = \"constant\"\nrequests = 6", "duration_s = 1.5")
+        .replace("rate = [2, 4, 10]", "rate = [2, 4]")
+        .replace("repetitions = 3", "repetitions = 2");
+    assert!(text.contains("duration_s = 1.5"), "{text}");
+    let spec = tmp.path().join("window.toml");
+    std::fs::write(&spec, text).unwrap();
+    let out = run_sweep(&["run", "--progress", "plain"], &spec);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = crate::common::only_run(tmp.path(), "open");
+    let records = sweep::store::read_records(&run.join(sweep::store::RECORDS_JSONL))
+        .unwrap()
+        .records;
+    // (cell rate, rep) → planned starts of its arrivals (analysis calls).
+    let mut units: std::collections::BTreeMap<(String, u32), Vec<f64>> = Default::default();
+    for r in records.iter().filter(|r| {
+        r.phase == sweep::record::Phase::Open
+            && !r.warmup
+            && r.stage == sweep::record::Stage::Analysis
+    }) {
+        let planned = r.planned_start_ms.unwrap();
+        assert!((0.0..1500.0).contains(&planned), "{planned}");
+        assert!(r.start_lag_ms.unwrap() >= 0.0);
+        units
+            .entry((r.cell_id.clone(), r.rep))
+            .or_default()
+            .push(planned);
+    }
+    let counts: std::collections::BTreeSet<usize> = units.values().map(Vec::len).collect();
+    assert_eq!(counts, [3, 6].into_iter().collect(), "{units:?}");
+    assert_eq!(units.len(), 2 * 2, "{units:?}");
+    // Reps of one cell draw different times.
+    let by_cell: Vec<&Vec<f64>> = units.values().collect();
+    assert_ne!(by_cell[0], by_cell[1]);
+}
+
 fn gate_spec(dir: &Path, name: &str, url: &str) -> std::path::PathBuf {
     let text = format!(
         r#"[experiment]
