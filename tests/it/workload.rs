@@ -81,26 +81,45 @@ fn near(what: &str, got: Option<f64>, want: f64) {
     );
 }
 
-#[test]
-fn levels_against_a_two_slot_peer_match_the_queueing_arithmetic() {
-    let peer = MockServer::start(MockConfig {
+/// The llama-server peer with `slots` slots, a first token after `first_ms` and then one
+/// token every GAP_MS.
+fn slot_peer(slots: usize, first_ms: u64, metrics_endpoint: bool) -> MockServer {
+    MockServer::start(MockConfig {
         tokens: TOKENS,
-        first_token_delay: Duration::from_millis(FIRST_MS as u64),
+        first_token_delay: Duration::from_millis(first_ms),
         inter_token_delay: Duration::from_millis(GAP_MS as u64),
-        slots: 2,
-        metrics_endpoint: true,
+        slots,
+        metrics_endpoint,
         record_requests: false,
         ..Default::default()
     })
-    .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let spec = spec(tmp.path(), &peer.url());
-    let out = run_sweep(&["run", "--progress", "plain"], &spec);
+    .unwrap()
+}
+
+/// `sweep run spec`, which must succeed.
+fn run_ok(spec: &Path) {
+    let out = run_sweep(&["run", "--progress", "plain"], spec);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The one run of experiment `open` under `dir` and its records.
+fn open_run_records(dir: &Path) -> (std::path::PathBuf, Vec<sweep::record::Record>) {
+    let run = crate::common::only_run(dir, "open");
+    let records = sweep::store::read_records(&run.join(sweep::store::RECORDS_JSONL))
+        .unwrap()
+        .records;
+    (run, records)
+}
+
+#[test]
+fn levels_against_a_two_slot_peer_match_the_queueing_arithmetic() {
+    let peer = slot_peer(2, FIRST_MS as u64, true);
+    let tmp = tempfile::tempdir().unwrap();
+    run_ok(&spec(tmp.path(), &peer.url()));
     let run = crate::common::only_run(tmp.path(), "levels");
     let a = analyze(&run, &AnalysisOptions::default()).unwrap();
     let w = &a.workload;
@@ -298,27 +317,10 @@ rate = [2, 4, 10]
 /// far below the 100 ms gap at 10/s that a client falling into a closed loop would lose.
 #[test]
 fn an_open_loop_keeps_its_schedule_and_finds_the_capacity_rate() {
-    let peer = MockServer::start(MockConfig {
-        tokens: TOKENS,
-        first_token_delay: Duration::from_millis(FIRST_MS as u64),
-        inter_token_delay: Duration::from_millis(GAP_MS as u64),
-        slots: 2,
-        record_requests: false,
-        ..Default::default()
-    })
-    .unwrap();
+    let peer = slot_peer(2, FIRST_MS as u64, false);
     let tmp = tempfile::tempdir().unwrap();
-    let spec = open_loop_spec(tmp.path(), &peer.url());
-    let out = run_sweep(&["run", "--progress", "plain"], &spec);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = crate::common::only_run(tmp.path(), "open");
-    let records = sweep::store::read_records(&run.join(sweep::store::RECORDS_JSONL))
-        .unwrap()
-        .records;
+    run_ok(&open_loop_spec(tmp.path(), &peer.url()));
+    let (run, records) = open_run_records(tmp.path());
     let measured: Vec<&sweep::record::Record> = records
         .iter()
         .filter(|r| r.phase == sweep::record::Phase::Open && !r.warmup)
@@ -400,15 +402,7 @@ fn an_open_loop_keeps_its_schedule_and_finds_the_capacity_rate() {
 /// a fresh one per rep.
 #[test]
 fn an_open_loop_over_a_window_plans_its_arrivals_inside_it() {
-    let peer = MockServer::start(MockConfig {
-        tokens: TOKENS,
-        first_token_delay: Duration::from_millis(FIRST_MS as u64),
-        inter_token_delay: Duration::from_millis(GAP_MS as u64),
-        slots: 8,
-        record_requests: false,
-        ..Default::default()
-    })
-    .unwrap();
+    let peer = slot_peer(8, FIRST_MS as u64, false);
     let tmp = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(open_loop_spec(tmp.path(), &peer.url()))
         .unwrap()
@@ -418,16 +412,8 @@ fn an_open_loop_over_a_window_plans_its_arrivals_inside_it() {
     assert!(text.contains("duration_s = 1.5"), "{text}");
     let spec = tmp.path().join("window.toml");
     std::fs::write(&spec, text).unwrap();
-    let out = run_sweep(&["run", "--progress", "plain"], &spec);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = crate::common::only_run(tmp.path(), "open");
-    let records = sweep::store::read_records(&run.join(sweep::store::RECORDS_JSONL))
-        .unwrap()
-        .records;
+    run_ok(&spec);
+    let (_, records) = open_run_records(tmp.path());
     // (cell rate, rep) → planned starts of its arrivals (analysis calls).
     let mut units: std::collections::BTreeMap<(String, u32), Vec<f64>> = Default::default();
     for r in records.iter().filter(|r| {
@@ -500,31 +486,14 @@ agents = [1, 2, 4]
 /// a slot; 0 after, 8 reps a side). The first run against itself passes its capacity.
 #[test]
 fn the_gate_judges_goodput_and_total_throughput() {
-    let peer = |first_ms: u64| {
-        MockServer::start(MockConfig {
-            tokens: TOKENS,
-            first_token_delay: Duration::from_millis(first_ms),
-            inter_token_delay: Duration::from_millis(GAP_MS as u64),
-            slots: 2,
-            record_requests: false,
-            ..Default::default()
-        })
-        .unwrap()
-    };
     let tmp = tempfile::tempdir().unwrap();
     let mut runs = Vec::new();
     for (name, first_ms) in [
         ("before", FIRST_MS as u64),
         ("after", FIRST_MS as u64 + 150),
     ] {
-        let p = peer(first_ms);
-        let spec = gate_spec(tmp.path(), name, &p.url());
-        let out = run_sweep(&["run", "--progress", "plain"], &spec);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let p = slot_peer(2, first_ms, false);
+        run_ok(&gate_spec(tmp.path(), name, &p.url()));
         let dir = tmp.path().join(name).join("gated");
         let run = std::fs::read_dir(&dir)
             .unwrap()
