@@ -129,6 +129,15 @@ impl Cell {
         &self.members
     }
 
+    /// A pair whose agents load the model differently (num_ctx, num_gpu, a server-level
+    /// option): under `[server]` Agent B gets a server of its own.
+    pub fn needs_two_servers(&self) -> bool {
+        match self.members.as_slice() {
+            [a, b] => crate::spec::separate_servers(&a.options, &b.options),
+            _ => false,
+        }
+    }
+
     /// Agents run at once in this cell's load phase: 1, 2 for a pair, N at `agents = N`.
     pub fn agents_at_once(&self) -> usize {
         self.members.len()
@@ -697,13 +706,11 @@ pub fn render(spec: &Spec, plan: &Plan) -> String {
         let two: Vec<&str> = plan
             .cells
             .iter()
-            .filter(|c| match c.members.as_slice() {
-                [a, b] => crate::spec::separate_servers(&a.options, &b.options),
-                _ => false,
-            })
+            .filter(|c| c.needs_two_servers())
             .map(|c| c.arm.as_str())
             .collect();
         if !two.is_empty() {
+            // Cells are in arm order: equal arm names are neighbours.
             let mut arms = two.clone();
             arms.dedup();
             let _ = writeln!(
@@ -944,17 +951,9 @@ fn shared_endpoint_warnings(spec: &Spec, plan: &Plan) -> Vec<String> {
             continue;
         }
         // Under [server], a pair whose agents load the model differently has a server each.
-        let one_server = |c: &&Cell| match c.members.as_slice() {
-            [a, b] => !crate::spec::separate_servers(&a.options, &b.options),
-            _ => true,
-        };
-        if spec.server.is_some()
-            && !plan
-                .cells
-                .iter()
-                .filter(|c| c.arm == arm.name)
-                .any(|c| one_server(&c))
-        {
+        let own_servers = |c: &Cell| spec.server.is_some() && c.needs_two_servers();
+        let cells = || plan.cells.iter().filter(|c| c.arm == arm.name);
+        if cells().all(own_servers) {
             continue;
         }
         let url = match &spec.server {
@@ -993,18 +992,13 @@ fn shared_endpoint_warnings(spec: &Spec, plan: &Plan) -> Vec<String> {
             )),
             Some(_) => {}
         }
-        let differing = plan
-            .cells
-            .iter()
-            .filter(|c| c.arm == arm.name)
+        // Agents on servers of their own never make each other reload.
+        let differing = cells()
+            .filter(|c| !own_servers(c))
             .filter(|c| {
-                c.members.windows(2).any(|w| {
-                    // Under [server], agents that load the model differently get a server
-                    // each: no reload as they alternate.
-                    let own_servers = spec.server.is_some()
-                        && crate::spec::separate_servers(&w[0].options, &w[1].options);
-                    w[0].reload_key() != w[1].reload_key() && !own_servers
-                })
+                c.members
+                    .windows(2)
+                    .any(|w| w[0].reload_key() != w[1].reload_key())
             })
             .count();
         if differing > 0 {

@@ -47,6 +47,11 @@ pub struct CapacityRow {
 }
 
 impl CapacityRow {
+    /// Too few reps to show a drop at α (`why` says so): the row compared nothing.
+    pub fn untested(&self) -> bool {
+        !self.fails && self.why.is_some()
+    }
+
     /// Tonight's median capacity.
     pub fn median(&self) -> Option<f64> {
         median(&self.current)

@@ -789,8 +789,7 @@ fn outcome_of(
         ));
     }
     // A capacity that could not be tested compared nothing: it must not pass silently.
-    let untested: Vec<&capacity::CapacityRow> =
-        capacity.iter().filter(|c| c.why.is_some()).collect();
+    let untested: Vec<&capacity::CapacityRow> = capacity.iter().filter(|c| c.untested()).collect();
     if let Some(first) = untested.first() {
         reasons.push(format!(
             "capacity untested in {} of {} configuration(s) (e.g. {}: {})",

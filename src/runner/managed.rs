@@ -8,7 +8,7 @@ use super::event_loop::MAX_OUTAGE_RERUNS;
 use super::{PhaseExecutor, PhaseJob, PhaseOutput};
 use crate::backend::BoxFuture;
 use crate::server::{Lease, ServerError, ServerManager};
-use crate::spec::{separate_servers, ModelOptions};
+use crate::spec::ModelOptions;
 use std::sync::Arc;
 
 pub(crate) struct ManagedExecutor {
@@ -48,7 +48,7 @@ impl ManagedExecutor {
             .map(|m| self.primary.config_of(&m.options))
             .unwrap_or_default();
         let b = match m.as_slice() {
-            [x, y] if separate_servers(&x.options, &y.options) => self.secondary.clone().map(|s| {
+            [_, y] if job.cell.needs_two_servers() => self.secondary.clone().map(|s| {
                 let c = s.config_of(&y.options);
                 (s, c)
             }),

@@ -435,10 +435,7 @@ async fn start_managed(
     let second = plan
         .cells
         .iter()
-        .any(|c| match c.members.as_slice() {
-            [a, b] => crate::spec::separate_servers(&a.options, &b.options),
-            _ => false,
-        })
+        .any(crate::plan::Cell::needs_two_servers)
         .then(|| crate::server::free_port(&cfg.host).map(manager))
         .transpose()
         .map_err(|e| RunError::Setup(format!("no free port for a second server: {e}")))?;

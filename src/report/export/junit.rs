@@ -65,10 +65,7 @@ impl Exporter for Junit {
             .iter()
             .filter(|r| r.verdict == Verdict::Undecided)
             .count()
-            + c.capacity
-                .iter()
-                .filter(|x| !x.fails && x.why.is_some())
-                .count();
+            + c.capacity.iter().filter(|x| x.untested()).count();
         let outcome_error = match &c.outcome {
             Outcome::Undecided { reasons } => Some(reasons.join("; ")),
             Outcome::NotComparable { differences } => Some(

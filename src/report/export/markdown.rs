@@ -248,7 +248,7 @@ fn gate_shares_and_shifts(s: &mut String, c: &Comparison) {
                 escape::markdown(&x.to_string()),
                 if x.fails {
                     "❌ regression"
-                } else if x.why.is_some() {
+                } else if x.untested() {
                     "⚠️ untested"
                 } else {
                     "ok"
