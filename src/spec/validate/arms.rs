@@ -316,54 +316,65 @@ impl Validator<'_> {
                 return None;
             }
         };
-        let window_ms = match &arm.duration_s {
-            None => None,
-            Some(d) if arm.requests.is_some() => {
-                self.err(
-                    span_of(d),
-                    "give an open-loop arm either `requests` (arrivals per unit) or \
-                     `duration_s` (a window of round(rate × duration_s) arrivals), not both",
-                );
-                return None;
-            }
-            Some(d) if d.get_ref().is_finite() && (0.001..=3600.0).contains(d.get_ref()) => {
-                Some((d.get_ref() * 1000.0).round() as u32)
-            }
-            Some(d) => {
-                self.err(
-                    span_of(d),
-                    format!(
-                        "duration_s must be a number of seconds in 0.001..=3600 (the window of \
-                         each unit's arrivals), found {}",
-                        d.get_ref()
-                    ),
-                );
-                return None;
-            }
-        };
-        let ol = OpenLoop {
+        let rates: Vec<f64> = merged().filter_map(|o| o.rate).collect();
+        let window_ms = self.open_loop_window(arm, name, &rates).ok()?;
+        Some(OpenLoop {
             arrivals,
             requests,
             window_ms,
+        })
+    }
+
+    /// `duration_s` of an open-loop arm in ms (`None`: a request count): not with
+    /// `requests`, in 0.001..=3600 s, and at most MAX_AGENTS arrivals at every rate. `Err`
+    /// when it was refused (the error is recorded).
+    fn open_loop_window(
+        &mut self,
+        arm: &RawArm,
+        name: &str,
+        rates: &[f64],
+    ) -> Result<Option<u32>, ()> {
+        let Some(d) = &arm.duration_s else {
+            return Ok(None);
         };
-        if let Some(d) = arm.duration_s.as_ref() {
-            let rates = merged().filter_map(|o| o.rate);
-            if let Some(r) = rates.into_iter().find(|r| ol.arrivals_at(*r) > MAX_AGENTS) {
-                self.err(
-                    span_of(d),
-                    format!(
-                        "arm {name:?}: at rate {r}/s, duration_s = {} is {} arrivals per unit; \
-                         at most {MAX_AGENTS}: shorten duration_s to {:.3} s or less, or split \
-                         the rates over two arms",
-                        d.get_ref(),
-                        ol.arrivals_at(r),
-                        f64::from(MAX_AGENTS) / r
-                    ),
-                );
-                return None;
-            }
+        if arm.requests.is_some() {
+            self.err(
+                span_of(d),
+                "give an open-loop arm either `requests` (arrivals per unit) or \
+                 `duration_s` (a window of round(rate × duration_s) arrivals), not both",
+            );
+            return Err(());
         }
-        Some(ol)
+        let secs = *d.get_ref();
+        if !(secs.is_finite() && (0.001..=3600.0).contains(&secs)) {
+            self.err(
+                span_of(d),
+                format!(
+                    "duration_s must be a number of seconds in 0.001..=3600 (the window of \
+                     each unit's arrivals), found {secs}"
+                ),
+            );
+            return Err(());
+        }
+        let window = OpenLoop {
+            arrivals: Arrivals::Poisson,
+            requests: DEFAULT_OPEN_LOOP_REQUESTS,
+            window_ms: Some((secs * 1000.0).round() as u32),
+        };
+        if let Some(r) = rates.iter().find(|r| window.arrivals_at(**r) > MAX_AGENTS) {
+            self.err(
+                span_of(d),
+                format!(
+                    "arm {name:?}: at rate {r}/s, duration_s = {secs} is {} arrivals per unit; \
+                     at most {MAX_AGENTS}: shorten duration_s to {:.3} s or less, or split \
+                     the rates over two arms",
+                    window.arrivals_at(*r),
+                    f64::from(MAX_AGENTS) / r
+                ),
+            );
+            return Err(());
+        }
+        Ok(window.window_ms)
     }
 
     /// `agents` (N copies of a single arm's agent at once) and `speedup` (also run them back
